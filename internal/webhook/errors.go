@@ -1,0 +1,102 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrInvalidToken is matched (errors.Is) by every *VerificationError: the delivery is not a valid
+// IDnow webhook and the ingress should answer 401.
+var ErrInvalidToken = errors.New("invalid webhook token")
+
+// ErrKeysUnavailable means no signing keys have been loaded from the JWKS yet (the JWKS host has
+// not answered since start-up). The fault is the receiver's, not the sender's: the ingress should
+// answer 503 so that IDnow retries the delivery.
+var ErrKeysUnavailable = errors.New("webhook signing keys not loaded yet")
+
+// Reasons carried by VerificationError. They are short, stable and free of secrets and token
+// contents, so the ingress may put them in a 401 response body.
+const (
+	ReasonMalformed           = "malformed token"
+	ReasonMissingKID          = "missing kid header"
+	ReasonUnknownKey          = "unknown signing key"
+	ReasonKeyMismatch         = "signing key does not match the token algorithm"
+	ReasonBadSignature        = "bad signature"
+	ReasonAlgorithmNotAllowed = "algorithm not allowed"
+	ReasonExpired             = "token expired"
+	ReasonNotYetValid         = "token not yet valid / iat in the future"
+	ReasonWrongIssuer         = "wrong issuer"
+	ReasonWrongAudience       = "wrong audience"
+	ReasonMissingClaim        = "missing required claim"
+	ReasonMissingData         = "missing data claim"
+	ReasonInvalidData         = "data claim is not a JSON object"
+	ReasonStaticHeader        = "static header missing or wrong"
+	reasonOK                  = "ok"
+	reasonKeysUnavailable     = "keys unavailable"
+	reasonCanceled            = "canceled"
+	codeForUnknownReasonSlug  = "other"
+)
+
+// reasonCodes maps every reason to the bounded metric label value used in
+// idnow_connector_webhook_verifications_total{result}.
+var reasonCodes = map[string]string{
+	reasonOK:                  "ok",
+	ReasonMalformed:           "malformed",
+	ReasonMissingKID:          "missing_kid",
+	ReasonUnknownKey:          "unknown_kid",
+	ReasonKeyMismatch:         "key_mismatch",
+	ReasonBadSignature:        "bad_signature",
+	ReasonAlgorithmNotAllowed: "alg_not_allowed",
+	ReasonExpired:             "expired",
+	ReasonNotYetValid:         "not_yet_valid",
+	ReasonWrongIssuer:         "wrong_issuer",
+	ReasonWrongAudience:       "wrong_audience",
+	ReasonMissingClaim:        "missing_claim",
+	ReasonMissingData:         "missing_data",
+	ReasonInvalidData:         "invalid_data",
+	ReasonStaticHeader:        "static_header",
+	reasonKeysUnavailable:     "keys_unavailable",
+	reasonCanceled:            "canceled",
+}
+
+// reasonCode returns the metric label for reason; unknown reasons collapse into one value so the
+// label set stays bounded whatever happens.
+func reasonCode(reason string) string {
+	if c, ok := reasonCodes[reason]; ok {
+		return c
+	}
+	return codeForUnknownReasonSlug
+}
+
+// VerificationError reports why a webhook was rejected. Reason is one of the Reason* constants and
+// safe to show to the sender; Err is the underlying cause for logs (it never contains the token or
+// its claims, but may contain attacker-chosen header values such as kid or alg).
+type VerificationError struct {
+	Reason string
+	Err    error
+}
+
+// Error implements error.
+func (e *VerificationError) Error() string {
+	if e.Err == nil {
+		return "webhook verification failed: " + e.Reason
+	}
+	return fmt.Sprintf("webhook verification failed: %s: %v", e.Reason, e.Err)
+}
+
+// Unwrap exposes both ErrInvalidToken and the cause, so errors.Is(err, ErrInvalidToken) holds for
+// every verification failure and the cause (e.g. jwt.ErrTokenExpired) stays inspectable.
+func (e *VerificationError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{ErrInvalidToken}
+	}
+	return []error{ErrInvalidToken, e.Err}
+}
+
+// Code returns the bounded, machine-readable form of Reason (e.g. "expired", "unknown_kid"): the
+// value of the result label of idnow_connector_webhook_verifications_total.
+func (e *VerificationError) Code() string { return reasonCode(e.Reason) }
+
+func invalid(reason string, err error) *VerificationError {
+	return &VerificationError{Reason: reason, Err: err}
+}

@@ -1,0 +1,313 @@
+// Package webhook verifies IDnow webhooks: compact JWTs signed with a key from IDnow's JWKS,
+// carrying the event under the `data` claim (reference §7).
+//
+// The HTTP side (content types, body limits, the two delivery variants) belongs to the ingress,
+// which hands the raw token to Verifier.Verify and maps the result to a status: an error matching
+// ErrInvalidToken (a *VerificationError with a non-secret Reason) is the sender's fault and
+// becomes 401; ErrKeysUnavailable is the receiver's (the JWKS could not be loaded yet) and becomes
+// 503 so that IDnow retries.
+//
+// Keys come from the JWKS via MicahParks/keyfunc and jwkset, are refreshed in the background and
+// refetched, rate-limited, when a token names an unknown kid (IDnow rotated its keys). Tokens are
+// parsed and checked by golang-jwt with an explicit allow-list of asymmetric algorithms, so
+// unsigned tokens and HMAC-with-public-key confusion are rejected before any key is looked up.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// Claims are the verified claims of a webhook token. Data is the raw JSON of the `data` claim:
+// the IDnow event (eventId, eventName, payload, ...), left for the ingress to map.
+type Claims struct {
+	jwt.RegisteredClaims
+	Data json.RawMessage `json:"data"`
+}
+
+// errMissingKID is returned by the keyfunc when the token header has no usable kid: without it
+// the key would have to be guessed, which we refuse.
+var errMissingKID = errors.New("token header has no kid")
+
+// Verifier verifies webhook tokens against IDnow's JWKS. It is safe for concurrent use. Create it
+// with NewVerifier and stop it with Close.
+type Verifier struct {
+	parser     *jwt.Parser
+	keyfunc    keyfunc.Keyfunc
+	keys       *keyCache
+	algorithms []string
+	metrics    *metrics
+	log        *slog.Logger
+
+	staticName string
+	staticSum  [sha256.Size]byte
+
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+}
+
+// NewVerifier validates cfg, registers the metrics on reg and starts loading the JWKS.
+//
+// It makes one JWKS request (bounded by cfg.JWKSTimeout and ctx) before returning so that, when
+// the host is up, the verifier is ready at once. If that request fails, NewVerifier still succeeds:
+// it logs a warning and keeps retrying in the background, Ready reports false and Verify returns
+// ErrKeysUnavailable until keys are loaded. Background work stops when ctx ends or Close is
+// called; Close must be called in any case to wait for it.
+//
+// httpClient is used for JWKS requests (nil means a plain client); reg must not be nil (the
+// default global registry is never used implicitly) and log nil means slog.Default().
+func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *slog.Logger) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("create webhook verifier: %w", err)
+	}
+	if reg == nil {
+		return nil, errors.New("create webhook verifier: nil prometheus.Registerer: pass the application's registry")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("component", "webhook")
+	if httpClient == nil {
+		httpClient = &http.Client{}
+	}
+
+	v := &Verifier{
+		algorithms: slices.Clone(cfg.Algorithms),
+		log:        log,
+		staticName: cfg.StaticHeader.Name,
+	}
+	if v.staticName != "" {
+		secret, err := staticHeaderValue(cfg.StaticHeader)
+		if err != nil {
+			return nil, fmt.Errorf("create webhook verifier: %w", err)
+		}
+		// Comparing digests keeps the comparison constant-time even in the length of the value.
+		v.staticSum = sha256.Sum256([]byte(secret))
+	}
+
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("create webhook verifier: %w", err)
+	}
+	v.metrics = m
+
+	if u, err := url.Parse(cfg.JWKSURL); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		log.Warn("webhook.jwks_url uses plain http: anyone on the path can substitute signing keys; use https outside development",
+			"jwks_url", cfg.JWKSURL)
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	v.cancel = cancel
+	v.keys = &keyCache{
+		MemoryJWKSet: jwkset.NewMemoryStorage(),
+		url:          cfg.JWKSURL,
+		client:       httpClient,
+		timeout:      cfg.JWKSTimeout,
+		algorithms:   v.algorithms,
+		limiter:      rate.NewLimiter(rate.Every(cfg.JWKSRefetchMinInterval), 1),
+		metrics:      m,
+		log:          log,
+		ctx:          runCtx,
+	}
+	kf, err := keyfunc.New(keyfunc.Options{Ctx: runCtx, Storage: v.keys})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("create webhook verifier: build keyfunc: %w", err)
+	}
+	v.keyfunc = kf
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(v.algorithms),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithLeeway(cfg.ClockSkew),
+		jwt.WithIssuedAt(),
+		jwt.WithExpirationRequired(),
+	)
+
+	loaded := false
+	if call := v.keys.startRefresh(false); call != nil {
+		select {
+		case <-call.done:
+			loaded = call.err == nil
+		case <-ctx.Done():
+		}
+	}
+	if !loaded {
+		log.Warn("webhook JWKS not loaded at start-up; webhooks get 503 until it is, retrying in the background",
+			"jwks_url", cfg.JWKSURL)
+	}
+	v.keys.wg.Add(1)
+	go v.keys.run(cfg.JWKSRefreshInterval, loaded)
+
+	log.Info("webhook verifier started",
+		"jwks_url", cfg.JWKSURL, "issuer", cfg.Issuer, "audience", cfg.Audience,
+		"algorithms", strings.Join(v.algorithms, ","), "clock_skew", cfg.ClockSkew.String(),
+		"static_header", v.staticName != "")
+	return v, nil
+}
+
+// Verify checks a compact JWT webhook token: header (allowed alg, kid present and known),
+// signature, iss, aud, exp (required), iat and nbf (with webhook.clock_skew leeway), and that the
+// data claim holds a JSON object. It returns the verified claims, or an error that matches
+// ErrInvalidToken (a *VerificationError), ErrKeysUnavailable, or the ctx error if ctx ended while
+// waiting for a JWKS refetch.
+func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
+	claims, reason, err := v.verify(ctx, token)
+	v.metrics.observe(reason)
+	return claims, err
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, error) {
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return nil, ReasonMalformed, invalid(ReasonMalformed, errors.New("empty token"))
+	}
+	claims := &Claims{}
+	parsed, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		if kid, ok := t.Header[jwkset.HeaderKID].(string); !ok || kid == "" {
+			return nil, errMissingKID
+		}
+		return v.keyfunc.KeyfuncCtx(ctx)(t)
+	})
+	if err != nil {
+		reason, err := v.classify(parsed, err)
+		return nil, reason, err
+	}
+	data := bytes.TrimSpace(claims.Data)
+	switch {
+	case len(data) == 0 || bytes.Equal(data, []byte("null")):
+		return nil, ReasonMissingData, invalid(ReasonMissingData, errors.New("token has no data claim"))
+	case data[0] != '{':
+		return nil, ReasonInvalidData, invalid(ReasonInvalidData, errors.New("data claim is not a JSON object"))
+	}
+	return claims, reasonOK, nil
+}
+
+// classify turns a golang-jwt error into the result reason and the error returned to the caller.
+// The order matters: golang-jwt joins several claim errors, and the first match wins.
+func (v *Verifier) classify(parsed *jwt.Token, err error) (string, error) {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return reasonCanceled, fmt.Errorf("verify webhook token: %w", err)
+	case errors.Is(err, ErrKeysUnavailable):
+		return reasonKeysUnavailable, fmt.Errorf("verify webhook token: %w", ErrKeysUnavailable)
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ReasonMalformed, invalid(ReasonMalformed, err)
+	case parsed != nil && (parsed.Method == nil || !slices.Contains(v.algorithms, parsed.Method.Alg())):
+		// golang-jwt checks the alg allow-list before anything else once the token is decoded,
+		// and reports a rejection as a bad signature; the method tells the cases apart.
+		return ReasonAlgorithmNotAllowed, invalid(ReasonAlgorithmNotAllowed, err)
+	case errors.Is(err, errMissingKID):
+		return ReasonMissingKID, invalid(ReasonMissingKID, err)
+	case errors.Is(err, jwkset.ErrKeyNotFound):
+		return ReasonUnknownKey, invalid(ReasonUnknownKey, err)
+	case errors.Is(err, keyfunc.ErrKeyfunc), errors.Is(err, jwt.ErrInvalidKeyType):
+		// The kid names a key whose own alg differs from the token's, or whose type cannot verify
+		// that algorithm (an EC key for RS256).
+		return ReasonKeyMismatch, invalid(ReasonKeyMismatch, err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ReasonBadSignature, invalid(ReasonBadSignature, err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ReasonExpired, invalid(ReasonExpired, err)
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued), errors.Is(err, jwt.ErrTokenNotValidYet):
+		return ReasonNotYetValid, invalid(ReasonNotYetValid, err)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ReasonWrongIssuer, invalid(ReasonWrongIssuer, err)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ReasonWrongAudience, invalid(ReasonWrongAudience, err)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return ReasonMissingClaim, invalid(ReasonMissingClaim, err)
+	default:
+		// Claims of the wrong JSON type and similar oddities.
+		return ReasonMalformed, invalid(ReasonMalformed, err)
+	}
+}
+
+// CheckStaticHeader checks the static header configured in webhook.static_header: it must be
+// present exactly once with the expected value, compared in constant time. It returns nil when the
+// check is disabled, else a *VerificationError with ReasonStaticHeader. Failures are counted in
+// idnow_connector_webhook_verifications_total{result="static_header"}.
+func (v *Verifier) CheckStaticHeader(h http.Header) error {
+	if v.staticName == "" {
+		return nil
+	}
+	values := h.Values(v.staticName)
+	var err error
+	switch {
+	case len(values) == 0:
+		err = errors.New("header absent")
+	case len(values) > 1:
+		err = errors.New("header repeated")
+	default:
+		got := sha256.Sum256([]byte(values[0]))
+		if subtle.ConstantTimeCompare(got[:], v.staticSum[:]) != 1 {
+			err = errors.New("header value does not match")
+		}
+	}
+	if err != nil {
+		v.metrics.observe(ReasonStaticHeader)
+		return invalid(ReasonStaticHeader, fmt.Errorf("%s: %w", v.staticName, err))
+	}
+	return nil
+}
+
+// Ready reports whether at least one signing key is loaded, i.e. whether Verify can accept
+// tokens. Wire it into the readiness endpoint.
+func (v *Verifier) Ready() bool { return v.keys.count.Load() > 0 }
+
+// Close stops the background JWKS refresh and waits for it and for any fetch in flight. It is
+// idempotent. Verify keeps working with the keys already loaded but no longer refetches.
+func (v *Verifier) Close() {
+	v.closeOnce.Do(func() {
+		v.cancel()
+		v.keys.close()
+	})
+}
+
+// staticHeaderValue returns the configured secret, reading value_file when set.
+func staticHeaderValue(c StaticHeaderConfig) (string, error) {
+	if c.ValueFile == "" {
+		return c.Value, nil
+	}
+	b, err := os.ReadFile(c.ValueFile)
+	if err != nil {
+		return "", fmt.Errorf("read webhook.static_header.value_file: %w", err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("webhook.static_header.value_file %q is empty: put the expected header value in it", c.ValueFile)
+	}
+	return s, nil
+}
+
+// isLoopback reports whether host is localhost or a loopback address, where plain http is an
+// acceptable development setup (the simulator).
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// compile-time check that the cache satisfies the storage interface keyfunc expects.
+var _ jwkset.Storage = (*keyCache)(nil)
