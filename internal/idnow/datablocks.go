@@ -1,0 +1,195 @@
+package idnow
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// olderEnvelope lists the keys of the older flat shape that describe the block rather than
+// belong to its content; everything else is content.
+var olderEnvelope = map[string]bool{
+	"type":          true,
+	"createdByStep": true,
+	"createdAt":     true,
+	"datablockId":   true,
+	"id":            true,
+	"status":        true,
+}
+
+// parseDataBlocks normalises both documented response shapes (and a bare array) into
+// DataBlocks. The shape is decided per element, so a mixed answer still parses.
+func parseDataBlocks(body []byte) ([]DataBlock, error) {
+	body = bytes.TrimSpace(body)
+	var items []json.RawMessage
+	switch {
+	case len(body) == 0:
+		return nil, fmt.Errorf("%w: empty body", ErrDecode)
+	case body[0] == '[':
+		if err := json.Unmarshal(body, &items); err != nil {
+			return nil, fmt.Errorf("%w: data blocks array: %w", ErrDecode, err)
+		}
+	default:
+		var top map[string]json.RawMessage
+		if err := json.Unmarshal(body, &top); err != nil {
+			return nil, fmt.Errorf("%w: data blocks object: %w", ErrDecode, err)
+		}
+		// "dataBlocks" (newer) and "datablocks" (older) differ only in case.
+		found := false
+		for k, v := range top {
+			if strings.EqualFold(k, "datablocks") {
+				found = true
+				if string(bytes.TrimSpace(v)) == "null" {
+					break
+				}
+				if err := json.Unmarshal(v, &items); err != nil {
+					return nil, fmt.Errorf("%w: %s: %w", ErrDecode, k, err)
+				}
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: no dataBlocks or datablocks key", ErrDecode)
+		}
+	}
+	out := make([]DataBlock, 0, len(items))
+	for i, raw := range items {
+		db, err := parseDataBlock(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%w: data block %d: %w", ErrDecode, i, err)
+		}
+		out = append(out, db)
+	}
+	return out, nil
+}
+
+func parseDataBlock(raw json.RawMessage) (DataBlock, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return DataBlock{}, err
+	}
+	str := func(k string) string {
+		var s flexString
+		if v, ok := fields[k]; ok {
+			_ = json.Unmarshal(v, &s)
+		}
+		return string(s)
+	}
+	db := DataBlock{
+		ID:        firstNonEmpty(str("datablockId"), str("id")),
+		Type:      camelType(str("type")),
+		CreatedAt: parseFlexTime(fields["createdAt"]),
+		Status:    strings.ToUpper(strings.TrimSpace(str("status"))),
+	}
+	_, hasContent := fields["content"]
+	_, hasCreatedBy := fields["createdBy"]
+	if hasContent || hasCreatedBy {
+		// Newer shape: an envelope with createdBy{stepId, clock} and content.
+		if cb, ok := fields["createdBy"]; ok && string(bytes.TrimSpace(cb)) != "null" {
+			var by struct {
+				StepID flexString `json:"stepId"`
+				Clock  flexString `json:"clock"`
+			}
+			if err := json.Unmarshal(cb, &by); err != nil {
+				return DataBlock{}, fmt.Errorf("createdBy: %w", err)
+			}
+			db.StepID = string(by.StepID)
+			db.Clock = parseClock(string(by.Clock))
+		}
+		if c := bytes.TrimSpace(fields["content"]); len(c) > 0 && string(c) != "null" {
+			db.Content = append(json.RawMessage(nil), c...)
+		}
+		if db.Status == "" {
+			db.Status = DataBlockStored
+			if db.Content == nil {
+				db.Status = DataBlockDeleted
+			}
+		}
+	} else {
+		// Older flat shape: envelope keys plus the content's own fields at the same level.
+		db.StepID = str("createdByStep")
+		content := make(map[string]json.RawMessage, len(fields))
+		for k, v := range fields {
+			if !olderEnvelope[k] {
+				content[k] = v
+			}
+		}
+		b, err := json.Marshal(content)
+		if err != nil {
+			return DataBlock{}, fmt.Errorf("content: %w", err)
+		}
+		db.Content = b
+		if db.Status == "" {
+			db.Status = DataBlockStored
+		}
+	}
+	if db.Content != nil {
+		refs, err := findFileRefs(db.Content)
+		if err != nil {
+			return DataBlock{}, fmt.Errorf("content: %w", err)
+		}
+		db.FileRefs = refs
+	}
+	return db, nil
+}
+
+func parseClock(s string) int64 {
+	if n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64); err == nil {
+		return n
+	}
+	if f, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
+		return int64(f)
+	}
+	return 0
+}
+
+// findFileRefs walks content and returns every {"$ref":"vault","$id":...} with its JSON path.
+// Object keys are visited in sorted order so the result is deterministic.
+func findFileRefs(content json.RawMessage) ([]FileRef, error) {
+	dec := json.NewDecoder(bytes.NewReader(content))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	var refs []FileRef
+	walkRefs(v, "$", &refs)
+	return refs, nil
+}
+
+var identKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func walkRefs(v any, path string, refs *[]FileRef) {
+	switch x := v.(type) {
+	case map[string]any:
+		if ref, _ := x["$ref"].(string); strings.EqualFold(ref, "vault") {
+			if id, _ := x["$id"].(string); id != "" {
+				*refs = append(*refs, FileRef{VaultEntryID: id, JSONPath: path})
+				return
+			}
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			walkRefs(x[k], childPath(path, k), refs)
+		}
+	case []any:
+		for i, e := range x {
+			walkRefs(e, path+"["+strconv.Itoa(i)+"]", refs)
+		}
+	}
+}
+
+func childPath(parent, key string) string {
+	if identKey.MatchString(key) {
+		return parent + "." + key
+	}
+	return parent + "['" + strings.ReplaceAll(strings.ReplaceAll(key, `\`, `\\`), `'`, `\'`) + "']"
+}

@@ -1,0 +1,184 @@
+package idnow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// tokenProvider caches one client-credentials token and refreshes it before expiry.
+//
+// It plays the role of oauth2.ReuseTokenSourceWithExpiry but adds what that type lacks and
+// this client needs: waiting callers honour their own context (ReuseTokenSource holds a
+// mutex for the whole fetch), a forced refresh after a 401 that invalidates only the token
+// that failed, and one shared fetch for all concurrent callers that no single caller's
+// cancellation can abort.
+type tokenProvider struct {
+	cc      clientcredentials.Config
+	hc      *http.Client
+	timeout time.Duration
+	early   time.Duration
+	now     func() time.Time
+	base    context.Context
+	m       *metrics
+	log     *slog.Logger
+
+	wg sync.WaitGroup
+
+	mu        sync.Mutex
+	tok       *oauth2.Token
+	fetchedAt time.Time
+	inflight  *tokenFetch
+}
+
+type tokenFetch struct {
+	done chan struct{}
+	tok  *oauth2.Token
+	err  error
+}
+
+// valid reports whether t can still be used, refreshing early by min(early, lifetime/2) so
+// short-lived tokens are still used for half their life.
+func (p *tokenProvider) valid(t *oauth2.Token, fetchedAt time.Time) bool {
+	if t == nil || t.AccessToken == "" {
+		return false
+	}
+	if t.Expiry.IsZero() {
+		// No expires_in: use the token until the API answers 401.
+		return true
+	}
+	early := p.early
+	if half := t.Expiry.Sub(fetchedAt) / 2; half < early {
+		early = half
+	}
+	return p.now().Before(t.Expiry.Add(-early))
+}
+
+// token returns a valid access token, starting or joining one shared fetch when needed.
+func (p *tokenProvider) token(ctx context.Context) (string, error) {
+	p.mu.Lock()
+	if p.valid(p.tok, p.fetchedAt) {
+		t := p.tok.AccessToken
+		p.mu.Unlock()
+		return t, nil
+	}
+	f := p.inflight
+	if f == nil {
+		if err := p.base.Err(); err != nil {
+			p.mu.Unlock()
+			return "", fmt.Errorf("idnow client closed: %w", err)
+		}
+		f = &tokenFetch{done: make(chan struct{})}
+		p.inflight = f
+		p.wg.Add(1)
+		go p.fetch(f)
+	}
+	p.mu.Unlock()
+	select {
+	case <-f.done:
+		if f.err != nil {
+			return "", f.err
+		}
+		return f.tok.AccessToken, nil
+	case <-ctx.Done():
+		return "", context.Cause(ctx)
+	}
+}
+
+// invalidate drops the cached token if it is still the one that failed, so concurrent 401s
+// on the same token cause one refresh, not one each.
+func (p *tokenProvider) invalidate(failed string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tok != nil && p.tok.AccessToken == failed {
+		p.tok = nil
+	}
+}
+
+// fetch runs in its own goroutine under the provider's lifetime context and idnow.timeout.
+func (p *tokenProvider) fetch(f *tokenFetch) {
+	defer p.wg.Done()
+	ctx, cancel := context.WithTimeout(p.base, p.timeout)
+	defer cancel()
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.hc)
+	start := p.now()
+	tok, err := p.cc.Token(ctx)
+	if err == nil && tok.AccessToken == "" {
+		err = fmt.Errorf("%w: token endpoint answered without access_token", ErrDecode)
+	}
+	if err != nil {
+		err = p.tokenError(ctx, err)
+		p.m.tokenRefreshes.WithLabelValues("error").Inc()
+		p.log.Warn("idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("error", err))
+	} else {
+		p.m.tokenRefreshes.WithLabelValues("success").Inc()
+		p.log.Debug("idnow token fetched", slog.Time("expiry", tok.Expiry))
+	}
+	p.mu.Lock()
+	if err == nil {
+		p.tok, p.fetchedAt = tok, start
+	}
+	p.inflight = nil
+	f.tok, f.err = tok, err
+	close(f.done)
+	p.mu.Unlock()
+}
+
+// tokenError turns oauth2's errors into APIErrors the classifier understands.
+func (p *tokenProvider) tokenError(ctx context.Context, err error) error {
+	apiErr := &APIError{Op: EndpointToken, Err: err}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		apiErr.StatusCode = re.Response.StatusCode
+		apiErr.RetryAfter = parseRetryAfter(re.Response.Header.Get("Retry-After"), p.now())
+		apiErr.Body = truncate(re.Body, maxErrorBody)
+		p.m.requests.WithLabelValues(EndpointToken, statusClass(re.Response.StatusCode)).Inc()
+		// Keep oauth2's message out: it embeds the response body.
+		apiErr.Err = nil
+		if code := re.Response.StatusCode; code == http.StatusUnauthorized || (code == http.StatusBadRequest && strings.Contains(re.ErrorCode, "client")) {
+			apiErr.Err = fmt.Errorf("%w: the token endpoint rejected the client credentials; check idnow.client_id, idnow.client_secret and idnow.auth_style", ErrUnauthorized)
+		}
+		return apiErr
+	}
+	p.m.requests.WithLabelValues(EndpointToken, "error").Inc()
+	if p.base.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		apiErr.Err = fmt.Errorf("%w after %s: %w", ErrTimeout, p.timeout, err)
+	}
+	return apiErr
+}
+
+// discover reads token_endpoint from the OIDC discovery document under authURL.
+func (c *Client) discover(ctx context.Context, authURL string) (string, error) {
+	u := strings.TrimRight(authURL, "/") + "/.well-known/openid-configuration"
+	var doc struct {
+		TokenEndpoint string `json:"token_endpoint"`
+	}
+	req := &request{endpoint: EndpointDiscovery, method: http.MethodGet, url: u, idempotent: true}
+	err := c.doJSON(ctx, req, func(b []byte) error { return json.Unmarshal(b, &doc) })
+	if err != nil {
+		return "", err
+	}
+	if doc.TokenEndpoint == "" {
+		return "", &APIError{Op: EndpointDiscovery, Err: fmt.Errorf("%w: discovery document at %s has no token_endpoint; set idnow.token_url", ErrDecode, u)}
+	}
+	if err := checkHTTPURL(doc.TokenEndpoint); err != nil {
+		return "", &APIError{Op: EndpointDiscovery, Err: fmt.Errorf("%w: token_endpoint %q: %w", ErrDecode, doc.TokenEndpoint, err)}
+	}
+	return doc.TokenEndpoint, nil
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return append([]byte(nil), b...)
+}
