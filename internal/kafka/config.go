@@ -1,0 +1,257 @@
+// Package kafka turns the `kafka.*` and `topics.*` configuration into franz-go clients, starts the
+// embedded development broker, creates topics and classifies Kafka errors as retryable or not.
+package kafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"github.com/twmb/franz-go/plugin/kprom"
+)
+
+// Config is the `kafka.*` config section.
+type Config struct {
+	Brokers            []string       `koanf:"brokers"`              // empty = start the embedded development broker
+	ClientID           string         `koanf:"client_id"`            // prefix of every client id
+	Compression        string         `koanf:"compression"`          // none, gzip, snappy, lz4, zstd
+	DeliveryTimeout    time.Duration  `koanf:"delivery_timeout"`     // upper bound for one record to be acknowledged
+	MaxBufferedRecords int            `koanf:"max_buffered_records"` // producer buffer; past it produce fails fast
+	DialTimeout        time.Duration  `koanf:"dial_timeout"`
+	TLS                TLSConfig      `koanf:"tls"`
+	SASL               SASLConfig     `koanf:"sasl"`
+	Embedded           EmbeddedConfig `koanf:"embedded"`
+}
+
+// TLSConfig enables TLS to the brokers.
+type TLSConfig struct {
+	Enabled            bool   `koanf:"enabled"`
+	CAFile             string `koanf:"ca_file"`
+	CertFile           string `koanf:"cert_file"`
+	KeyFile            string `koanf:"key_file"`
+	InsecureSkipVerify bool   `koanf:"insecure_skip_verify"`
+}
+
+// SASLConfig enables SASL authentication.
+type SASLConfig struct {
+	Mechanism    string `koanf:"mechanism"` // empty, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	Username     string `koanf:"username"`
+	Password     string `koanf:"password"`
+	PasswordFile string `koanf:"password_file"`
+}
+
+// EmbeddedConfig configures the in-process development broker used when no brokers are set.
+type EmbeddedConfig struct {
+	DataDir    string `koanf:"data_dir"`   // where the broker persists its log; empty = memory only
+	Listen     string `koanf:"listen"`     // 127.0.0.1:port; port 0 picks a free one
+	Partitions int    `koanf:"partitions"` // default partitions of auto-created topics
+}
+
+// TopicsConfig is the `topics.*` config section.
+type TopicsConfig struct {
+	Sessions          string `koanf:"sessions"`
+	Enriched          string `koanf:"enriched"`
+	DLQ               string `koanf:"dlq"`
+	Create            bool   `koanf:"create"`             // create missing topics at start-up
+	Partitions        int32  `koanf:"partitions"`         // for created topics
+	ReplicationFactor int16  `koanf:"replication_factor"` // for created topics; -1 = broker default
+}
+
+// DefaultConfig returns the documented defaults of `kafka.*`.
+func DefaultConfig() Config {
+	return Config{
+		ClientID:           "idnow-connector",
+		Compression:        "zstd",
+		DeliveryTimeout:    30 * time.Second,
+		MaxBufferedRecords: 10000,
+		DialTimeout:        5 * time.Second,
+		Embedded:           EmbeddedConfig{DataDir: "data/kafka", Listen: "127.0.0.1:9092", Partitions: 6},
+	}
+}
+
+// DefaultTopicsConfig returns the documented defaults of `topics.*`.
+func DefaultTopicsConfig() TopicsConfig {
+	return TopicsConfig{
+		Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
+		Create: true, Partitions: 6, ReplicationFactor: -1,
+	}
+}
+
+// UsesEmbedded reports whether the configuration asks for the embedded development broker.
+func (c Config) UsesEmbedded() bool { return len(c.Brokers) == 0 }
+
+// Validate reports configuration mistakes by key.
+func (c Config) Validate() error {
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("kafka.brokers: %q is not host:port (e.g. kafka-1:9092): %w", b, err)
+		}
+	}
+	if c.ClientID == "" {
+		return fmt.Errorf("kafka.client_id must not be empty")
+	}
+	if _, err := compression(c.Compression); err != nil {
+		return err
+	}
+	if c.DeliveryTimeout <= 0 {
+		return fmt.Errorf("kafka.delivery_timeout must be positive, e.g. 30s")
+	}
+	if c.MaxBufferedRecords <= 0 {
+		return fmt.Errorf("kafka.max_buffered_records must be positive, e.g. 10000")
+	}
+	if c.DialTimeout <= 0 {
+		return fmt.Errorf("kafka.dial_timeout must be positive, e.g. 5s")
+	}
+	switch strings.ToUpper(c.SASL.Mechanism) {
+	case "":
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.SASL.Username == "" || (c.SASL.Password == "" && c.SASL.PasswordFile == "") {
+			return fmt.Errorf("kafka.sasl.username and kafka.sasl.password (or password_file) are required with kafka.sasl.mechanism %s", c.SASL.Mechanism)
+		}
+	default:
+		return fmt.Errorf("kafka.sasl.mechanism %q is not supported: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASL.Mechanism)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		return fmt.Errorf("kafka.tls.cert_file and kafka.tls.key_file must be set together")
+	}
+	if c.UsesEmbedded() {
+		host, port, err := net.SplitHostPort(c.Embedded.Listen)
+		if err != nil {
+			return fmt.Errorf("kafka.embedded.listen %q is not host:port: %w", c.Embedded.Listen, err)
+		}
+		if host != "127.0.0.1" && host != "localhost" {
+			return fmt.Errorf("kafka.embedded.listen %q: the embedded broker only listens on 127.0.0.1 (it is for development); set kafka.brokers for a real cluster", c.Embedded.Listen)
+		}
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("kafka.embedded.listen %q: bad port: %w", c.Embedded.Listen, err)
+		}
+		if c.Embedded.Partitions <= 0 {
+			return fmt.Errorf("kafka.embedded.partitions must be positive")
+		}
+	}
+	return nil
+}
+
+// Validate reports configuration mistakes by key.
+func (t TopicsConfig) Validate() error {
+	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ} {
+		if name == "" {
+			return fmt.Errorf("%s must name a topic", key)
+		}
+		if len(name) > 249 || strings.ContainsFunc(name, func(r rune) bool {
+			return !(r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'))
+		}) {
+			return fmt.Errorf("%s %q is not a legal Kafka topic name (letters, digits, '.', '_', '-', at most 249)", key, name)
+		}
+	}
+	if t.Sessions == t.Enriched || t.Sessions == t.DLQ || t.Enriched == t.DLQ {
+		return fmt.Errorf("topics.sessions, topics.enriched and topics.dlq must be three different topics")
+	}
+	if t.Partitions <= 0 {
+		return fmt.Errorf("topics.partitions must be positive, e.g. 6")
+	}
+	if t.ReplicationFactor == 0 || t.ReplicationFactor < -1 {
+		return fmt.Errorf("topics.replication_factor must be -1 (broker default) or positive, e.g. 3")
+	}
+	return nil
+}
+
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch strings.ToLower(name) {
+	case "", "none":
+		return kgo.NoCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("kafka.compression %q is not one of none, gzip, snappy, lz4, zstd", name)
+}
+
+// ClientOpts builds the franz-go options every client of the connector shares: seeds, client id,
+// security, idempotent acks=all producing and metrics. role distinguishes the client in its id
+// and its metrics (e.g. "ingress", "enricher"). Callers append role-specific options.
+func ClientOpts(cfg Config, role string, reg prometheus.Registerer) ([]kgo.Opt, error) {
+	codec, err := compression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	clientID := cfg.ClientID + "-" + role
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ClientID(clientID),
+		// acks=all with idempotence is the only producer mode the connector uses: a webhook
+		// answered 2xx must be on every in-sync replica.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchCompression(codec),
+		kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout),
+		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
+		kgo.DialTimeout(cfg.DialTimeout),
+	}
+	if reg != nil {
+		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("idnow_connector_kafka",
+			kprom.Registerer(reg), kprom.WithClientLabel())))
+	}
+	if cfg.TLS.Enabled {
+		tc, err := tlsConfig(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if cfg.SASL.Mechanism != "" {
+		pass := cfg.SASL.Password
+		if cfg.SASL.PasswordFile != "" {
+			b, err := os.ReadFile(cfg.SASL.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("kafka.sasl.password_file: %w", err)
+			}
+			pass = strings.TrimRight(string(b), "\r\n")
+		}
+		switch strings.ToUpper(cfg.SASL.Mechanism) {
+		case "PLAIN":
+			opts = append(opts, kgo.SASL(plain.Auth{User: cfg.SASL.Username, Pass: pass}.AsMechanism()))
+		case "SCRAM-SHA-256":
+			opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.Username, Pass: pass}.AsSha256Mechanism()))
+		case "SCRAM-SHA-512":
+			opts = append(opts, kgo.SASL(scram.Auth{User: cfg.SASL.Username, Pass: pass}.AsSha512Mechanism()))
+		}
+	}
+	return opts, nil
+}
+
+func tlsConfig(c TLSConfig) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.InsecureSkipVerify} //nolint:gosec // opt-in by config, documented as unsafe
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka.tls.ca_file %s holds no PEM certificate", c.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
