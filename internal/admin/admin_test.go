@@ -1,0 +1,95 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestEndpoints(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_things_total", Help: "things"})
+	reg.MustRegister(c)
+	c.Inc()
+	s := New(Config{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	kafkaErr := errors.New("kafka: no broker answered")
+	var kafkaDown = true
+	s.AddCheck("kafka", func(context.Context) error {
+		if kafkaDown {
+			return kafkaErr
+		}
+		return nil
+	})
+	s.AddCheck("jwks", func(context.Context) error { return nil })
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	base := "http://" + s.Addr()
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/healthz = %d %q", code, body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "test_things_total 1") {
+		t.Fatalf("/metrics = %d, missing counter in %q", code, body)
+	}
+	code, body := get("/readyz")
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with kafka down = %d", code)
+	}
+	var r struct {
+		Ready  bool
+		Checks []struct {
+			Name  string
+			Ready bool
+			Error string
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Ready || len(r.Checks) != 2 || r.Checks[1].Name != "kafka" || r.Checks[1].Error != kafkaErr.Error() {
+		t.Fatalf("unexpected readiness body %s", body)
+	}
+	kafkaDown = false
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz with everything up = %d", code)
+	}
+	resp, err := http.Post(base+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /healthz = %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	if err := (Config{Listen: "nope"}).Validate(); err == nil || !strings.Contains(err.Error(), "admin.listen") {
+		t.Fatalf("want admin.listen error, got %v", err)
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
