@@ -62,6 +62,7 @@ type Verifier struct {
 	staticSum  [sha256.Size]byte
 
 	cancel    context.CancelFunc
+	closeIdle func() // set when the verifier owns its HTTP client
 	closeOnce sync.Once
 }
 
@@ -73,7 +74,8 @@ type Verifier struct {
 // ErrKeysUnavailable until keys are loaded. Background work stops when ctx ends or Close is
 // called; Close must be called in any case to wait for it.
 //
-// httpClient is used for JWKS requests (nil means a plain client); reg must not be nil (the
+// httpClient is used for JWKS requests (nil means a private client with default settings, whose
+// idle connections Close releases); reg must not be nil (the
 // default global registry is never used implicitly) and log nil means slog.Default().
 func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *slog.Logger) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
@@ -86,14 +88,20 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 		log = slog.Default()
 	}
 	log = log.With("component", "webhook")
-	if httpClient == nil {
-		httpClient = &http.Client{}
+	ownClient := httpClient == nil
+	if ownClient {
+		// A private transport, so Close can drop its idle connections (and their goroutines)
+		// without touching connections of other components.
+		httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
 
 	v := &Verifier{
 		algorithms: slices.Clone(cfg.Algorithms),
 		log:        log,
 		staticName: cfg.StaticHeader.Name,
+	}
+	if ownClient {
+		v.closeIdle = httpClient.CloseIdleConnections
 	}
 	if v.staticName != "" {
 		secret, err := staticHeaderValue(cfg.StaticHeader)
@@ -280,6 +288,9 @@ func (v *Verifier) Close() {
 	v.closeOnce.Do(func() {
 		v.cancel()
 		v.keys.close()
+		if v.closeIdle != nil {
+			v.closeIdle()
+		}
 	})
 }
 
