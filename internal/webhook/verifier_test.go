@@ -425,6 +425,15 @@ func TestUnknownKidFloodIsRateLimited(t *testing.T) {
 			if got := ks.Hits(); got > 2 {
 				t.Fatalf("JWKS hits = %d after %d bogus kids, want at most 2", got, n)
 			}
+			// Concurrent callers may all have joined the one refetch; a later bogus kid must find
+			// the limiter closed and cost no request.
+			hits := ks.Hits()
+			if _, err := h.v.Verify(context.Background(), tokens[0]); err == nil {
+				t.Fatal("bogus kid accepted")
+			}
+			if got := ks.Hits(); got != hits {
+				t.Fatalf("JWKS hits = %d after one more bogus kid, want %d", got, hits)
+			}
 			if got := metricValue(t, h.reg, "idnow_connector_webhook_jwks_refetch_rate_limited_total", nil); got == 0 {
 				t.Errorf("refetch_rate_limited = 0, want > 0")
 			}

@@ -198,11 +198,13 @@ func Event(sessionID, eventID string) map[string]any {
 // Claims returns webhook token claims: iss, aud, iat now, exp in five minutes, and data.
 func Claims(iss, aud string, data any) jwt.MapClaims {
 	now := time.Now()
+	// Times are float64 seconds, the type jwt.MapClaims' getters expect (JSON numbers decode to it),
+	// so the claims work both signed and inspected directly.
 	return jwt.MapClaims{
 		"iss":  iss,
 		"aud":  aud,
-		"iat":  now.Unix(),
-		"exp":  now.Add(5 * time.Minute).Unix(),
+		"iat":  float64(now.Unix()),
+		"exp":  float64(now.Add(5 * time.Minute).Unix()),
 		"data": data,
 	}
 }
