@@ -118,11 +118,14 @@ func parseDataBlock(raw json.RawMessage) (DataBlock, error) {
 				content[k] = v
 			}
 		}
-		b, err := json.Marshal(content)
-		if err != nil {
+		// An encoder without HTML escaping keeps "&", "<" and ">" in values byte-identical.
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(content); err != nil {
 			return DataBlock{}, fmt.Errorf("content: %w", err)
 		}
-		db.Content = b
+		db.Content = bytes.TrimRight(buf.Bytes(), "\n")
 		if db.Status == "" {
 			db.Status = DataBlockStored
 		}
