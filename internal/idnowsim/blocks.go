@@ -22,7 +22,7 @@ type vaultFile struct {
 func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 	sess.clock++
 	b := &dataBlock{
-		id:        s.rng.UUID(),
+		id:        sess.rng.UUID(),
 		typ:       step.block,
 		stepID:    step.id,
 		clock:     sess.clock,
@@ -36,11 +36,11 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 			"birthDate":  sess.ident.birthDate,
 		}
 	case "documentData":
-		issued := now.AddDate(-s.rng.IntN(9), -s.rng.IntN(12), 0)
-		country := pick(s.rng, countries)
+		issued := now.AddDate(-sess.rng.IntN(9), -sess.rng.IntN(12), 0)
+		country := pick(sess.rng, countries)
 		b.content = map[string]any{
-			"documentType":     pick(s.rng, docTypes),
-			"documentNumber":   fmt.Sprintf("SIM%06d", s.rng.IntN(1000000)),
+			"documentType":     pick(sess.rng, docTypes),
+			"documentNumber":   fmt.Sprintf("SIM%06d", sess.rng.IntN(1000000)),
 			"expiryDate":       issued.AddDate(10, 0, 0).Format(time.DateOnly),
 			"issuanceDate":     issued.Format(time.DateOnly),
 			"issuingCountry":   country,
@@ -52,7 +52,7 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 		verdict := map[string]any{"status": "PASSED", "reason": nil}
 		found := []any{}
 		if sess.plan.outcome == OutcomeRejected {
-			issue := pick(s.rng, issues)
+			issue := pick(sess.rng, issues)
 			verdict = map[string]any{"status": "FAILED", "reason": issue}
 			found = append(found, map[string]any{"code": issue, "severity": "HIGH"})
 		}
@@ -70,7 +70,7 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 		b.content = map[string]any{"outcome": sess.renderedOutcome(), "reasons": reasons}
 	}
 	// Retention can purge a block after the fact; IDnow then shows it DELETED with null content.
-	if step.block != "outcomeStatus" && s.rng.Chance(s.cfg.DeletedBlockRate) {
+	if step.block != "outcomeStatus" && sess.rng.Chance(s.cfg.DeletedBlockRate) {
 		b.deleted = true
 		b.content = nil
 	}
@@ -80,13 +80,13 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 // addFileLocked registers a vault file for sess and returns its vault entry id; s.mu must be held.
 func (s *Simulator) addFileLocked(sess *session, contentType, filename string) string {
 	f := &vaultFile{
-		id:          s.rng.UUID(),
+		id:          sess.rng.UUID(),
 		env:         sess.env,
 		sessionID:   sess.id,
 		contentType: contentType,
 		filename:    filename,
-		size:        2048 + s.rng.IntN(6144),
-		seed:        uint64(s.rng.IntN(1 << 62)),
+		size:        2048 + sess.rng.IntN(6144),
+		seed:        uint64(sess.rng.IntN(1 << 62)),
 	}
 	s.files[f.id] = f
 	sess.files = append(sess.files, f.id)

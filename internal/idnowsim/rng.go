@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// rng is the simulator's single source of randomness. Every simulated choice (lifecycle plan,
-// timing, faults, identifiers, fake personal data) comes from it so a seed reproduces a run,
-// aside from goroutine scheduling. Signing keys and HMAC secrets use crypto/rand instead.
+// rng is a seeded source of randomness. The simulator has one root source seeded by
+// Config.Seed; every session gets its own source seeded from the root when it is created, so a
+// session's fate, timing, ids and data do not depend on how goroutines interleave. Faults,
+// delivery ids and shuffling draw from the root. Signing keys, HMAC secrets and access tokens
+// use crypto/rand instead.
 type rng struct {
 	mu sync.Mutex
 	r  *rand.Rand
@@ -24,6 +26,13 @@ func (g *rng) Float64() float64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.r.Float64()
+}
+
+// Int64 returns a non-negative random int64, used to seed per-session sources.
+func (g *rng) Int64() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.r.Int64()
 }
 
 // IntN returns a number in [0,n).

@@ -194,6 +194,7 @@ type event struct {
 
 // session is the simulator's internal state of one IDnow session; guarded by Simulator.mu.
 type session struct {
+	rng         *rng // the session's own source: its fate does not depend on other sessions
 	id          string
 	flowID      string
 	flowVersion int

@@ -128,7 +128,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Simulator, e
 		keys:       keys,
 		presignKey: presignKey,
 		httpClient: &http.Client{
-			Timeout: cfg.WebhookTimeout,
+			// An own transport, so Close releases exactly the connections the simulator opened.
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			Timeout:   cfg.WebhookTimeout,
 			// A webhook receiver that redirects is misconfigured; report the 3xx instead of following it.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -443,8 +445,9 @@ var errClosed = errors.New("simulator closed")
 // createSession registers a new CREATED session, emits session.created and starts its lifecycle.
 func (s *Simulator) createSession(f flow, origin string, req createRequest) (*session, error) {
 	now := time.Now()
-	p := drawPlan(s.rng)
-	ident := drawIdentity(s.rng)
+	g := newRNG(s.rng.Int64())
+	p := drawPlan(g)
+	ident := drawIdentity(g)
 	if bi, ok := req.Input["basicIdentity"].(map[string]any); ok {
 		if v, ok := bi["givenName"].(string); ok && v != "" {
 			ident.givenName = v
@@ -457,7 +460,8 @@ func (s *Simulator) createSession(f flow, origin string, req createRequest) (*se
 		}
 	}
 	sess := &session{
-		id:              s.rng.UUID(),
+		id:              g.UUID(),
+		rng:             g,
 		flowID:          f.ID,
 		flowVersion:     f.Version,
 		env:             f.Environment,
@@ -470,14 +474,14 @@ func (s *Simulator) createSession(f flow, origin string, req createRequest) (*se
 		expiresAt:       now.Add(24 * time.Hour),
 		ident:           ident,
 		plan:            p,
-		shape:           s.variant(s.cfg.DataBlocksShape, ShapeNew, ShapeOld),
-		lastStepVariant: s.variant(s.cfg.LastStepVariant, LastStepID, LastStepName),
-		outcomeCase:     s.variant(s.cfg.OutcomeCase, OutcomeLower, OutcomeUpper),
+		shape:           variant(g, s.cfg.DataBlocksShape, ShapeNew, ShapeOld),
+		lastStepVariant: variant(g, s.cfg.LastStepVariant, LastStepID, LastStepName),
+		outcomeCase:     variant(g, s.cfg.OutcomeCase, OutcomeLower, OutcomeUpper),
 	}
 	if sub := req.Metadata["subjectId"]; sub != "" {
 		sess.subjectID = sub
 	} else if origin == OriginGenerator {
-		sess.subjectID = "subj-" + s.rng.Token(6)
+		sess.subjectID = "subj-" + g.Token(6)
 		sess.metadata = map[string]string{"subjectId": sess.subjectID}
 	}
 
@@ -498,14 +502,14 @@ func (s *Simulator) createSession(f flow, origin string, req createRequest) (*se
 	s.m.sessionsCreated.WithLabelValues(origin).Inc()
 	s.m.transitions.WithLabelValues(StatusCreated).Inc()
 	s.enqueue(ev)
-	go s.runSession(sess.id, p)
+	go s.runSession(sess.id, g, p)
 	return sess, nil
 }
 
 // variant resolves a configured variant; "mixed" picks one of the options per call.
-func (s *Simulator) variant(configured string, options ...string) string {
+func variant(g *rng, configured string, options ...string) string {
 	if configured == VariantMixed {
-		return pick(s.rng, options)
+		return pick(g, options)
 	}
 	return configured
 }
@@ -522,15 +526,15 @@ func (s *Simulator) sleep(d time.Duration) bool {
 	}
 }
 
-func (s *Simulator) stepDelay() time.Duration {
-	return s.rng.Duration(s.cfg.StepDelay, s.cfg.StepJitter)
+func (s *Simulator) stepDelay(g *rng) time.Duration {
+	return g.Duration(s.cfg.StepDelay, s.cfg.StepJitter)
 }
 
 // runSession plays a session's plan: the user starts the flow, finishes steps one by one (each
 // producing a data block), and the session ends in its planned terminal status.
-func (s *Simulator) runSession(id string, p plan) {
+func (s *Simulator) runSession(id string, g *rng, p plan) {
 	defer s.wg.Done()
-	if !s.sleep(s.stepDelay()) {
+	if !s.sleep(s.stepDelay(g)) {
 		return
 	}
 	if p.expireBeforeStart {
@@ -539,12 +543,12 @@ func (s *Simulator) runSession(id string, p plan) {
 	}
 	s.transition(id, StatusRunning, nil)
 	for i := range p.steps {
-		if !s.sleep(s.stepDelay()) {
+		if !s.sleep(s.stepDelay(g)) {
 			return
 		}
 		s.finishStep(id, i)
 	}
-	if !s.sleep(s.stepDelay()) {
+	if !s.sleep(s.stepDelay(g)) {
 		return
 	}
 	s.transition(id, p.final, func(sess *session, now time.Time) {
@@ -626,7 +630,7 @@ func (s *Simulator) transition(id, to string, mutate func(*session, time.Time)) 
 func (s *Simulator) newEventLocked(sess *session, name string, now time.Time) *event {
 	sess.seq++
 	ev := &event{
-		id:        s.rng.UUID(),
+		id:        sess.rng.UUID(),
 		name:      name,
 		seq:       sess.seq,
 		createdAt: now,
@@ -634,7 +638,7 @@ func (s *Simulator) newEventLocked(sess *session, name string, now time.Time) *e
 		flowID:    sess.flowID,
 		sessionID: sess.id,
 		status:    sess.status,
-		variant:   s.variant(s.cfg.WebhookVariant, WebhookVariantJWT, WebhookVariantHeader),
+		variant:   variant(sess.rng, s.cfg.WebhookVariant, WebhookVariantJWT, WebhookVariantHeader),
 	}
 	if sess.last != nil {
 		l := *sess.last
