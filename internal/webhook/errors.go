@@ -17,24 +17,41 @@ var ErrKeysUnavailable = errors.New("webhook signing keys not loaded yet")
 // Reasons carried by VerificationError. They are short, stable and free of secrets and token
 // contents, so the ingress may put them in a 401 response body.
 const (
-	ReasonMalformed           = "malformed token"
-	ReasonMissingKID          = "missing kid header"
-	ReasonUnknownKey          = "unknown signing key"
-	ReasonKeyMismatch         = "signing key does not match the token algorithm"
-	ReasonBadSignature        = "bad signature"
+	// ReasonMalformed: the token is not a well-formed compact JWS with JSON header and claims.
+	ReasonMalformed = "malformed token"
+	// ReasonMissingKID: the header names no key; guessing one is refused.
+	ReasonMissingKID = "missing kid header"
+	// ReasonUnknownKey: the kid is not in the JWKS, even after a refetch (or the refetch was
+	// rate-limited).
+	ReasonUnknownKey = "unknown signing key"
+	// ReasonKeyMismatch: the kid names a key pinned to another algorithm or of the wrong type.
+	ReasonKeyMismatch = "signing key does not match the token algorithm"
+	// ReasonBadSignature: the signature does not verify with the named key.
+	ReasonBadSignature = "bad signature"
+	// ReasonAlgorithmNotAllowed: alg is none, HS*, unknown or not in webhook.algorithms.
 	ReasonAlgorithmNotAllowed = "algorithm not allowed"
-	ReasonExpired             = "token expired"
-	ReasonNotYetValid         = "token not yet valid / iat in the future"
-	ReasonWrongIssuer         = "wrong issuer"
-	ReasonWrongAudience       = "wrong audience"
-	ReasonMissingClaim        = "missing required claim"
-	ReasonMissingData         = "missing data claim"
-	ReasonInvalidData         = "data claim is not a JSON object"
-	ReasonStaticHeader        = "static header missing or wrong"
-	reasonOK                  = "ok"
-	reasonKeysUnavailable     = "keys unavailable"
-	reasonCanceled            = "canceled"
-	codeForUnknownReasonSlug  = "other"
+	// ReasonExpired: exp lies in the past by more than webhook.clock_skew.
+	ReasonExpired = "token expired"
+	// ReasonNotYetValid: iat or nbf lies in the future by more than webhook.clock_skew.
+	ReasonNotYetValid = "token not yet valid / iat in the future"
+	// ReasonWrongIssuer: iss differs from webhook.issuer.
+	ReasonWrongIssuer = "wrong issuer"
+	// ReasonWrongAudience: aud does not contain webhook.audience.
+	ReasonWrongAudience = "wrong audience"
+	// ReasonMissingClaim: exp, iss or aud is absent.
+	ReasonMissingClaim = "missing required claim"
+	// ReasonMissingData: the data claim carrying the IDnow event is absent or null.
+	ReasonMissingData = "missing data claim"
+	// ReasonInvalidData: the data claim is present but not a JSON object.
+	ReasonInvalidData = "data claim is not a JSON object"
+	// ReasonStaticHeader: the header configured in webhook.static_header is absent, repeated or
+	// wrong.
+	ReasonStaticHeader = "static header missing or wrong"
+
+	reasonOK                 = "ok"
+	reasonKeysUnavailable    = "keys unavailable"
+	reasonCanceled           = "canceled"
+	codeForUnknownReasonSlug = "other"
 )
 
 // reasonCodes maps every reason to the bounded metric label value used in

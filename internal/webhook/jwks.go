@@ -225,6 +225,10 @@ func (c *keyCache) fetch(ctx context.Context) ([]jwkset.JWK, error) {
 		return nil, fmt.Errorf("fetch JWKS: %w", err)
 	}
 	defer resp.Body.Close()
+	if req.URL.Scheme == "https" && resp.Request != nil && resp.Request.URL.Scheme != "https" {
+		// A redirect from https to plain http would let anyone on the path substitute keys.
+		return nil, fmt.Errorf("fetch JWKS: refusing redirect from https to %s", resp.Request.URL.Scheme)
+	}
 	if resp.StatusCode != http.StatusOK {
 		// Drain a little so the connection can be reused; the body of an error page is not needed.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))

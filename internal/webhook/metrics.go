@@ -69,3 +69,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 func (m *metrics) observe(reason string) {
 	m.byCode[reasonCode(reason)].Inc()
 }
+
+// unregister removes the collectors again, for a constructor that fails after registering them.
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range []prometheus.Collector{m.refreshes, m.keys, m.lastSuccess, m.refetchLimited, m.verifications} {
+		reg.Unregister(c)
+	}
+}

@@ -139,6 +139,7 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 	kf, err := keyfunc.New(keyfunc.Options{Ctx: runCtx, Storage: v.keys})
 	if err != nil {
 		cancel()
+		m.unregister(reg)
 		return nil, fmt.Errorf("create webhook verifier: build keyfunc: %w", err)
 	}
 	v.keyfunc = kf

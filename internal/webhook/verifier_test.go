@@ -870,3 +870,39 @@ func BenchmarkVerify(b *testing.B) {
 		})
 	}
 }
+
+func TestJWKSRedirectFromHTTPSToHTTPRefused(t *testing.T) {
+	ks := webhooktest.NewKeySet(t)
+	plain := ks.Serve(t)
+	tests := []struct {
+		name      string
+		target    string
+		wantReady bool
+	}{
+		{name: "https to http", target: plain, wantReady: false},
+		{name: "https to https", target: "/jwks.json", wantReady: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/jwks.json" {
+					_, _ = w.Write(ks.JWKS())
+					return
+				}
+				http.Redirect(w, r, tc.target, http.StatusFound)
+			}))
+			t.Cleanup(tlsSrv.Close)
+			client := tlsSrv.Client()
+			t.Cleanup(client.CloseIdleConnections)
+			reg := prometheus.NewRegistry()
+			v, err := webhook.NewVerifier(context.Background(), testConfig(tlsSrv.URL+"/start"), client, reg, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(v.Close)
+			if got := v.Ready(); got != tc.wantReady {
+				t.Fatalf("Ready() = %v, want %v", got, tc.wantReady)
+			}
+		})
+	}
+}
