@@ -75,8 +75,8 @@ type Verifier struct {
 // called; Close must be called in any case to wait for it.
 //
 // httpClient is used for JWKS requests (nil means a private client with default settings, whose
-// idle connections Close releases); reg must not be nil (the
-// default global registry is never used implicitly) and log nil means slog.Default().
+// idle connections Close releases); reg must not be nil (the default global registry is never
+// used implicitly); a nil log means slog.Default().
 func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *slog.Logger) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create webhook verifier: %w", err)
