@@ -29,6 +29,7 @@ type Simulator struct {
 	presignKey []byte
 	httpClient *http.Client
 	outbox     *outbox
+	hookURL    atomic.Pointer[string]
 	extra      map[string]http.Handler
 	counters   counters
 
@@ -143,6 +144,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Simulator, e
 		faults:   cfg.Faults,
 	}
 	s.outbox = newOutbox()
+	s.hookURL.Store(&cfg.WebhookURL)
 	m, err := newMetrics(reg, func() float64 { return float64(s.outbox.queued()) })
 	if err != nil {
 		cancel()
@@ -205,7 +207,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 		s.wg.Go(s.generate)
 	}
 	s.log.Info("IDnow simulator listening", "url", base, "environment", s.cfg.Environment,
-		"webhook_url", s.cfg.WebhookURL, "sessions", s.cfg.Sessions)
+		"webhook_url", s.WebhookURL(), "sessions", s.cfg.Sessions)
 	return nil
 }
 

@@ -100,9 +100,25 @@ func (o *outbox) queued() int {
 	return len(o.h)
 }
 
+// WebhookURL returns where webhooks are currently sent; empty means nowhere.
+func (s *Simulator) WebhookURL() string { return *s.hookURL.Load() }
+
+// SetWebhookURL changes where webhooks are sent, e.g. once an in-process receiver has bound its
+// port. Queued deliveries and retries go to the new URL, signed with it as the audience. An
+// empty URL stops sending; events created meanwhile are recorded but never delivered.
+func (s *Simulator) SetWebhookURL(u string) error {
+	c := s.cfg
+	c.WebhookURL = u
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("idnowsim: set webhook URL: %w", err)
+	}
+	s.hookURL.Store(&u)
+	return nil
+}
+
 // enqueue schedules a new event for delivery; without a webhook URL events are only recorded.
 func (s *Simulator) enqueue(ev *event) {
-	if s.cfg.WebhookURL == "" {
+	if s.WebhookURL() == "" {
 		return
 	}
 	due := time.Now()
@@ -253,11 +269,12 @@ type webhookClaims struct {
 
 // send performs one HTTP delivery and returns its outcome label.
 func (s *Simulator) send(ev *event, deliverID string, data map[string]any) string {
+	target := s.WebhookURL()
 	now := time.Now()
 	token, err := s.keys.sign(webhookClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.Issuer(),
-			Audience:  jwt.ClaimStrings{s.cfg.WebhookURL},
+			Audience:  jwt.ClaimStrings{target},
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(webhookTokenTTL)),
 			ID:        deliverID,
@@ -282,7 +299,7 @@ func (s *Simulator) send(ev *event, deliverID string, data map[string]any) strin
 
 	ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WebhookTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.WebhookURL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		s.log.Error("build webhook request", "error", err)
 		return "error"
@@ -298,7 +315,7 @@ func (s *Simulator) send(ev *event, deliverID string, data map[string]any) strin
 	resp, err := s.httpClient.Do(req)
 	if err != nil {
 		if s.ctx.Err() == nil {
-			s.log.Warn("webhook delivery failed", "event_name", ev.name, "error", redactURL(err, s.cfg.WebhookURL))
+			s.log.Warn("webhook delivery failed", "event_name", ev.name, "error", redactURL(err, target))
 		}
 		return "error"
 	}

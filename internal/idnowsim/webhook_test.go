@@ -259,6 +259,30 @@ func TestWebhookRedelivery(t *testing.T) {
 	}
 }
 
+func TestSetWebhookURL(t *testing.T) {
+	rc := newReceiver(t, 0)
+	sim := rc.start(nil)
+	if err := sim.SetWebhookURL("not a url"); err == nil {
+		t.Fatal("SetWebhookURL accepted an invalid URL")
+	}
+	if err := sim.SetWebhookURL(""); err != nil {
+		t.Fatal(err)
+	}
+	sim.CreateSessions(1)
+	waitIdle(t, sim)
+	if got, _ := rc.snapshot(); len(got) != 0 {
+		t.Fatalf("%d webhooks sent without a URL", len(got))
+	}
+	if err := sim.SetWebhookURL(rc.url()); err != nil {
+		t.Fatal(err)
+	}
+	sim.CreateSessions(1)
+	waitIdle(t, sim)
+	if got, errs := rc.snapshot(); len(got) == 0 || len(errs) > 0 {
+		t.Fatalf("after SetWebhookURL: %d webhooks, errors %v", len(got), errs)
+	}
+}
+
 func TestWebhookGivesUpAfterRetries(t *testing.T) {
 	rc := newReceiver(t, 100) // never accepts
 	sim := rc.start(func(c *Config) { c.WebhookRetries = 3 })
