@@ -111,7 +111,9 @@ func (p *tokenProvider) fetch(f *tokenFetch) {
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.hc)
 	start := p.now()
+	began := time.Now()
 	tok, err := p.cc.Token(ctx)
+	p.m.duration.WithLabelValues(EndpointToken).Observe(time.Since(began).Seconds())
 	if err == nil && tok.AccessToken == "" {
 		err = fmt.Errorf("%w: token endpoint answered without access_token", ErrDecode)
 	}
@@ -121,6 +123,7 @@ func (p *tokenProvider) fetch(f *tokenFetch) {
 		p.log.Warn("idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("error", err))
 	} else {
 		p.m.tokenRefreshes.WithLabelValues("success").Inc()
+		p.m.requests.WithLabelValues(EndpointToken, "2xx").Inc()
 		p.log.Debug("idnow token fetched", slog.Time("expiry", tok.Expiry))
 	}
 	p.mu.Lock()
