@@ -14,6 +14,8 @@
 #   KAFKA_HEAP_OPTS        broker heap                             (default -Xms256m -Xmx512m)
 #   JAVA_HOME              which Java to use (else java on PATH)
 
+set -euo pipefail
+
 KAFKA_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
@@ -75,13 +77,14 @@ kafka_fetch() {
 	mkdir -p "$KAFKA_DIR"
 	kafka_log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIB"
 	local start=$SECONDS
+	# Debian's Maven 3.8 prints colour codes even in batch mode; strip them from the log.
 	if ! mvn -B -q -ntp -Dstyle.color=never \
 		-Dmaven.repo.local="$KAFKA_M2" \
 		-Dkafka.version="$KAFKA_VERSION" \
 		-f "$KAFKA_POM" \
 		dependency:copy-dependencies \
 		-DincludeScope=runtime \
-		-DoutputDirectory="$tmp" >&2; then
+		-DoutputDirectory="$tmp" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' >&2; then
 		rm -rf "$tmp"
 		kafka_die "could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION with mvn (see output above)"
 	fi

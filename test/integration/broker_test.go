@@ -597,11 +597,17 @@ func TestBrokerRestartKeepsData(t *testing.T) {
 	}
 	want := produce("before", 20)
 
+	began := time.Now()
 	lb.Stop(t)
+	t.Logf("broker stopped in %s", time.Since(began).Round(time.Millisecond))
+	began = time.Now()
 	lb.Start(t)
+	t.Logf("broker answering again after %s", time.Since(began).Round(time.Millisecond))
 
 	// The same client must carry on once the broker is back.
+	began = time.Now()
 	want = append(want, produce("after", 5)...)
+	t.Logf("first produce after the restart took %s", time.Since(began).Round(time.Millisecond))
 	waitTopicReady(t, adm, topic, partitions)
 	got := consumeUntil(t, seeds, topic, kgo.ReadCommitted(), func(rs []*kgo.Record) bool { return len(rs) >= len(want) })
 	values := make([]string, 0, len(got))
