@@ -137,8 +137,11 @@ func TestGetSession(t *testing.T) {
 	if got := metricValue(t, c.m.requests.WithLabelValues(EndpointGetSession, "2xx")); got != 1 {
 		t.Fatalf("requests_total{get_session,2xx} = %v, want 1", got)
 	}
-	if n := seriesCount(t, reg, "idnow_connector_idnow_request_duration_seconds"); n != 1 {
-		t.Fatalf("duration series = %d, want 1", n)
+	if n := seriesCount(t, reg, "idnow_connector_idnow_request_duration_seconds"); n != 2 {
+		t.Fatalf("duration series = %d, want 2 (get_session, token)", n)
+	}
+	if got := metricValue(t, c.m.requests.WithLabelValues(EndpointToken, "2xx")); got != 1 {
+		t.Fatalf("requests_total{token,2xx} = %v, want 1", got)
 	}
 	if got := metricValue(t, c.m.tokenRefreshes.WithLabelValues("success")); got != 1 {
 		t.Fatalf("token_refreshes_total{success} = %v, want 1", got)
