@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -211,8 +210,8 @@ func (c Config) Validate() error {
 		bad("webhook_variant", "%q is unknown; set jwt, header or mixed", c.WebhookVariant)
 	}
 	for name := range c.WebhookHeaders {
-		if name == "" || strings.ContainsAny(name, " :\r\n") || http.CanonicalHeaderKey(name) == "" {
-			bad("webhook_headers", "%q is not a valid header name", name)
+		if name == "" || strings.ContainsAny(name, " \t:\r\n") {
+			bad("webhook_headers", "%q is not a valid header name; use a token such as Authorization or X-Api-Key", name)
 		}
 	}
 	if c.WebhookTimeout <= 0 {
