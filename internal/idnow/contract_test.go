@@ -308,25 +308,57 @@ func TestContractWrongCredentialsAndEnvironment(t *testing.T) {
 
 func TestContractFaultsRetried(t *testing.T) {
 	sim := simtest.Start(t, func(c *idnowsim.Config) {
-		c.Faults.Rate503 = 0.3
-		c.Faults.Rate500 = 0.2
-		c.Faults.Rate429 = 0.1
-		c.Faults.RetryAfter = time.Second
+		// Only 500s here: injected 429 and 503 carry a Retry-After of at least 1s, which the
+		// client honours, so TestContractRetryAfterParsed covers them without waiting.
+		c.Faults.Rate500 = 0.5
 	})
 	c := simClient(t, sim, func(c *idnow.Config) { c.Retry.MaxAttempts = 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	ids := sim.CreateSessions(3)
-	for _, id := range ids {
-		if _, err := c.GetSession(ctx, id); err != nil {
-			t.Fatalf("GetSession(%s) under injected faults: %v", id, err)
+	for range 5 {
+		for _, id := range ids {
+			if _, err := c.GetSession(ctx, id); err != nil {
+				t.Fatalf("GetSession(%s) under injected faults: %v", id, err)
+			}
 		}
 	}
 	if _, err := c.ListFlows(ctx); err != nil {
 		t.Fatalf("ListFlows under injected faults: %v", err)
 	}
 	st := sim.Stats()
-	if st.Faults500+st.Faults503+st.Faults429 == 0 {
+	if st.Faults500 == 0 {
 		t.Fatalf("no fault was injected (stats %+v); the test did not exercise retries", st)
+	}
+}
+
+func TestContractRetryAfterParsed(t *testing.T) {
+	for _, status := range []int{429, 503} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			sim := simtest.Start(t)
+			c := simClient(t, sim, nil)
+			if err := c.Token(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			faults := sim.Config().Faults
+			faults.RetryAfter = 2 * time.Second
+			if status == 429 {
+				faults.Rate429 = 1
+			} else {
+				faults.Rate503 = 1
+			}
+			if err := sim.SetFaults(faults); err != nil {
+				t.Fatal(err)
+			}
+			// A deadline shorter than Retry-After: the client hands the retryable error back at
+			// once instead of sleeping past the caller's deadline.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err := c.ListFlows(ctx)
+			var apiErr *idnow.APIError
+			if !idnow.IsRetryable(err) || !errors.As(err, &apiErr) || apiErr.StatusCode != status || apiErr.RetryAfter != 2*time.Second {
+				t.Fatalf("ListFlows = %v, want a retryable %d carrying the simulator's Retry-After of 2s", err, status)
+			}
+		})
 	}
 }
