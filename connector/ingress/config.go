@@ -1,0 +1,95 @@
+// Package ingress receives IDnow's signed webhooks over HTTP and writes each verified event as an
+// Avro SessionEvent to the sessions topic, answering IDnow only after Kafka acknowledged the
+// record. A webhook that got a 2xx is on every in-sync replica; anything else gets a status that
+// tells IDnow (or the operator) what to do.
+package ingress
+
+import (
+	"fmt"
+	"net"
+	"net/textproto"
+	"strings"
+	"time"
+)
+
+// Config is the `ingress.*` config section.
+type Config struct {
+	Listen            string        `koanf:"listen"`              // HTTP listen address, e.g. :8080
+	Path              string        `koanf:"path"`                // webhook path, e.g. /webhooks/idnow
+	SignatureHeader   string        `koanf:"signature_header"`    // header carrying the JWT in the JSON delivery variant
+	MaxBodyBytes      int64         `koanf:"max_body_bytes"`      // larger bodies get 413
+	MaxConcurrent     int           `koanf:"max_concurrent"`      // requests handled at once; past it 503
+	ReadHeaderTimeout time.Duration `koanf:"read_header_timeout"` // slowloris guard
+	ReadTimeout       time.Duration `koanf:"read_timeout"`        // whole request read
+	WriteTimeout      time.Duration `koanf:"write_timeout"`       // whole response, produce included
+	IdleTimeout       time.Duration `koanf:"idle_timeout"`        // keep-alive connections
+	ProduceTimeout    time.Duration `koanf:"produce_timeout"`     // wait for Kafka's ack; well under IDnow's 10 s
+	RetryAfter        time.Duration `koanf:"retry_after"`         // Retry-After sent with 503
+	KeepSignedToken   bool          `koanf:"keep_signed_token"`   // store the original JWT in SessionEvent.signedToken
+	ShutdownTimeout   time.Duration `koanf:"shutdown_timeout"`    // bound on draining in-flight requests
+	Dedupe            DedupeConfig  `koanf:"dedupe"`
+}
+
+// DedupeConfig bounds the redelivery window: an eventId accepted within Window is answered 2xx
+// without producing again. The window is per replica, so duplicates across replicas (and after a
+// restart) remain possible; consumers key on eventId.
+type DedupeConfig struct {
+	Window     time.Duration `koanf:"window"`      // 0 disables deduplication
+	MaxEntries int           `koanf:"max_entries"` // memory bound; the oldest ids are forgotten first
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:            ":8080",
+		Path:              "/webhooks/idnow",
+		SignatureHeader:   "X-Idnow-Signature",
+		MaxBodyBytes:      64 << 10,
+		MaxConcurrent:     1024,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ProduceTimeout:    5 * time.Second,
+		RetryAfter:        5 * time.Second,
+		KeepSignedToken:   true,
+		ShutdownTimeout:   20 * time.Second,
+		Dedupe:            DedupeConfig{Window: 10 * time.Minute, MaxEntries: 100_000},
+	}
+}
+
+// Validate reports configuration mistakes by key.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("ingress.listen %q is not host:port (e.g. :8080): %w", c.Listen, err)
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return fmt.Errorf("ingress.path %q must start with /, e.g. /webhooks/idnow", c.Path)
+	}
+	if c.SignatureHeader == "" || textproto.CanonicalMIMEHeaderKey(c.SignatureHeader) == "" {
+		return fmt.Errorf("ingress.signature_header must name a header, e.g. X-Idnow-Signature")
+	}
+	checks := []struct {
+		key string
+		ok  bool
+		how string
+	}{
+		{"ingress.max_body_bytes", c.MaxBodyBytes >= 1024, "at least 1024, e.g. 65536"},
+		{"ingress.max_concurrent", c.MaxConcurrent > 0, "positive, e.g. 1024"},
+		{"ingress.read_header_timeout", c.ReadHeaderTimeout > 0, "positive, e.g. 5s"},
+		{"ingress.read_timeout", c.ReadTimeout > 0, "positive, e.g. 10s"},
+		{"ingress.write_timeout", c.WriteTimeout > c.ProduceTimeout, "longer than ingress.produce_timeout, e.g. 15s"},
+		{"ingress.idle_timeout", c.IdleTimeout > 0, "positive, e.g. 60s"},
+		{"ingress.produce_timeout", c.ProduceTimeout > 0 && c.ProduceTimeout < 10*time.Second, "positive and under IDnow's 10 s answer deadline, e.g. 5s"},
+		{"ingress.retry_after", c.RetryAfter >= time.Second, "at least 1s"},
+		{"ingress.shutdown_timeout", c.ShutdownTimeout > 0, "positive, e.g. 20s"},
+		{"ingress.dedupe.window", c.Dedupe.Window >= 0, "0 (off) or positive, e.g. 10m"},
+		{"ingress.dedupe.max_entries", c.Dedupe.Window == 0 || c.Dedupe.MaxEntries > 0, "positive when ingress.dedupe.window is set, e.g. 100000"},
+	}
+	for _, ch := range checks {
+		if !ch.ok {
+			return fmt.Errorf("%s must be %s", ch.key, ch.how)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,105 @@
+package ingress
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseEvent(t *testing.T) {
+	tests := []struct {
+		name      string
+		in        string
+		wantField string // non-empty: a *FieldError naming it
+		check     func(t *testing.T, ev map[string]any)
+	}{
+		{name: "full event", in: `{"eventId":"e1","eventVersion":"1.0","eventName":"session.completed","eventDeliverId":"d1",
+			"eventSequence":3,"createdAt":"2026-11-25T10:00:00.123Z","environment":"live",
+			"payload":{"flowId":"f1","sessionId":"s1","sessionStatus":"COMPLETED"},
+			"lastStepId":"st1","lastStepType":"DocumentVerification","lastStepStatus":"DONE"}`,
+			check: func(t *testing.T, ev map[string]any) {
+				want := map[string]any{"eventId": "e1", "eventName": "session.completed", "eventVersion": "1.0", "eventDeliverId": "d1",
+					"eventSequence": int64(3), "createdAt": time.Date(2026, 11, 25, 10, 0, 0, 123e6, time.UTC), "environment": "live",
+					"flowId": "f1", "sessionId": "s1", "sessionStatus": "COMPLETED", "lastStepId": "st1",
+					"lastStepType": "DocumentVerification", "lastStepStatus": "DONE"}
+				for k, v := range want {
+					if ev[k] != v {
+						t.Errorf("%s = %v, want %v", k, ev[k], v)
+					}
+				}
+			}},
+		{name: "unknown name and status pass through", in: `{"eventId":"e","eventName":"session.reviewed","payload":{"sessionId":"s","sessionStatus":"IN_REVIEW"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["eventName"] != "session.reviewed" || ev["sessionStatus"] != "IN_REVIEW" {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		{name: "numbers where strings are documented", in: `{"eventId":12345,"eventVersion":2,"eventName":"x","payload":{"sessionId":"s"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["eventId"] != "12345" || ev["eventVersion"] != "2" {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		{name: "sequence as string, epoch createdAt", in: `{"eventId":"e","eventSequence":"7","createdAt":1764064800000,"payload":{"sessionId":"s"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["eventSequence"] != int64(7) || ev["createdAt"] != time.UnixMilli(1764064800000).UTC() {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		{name: "unparsable createdAt kept as null", in: `{"eventId":"e","createdAt":"yesterday","payload":{"sessionId":"s"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if _, ok := ev["createdAt"]; ok {
+					t.Errorf("createdAt should be absent, got %v", ev["createdAt"])
+				}
+			}},
+		{name: "lastStep inside payload", in: `{"eventId":"e","payload":{"sessionId":"s","lastStepId":"p1"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["lastStepId"] != "p1" {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		{name: "top-level sessionId tolerated", in: `{"eventId":"e","sessionId":"s-top"}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["sessionId"] != "s-top" {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		{name: "missing eventId", in: `{"payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "blank eventId", in: `{"eventId":"  ","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "missing sessionId", in: `{"eventId":"e","payload":{}}`, wantField: "payload.sessionId"},
+		{name: "object as eventId", in: `{"eventId":{"a":1},"payload":{"sessionId":"s"}}`, wantField: "data"},
+		{name: "sequence not integer", in: `{"eventId":"e","eventSequence":1.5,"payload":{"sessionId":"s"}}`, wantField: "eventSequence"},
+		{name: "huge eventId", in: `{"eventId":"` + strings.Repeat("x", 300) + `","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "array", in: `[]`, wantField: "data"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ev, err := ParseEvent([]byte(tc.in))
+			if tc.wantField != "" {
+				var fe *FieldError
+				if !errors.As(err, &fe) || fe.Field != tc.wantField {
+					t.Fatalf("want FieldError on %s, got %v", tc.wantField, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]any{"eventId": ev.EventID, "eventName": ev.EventName, "sessionId": ev.SessionID}
+			for k, p := range map[string]*string{"eventVersion": ev.EventVersion, "eventDeliverId": ev.EventDeliverID, "environment": ev.Environment,
+				"flowId": ev.FlowID, "sessionStatus": ev.SessionStatus, "lastStepId": ev.LastStepID, "lastStepType": ev.LastStepType, "lastStepStatus": ev.LastStepStatus} {
+				if p != nil {
+					m[k] = *p
+				}
+			}
+			if ev.EventSequence != nil {
+				m["eventSequence"] = *ev.EventSequence
+			}
+			if ev.CreatedAt != nil {
+				m["createdAt"] = *ev.CreatedAt
+			}
+			tc.check(t, m)
+		})
+	}
+}

@@ -1,0 +1,56 @@
+package ingress
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// FuzzParseDelivery feeds arbitrary bodies, content types and signature headers through the
+// parsing path a webhook takes before and after signature verification. It must never panic,
+// and anything it accepts must respect the body limit. `make test` runs it briefly; run longer
+// with: go test -run '^$' -fuzz FuzzParseDelivery -fuzztime 5m ./connector/ingress
+func FuzzParseDelivery(f *testing.F) {
+	f.Add("application/jwt", "", []byte("eyJhbGciOiJSUzI1NiJ9.e30.sig"))
+	f.Add("application/json", "a.b.c", []byte(`{"eventId":"e","payload":{"sessionId":"s"}}`))
+	f.Add("application/json; charset=utf-8", "Bearer a.b.c", []byte(`{"eventId":1}`))
+	f.Add("text/plain", "", []byte("x"))
+	f.Add("application/jwt; x=\"", "", []byte{0xff, 0x00})
+	const maxBody = 4096
+	f.Fuzz(func(t *testing.T, contentType, signature string, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/webhooks/idnow", bytes.NewReader(body))
+		r.Header.Set("Content-Type", contentType)
+		r.Header.Set("X-Idnow-Signature", signature)
+		d, herr := parseDelivery(r, maxBody, "X-Idnow-Signature")
+		if herr != nil {
+			if herr.status < 400 || herr.status > 415 {
+				t.Fatalf("unexpected status %d", herr.status)
+			}
+			return
+		}
+		if len(body) > maxBody || d.token == "" {
+			t.Fatalf("accepted a delivery it should not have: %d bytes, token %q", len(body), d.token)
+		}
+		// The verified data claim is attacker-influenced JSON as well.
+		_, _ = ParseEvent(body)
+		_ = sameJSON(body, body)
+	})
+}
+
+// FuzzParseEvent checks that any data claim either maps to an event with the required ids or is
+// rejected with a FieldError.
+func FuzzParseEvent(f *testing.F) {
+	f.Add([]byte(`{"eventId":"e","eventSequence":3,"createdAt":"2026-01-01T00:00:00Z","payload":{"sessionId":"s"}}`))
+	f.Add([]byte(`{"eventId":12,"payload":{"sessionId":"s","sessionStatus":null}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := ParseEvent(data)
+		if err != nil {
+			return
+		}
+		if ev.EventID == "" || ev.SessionID == "" || len(ev.EventID) > maxIDLength || len(ev.SessionID) > maxIDLength {
+			t.Fatalf("accepted an event without valid ids: %+v", ev)
+		}
+	})
+}

@@ -1,0 +1,168 @@
+package ingress
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook/webhooktest"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+const (
+	testIssuer   = "https://auth.example.test/oidc"
+	testAudience = "https://connector.example.test/webhooks/idnow"
+	testTopic    = "idnow.sessions"
+)
+
+// harness is a webhook handler wired to a real verifier (JWKS over httptest), a kfake broker and
+// the single-object codec: everything but the network listener.
+type harness struct {
+	t         *testing.T
+	keys      *webhooktest.KeySet
+	handler   *Handler
+	cluster   *kfake.Cluster
+	client    *kgo.Client
+	codec     *serde.Codec
+	reg       *prometheus.Registry
+	kafkaDown atomic.Bool
+}
+
+type harnessOpt func(*Config, *webhook.Config)
+
+func newHarness(t *testing.T, opts ...harnessOpt) *harness {
+	t.Helper()
+	h := &harness{t: t, keys: webhooktest.NewKeySet(t), reg: prometheus.NewRegistry()}
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.ProduceTimeout = 750 * time.Millisecond
+	wcfg := webhook.DefaultConfig()
+	wcfg.JWKSURL = h.keys.Serve(t)
+	wcfg.Issuer = testIssuer
+	wcfg.Audience = testAudience
+	for _, o := range opts {
+		o(&cfg, &wcfg)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, testTopic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	h.cluster = c
+	// Kafka outages are simulated by failing every produce request while kafkaDown is set.
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if h.kafkaDown.Load() {
+			return nil, io.ErrUnexpectedEOF, true
+		}
+		return nil, nil, false
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	h.client = cl
+
+	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, h.reg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	h.codec, err = serde.NewCodec(context.Background(), schemas.SessionEventSchema(), nil, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.handler, err = NewHandler(cfg, Deps{Verifier: v, Encoder: h.codec, Kafka: cl, Topic: testTopic, Registry: h.reg, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// token signs event as IDnow would.
+func (h *harness) token(alg string, event any) string {
+	h.t.Helper()
+	return h.keys.Sign(h.t, alg, webhooktest.Claims(testIssuer, testAudience, event))
+}
+
+// jwtRequest is the current delivery variant: the token is the body.
+func jwtRequest(token string) *http.Request {
+	r := httptest.NewRequest(http.MethodPost, "/webhooks/idnow", bytes.NewBufferString(token))
+	r.Header.Set("Content-Type", "application/jwt")
+	return r
+}
+
+// headerRequest is the older variant: JSON body, token in X-Idnow-Signature.
+func headerRequest(token string, body any) *http.Request {
+	b, _ := json.Marshal(body)
+	r := httptest.NewRequest(http.MethodPost, "/webhooks/idnow", bytes.NewReader(b))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("X-Idnow-Signature", token)
+	return r
+}
+
+func (h *harness) do(r *http.Request) *httptest.ResponseRecorder {
+	w := httptest.NewRecorder()
+	h.handler.ServeHTTP(w, r)
+	return w
+}
+
+// records reads every record on the topic: it asks for the end offsets first, then consumes until
+// it has them all, so it neither misses late records nor waits on an idle topic.
+func (h *harness) records() []*kgo.Record {
+	h.t.Helper()
+	return readTopic(h.t, h.cluster.ListenAddrs(), testTopic)
+}
+
+func readTopic(t testing.TB, brokers []string, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want int64
+	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	var out []*kgo.Record
+	for int64(len(out)) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records from %s before timing out", len(out), want, topic)
+		}
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}
+
+func claimsWith(mod func(jwt.MapClaims)) jwt.MapClaims {
+	c := webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s-1", "e-1"))
+	mod(c)
+	return c
+}

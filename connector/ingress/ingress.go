@@ -1,0 +1,117 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Deps are what the ingress needs from the composition root.
+type Deps struct {
+	Verifier Verifier
+	Encoder  Encoder
+	Kafka    *kgo.Client // the producer; the caller owns it and flushes and closes it after Shutdown
+	Topic    string      // topics.sessions
+	Registry prometheus.Registerer
+	Log      *slog.Logger
+}
+
+// Ingress is the webhook HTTP server.
+type Ingress struct {
+	cfg     Config
+	handler *Handler
+	srv     *http.Server
+	ln      net.Listener
+	served  chan struct{}
+	log     *slog.Logger
+}
+
+// NewHandler builds the webhook handler alone, for tests and benchmarks that drive it without a
+// listener.
+func NewHandler(cfg Config, deps Deps) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Verifier == nil || deps.Encoder == nil || deps.Kafka == nil || deps.Topic == "" || deps.Registry == nil || deps.Log == nil {
+		return nil, errors.New("ingress: Verifier, Encoder, Kafka, Topic, Registry and Log are all required")
+	}
+	m, err := newMetrics(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("ingress metrics: %w", err)
+	}
+	return &Handler{
+		cfg: cfg, topic: deps.Topic, verifier: deps.Verifier, encoder: deps.Encoder, kafka: deps.Kafka,
+		dedupe: newDedupe(cfg.Dedupe), metrics: m, log: deps.Log, slots: make(chan struct{}, cfg.MaxConcurrent),
+		now: time.Now,
+	}, nil
+}
+
+// New builds the ingress server. It does not listen until Start.
+func New(cfg Config, deps Deps) (*Ingress, error) {
+	h, err := NewHandler(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{
+		Addr:              cfg.Listen,
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(deps.Log.Handler(), slog.LevelWarn),
+	}
+	return &Ingress{cfg: cfg, handler: h, srv: srv, log: deps.Log}, nil
+}
+
+// Start binds ingress.listen and serves in the background.
+func (in *Ingress) Start() error {
+	ln, err := net.Listen("tcp", in.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("ingress: listen on %s (ingress.listen): %w", in.cfg.Listen, err)
+	}
+	in.ln = ln
+	in.served = make(chan struct{})
+	go func() {
+		defer close(in.served)
+		if err := in.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			in.log.Error("ingress server stopped", "err", err)
+		}
+	}()
+	in.log.Info("ingress listening", "addr", ln.Addr().String(), "path", in.cfg.Path)
+	return nil
+}
+
+// Addr returns the bound address, e.g. 127.0.0.1:54321 when started on port 0.
+func (in *Ingress) Addr() string {
+	if in.ln == nil {
+		return ""
+	}
+	return in.ln.Addr().String()
+}
+
+// Shutdown stops accepting connections and waits, at most ingress.shutdown_timeout or until ctx
+// ends, for in-flight webhooks to be answered. Requests that arrive meanwhile get 503. The caller
+// then flushes and closes the Kafka client.
+func (in *Ingress) Shutdown(ctx context.Context) error {
+	if in.ln == nil {
+		return nil
+	}
+	in.handler.closing.Store(true)
+	ctx, cancel := context.WithTimeout(ctx, in.cfg.ShutdownTimeout)
+	defer cancel()
+	err := in.srv.Shutdown(ctx)
+	<-in.served
+	if err != nil {
+		return fmt.Errorf("ingress shutdown: %w (some in-flight webhooks were not answered; IDnow will retry them)", err)
+	}
+	return nil
+}

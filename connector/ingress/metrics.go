@@ -1,0 +1,67 @@
+package ingress
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Results of a webhook request: the bounded label values of the request metrics, one per answer
+// the ingress can give.
+const (
+	resultAccepted         = "accepted"
+	resultDuplicate        = "duplicate"
+	resultBadRequest       = "bad_request"
+	resultUnauthorized     = "unauthorized"
+	resultTooLarge         = "too_large"
+	resultUnsupportedMedia = "unsupported_media_type"
+	resultMethodNotAllowed = "method_not_allowed"
+	resultNotFound         = "not_found"
+	resultOverloaded       = "overloaded"
+	resultKafkaUnavailable = "kafka_unavailable"
+	resultKeysUnavailable  = "keys_unavailable"
+	resultShuttingDown     = "shutting_down"
+)
+
+type metrics struct {
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	produceDuration *prometheus.HistogramVec
+	dedupeHits      prometheus.Counter
+	inFlight        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idnow_connector_ingress_requests_total",
+			Help: "Webhook requests answered, by result (accepted, duplicate, bad_request, unauthorized, too_large, unsupported_media_type, method_not_allowed, not_found, overloaded, kafka_unavailable, keys_unavailable, shutting_down).",
+		}, []string{"result"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "idnow_connector_ingress_request_duration_seconds",
+			Help:    "Time from request start to answer, by result.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"result"}),
+		produceDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "idnow_connector_ingress_produce_duration_seconds",
+			Help:    "Time for Kafka to acknowledge a SessionEvent (acks=all), by outcome (ok, error).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"outcome"}),
+		dedupeHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idnow_connector_ingress_dedupe_hits_total",
+			Help: "Redelivered webhooks (same eventId within ingress.dedupe.window) answered without producing again.",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "idnow_connector_ingress_in_flight_requests",
+			Help: "Webhook requests being handled now (capped by ingress.max_concurrent).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.produceDuration, m.dedupeHits, m.inFlight} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// Pre-create the common series so dashboards and alerts see zeros rather than gaps.
+	for _, r := range []string{resultAccepted, resultDuplicate, resultBadRequest, resultUnauthorized, resultKafkaUnavailable} {
+		m.requests.WithLabelValues(r)
+	}
+	return m, nil
+}
