@@ -11,7 +11,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook/webhooktest"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
