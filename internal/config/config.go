@@ -1,0 +1,129 @@
+// Package config loads the connector's configuration: a YAML file overlaid by environment
+// variables, decoded with koanf onto a struct that already holds every default. It knows about
+// files and the environment and nothing about what the keys mean: each component validates its
+// own section.
+//
+// Environment variables are IDNOW_CONNECTOR_ + the key path upper-cased with "." written as "__"
+// (kafka.brokers <- IDNOW_CONNECTOR_KAFKA__BROKERS); lists are comma-separated.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// EnvPrefix starts every environment variable that overrides a config key.
+const EnvPrefix = "IDNOW_CONNECTOR_"
+
+// Source says where configuration comes from.
+type Source struct {
+	// Path is the YAML file. Empty means no file.
+	Path string
+	// Required makes a missing file an error (true when --config was given explicitly).
+	Required bool
+	// Environ is the environment, as os.Environ returns it.
+	Environ []string
+}
+
+// Load decodes the file and the environment onto cfg, which must be a pointer to a struct
+// pre-filled with defaults and tagged with `koanf:"..."`. Keys that match no field are an error
+// that names them; so are values of the wrong type.
+func Load(src Source, cfg any) error {
+	k := koanf.New(".")
+	if src.Path != "" {
+		err := k.Load(file.Provider(src.Path), yaml.Parser())
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist) && !src.Required:
+			// No file at the default path: defaults and environment only.
+		default:
+			return fmt.Errorf("config file %s: %w", src.Path, err)
+		}
+	}
+	if err := k.Load(env.Provider(".", env.Opt{
+		Prefix: EnvPrefix,
+		EnvironFunc: func() []string {
+			return src.Environ
+		},
+		TransformFunc: func(key, value string) (string, any) {
+			key = strings.ToLower(strings.TrimPrefix(key, EnvPrefix))
+			return strings.ReplaceAll(key, "__", "."), value
+		},
+	}), nil); err != nil {
+		return fmt.Errorf("config from environment: %w", err)
+	}
+	return decode(k, cfg)
+}
+
+func decode(k *koanf.Koanf, cfg any) error {
+	var md mapstructure.Metadata
+	// Slices given in the file or environment replace the default list; they are not merged
+	// element by element into it.
+	resetSlices(k, reflect.ValueOf(cfg).Elem(), "")
+	err := k.UnmarshalWithConf("", cfg, koanf.UnmarshalConf{
+		Tag: "koanf",
+		DecoderConfig: &mapstructure.DecoderConfig{
+			// A custom DecoderConfig replaces koanf's default one, hooks included, so the hooks
+			// koanf would have installed are listed again here: without them "10s" would not
+			// decode into a time.Duration nor "a:9092,b:9092" into a []string.
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				mapstructure.StringToTimeDurationHookFunc(),
+				mapstructure.StringToSliceHookFunc(","),
+				mapstructure.TextUnmarshallerHookFunc(),
+			),
+			Metadata:         &md,
+			Result:           cfg,
+			WeaklyTypedInput: true,
+			TagName:          "koanf",
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(md.Unused) > 0 {
+		sort.Strings(md.Unused)
+		return fmt.Errorf("config: unknown key(s) %s: check the spelling against config.yaml, which lists every key (environment variables: %s + key with . written as __)",
+			strings.Join(md.Unused, ", "), EnvPrefix)
+	}
+	return nil
+}
+
+// resetSlices empties every slice field whose key is set in k, so the decoded list is exactly the
+// configured one.
+func resetSlices(k *koanf.Koanf, v reflect.Value, prefix string) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("koanf"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := tag
+		if prefix != "" {
+			key = prefix + "." + tag
+		}
+		fv := v.Field(i)
+		switch fv.Kind() {
+		case reflect.Struct:
+			resetSlices(k, fv, key)
+		case reflect.Slice:
+			if k.Exists(key) {
+				fv.Set(reflect.Zero(fv.Type()))
+			}
+		}
+	}
+}
+
+// Environ returns the process environment; a seam for tests.
+func Environ() []string { return os.Environ() }
