@@ -402,7 +402,9 @@ func (c *Client) doJSON(ctx context.Context, req *request, decode func([]byte) e
 func (c *Client) attempt(ctx context.Context, req *request, handle func(*http.Response) error) (string, error) {
 	if c.limiter != nil {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return "", req.apiError(0, ctxOr(ctx, fmt.Errorf("rate limiter: %w", err)))
+			// Wait fails early when the caller's deadline cannot fit the wait: that is the
+			// caller's deadline, not a fault of the call.
+			return "", req.apiError(0, ctxOr(ctx, fmt.Errorf("rate limiter: %w: %w", context.DeadlineExceeded, err)))
 		}
 	}
 	select {

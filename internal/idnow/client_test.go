@@ -329,3 +329,21 @@ func TestRequestsCarryHeaders(t *testing.T) {
 		t.Fatalf("Accept %q, User-Agent %q", accept, ua)
 	}
 }
+
+func TestRateLimitWaitBeyondDeadlineIsContextError(t *testing.T) {
+	f := newFake(t)
+	f.handle("GET /live/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		writeRaw(w, http.StatusOK, `{"sessionId":"s"}`)
+	})
+	c, _ := newTestClient(t, f, func(c *Config) { c.RateLimit = 0.1; c.RateBurst = 1 })
+	if _, err := c.GetSession(context.Background(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	// The next slot is 10s away; a 1s deadline cannot fit it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := c.GetSession(ctx, "s")
+	if !errors.Is(err, context.DeadlineExceeded) || IsPermanent(err) || IsRetryable(err) {
+		t.Fatalf("err = %v, want a context deadline error", err)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // scripted answers the i-th request (0-based) with statuses[i], the last status repeating;
@@ -94,7 +96,12 @@ func TestContextCancelStopsRetries(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		for hits.Load() == 0 {
+		// Cancel once the client is waiting to retry (the retry counter moves before the wait).
+		for {
+			var m dto.Metric
+			if c.m.retries.WithLabelValues(EndpointGetSession).Write(&m) == nil && m.GetCounter().GetValue() >= 1 {
+				break
+			}
 			time.Sleep(time.Millisecond)
 		}
 		cancel()
