@@ -74,10 +74,26 @@ func New(cfg Config, deps Deps) (*Ingress, error) {
 
 // Start binds ingress.listen and serves in the background.
 func (in *Ingress) Start() error {
-	ln, err := net.Listen("tcp", in.cfg.Listen)
+	ln, err := Listen(in.cfg)
 	if err != nil {
-		return fmt.Errorf("ingress: listen on %s (ingress.listen): %w", in.cfg.Listen, err)
+		return err
 	}
+	in.Serve(ln)
+	return nil
+}
+
+// Listen binds ingress.listen. The composition root binds early when it must know the
+// webhook URL (the simulator's audience) before the ingress exists.
+func Listen(cfg Config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("ingress: listen on %s (ingress.listen): %w", cfg.Listen, err)
+	}
+	return ln, nil
+}
+
+// Serve serves webhooks on ln in the background.
+func (in *Ingress) Serve(ln net.Listener) {
 	in.ln = ln
 	in.served = make(chan struct{})
 	go func() {
@@ -87,7 +103,6 @@ func (in *Ingress) Start() error {
 		}
 	}()
 	in.log.Info("ingress listening", "addr", ln.Addr().String(), "path", in.cfg.Path)
-	return nil
 }
 
 // Addr returns the bound address, e.g. 127.0.0.1:54321 when started on port 0.

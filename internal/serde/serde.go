@@ -123,6 +123,15 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 	return c, nil
 }
 
+// NewDecoder returns a codec for reading only: it neither registers nor looks up the schema at
+// construction, and fetches writer schemas from registry (which may be nil) when a record names
+// one. Encoding with it uses single-object encoding.
+func NewDecoder(schema schemas.Schema, registry *sr.Client) *Codec {
+	c, _ := NewCodec(context.Background(), schema, nil, "", false)
+	c.registry = registry
+	return c
+}
+
 // Schema returns the codec's record schema.
 func (c *Codec) Schema() schemas.Schema { return c.schema }
 
@@ -131,7 +140,7 @@ func (c *Codec) SchemaID() int { return c.id }
 
 // AppendEncode appends the encoding of v to dst.
 func (c *Codec) AppendEncode(dst []byte, v any) ([]byte, error) {
-	if c.registry == nil {
+	if c.id == 0 {
 		out, err := c.schema.Avro.AppendSingleObject(dst, v)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s: %w", c.schema.FullName, err)

@@ -1,0 +1,47 @@
+# idnow-kafka-connector. `make run` and `make test` are all a newcomer needs; `make help` lists the rest.
+
+GO       ?= go
+BIN      := bin/idnow-connector
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+# A short fuzzing run of every fuzz target on each `make test`; longer on demand:
+#   make fuzz FUZZTIME=5m
+FUZZTIME ?= 5s
+
+.DEFAULT_GOAL := help
+
+include deploy/kafka/kafka.mk
+
+.PHONY: help build run test test-unit fuzz lint bench itest clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## Build bin/idnow-connector
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/idnow-connector
+
+run: build ## Run the whole pipeline locally: embedded Kafka, IDnow simulator, ingress, enricher
+	$(BIN) run --config deploy/local/config.yaml
+
+test: test-unit fuzz ## Unit and component tests with the race detector, plus a short fuzz run
+
+test-unit:
+	$(GO) test -race -count=1 ./...
+
+fuzz: ## Fuzz the webhook parsing path for FUZZTIME per target (default 5s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDelivery$$' -fuzztime $(FUZZTIME) ./connector/ingress
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./connector/ingress
+
+lint: ## gofmt and go vet
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) vet -tags integration ./test/integration/...
+
+bench: ## Micro-benchmarks (see BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+itest: build ## Integration suite against a real broker: KAFKA_BROKERS=127.0.0.1:19092 (make kafka-up)
+	$(GO) test -race -tags integration -count=1 -timeout 30m -v ./test/integration/...
+
+clean: ## Remove build output and local data (not the Kafka jar cache)
+	rm -rf bin data

@@ -1,0 +1,139 @@
+// Command idnow-connector streams IDnow identity-verification outcomes into Kafka.
+//
+//	idnow-connector run       ingress + enricher in one process (embedded broker, simulator by config)
+//	idnow-connector ingress   receive IDnow webhooks, write SessionEvents
+//	idnow-connector enricher  enrich SessionEvents from the IDnow API, write EnrichedSessions
+//	idnow-connector sim       run the local IDnow simulator
+//	idnow-connector tail      print a topic's records as JSON lines
+//	idnow-connector version   print the version
+//
+// main only parses flags, wires signals and calls internal/app.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/app"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/config"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `usage: idnow-connector <command> [flags]
+
+commands:
+  run        ingress and enricher in one process; with no kafka.brokers an embedded broker,
+             with simulator.enabled the local IDnow simulator (what 'make run' starts)
+  ingress    receive IDnow webhooks and write SessionEvents to topics.sessions
+  enricher   enrich SessionEvents from the IDnow API into topics.enriched
+  sim        run the local IDnow simulator (see 'idnow-connector sim -h')
+  tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
+  version    print the version
+
+Run 'idnow-connector <command> -h' for the command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "idnow-connector:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("missing command")
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return serve(ctx, app.ModeRun, args, stderr)
+	case "ingress":
+		return serve(ctx, app.ModeIngress, args, stderr)
+	case "enricher":
+		return serve(ctx, app.ModeEnricher, args, stderr)
+	case "sim":
+		return idnowsim.RunCLI(ctx, args, stdout, slog.New(slog.NewTextHandler(stderr, nil)))
+	case "tail":
+		return tail(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// loadConfig parses --config and loads the file and the environment onto the defaults.
+func loadConfig(fs *flag.FlagSet, args []string) (app.Config, error) {
+	path := fs.String("config", "config.yaml", "configuration file (environment variables "+config.EnvPrefix+"* override it)")
+	if err := fs.Parse(args); err != nil {
+		return app.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return app.Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	cfg := app.DefaultConfig()
+	err := config.Load(config.Source{Path: *path, Required: explicit, Environ: os.Environ()}, &cfg)
+	return cfg, err
+}
+
+func serve(ctx context.Context, mode app.Mode, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(string(mode), flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	log, err := app.NewLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	a, err := app.New(cfg, mode, log, version)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx, cfg.Ingress.ShutdownTimeout+15*time.Second)
+}
+
+func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.TailOptions
+	var brokers string
+	fs.StringVar(&opts.Topic, "topic", "", "topic to read, e.g. idnow.sessions.enriched (required)")
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
+	fs.BoolVar(&opts.FromBeginning, "from-beginning", false, "start at the earliest offset instead of the end")
+	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = until interrupted)")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if brokers != "" {
+		opts.Brokers = strings.Split(brokers, ",")
+	}
+	return app.Tail(ctx, cfg, opts, stdout)
+}

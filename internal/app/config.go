@@ -1,0 +1,126 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
+)
+
+// Config is the root configuration: one section per component, each owning its keys, defaults
+// and validation. config.yaml documents every key.
+type Config struct {
+	Log            LogConfig          `koanf:"log"`
+	Kafka          kafka.Config       `koanf:"kafka"`
+	Topics         kafka.TopicsConfig `koanf:"topics"`
+	SchemaRegistry serde.Config       `koanf:"schema_registry"`
+	Admin          admin.Config       `koanf:"admin"`
+	Ingress        ingress.Config     `koanf:"ingress"`
+	Webhook        webhook.Config     `koanf:"webhook"`
+	IDnow          idnow.Config       `koanf:"idnow"`
+	Simulator      idnowsim.Config    `koanf:"simulator"`
+}
+
+// LogConfig is the `log.*` section.
+type LogConfig struct {
+	Level  string `koanf:"level"`  // debug, info, warn, error
+	Format string `koanf:"format"` // json or text
+}
+
+// DefaultConfig returns every section's documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Log:            LogConfig{Level: "info", Format: "json"},
+		Kafka:          kafka.DefaultConfig(),
+		Topics:         kafka.DefaultTopicsConfig(),
+		SchemaRegistry: serde.DefaultConfig(),
+		Admin:          admin.DefaultConfig(),
+		Ingress:        ingress.DefaultConfig(),
+		Webhook:        webhook.DefaultConfig(),
+		IDnow:          idnow.DefaultConfig(),
+		Simulator:      idnowsim.DefaultConfig(),
+	}
+}
+
+// Mode is what a process runs.
+type Mode string
+
+// The process modes, one per subcommand.
+const (
+	ModeIngress  Mode = "ingress"
+	ModeEnricher Mode = "enricher"
+	ModeRun      Mode = "run"
+)
+
+func (m Mode) runsIngress() bool  { return m == ModeIngress || m == ModeRun }
+func (m Mode) runsEnricher() bool { return m == ModeEnricher || m == ModeRun }
+
+// Validate checks the sections mode uses. Keys the simulator fills in (webhook and idnow
+// endpoints) are checked after it started.
+func (c Config) Validate(mode Mode) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(c.Log.validate())
+	add(c.Kafka.Validate())
+	add(c.Topics.Validate())
+	add(c.SchemaRegistry.Validate())
+	add(c.Admin.Validate())
+	if c.Simulator.Enabled {
+		add(c.Simulator.Validate())
+	}
+	if mode.runsIngress() {
+		add(c.Ingress.Validate())
+		if !c.Simulator.Enabled {
+			add(c.Webhook.Validate())
+		}
+	}
+	if mode.runsEnricher() {
+		if !c.Simulator.Enabled {
+			add(c.IDnow.Validate())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l LogConfig) validate() error {
+	if _, err := l.level(); err != nil {
+		return err
+	}
+	if l.Format != "json" && l.Format != "text" {
+		return fmt.Errorf("log.format %q must be json or text", l.Format)
+	}
+	return nil
+}
+
+func (l LogConfig) level() (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(strings.ToUpper(l.Level))); err != nil {
+		return 0, fmt.Errorf("log.level %q must be debug, info, warn or error", l.Level)
+	}
+	return lv, nil
+}
+
+// NewLogger builds the process logger from the `log.*` section.
+func NewLogger(l LogConfig, w interface{ Write([]byte) (int, error) }) (*slog.Logger, error) {
+	lv, err := l.level()
+	if err != nil {
+		return nil, err
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if l.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
