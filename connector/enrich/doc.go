@@ -1,0 +1,67 @@
+// Package enrich is the second half of the pipeline: a consumer group on topics.sessions that
+// reads each SessionEvent, asks the IDnow API for the session's current details (and, by policy,
+// its data blocks) and writes one EnrichedSession to topics.enriched, or the original record to
+// topics.dlq when the event can never be enriched.
+//
+// # Shape
+//
+// Enrichment is a ctx-first HandlerFunc wrapped in middleware (Watermill style): Metrics around
+// DLQ around Retry around the enrich handler. Each piece lives in its own file with its own
+// table tests. The Enricher owns the Kafka side: polling, grouping a batch by session, running
+// the chain with bounded parallelism, producing and committing.
+//
+// # Delivery
+//
+// With enrich.delivery exactly_once (the default) every batch is one Kafka transaction through a
+// franz-go GroupTransactSession: the EnrichedSession records, the DLQ records and the consumed
+// offsets commit atomically, or not at all. A batch is first enriched completely and only then
+// produced, so the broker-side transaction (which starts with the first produced record) spans
+// only produce and commit: API time, including retries while IDnow is down, never runs into
+// enrich.transaction_timeout. If the group rebalances before the commit, the session aborts the
+// transaction and rewinds to the committed offsets; the records are then enriched again by
+// whoever owns their partition, and the aborted output is invisible to read_committed readers,
+// so nothing is written twice.
+//
+// Consumers of topics.enriched and topics.dlq must read with isolation level read_committed
+// (franz-go: kgo.FetchIsolationLevel(kgo.ReadCommitted()); Java: isolation.level=read_committed).
+// A read_uncommitted reader also sees the records of aborted transactions, i.e. duplicates.
+//
+// With enrich.delivery at_least_once the output is produced, every acknowledgement awaited, and
+// only then are the input offsets committed: nothing is lost, but a crash or rebalance between
+// produce and commit writes the same enrichment again. Consumers key on event.eventId.
+//
+// # Why franz-go v1.21.4 or later
+//
+// The module pins github.com/twmb/franz-go v1.22.3. v1.21.4 and the releases after it fixed
+// GroupTransactSession defects that break exactly-once here (see franz-go's CHANGELOG): a
+// SetOffsets seek made by End after an aborted transaction could be undone by a concurrent offset
+// load, so records were skipped; End reported a commit when EndTxn answered UNKNOWN_SERVER_ERROR,
+// advancing offsets past output that may have been aborted (silent loss); InitProducerID did not
+// retry CONCURRENT_TRANSACTIONS when taking over a crashed producer's transaction, which is exactly
+// what a restarted enricher does; and a transaction whose every produce failed hung until the
+// transaction timeout. v1.21.6 also made an unconfirmed EndTxn fence the producer id so the next
+// transaction cannot commit the failed one's records. Do not downgrade below v1.21.4.
+//
+// # Transactional id and fencing
+//
+// A transactional producer needs an id that is stable across restarts of the same member, so
+// that a restarted process fences its previous incarnation: its InitProducerID bumps the epoch
+// and aborts whatever transaction the dead process left open, instead of read_committed readers
+// waiting up to enrich.transaction_timeout for it to expire. The id is therefore
+// enrich.transactional_id + "-" + enrich.instance_id, and instance_id defaults to the host name
+// (the pod name in Kubernetes, stable for a StatefulSet). Since Kafka 2.5 (KIP-447) zombie
+// fencing of consumed offsets is done by the consumer group generation, so the id does not need
+// to map to partitions; it only has to be unique per live member: two live processes with the
+// same id fence each other, and the fenced one stops with an error naming enrich.instance_id.
+//
+// # Failures
+//
+// Retryable failures (IDnow 429, 5xx, timeouts, network errors, a rejected token, an unreachable
+// schema registry) are retried with capped exponential backoff for as long as they last: the
+// batch and the partition's progress stop, lag grows and idnow_connector_enrich_blocked is 1.
+// Permanent failures (session 404 or 403, other 4xx, an undecodable event or API response, an
+// output that does not fit the schema) send the original record to topics.dlq with headers naming
+// the error class, the message, the source topic, partition, offset and the attempts made.
+// Nothing is dropped silently. Kafka failures restart the client with backoff; the uncommitted
+// batch is consumed again.
+package enrich
