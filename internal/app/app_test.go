@@ -1,0 +1,109 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The HTTP client's idle keep-alive connections to the servers the test stopped.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// testConfig is `make run` shrunk for a test: every listener on 127.0.0.1:0, an in-memory
+// embedded broker, a simulator generating a few sessions quickly.
+func testConfig() Config {
+	cfg := DefaultConfig()
+	cfg.Log.Format = "text"
+	cfg.Admin.Listen = "127.0.0.1:0"
+	cfg.Ingress.Listen = "127.0.0.1:0"
+	cfg.Kafka.Embedded.Listen = "127.0.0.1:0"
+	cfg.Kafka.Embedded.DataDir = ""
+	cfg.Simulator.Enabled = true
+	cfg.Simulator.Listen = "127.0.0.1:0"
+	cfg.Simulator.Sessions = 3
+	cfg.Simulator.Rate = 50
+	cfg.Simulator.StepDelay = 20 * time.Millisecond
+	cfg.Simulator.StepJitter = 0
+	cfg.Simulator.Seed = 7
+	return cfg
+}
+
+// TestRunLifecycle starts the `run` mode from a test, checks that simulated webhooks arrive as
+// decodable SessionEvents and that readiness reports, then shuts down cleanly.
+func TestRunLifecycle(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := New(testConfig(), ModeRun, log, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Simulator().WaitIdle(ctx); err != nil {
+		t.Fatalf("simulator did not finish its sessions: %v", err)
+	}
+	// Every session's lifecycle ends in a terminal event; at least 3 sessions x 3 events.
+	var out bytes.Buffer
+	tcfg := testConfig()
+	if err := Tail(ctx, tcfg, TailOptions{Topic: tcfg.Topics.Sessions, Brokers: a.Brokers(), FromBeginning: true, Max: 9}, &out); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(&out)
+	n := 0
+	for sc.Scan() {
+		var line tailLine
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Schema != "io.idnow.connector.v1.SessionEvent" || line.DecodeError != "" {
+			t.Fatalf("record not decoded: %s", sc.Text())
+		}
+		n++
+	}
+	if n != 9 {
+		t.Fatalf("tail printed %d records, want 9", n)
+	}
+	resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"ready":true`) {
+		t.Fatalf("/readyz = %d %s", resp.StatusCode, body)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	if err := a.Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestStartFailsCleanly(t *testing.T) {
+	cfg := testConfig()
+	cfg.Topics.Create = false
+	a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "idnow.sessions") {
+		t.Fatalf("want a start-up error naming the missing topic, got %v", err)
+	}
+}
