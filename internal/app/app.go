@@ -283,7 +283,11 @@ func (a *App) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	a.log.Info("shutting down", "timeout", shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	return a.Shutdown(sctx)
+	if err := a.Shutdown(sctx); err != nil {
+		return err
+	}
+	a.log.Info("stopped cleanly")
+	return nil
 }
 
 // IngressURL returns the webhook URL the ingress serves, once started.
