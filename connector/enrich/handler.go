@@ -1,0 +1,145 @@
+package enrich
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+// SessionAPI is what the enricher needs from the IDnow API; *idnow.Client satisfies it.
+type SessionAPI interface {
+	GetSession(ctx context.Context, sessionID string) (*idnow.Session, error)
+	GetDataBlocks(ctx context.Context, sessionID string) ([]idnow.DataBlock, error)
+}
+
+// Message is one consumed record travelling through the handler chain.
+type Message struct {
+	// Record is the consumed SessionEvent record, untouched.
+	Record *kgo.Record
+	// Attempts counts the handler invocations so far; the Retry middleware maintains it.
+	Attempts int
+}
+
+// Result is what handling a message produced.
+type Result struct {
+	// Records are the records to produce for the message: one EnrichedSession, or one DLQ record.
+	Records []*kgo.Record
+	// Status and Outcome label an enrichment (bounded by statusLabel and outcomeLabel).
+	Status, Outcome string
+	// DLQClass is the error class when the message went to the DLQ, empty otherwise.
+	DLQClass string
+}
+
+// HandlerFunc handles one message. It returns an error only for failures the chain could not
+// turn into output; the enricher then abandons the batch (nothing is skipped).
+type HandlerFunc func(ctx context.Context, m *Message) (Result, error)
+
+// Middleware wraps a HandlerFunc with one concern (retry, DLQ, metrics).
+type Middleware func(HandlerFunc) HandlerFunc
+
+// Chain wraps h in mw, the first middleware outermost.
+func Chain(h HandlerFunc, mw ...Middleware) HandlerFunc {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}
+
+// Decoder decodes SessionEvent records in either wire format; *serde.Codec satisfies it.
+type Decoder interface {
+	Decode(ctx context.Context, b []byte, v any) error
+}
+
+// Encoder encodes EnrichedSession values; *serde.Codec satisfies it.
+type Encoder interface {
+	Encode(v any) ([]byte, error)
+	Schema() schemas.Schema
+}
+
+// HandlerDeps are what the enrich handler needs.
+type HandlerDeps struct {
+	API      SessionAPI
+	Events   Decoder
+	Enriched Encoder
+	Topic    string // topics.enriched
+	Policy   DataBlocksConfig
+	Version  string
+	Now      func() time.Time // nil = time.Now
+}
+
+// NewHandler returns the core handler: decode the SessionEvent, read the session (and its data
+// blocks when policy says so), Map, encode, and return the EnrichedSession record keyed by
+// session id with the schema and event-id headers the ingress also writes.
+func NewHandler(d HandlerDeps) HandlerFunc {
+	now := d.Now
+	if now == nil {
+		now = time.Now
+	}
+	return func(ctx context.Context, m *Message) (Result, error) {
+		var ev schemas.SessionEvent
+		if err := d.Events.Decode(ctx, m.Record.Value, &ev); err != nil {
+			return Result{}, &stageError{stage: stageDecode, err: err}
+		}
+		if ev.SessionID == "" {
+			return Result{}, &stageError{stage: stageDecode, err: fmt.Errorf("%w: SessionEvent %s has an empty sessionId", serde.ErrUndecodable, ev.EventID)}
+		}
+		s, err := d.API.GetSession(ctx, ev.SessionID)
+		if err != nil {
+			return Result{}, &stageError{stage: stageAPI, err: fmt.Errorf("get session: %w", err)}
+		}
+		fetched := d.Policy.fetchesBlocks(string(s.Status))
+		var blocks []idnow.DataBlock
+		if fetched {
+			if blocks, err = d.API.GetDataBlocks(ctx, ev.SessionID); err != nil {
+				return Result{}, &stageError{stage: stageAPI, err: fmt.Errorf("get data blocks: %w", err)}
+			}
+		}
+		out := Map(&ev, s, blocks, fetched, d.Policy, now(), d.Version)
+		value, err := d.Enriched.Encode(out)
+		if err != nil {
+			return Result{}, &stageError{stage: stageEncode, err: err}
+		}
+		rec := &kgo.Record{
+			Topic: d.Topic,
+			Key:   []byte(ev.SessionID),
+			Value: value,
+			Headers: []kgo.RecordHeader{
+				{Key: serde.HeaderSchema, Value: []byte(d.Enriched.Schema().FullName)},
+				{Key: serde.HeaderEventID, Value: []byte(ev.EventID)},
+			},
+		}
+		outcome := ""
+		if out.Session.Outcome != nil {
+			outcome = *out.Session.Outcome
+		}
+		return Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome)}, nil
+	}
+}
+
+// statusLabel bounds the status label: documented statuses pass, anything else is "other".
+func statusLabel(s string) string {
+	switch st := idnow.SessionStatus(strings.ToUpper(s)); st {
+	case idnow.StatusCreated, idnow.StatusRunning, idnow.StatusCompleted, idnow.StatusAborted, idnow.StatusExpired, idnow.StatusError:
+		return string(st)
+	}
+	return "other"
+}
+
+// outcomeLabel bounds the outcome label: the normalised outcomes pass, empty is "none", anything
+// else is "other".
+func outcomeLabel(o string) string {
+	switch o {
+	case idnow.OutcomeAccepted, idnow.OutcomeRejected, idnow.OutcomeNoOutcome:
+		return o
+	case "":
+		return "none"
+	}
+	return "other"
+}

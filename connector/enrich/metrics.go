@@ -1,0 +1,171 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the enricher's collectors. Labels are bounded: status and outcome through
+// statusLabel/outcomeLabel, reason and class through the Class* constants, partition by the
+// partition count of topics.sessions.
+type metrics struct {
+	consumed     prometheus.Counter
+	enriched     *prometheus.CounterVec
+	dlq          *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	inFlight     prometheus.Gauge
+	transactions *prometheus.CounterVec
+	lag          *prometheus.GaugeVec
+	retries      *prometheus.CounterVec
+	blocked      prometheus.Gauge
+	lastCommit   prometheus.Gauge
+	restarts     prometheus.Counter
+
+	mu           sync.Mutex
+	blockedCount int
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns = "idnow_connector_enrich_"
+	m := &metrics{
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: ns + "events_consumed_total",
+			Help: "SessionEvent records polled from topics.sessions (a record consumed again after an aborted batch counts again).",
+		}),
+		enriched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "records_enriched_total",
+			Help: "EnrichedSession records committed, by the session's current status (unknown ones as other) and normalised outcome (none when absent).",
+		}, []string{"status", "outcome"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "dlq_records_total",
+			Help: "Records committed to topics.dlq, by error class.",
+		}, []string{"reason"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    ns + "duration_seconds",
+			Help:    "Time to handle one event, retries included, by result (enriched, dlq, abandoned).",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}, []string{"result"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "in_flight",
+			Help: "Events being enriched now (bounded by enrich.concurrency).",
+		}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "transactions_total",
+			Help: "Batches ended, by result: committed (output and offsets written) or aborted (rebalance, shutdown, Kafka error; the batch is consumed again).",
+		}, []string{"result"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: ns + "consumer_lag",
+			Help: "Records of topics.sessions behind the high watermark on this member's partitions, as of the last poll.",
+		}, []string{"partition"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "retries_total",
+			Help: "Retried enrichment attempts, by error class.",
+		}, []string{"class"}),
+		blocked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "blocked",
+			Help: "1 while at least one event waits on a retryable failure (IDnow down, rate limited, bad credentials): progress has stopped.",
+		}),
+		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "last_commit_timestamp_seconds",
+			Help: "Unix time of the last committed batch; alert when it stops moving while lag grows.",
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: ns + "client_restarts_total",
+			Help: "Kafka client re-creations after an unrecoverable client or transaction error.",
+		}),
+	}
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				m.unregister(reg)
+				return nil, errors.New("enrich metrics are already registered on this registry: use one registry per enricher")
+			}
+			m.unregister(reg)
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.consumed, m.enriched, m.dlq, m.duration, m.inFlight, m.transactions, m.lag, m.retries, m.blocked, m.lastCommit, m.restarts}
+}
+
+func (m *metrics) unregister(reg prometheus.Registerer) {
+	for _, c := range m.collectors() {
+		reg.Unregister(c)
+	}
+}
+
+func (m *metrics) retried(class string) { m.retries.WithLabelValues(class).Inc() }
+
+func (m *metrics) block() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blockedCount++
+	m.blocked.Set(1)
+}
+
+func (m *metrics) unblock() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blockedCount--
+	if m.blockedCount <= 0 {
+		m.blockedCount = 0
+		m.blocked.Set(0)
+	}
+}
+
+func (m *metrics) setLag(partition int32, lag int64) {
+	m.lag.WithLabelValues(strconv.Itoa(int(partition))).Set(float64(max(lag, 0)))
+}
+
+func (m *metrics) dropLag(partitions []int32) {
+	for _, p := range partitions {
+		m.lag.DeleteLabelValues(strconv.Itoa(int(p)))
+	}
+}
+
+// committed records the results of a committed batch.
+func (m *metrics) committed(results []Result, at time.Time) {
+	for _, r := range results {
+		if r.DLQClass != "" {
+			m.dlq.WithLabelValues(r.DLQClass).Inc()
+		} else {
+			m.enriched.WithLabelValues(r.Status, r.Outcome).Inc()
+		}
+	}
+	m.transactions.WithLabelValues("committed").Inc()
+	m.lastCommit.Set(float64(at.UnixNano()) / 1e9)
+}
+
+func (m *metrics) aborted() { m.transactions.WithLabelValues("aborted").Inc() }
+
+// Metrics observes each message: the in-flight gauge while it is handled and its duration by
+// result. Counts of enriched and DLQ records are taken when their batch commits, so they count
+// what consumers see, not attempts that were rolled back.
+func Metrics(m *metrics) Middleware {
+	return func(next HandlerFunc) HandlerFunc {
+		return func(ctx context.Context, msg *Message) (Result, error) {
+			m.inFlight.Inc()
+			start := time.Now()
+			res, err := next(ctx, msg)
+			m.inFlight.Dec()
+			result := "enriched"
+			switch {
+			case err != nil:
+				result = "abandoned"
+			case res.DLQClass != "":
+				result = "dlq"
+			}
+			m.duration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+			return res, err
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+)
+
+// Retry retries retryable failures (Classify) with capped exponential backoff and jitter, for as
+// long as they last: a retryable failure is never turned into a skip or a DLQ record. While it
+// waits, the blocked gauge is 1, so an IDnow outage shows as a flat line plus growing lag rather
+// than as lost events. Permanent failures and the context's end are returned at once. A
+// Retry-After the API sent is honoured up to cfg.MaxBackoff.
+func Retry(cfg RetryConfig, m *metrics, log *slog.Logger) Middleware {
+	return func(next HandlerFunc) HandlerFunc {
+		return func(ctx context.Context, msg *Message) (Result, error) {
+			b := &backoff.ExponentialBackOff{
+				InitialInterval:     cfg.InitialBackoff,
+				RandomizationFactor: 0.2,
+				Multiplier:          2,
+				MaxInterval:         cfg.MaxBackoff,
+			}
+			b.Reset()
+			blocked := false
+			defer func() {
+				if blocked {
+					m.unblock()
+				}
+			}()
+			for {
+				msg.Attempts++
+				res, err := next(ctx, msg)
+				if err == nil {
+					return res, nil
+				}
+				if ctx.Err() != nil {
+					return Result{}, fmt.Errorf("enrich %s: %w", describe(msg), context.Cause(ctx))
+				}
+				c := Classify(err)
+				if !c.Retryable {
+					return Result{}, err
+				}
+				m.retried(c.Class)
+				if !blocked {
+					blocked = true
+					m.block()
+				}
+				wait := min(max(b.NextBackOff(), retryAfter(err)), cfg.MaxBackoff)
+				log.Warn("enrichment failed with a retryable error; retrying, the partition waits",
+					slog.String("class", c.Class), slog.Int("attempt", msg.Attempts), slog.Duration("wait", wait),
+					slog.String("topic", msg.Record.Topic), slog.Int("partition", int(msg.Record.Partition)),
+					slog.Int64("offset", msg.Record.Offset), slog.Any("err", err))
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return Result{}, fmt.Errorf("enrich %s: %w", describe(msg), context.Cause(ctx))
+				case <-t.C:
+				}
+			}
+		}
+	}
+}
+
+// retryAfter returns the server's Retry-After hint carried by err, 0 when none.
+func retryAfter(err error) time.Duration {
+	var apiErr *idnow.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.RetryAfter
+	}
+	return 0
+}
+
+// describe names a record by position, never by content.
+func describe(m *Message) string {
+	return fmt.Sprintf("%s/%d@%d", m.Record.Topic, m.Record.Partition, m.Record.Offset)
+}
