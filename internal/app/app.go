@@ -18,8 +18,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
@@ -45,6 +47,12 @@ type App struct {
 	verifier *webhook.Verifier
 	ingress  *ingress.Ingress
 	brokers  []string
+
+	api            *idnow.Client
+	enricher       *enrich.Enricher
+	stopEnricher   context.CancelFunc
+	enricherDone   chan struct{}
+	enricherFailed chan error // receives Run's error when the enricher stops on its own
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -95,6 +103,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	if a.mode.runsIngress() {
 		if err := a.startIngress(ctx, ingressLn); err != nil {
+			return err
+		}
+	}
+	if a.mode.runsEnricher() {
+		if err := a.startEnricher(ctx); err != nil {
 			return err
 		}
 	}
@@ -234,6 +247,50 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
+func (a *App) startEnricher(ctx context.Context) error {
+	if err := a.cfg.IDnow.Validate(); err != nil {
+		return err
+	}
+	var err error
+	a.api, err = idnow.New(ctx, a.cfg.IDnow, a.reg, a.log.With("component", "idnow"))
+	if err != nil {
+		return fmt.Errorf("IDnow API client: %w", err)
+	}
+	opts, err := a.kafkaOpts("enricher")
+	if err != nil {
+		return err
+	}
+	rc, err := serde.NewRegistryClient(a.cfg.SchemaRegistry)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
+	defer cancel()
+	enriched, err := a.codec(sctx, schemas.EnrichedSessionSchema(), a.cfg.Topics.Enriched)
+	if err != nil {
+		return err
+	}
+	a.enricher, err = enrich.New(a.cfg.Enrich, enrich.Deps{
+		KafkaOpts: opts, Topics: a.cfg.Topics, API: a.api,
+		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
+		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: a.api.Token,
+	})
+	if err != nil {
+		return err
+	}
+	// The enricher runs until Shutdown cancels it, not until the start-up context ends.
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopEnricher, a.enricherDone, a.enricherFailed = stop, make(chan struct{}), make(chan error, 1)
+	go func() {
+		defer close(a.enricherDone)
+		if err := a.enricher.Run(runCtx); err != nil && runCtx.Err() == nil {
+			a.enricherFailed <- fmt.Errorf("enricher stopped: %w", err)
+		}
+	}()
+	a.admin.AddCheck("enricher", a.enricher.Ready)
+	return nil
+}
+
 // codec builds the record codec for topic: Confluent wire format through the registry when
 // schema_registry.url is set, single-object encoding otherwise.
 func (a *App) codec(ctx context.Context, s schemas.Schema, topic string) (*serde.Codec, error) {
@@ -251,6 +308,19 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	if a.ingress != nil {
 		errs = append(errs, a.ingress.Shutdown(ctx))
+	}
+	if a.enricher != nil {
+		// Run finishes or aborts its transaction and leaves the group within
+		// enrich.shutdown_timeout; ctx bounds the wait in any case.
+		a.stopEnricher()
+		select {
+		case <-a.enricherDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("enricher did not stop in time: %w", ctx.Err()))
+		}
+	}
+	if a.api != nil {
+		a.api.Close()
 	}
 	if a.producer != nil {
 		if err := a.producer.Flush(ctx); err != nil {
@@ -271,6 +341,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 		errs = append(errs, a.admin.Shutdown(ctx))
 	}
 	a.ingress, a.producer, a.verifier, a.sim, a.embedded, a.admin = nil, nil, nil, nil, nil, nil
+	a.enricher, a.api = nil, nil
 	return errors.Join(errs...)
 }
 
@@ -279,11 +350,16 @@ func (a *App) Run(ctx context.Context, shutdownTimeout time.Duration) error {
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-a.enricherFailed: // nil channel when no enricher runs: blocks forever
+		a.log.Error("a component failed; shutting down", "err", failed)
+	}
 	a.log.Info("shutting down", "timeout", shutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if err := a.Shutdown(sctx); err != nil {
+	if err := errors.Join(failed, a.Shutdown(sctx)); err != nil {
 		return err
 	}
 	a.log.Info("stopped cleanly")

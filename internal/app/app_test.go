@@ -78,6 +78,14 @@ func TestRunLifecycle(t *testing.T) {
 	if n != 9 {
 		t.Fatalf("tail printed %d records, want 9", n)
 	}
+	// The enricher turns the same events into EnrichedSessions (read_committed).
+	out.Reset()
+	if err := Tail(ctx, tcfg, TailOptions{Topic: tcfg.Topics.Enriched, Brokers: a.Brokers(), FromBeginning: true, Max: 9}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(out.String(), `"schema":"io.idnow.connector.v1.EnrichedSession"`); got != 9 {
+		t.Fatalf("%d enriched records decoded, want 9:\n%s", got, out.String())
+	}
 	resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
 	if err != nil {
 		t.Fatal(err)

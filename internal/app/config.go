@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
@@ -26,6 +27,7 @@ type Config struct {
 	Ingress        ingress.Config     `koanf:"ingress"`
 	Webhook        webhook.Config     `koanf:"webhook"`
 	IDnow          idnow.Config       `koanf:"idnow"`
+	Enrich         enrich.Config      `koanf:"enrich"`
 	Simulator      idnowsim.Config    `koanf:"simulator"`
 }
 
@@ -46,6 +48,7 @@ func DefaultConfig() Config {
 		Ingress:        ingress.DefaultConfig(),
 		Webhook:        webhook.DefaultConfig(),
 		IDnow:          idnow.DefaultConfig(),
+		Enrich:         enrich.DefaultConfig(),
 		Simulator:      idnowsim.DefaultConfig(),
 	}
 }
@@ -87,6 +90,7 @@ func (c Config) Validate(mode Mode) error {
 		}
 	}
 	if mode.runsEnricher() {
+		add(c.Enrich.Validate())
 		if !c.Simulator.Enabled {
 			add(c.IDnow.Validate())
 		}
