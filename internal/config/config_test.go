@@ -46,10 +46,18 @@ func TestLoad(t *testing.T) {
 	}{
 		{name: "defaults only", want: func(*root) {}},
 		{name: "file overrides, durations parse", file: "kafka:\n  timeout: 250ms\n  brokers: [a:1, b:2]\nname: x\n",
-			want: func(r *root) { r.Kafka.Timeout = 250 * time.Millisecond; r.Kafka.Brokers = []string{"a:1", "b:2"}; r.Name = "x" }},
+			want: func(r *root) {
+				r.Kafka.Timeout = 250 * time.Millisecond
+				r.Kafka.Brokers = []string{"a:1", "b:2"}
+				r.Name = "x"
+			}},
 		{name: "env overrides file, lists comma-separated", file: "kafka:\n  brokers: [a:1]\n",
-			env:  []string{"IDNOW_CONNECTOR_KAFKA__BROKERS=x:9092,y:9092", "IDNOW_CONNECTOR_KAFKA__CREATE=true", "IDNOW_CONNECTOR_KAFKA__TIMEOUT=2m", "OTHER=1"},
-			want: func(r *root) { r.Kafka.Brokers = []string{"x:9092", "y:9092"}; r.Kafka.Create = true; r.Kafka.Timeout = 2 * time.Minute }},
+			env: []string{"IDNOW_CONNECTOR_KAFKA__BROKERS=x:9092,y:9092", "IDNOW_CONNECTOR_KAFKA__CREATE=true", "IDNOW_CONNECTOR_KAFKA__TIMEOUT=2m", "OTHER=1"},
+			want: func(r *root) {
+				r.Kafka.Brokers = []string{"x:9092", "y:9092"}
+				r.Kafka.Create = true
+				r.Kafka.Timeout = 2 * time.Minute
+			}},
 		{name: "a shorter list replaces the default", file: "statuses: [RUNNING]\n",
 			want: func(r *root) { r.Statuses = []string{"RUNNING"} }},
 		{name: "maps take any key", file: "labels:\n  team: data\n", want: func(r *root) { r.Labels = map[string]string{"team": "data"} }},
