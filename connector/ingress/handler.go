@@ -231,11 +231,13 @@ func (h *Handler) produce(ctx context.Context, ev *schemas.SessionEvent) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ProduceTimeout)
 	defer cancel()
 	start := time.Now()
-	// Produce rather than ProduceSync: a record already in flight to an unresponsive broker is not
-	// canceled by ctx, and IDnow must get its answer within produce_timeout regardless. If the
-	// record lands after we answered 503, IDnow's retry makes a duplicate, never a loss.
+	// TryProduce rather than ProduceSync: with the producer buffer full (Kafka slow or away) it
+	// fails at once with kgo.ErrMaxBuffered instead of queueing the request, and a record already
+	// in flight to an unresponsive broker is not canceled by ctx, while IDnow must get its answer
+	// within produce_timeout regardless. If a record lands after we answered 503, IDnow's retry
+	// makes a duplicate, never a loss.
 	acked := make(chan error, 1)
-	h.kafka.Produce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
+	h.kafka.TryProduce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
 	select {
 	case err = <-acked:
 	case <-ctx.Done():

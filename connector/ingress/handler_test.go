@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -145,9 +146,9 @@ type nopCloser struct{ *bytes.Buffer }
 func (nopCloser) Close() error { return nil }
 
 func TestStaticHeader(t *testing.T) {
-	h := newHarness(t, func(_ *Config, w *webhook.Config) {
+	h := newHarness(t, configure(func(_ *Config, w *webhook.Config) {
 		w.StaticHeader = webhook.StaticHeaderConfig{Name: "Authorization", Value: "Basic c2VjcmV0"}
-	})
+	}))
 	tok := h.token("RS256", webhooktest.Event("s-1", "e-1"))
 	for _, tc := range []struct {
 		name   string
@@ -195,14 +196,37 @@ func TestUnavailableAnswers(t *testing.T) {
 		keys := webhooktest.NewKeySet(t)
 		keys.SetAvailable(false)
 		url := keys.Serve(t)
-		h := newHarness(t, func(_ *Config, w *webhook.Config) { w.JWKSURL = url })
+		h := newHarness(t, configure(func(_ *Config, w *webhook.Config) { w.JWKSURL = url }))
 		w := h.do(jwtRequest(keys.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))))
 		if w.Code != 503 || w.Header().Get("Retry-After") == "" {
 			t.Fatalf("got %d, want 503 with Retry-After", w.Code)
 		}
 	})
+	t.Run("producer buffer full", func(t *testing.T) {
+		h := newHarness(t, func(s *harnessSettings) { s.maxBuffered = 1 })
+		h.kafkaDown.Store(true)
+		first := make(chan int)
+		go func() { first <- h.do(jwtRequest(h.token("RS256", webhooktest.Event("s", "e-first")))).Code }()
+		for h.client.BufferedProduceRecords() == 0 {
+			runtime.Gosched() // wait until the first event occupies the whole buffer
+		}
+		// The second event finds the buffer full and is refused at once, while the first is
+		// still waiting for Kafka.
+		w := h.do(jwtRequest(h.token("RS256", webhooktest.Event("s", "e-second"))))
+		if w.Code != 503 {
+			t.Fatalf("second request: got %d, want 503", w.Code)
+		}
+		select {
+		case code := <-first:
+			t.Fatalf("the first request was answered (%d) before the second was refused", code)
+		default:
+		}
+		if code := <-first; code != 503 {
+			t.Fatalf("first request: got %d, want 503 after produce_timeout", code)
+		}
+	})
 	t.Run("overloaded", func(t *testing.T) {
-		h := newHarness(t, func(c *Config, _ *webhook.Config) { c.MaxConcurrent = 1 })
+		h := newHarness(t, configure(func(c *Config, _ *webhook.Config) { c.MaxConcurrent = 1 }))
 		h.handler.slots <- struct{}{} // one request in flight
 		w := h.do(jwtRequest(h.token("RS256", webhooktest.Event("s", "e"))))
 		<-h.handler.slots
@@ -222,7 +246,7 @@ func TestUnavailableAnswers(t *testing.T) {
 func TestSignedTokenKeptByConfig(t *testing.T) {
 	for _, keep := range []bool{true, false} {
 		t.Run(fmt.Sprint(keep), func(t *testing.T) {
-			h := newHarness(t, func(c *Config, _ *webhook.Config) { c.KeepSignedToken = keep })
+			h := newHarness(t, configure(func(c *Config, _ *webhook.Config) { c.KeepSignedToken = keep }))
 			tok := h.token("RS256", webhooktest.Event("s-1", "e-1"))
 			if w := h.do(jwtRequest(tok)); w.Code != 200 {
 				t.Fatalf("got %d", w.Code)

@@ -44,7 +44,19 @@ type harness struct {
 	kafkaDown atomic.Bool
 }
 
-type harnessOpt func(*Config, *webhook.Config)
+// harnessSettings are what a harnessOpt may change before the harness is built.
+type harnessSettings struct {
+	ingress     *Config
+	webhook     *webhook.Config
+	maxBuffered int // when positive, caps the producer's buffer (kgo.MaxBufferedRecords)
+}
+
+type harnessOpt func(*harnessSettings)
+
+// configure adapts a function of the two config sections into a harnessOpt.
+func configure(f func(*Config, *webhook.Config)) harnessOpt {
+	return func(s *harnessSettings) { f(s.ingress, s.webhook) }
+}
 
 func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	t.Helper()
@@ -56,8 +68,9 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	wcfg.JWKSURL = h.keys.Serve(t)
 	wcfg.Issuer = testIssuer
 	wcfg.Audience = testAudience
+	settings := harnessSettings{ingress: &cfg, webhook: &wcfg}
 	for _, o := range opts {
-		o(&cfg, &wcfg)
+		o(&settings)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
@@ -75,8 +88,12 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 		}
 		return nil, nil, false
 	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	kopts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond })}
+	if settings.maxBuffered > 0 {
+		kopts = append(kopts, kgo.MaxBufferedRecords(settings.maxBuffered))
+	}
+	cl, err := kgo.NewClient(kopts...)
 	if err != nil {
 		t.Fatal(err)
 	}
