@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.uber.org/goleak"
 )
 
@@ -113,5 +116,75 @@ func TestStartFailsCleanly(t *testing.T) {
 	err = a.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "idnow.sessions") {
 		t.Fatalf("want a start-up error naming the missing topic, got %v", err)
+	}
+}
+
+// TestSchemaRegistryEncoding runs the pipeline with a schema registry (srfake): records are in
+// the Confluent wire format under <topic>-value subjects, and tail still decodes them.
+func TestSchemaRegistryEncoding(t *testing.T) {
+	reg := srfake.New()
+	defer reg.Close()
+	cfg := testConfig()
+	cfg.SchemaRegistry.URL = reg.URL()
+	a, err := New(cfg, ModeRun, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := a.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+		http.DefaultClient.CloseIdleConnections()
+	}()
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects, err := cl.Subjects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(subjects, ",") != "idnow.sessions-value,idnow.sessions.enriched-value" {
+		t.Fatalf("registered subjects %v", subjects)
+	}
+	for _, topic := range []string{cfg.Topics.Sessions, cfg.Topics.Enriched} {
+		var out bytes.Buffer
+		if err := Tail(ctx, cfg, TailOptions{Topic: topic, Brokers: a.Brokers(), FromBeginning: true, Max: 3}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Count(out.String(), `"schema":"io.idnow.connector.v1.`) != 3 || strings.Contains(out.String(), "decodeError") {
+			t.Fatalf("%s: records not decoded:\n%s", topic, out.String())
+		}
+		raw := readRaw(t, a.Brokers(), topic)
+		if raw[0] != 0 {
+			t.Fatalf("%s: first byte %#x, want the Confluent magic byte 0", topic, raw[0])
+		}
+	}
+}
+
+// readRaw returns the value of the first committed record of topic.
+func readRaw(t *testing.T, brokers []string, topic string) []byte {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollRecords(ctx, 1)
+		if ctx.Err() != nil {
+			t.Fatalf("no record on %s", topic)
+		}
+		if recs := fs.Records(); len(recs) > 0 {
+			return recs[0].Value
+		}
 	}
 }
