@@ -1,0 +1,145 @@
+// Command idnow-bench runs the connector's load benchmarks (BENCHMARKS.md): the ingress against
+// a minimal reference receiver, and the enricher against the API-bound limit. `make bench` runs
+// it after the micro-benchmarks. It starts itself again as child processes (serve-target) so
+// that each target's memory can be read from /proc. Everything binds to 127.0.0.1; a real
+// broker is used only when KAFKA_BROKERS (or -brokers) names one.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/loadtest"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idnow-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() error {
+	return errors.New(`usage:
+  idnow-bench ingress  [flags]   ingress vs reference receiver at fixed concurrency levels
+  idnow-bench enricher [flags]   enricher throughput vs the API-bound limit, and its memory
+  idnow-bench all      [flags]   both (what make bench runs)
+run "idnow-bench <mode> -h" for the flags`)
+}
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usage()
+	}
+	if args[0] == loadtest.ServeArg {
+		return serveTarget(ctx, args[1:])
+	}
+	mode := args[0]
+	if mode != "ingress" && mode != "enricher" && mode != "all" {
+		return usage()
+	}
+	ic := loadtest.DefaultIngressConfig()
+	ec := loadtest.DefaultEnrichConfig()
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers of a real cluster (default $KAFKA_BROKERS); empty = embedded broker")
+	levels := fs.String("levels", joinInts(ic.Levels), "ingress: concurrency levels")
+	fs.DurationVar(&ic.Duration, "duration", ic.Duration, "ingress: timed window per level and target")
+	fs.IntVar(&ic.MaxRequests, "max-requests", ic.MaxRequests, "ingress: request bound per level and target")
+	fs.IntVar(&ec.Events, "events", ec.Events, "enricher: backlog size for the throughput runs")
+	fs.DurationVar(&ec.Latency, "latency", ec.Latency, "enricher: fixed simulator API latency L")
+	conc := fs.String("concurrency", joinInts(ec.Concurrency), "enricher: concurrency levels C")
+	modes := fs.String("delivery", strings.Join(ec.Deliveries, ","), "enricher: delivery modes")
+	fs.IntVar(&ec.MemoryEvents, "memory-events", ec.MemoryEvents, "enricher: backlog drained for the memory measurement (0 skips it)")
+	fs.DurationVar(&ec.MemoryLatency, "memory-latency", ec.MemoryLatency, "enricher: API latency during the memory drain")
+	fs.DurationVar(&ec.RunTimeout, "run-timeout", ec.RunTimeout, "enricher: bound on each drain")
+	fs.BoolVar(&ic.WhatIfLinger0, "what-if-linger0", ic.WhatIfLinger0, "ingress: also measure the ingress with kgo.ProducerLinger(0)")
+	fs.StringVar(&ic.ProfileDir, "cpuprofile-dir", "", "ingress: write a CPU profile of each target into this directory")
+	verbose := fs.Bool("v", false, "log progress")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var err error
+	if ic.Levels, err = parseInts(*levels); err != nil {
+		return fmt.Errorf("-levels: %w", err)
+	}
+	if ec.Concurrency, err = parseInts(*conc); err != nil {
+		return fmt.Errorf("-concurrency: %w", err)
+	}
+	ec.Deliveries = strings.Split(*modes, ",")
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable: %w", err)
+	}
+	ic.Exe, ec.Exe = exe, exe
+	if *brokers != "" {
+		ic.Brokers = strings.Split(*brokers, ",")
+		ec.Brokers = ic.Brokers
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	fmt.Printf("# idnow-bench %s — %s, GOMAXPROCS=%d, %s\n", mode, time.Now().UTC().Format(time.RFC3339), loadtest.Procs(), loadtest.Machine())
+	if mode == "ingress" || mode == "all" {
+		rep, err := loadtest.RunIngress(ctx, ic, log)
+		if err != nil {
+			return err
+		}
+		rep.Write(os.Stdout)
+	}
+	if mode == "enricher" || mode == "all" {
+		rep, err := loadtest.RunEnrich(ctx, ec, log)
+		if err != nil {
+			return err
+		}
+		rep.Write(os.Stdout)
+	}
+	return nil
+}
+
+// serveTarget is the child-process side: it serves one target until SIGTERM.
+func serveTarget(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New(loadtest.ServeArg + " takes one JSON target spec")
+	}
+	var spec loadtest.TargetSpec
+	if err := json.Unmarshal([]byte(args[0]), &spec); err != nil {
+		return fmt.Errorf("decode target spec: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return loadtest.Serve(ctx, spec, os.Stdout, log)
+}
+
+func joinInts(v []int) string {
+	s := make([]string, len(v))
+	for i, n := range v {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

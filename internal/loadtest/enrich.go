@@ -1,0 +1,379 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+// EnrichConfig bounds the enricher benchmark.
+type EnrichConfig struct {
+	Exe           string
+	Brokers       []string      // a real cluster; empty starts an embedded broker in this process
+	Events        int           // backlog per throughput run
+	Latency       time.Duration // fixed simulator API latency L
+	Concurrency   []int         // enrich.concurrency levels C
+	Deliveries    []string      // enrich.delivery modes
+	MemoryEvents  int           // backlog drained for the memory measurement; 0 skips it
+	MemoryLatency time.Duration // API latency during the memory drain
+	RunTimeout    time.Duration // bound on each drain
+}
+
+// DefaultEnrichConfig is what `make bench` runs.
+func DefaultEnrichConfig() EnrichConfig {
+	return EnrichConfig{
+		Events: 20000, Latency: 50 * time.Millisecond, Concurrency: []int{64, 256},
+		Deliveries:   []string{enrich.DeliveryExactlyOnce, enrich.DeliveryAtLeastOnce},
+		MemoryEvents: 200000, MemoryLatency: 5 * time.Millisecond, RunTimeout: 5 * time.Minute,
+	}
+}
+
+// Validate reports a config the runner cannot honour.
+func (c EnrichConfig) Validate() error {
+	var errs []error
+	if c.Exe == "" {
+		errs = append(errs, errors.New("enricher bench: no executable to start the enricher from"))
+	}
+	if c.Events <= 0 || c.Events > 2_000_000 {
+		errs = append(errs, errors.New("enricher bench: -events must be between 1 and 2000000, e.g. 20000"))
+	}
+	if c.Latency <= 0 {
+		errs = append(errs, errors.New("enricher bench: -latency must be positive, e.g. 50ms: the API-bound limit divides by it"))
+	}
+	if len(c.Concurrency) == 0 || slices.ContainsFunc(c.Concurrency, func(n int) bool { return n <= 0 }) {
+		errs = append(errs, errors.New("enricher bench: -concurrency must list positive levels, e.g. 64,256"))
+	}
+	for _, d := range c.Deliveries {
+		if d != enrich.DeliveryExactlyOnce && d != enrich.DeliveryAtLeastOnce {
+			errs = append(errs, fmt.Errorf("enricher bench: -delivery %q: use exactly_once and/or at_least_once", d))
+		}
+	}
+	if c.MemoryEvents < 0 || c.MemoryEvents > 2_000_000 {
+		errs = append(errs, errors.New("enricher bench: -memory-events must be between 0 and 2000000"))
+	}
+	if c.RunTimeout <= 0 {
+		errs = append(errs, errors.New("enricher bench: -run-timeout must be positive, e.g. 5m"))
+	}
+	return errors.Join(errs...)
+}
+
+// EnrichRun is one drain of a backlog by one enricher process.
+type EnrichRun struct {
+	Concurrency   int
+	Delivery      string
+	Latency       time.Duration
+	Events        int
+	Elapsed       time.Duration // steady-state window: from 5 % committed to 100 % committed
+	EventsPerSec  float64
+	CallsPerEvent float64 // API requests the simulator served / events
+	Limit         float64 // C / (calls per event x L)
+	DLQ           int64   // records written to the DLQ (must be 0: no faults are injected)
+	PeakRSS       int64
+	RSSSamples    []int64 // KiB, every 250 ms
+}
+
+// Ratio is the measured rate over the API-bound limit.
+func (r EnrichRun) Ratio() float64 {
+	if r.Limit == 0 {
+		return 0
+	}
+	return r.EventsPerSec / r.Limit
+}
+
+// EnrichReport is the outcome of the enricher benchmark.
+type EnrichReport struct {
+	Broker string
+	Runs   []EnrichRun
+	Memory *EnrichRun
+}
+
+// RunEnrich runs the enricher benchmark. The simulator and the broker run in this process; each
+// enricher runs as a child process with its own consumer group over the same backlog, so every
+// run starts from offset 0 of the same records.
+func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*EnrichReport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	brokers, broker, stopBroker, err := startBroker(cfg.Brokers, log)
+	if err != nil {
+		return nil, err
+	}
+	defer stopBroker()
+	sc := idnowsim.DefaultConfig()
+	sc.Listen = "127.0.0.1:0"
+	sc.Seed = 6
+	sc.StepDelay, sc.StepJitter = time.Millisecond, 0
+	sc.WebhookURL = ""
+	sim, err := idnowsim.New(sc, prometheus.NewRegistry(), log.With("component", "simulator"))
+	if err != nil {
+		return nil, err
+	}
+	if err := sim.Start(ctx); err != nil {
+		return nil, errors.Join(err, sim.Close())
+	}
+	defer func() { _ = sim.Close() }()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.MaxBufferedRecords(50000))
+	if err != nil {
+		return nil, fmt.Errorf("backlog producer: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	run := fmt.Sprintf("r%d", time.Now().UnixNano())
+	rep := &EnrichReport{Broker: broker}
+
+	// Sessions are shared by several events (event i belongs to session i mod sessions), the
+	// way a session emits created, step and completed events; they are spread far enough apart
+	// that one batch holds different sessions, which the enricher may process in parallel.
+	sessions := sim.CreateSessions(max(1000, min(cfg.Events/4, 25000)))
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = sim.WaitIdle(wctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	status := map[string]string{}
+	for _, s := range sim.Sessions() {
+		status[s.SessionID] = s.Status
+	}
+
+	topics := kafka.DefaultTopicsConfig()
+	topics.Partitions = 6
+	backlog := func(name string, n int) (kafka.TopicsConfig, error) {
+		t := topics
+		t.Sessions, t.Enriched, t.DLQ = "bench.sessions."+name, "bench.enriched."+name, "bench.dlq."+name
+		if err := kafka.EnsureTopics(ctx, adm, t, t.Sessions, t.Enriched, t.DLQ); err != nil {
+			return t, err
+		}
+		return t, produceBacklog(ctx, cl, t.Sessions, n, sessions, status)
+	}
+
+	tp, err := backlog(run, cfg.Events)
+	if err != nil {
+		return nil, err
+	}
+	if err := sim.SetFaults(idnowsim.Faults{Latency: cfg.Latency, RetryAfter: time.Second, SlowDelay: time.Second}); err != nil {
+		return nil, err
+	}
+	for _, c := range cfg.Concurrency {
+		for _, d := range cfg.Deliveries {
+			r, err := drain(ctx, cfg, sim, adm, tp, fmt.Sprintf("%s-%s-%d", run, d, c), c, d, cfg.Events, cfg.Latency, log)
+			if err != nil {
+				return nil, err
+			}
+			rep.Runs = append(rep.Runs, r)
+		}
+	}
+	if cfg.MemoryEvents > 0 {
+		tp, err := backlog(run+"-mem", cfg.MemoryEvents)
+		if err != nil {
+			return nil, err
+		}
+		if err := sim.SetFaults(idnowsim.Faults{Latency: cfg.MemoryLatency, RetryAfter: time.Second, SlowDelay: time.Second}); err != nil {
+			return nil, err
+		}
+		c := slices.Max(cfg.Concurrency)
+		r, err := drain(ctx, cfg, sim, adm, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.MemoryEvents, cfg.MemoryLatency, log)
+		if err != nil {
+			return nil, err
+		}
+		rep.Memory = &r
+	}
+	return rep, nil
+}
+
+// produceBacklog writes n SessionEvents for the given sessions, keyed by session id and encoded
+// as the ingress encodes them.
+func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, sessions []string, status map[string]string) error {
+	codec, err := serde.NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for i := range n {
+		sid := sessions[i%len(sessions)]
+		st := status[sid]
+		seq := int64(i/len(sessions) + 1)
+		ev := &schemas.SessionEvent{
+			EventID: fmt.Sprintf("%s-%d", topic, i), EventName: "session.status", EventSequence: &seq,
+			SessionID: sid, SessionStatus: &st, ReceivedAt: now, DeliveryVariant: schemas.DeliveryJWTBody,
+		}
+		v, err := codec.Encode(ev)
+		if err != nil {
+			return err
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(sid), Value: v}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errc <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush backlog: %w", err)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("produce backlog to %s: %w", topic, err)
+	default:
+		return nil
+	}
+}
+
+// drain starts one enricher child on the backlog and waits until its group committed every
+// offset, measuring the steady-state rate between 5 % and 100 % committed.
+func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, tp kafka.TopicsConfig,
+	id string, conc int, delivery string, n int, latency time.Duration, log *slog.Logger) (EnrichRun, error) {
+	r := EnrichRun{Concurrency: conc, Delivery: delivery, Events: n, Latency: latency}
+	apiBefore := sim.Stats().APIRequests
+	spec := TargetSpec{
+		Kind: TargetEnricher, Brokers: brokersOf(adm), Topics: tp,
+		APIURL: sim.APIURL(), TokenURL: sim.TokenURL(), ClientID: sim.Config().ClientID, ClientSecret: sim.Config().ClientSecret,
+		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
+	}
+	child, err := StartChild(cfg.Exe, spec, 30*time.Second)
+	if err != nil {
+		return r, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = child.Stop(30 * time.Second)
+		}
+	}()
+	deadline := time.Now().Add(cfg.RunTimeout)
+	var (
+		t0     time.Time
+		c0     int64
+		warmAt = int64(n) / 20
+	)
+	for {
+		if time.Now().After(deadline) {
+			return r, fmt.Errorf("enricher (C=%d, %s) did not drain %d events within %s\n%s", conc, delivery, n, cfg.RunTimeout, child.Logs())
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		done, err := committed(ctx, adm, spec.Group, tp.Sessions)
+		if err != nil {
+			continue // the group may not exist yet
+		}
+		if t0.IsZero() && done >= warmAt {
+			t0, c0 = time.Now(), done
+		}
+		if done >= int64(n) {
+			r.Elapsed = time.Since(t0)
+			r.EventsPerSec = float64(done-c0) / r.Elapsed.Seconds()
+			break
+		}
+	}
+	r.CallsPerEvent = float64(sim.Stats().APIRequests-apiBefore) / float64(n)
+	r.Limit = float64(conc) / (r.CallsPerEvent * latency.Seconds())
+	r.PeakRSS, _ = child.PeakRSS()
+	r.RSSSamples = child.RSSSamples()
+	stopped = true
+	if err := child.Stop(30 * time.Second); err != nil {
+		return r, err
+	}
+	ends, err := adm.ListEndOffsets(ctx, tp.DLQ)
+	if err != nil {
+		return r, fmt.Errorf("read DLQ end offsets: %w", err)
+	}
+	ends.Each(func(o kadm.ListedOffset) { r.DLQ += o.Offset })
+	log.Info("enricher drain done", "concurrency", conc, "delivery", delivery, "events_per_sec", int(r.EventsPerSec),
+		"limit", int(r.Limit), "calls_per_event", r.CallsPerEvent, "dlq", r.DLQ)
+	return r, nil
+}
+
+// committed sums the group's committed offsets on topic.
+func committed(ctx context.Context, adm *kadm.Client, group, topic string) (int64, error) {
+	resp, err := adm.FetchOffsetsForTopics(ctx, group, topic)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.At > 0 {
+			sum += o.At
+		}
+	})
+	return sum, nil
+}
+
+func brokersOf(adm *kadm.Client) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	md, err := adm.BrokerMetadata(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, b := range md.Brokers {
+		out = append(out, fmt.Sprintf("%s:%d", b.Host, b.Port))
+	}
+	return out
+}
+
+// Write renders the report as the markdown tables BENCHMARKS.md quotes.
+func (r *EnrichReport) Write(w io.Writer) {
+	fmt.Fprintf(w, "\n## Enricher throughput (broker: %s)\n\n", r.Broker)
+	fmt.Fprintln(w, "| C | delivery | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS |")
+	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, x := range r.Runs {
+		fmt.Fprintf(w, "| %d | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s |\n", x.Concurrency, x.Delivery, x.Latency,
+			x.Events, x.EventsPerSec, x.CallsPerEvent, x.Limit, x.Ratio(), x.DLQ, mib(x.PeakRSS))
+	}
+	byC := map[int]map[string]float64{}
+	for _, x := range r.Runs {
+		if byC[x.Concurrency] == nil {
+			byC[x.Concurrency] = map[string]float64{}
+		}
+		byC[x.Concurrency][x.Delivery] = x.EventsPerSec
+	}
+	for _, x := range r.Runs {
+		m := byC[x.Concurrency]
+		if x.Delivery == enrich.DeliveryExactlyOnce && m[enrich.DeliveryAtLeastOnce] > 0 {
+			fmt.Fprintf(w, "\nexactly-once cost at C=%d: %.0f%% of at-least-once throughput\n", x.Concurrency, 100*m[enrich.DeliveryExactlyOnce]/m[enrich.DeliveryAtLeastOnce])
+		}
+	}
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "\n## Enricher memory: drained %d events (C=%d, %s, L=%s) at %.0f events/s\n\n", m.Events, m.Concurrency, m.Delivery, m.Latency, m.EventsPerSec)
+		fmt.Fprintf(w, "Peak RSS (VmHWM) %s; %s\n", mib(m.PeakRSS), growth(m.RSSSamples))
+	}
+}
+
+// growth compares the resident set in the second quarter of a drain with the last quarter: a
+// steady process holds it flat once its buffers are warm.
+func growth(samples []int64) string {
+	if len(samples) < 8 {
+		return fmt.Sprintf("too few RSS samples (%d) to judge growth", len(samples))
+	}
+	q := len(samples) / 4
+	med := func(s []int64) int64 {
+		c := slices.Clone(s)
+		slices.Sort(c)
+		return c[len(c)/2]
+	}
+	a, b := med(samples[q:2*q]), med(samples[3*q:])
+	return fmt.Sprintf("median RSS in the 2nd quarter of the drain %s, in the last quarter %s (%+.1f%%)",
+		mib(a<<10), mib(b<<10), 100*float64(b-a)/float64(a))
+}

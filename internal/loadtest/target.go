@@ -1,0 +1,245 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+// Target kinds a child process can serve.
+const (
+	TargetIngress   = "ingress"   // the real ingress, wired as internal/app wires it
+	TargetReference = "reference" // net/http + the same verifier + ProduceSync acks=all, nothing else
+	TargetEnricher  = "enricher"  // the real enricher, wired as internal/app wires it
+)
+
+// TargetSpec tells a child process what to serve. It travels as JSON on the command line.
+type TargetSpec struct {
+	Kind    string             `json:"kind"`
+	Brokers []string           `json:"brokers"`
+	Topics  kafka.TopicsConfig `json:"topics"`
+	// Webhook targets.
+	JWKSURL string `json:"jwksUrl,omitempty"`
+	// Enricher target.
+	APIURL       string        `json:"apiUrl,omitempty"`
+	TokenURL     string        `json:"tokenUrl,omitempty"`
+	ClientID     string        `json:"clientId,omitempty"`
+	ClientSecret string        `json:"clientSecret,omitempty"`
+	Environment  string        `json:"environment,omitempty"`
+	Delivery     string        `json:"delivery,omitempty"`
+	Concurrency  int           `json:"concurrency,omitempty"`
+	Group        string        `json:"group,omitempty"`
+	Instance     string        `json:"instance,omitempty"`
+	APITimeout   time.Duration `json:"apiTimeout,omitempty"`
+	// ProducerLinger, when set, is appended to the ingress's client options (a what-if run that
+	// shows the effect of kgo.ProducerLinger on the ingress; the product uses franz-go's default).
+	ProducerLinger *time.Duration `json:"producerLinger,omitempty"`
+	// CPUProfile, when set, is the file the child writes its CPU profile to.
+	CPUProfile string `json:"cpuProfile,omitempty"`
+}
+
+// readyPrefix starts the one line a child writes to stdout once it serves; the rest of the line
+// is the webhook URL (empty for the enricher).
+const readyPrefix = "READY "
+
+// Serve runs the target described by spec until ctx ends, writing "READY <url>" to stdout once
+// it accepts work. It is the body of the benchmark's child processes, so that each target's
+// memory is its own and can be read from /proc.
+func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) (err error) {
+	if spec.CPUProfile != "" {
+		f, err := os.Create(spec.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("create CPU profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			_ = f.Close()
+			return fmt.Errorf("start CPU profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			err = errors.Join(err, f.Close())
+		}()
+	}
+	switch spec.Kind {
+	case TargetIngress:
+		return serveIngress(ctx, spec, stdout, log)
+	case TargetReference:
+		return serveReference(ctx, spec, stdout, log)
+	case TargetEnricher:
+		return serveEnricher(ctx, spec, stdout, log)
+	}
+	return fmt.Errorf("loadtest: unknown target kind %q (want %s, %s or %s)", spec.Kind, TargetIngress, TargetReference, TargetEnricher)
+}
+
+func webhookConfig(spec TargetSpec) webhook.Config {
+	c := webhook.DefaultConfig()
+	c.JWKSURL, c.Issuer, c.Audience = spec.JWKSURL, Issuer, Audience
+	c.Algorithms = []string{"RS256"}
+	return c
+}
+
+func kafkaConfig(spec TargetSpec) kafka.Config {
+	c := kafka.DefaultConfig()
+	c.Brokers = spec.Brokers
+	return c
+}
+
+// serveIngress builds the ingress exactly as internal/app's startIngress does: the shared
+// client options (acks=all, idempotence, zstd), topic check, single-object codec, verifier.
+func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	opts, err := kafka.ClientOpts(kafkaConfig(spec), "ingress", reg)
+	if err != nil {
+		return err
+	}
+	if spec.ProducerLinger != nil {
+		opts = append(opts, kgo.ProducerLinger(*spec.ProducerLinger))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("ingress kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), spec.Topics, spec.Topics.Sessions); err != nil {
+		return err
+	}
+	codec, err := serde.NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
+	if err != nil {
+		return err
+	}
+	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), nil, reg, log)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	cfg := ingress.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	in, err := ingress.New(cfg, ingress.Deps{Verifier: v, Encoder: codec, Kafka: cl, Topic: spec.Topics.Sessions, Registry: reg, Log: log})
+	if err != nil {
+		return err
+	}
+	if err := in.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%shttp://%s%s\n", readyPrefix, in.Addr(), cfg.Path)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(in.Shutdown(sctx), cl.Flush(sctx))
+}
+
+// serveReference is the floor the ingress is measured against: read the body, verify the token
+// with the same verifier, ProduceSync the raw token with acks=all, answer 200. No parsing, no
+// Avro, no metrics, no dedupe, no key (franz-go's default partitioner), default client options.
+func serveReference(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(spec.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		return fmt.Errorf("reference kafka client: %w", err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), spec.Topics, spec.Topics.Sessions); err != nil {
+		return err
+	}
+	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), nil, prometheus.NewRegistry(), log)
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	topic := spec.Topics.Sessions
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		if err != nil {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		if _, err := v.Verify(r.Context(), string(body)); err != nil {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		if err := cl.ProduceSync(r.Context(), &kgo.Record{Topic: topic, Value: body}).FirstErr(); err != nil {
+			http.Error(w, "kafka unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("reference listen: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "%shttp://%s/webhooks/idnow\n", readyPrefix, ln.Addr())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// serveEnricher builds the enricher as internal/app does, with the IDnow client's own rate
+// limit off and max_in_flight at the enricher's concurrency so that only the API latency bounds
+// the throughput.
+func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	ic := idnow.DefaultConfig()
+	ic.APIURL, ic.TokenURL, ic.ClientID, ic.ClientSecret = spec.APIURL, spec.TokenURL, spec.ClientID, spec.ClientSecret
+	if spec.Environment != "" {
+		ic.Environment = spec.Environment
+	}
+	ic.RateLimit = 0
+	ic.MaxInFlight = max(spec.Concurrency*2, 64) // session and data-block calls of one event never queue
+	if spec.APITimeout > 0 {
+		ic.Timeout = spec.APITimeout
+	}
+	api, err := idnow.New(ctx, ic, reg, log)
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+	opts, err := kafka.ClientOpts(kafkaConfig(spec), "enricher", reg)
+	if err != nil {
+		return err
+	}
+	codec, err := serde.NewCodec(ctx, schemas.EnrichedSessionSchema(), nil, "", false)
+	if err != nil {
+		return err
+	}
+	ec := enrich.DefaultConfig()
+	ec.Delivery = spec.Delivery
+	ec.Concurrency = spec.Concurrency
+	ec.Group = spec.Group
+	ec.InstanceID = spec.Instance
+	e, err := enrich.New(ec, enrich.Deps{
+		KafkaOpts: opts, Topics: spec.Topics, API: api,
+		Events: serde.NewDecoder(schemas.SessionEventSchema(), nil), Enriched: codec,
+		Registry: reg, Log: log, Version: "bench", TokenCheck: api.Token,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s\n", readyPrefix)
+	return e.Run(ctx)
+}
