@@ -111,6 +111,8 @@ type attempt struct {
 	ended   time.Time
 	status  int   // 0 when the request failed without an answer
 	err     error // transport error
+	// retryAfter is the Retry-After header of the answer.
+	retryAfter string
 }
 
 // acked reports whether the ingress acknowledged the webhook (any 2xx).
@@ -156,6 +158,7 @@ func (g *loadGen) post(ctx context.Context, d delivery) attempt {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
 			a.status = resp.StatusCode
+			a.retryAfter = resp.Header.Get("Retry-After")
 		}
 	}
 	a.ended = time.Now()
