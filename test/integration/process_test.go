@@ -5,7 +5,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -284,12 +283,3 @@ func (c *child) dumpLog() {
 	}
 	c.t.Logf("last %d lines of %s's output (%s):\n%s", len(lines), c.name, c.logPath, strings.Join(lines, "\n"))
 }
-
-// logContains reports whether the child's output so far contains s.
-func (c *child) logContains(s string) bool {
-	b, err := os.ReadFile(c.logPath)
-	return err == nil && bytes.Contains(b, []byte(s))
-}
-
-// errExited is returned by helpers that notice a child died when it should not have.
-var errExited = errors.New("process exited")
