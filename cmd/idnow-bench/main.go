@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&ec.MemoryLatency, "memory-latency", ec.MemoryLatency, "enricher: API latency during the memory drain")
 	fs.DurationVar(&ec.RunTimeout, "run-timeout", ec.RunTimeout, "enricher: bound on each drain")
 	fs.BoolVar(&ic.WhatIfLinger0, "what-if-linger0", ic.WhatIfLinger0, "ingress: also measure the ingress with kgo.ProducerLinger(0)")
-	fs.StringVar(&ic.ProfileDir, "cpuprofile-dir", "", "ingress: write a CPU profile of each target into this directory")
+	profDir := fs.String("cpuprofile-dir", "", "write CPU profiles of the ingress targets and of the enricher's memory drain into this directory")
 	verbose := fs.Bool("v", false, "log progress")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("find own executable: %w", err)
 	}
 	ic.Exe, ec.Exe = exe, exe
+	ic.ProfileDir, ec.ProfileDir = *profDir, *profDir
 	if *brokers != "" {
 		ic.Brokers = strings.Split(*brokers, ",")
 		ec.Brokers = ic.Brokers

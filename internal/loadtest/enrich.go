@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -31,6 +32,7 @@ type EnrichConfig struct {
 	MemoryEvents  int           // backlog drained for the memory measurement; 0 skips it
 	MemoryLatency time.Duration // API latency during the memory drain
 	RunTimeout    time.Duration // bound on each drain
+	ProfileDir    string        // when set, the enricher of the memory drain writes enricher.pprof here
 }
 
 // DefaultEnrichConfig is what `make bench` runs.
@@ -137,9 +139,11 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	rep := &EnrichReport{Broker: broker}
 
 	// Sessions are shared by several events (event i belongs to session i mod sessions), the
-	// way a session emits created, step and completed events; they are spread far enough apart
-	// that one batch holds different sessions, which the enricher may process in parallel.
-	sessions := sim.CreateSessions(max(1000, min(cfg.Events/4, 25000)))
+	// way a session emits created, step and completed events. There are enough of them that a
+	// session's events lie further apart in a partition (sessions/partitions records) than one
+	// enrich.max_poll_records batch (500): the enricher enriches one session's events in order,
+	// so repeats inside a batch would serialise and measure the backlog's shape, not the enricher.
+	sessions := sim.CreateSessions(min(cfg.Events, max(6000, min(cfg.Events/4, 25000))))
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = sim.WaitIdle(wctx)
 	cancel()
@@ -171,7 +175,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	}
 	for _, c := range cfg.Concurrency {
 		for _, d := range cfg.Deliveries {
-			r, err := drain(ctx, cfg, sim, adm, tp, fmt.Sprintf("%s-%s-%d", run, d, c), c, d, cfg.Events, cfg.Latency, log)
+			r, err := drain(ctx, cfg, sim, adm, tp, fmt.Sprintf("%s-%s-%d", run, d, c), c, d, cfg.Events, cfg.Latency, "", log)
 			if err != nil {
 				return nil, err
 			}
@@ -187,7 +191,11 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 			return nil, err
 		}
 		c := slices.Max(cfg.Concurrency)
-		r, err := drain(ctx, cfg, sim, adm, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.MemoryEvents, cfg.MemoryLatency, log)
+		profile := ""
+		if cfg.ProfileDir != "" {
+			profile = filepath.Join(cfg.ProfileDir, "enricher.pprof")
+		}
+		r, err := drain(ctx, cfg, sim, adm, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
 		if err != nil {
 			return nil, err
 		}
@@ -240,7 +248,7 @@ func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, se
 // drain starts one enricher child on the backlog and waits until its group committed every
 // offset, measuring the steady-state rate between 5 % and 100 % committed.
 func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, tp kafka.TopicsConfig,
-	id string, conc int, delivery string, n int, latency time.Duration, log *slog.Logger) (EnrichRun, error) {
+	id string, conc int, delivery string, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
 	r := EnrichRun{Concurrency: conc, Delivery: delivery, Events: n, Latency: latency}
 	apiBefore := sim.Stats().APIRequests
 	spec := TargetSpec{
@@ -248,6 +256,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		APIURL: sim.APIURL(), TokenURL: sim.TokenURL(), ClientID: sim.Config().ClientID, ClientSecret: sim.Config().ClientSecret,
 		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
 	}
+	spec.CPUProfile = profile
 	child, err := StartChild(cfg.Exe, spec, 30*time.Second)
 	if err != nil {
 		return r, err
