@@ -31,7 +31,7 @@ func TestIngressCrash(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	g := newLoadGen(url)
+	g := newLoadGen(t, url)
 	began = time.Now()
 	wait := g.runOnce(ctx, workers, ds)
 	g.waitFor(t, "enough acknowledged webhooks before the kill", time.Minute, func(_ []attempt, acked int) bool { return acked >= killAfter })

@@ -129,12 +129,16 @@ type loadGen struct {
 	changed  chan struct{} // closed and replaced on every recorded attempt
 }
 
-func newLoadGen(url string) *loadGen {
+// newLoadGen returns a load generator for the webhook URL; its connections are closed when the
+// test ends.
+func newLoadGen(t testing.TB, url string) *loadGen {
+	transport := &http.Transport{MaxIdleConnsPerHost: 64}
+	t.Cleanup(transport.CloseIdleConnections)
 	return &loadGen{
 		url: url,
 		// The timeout exceeds ingress.produce_timeout, so a slow broker shows as a 503, not
 		// as a client timeout.
-		client:  &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		client:  &http.Client{Timeout: 20 * time.Second, Transport: transport},
 		acked:   map[string]bool{},
 		changed: make(chan struct{}),
 	}
@@ -217,7 +221,7 @@ func (g *loadGen) waitFor(t testing.TB, what string, timeout time.Duration, cond
 	}
 }
 
-// run starts workers posting deliveries once each, in order, until they run out or ctx ends;
+// runOnce starts workers posting deliveries once each, in order, until they run out or ctx ends;
 // the returned function waits for the workers.
 func (g *loadGen) runOnce(ctx context.Context, workers int, ds []delivery) (wait func()) {
 	ch := make(chan delivery)

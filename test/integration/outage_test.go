@@ -48,7 +48,7 @@ func TestBrokerOutage(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	g := newLoadGen(url)
+	g := newLoadGen(t, url)
 	began := time.Now()
 	done := make(chan struct{})
 	wait := g.runUntilAcked(ctx, workers, ds, 60*time.Millisecond, 250*time.Millisecond)

@@ -85,14 +85,13 @@ func (p *pipeline) ingressSettings(jwksURL, issuer string) (settings, string) {
 	addr := freeAddr(p.t)
 	url := "http://" + addr + "/webhooks/idnow"
 	return p.base().with(settings{
-		"ingress.listen":                addr,
-		"webhook.jwks_url":              jwksURL,
-		"webhook.issuer":                issuer,
-		"webhook.audience":              url,
-		"ingress.shutdown_timeout":      "5s",
-		"ingress.produce_timeout":       "3s",
-		"ingress.retry_after":           "1s",
-		"webhook.jwks_refresh_interval": "1h",
+		"ingress.listen":           addr,
+		"webhook.jwks_url":         jwksURL,
+		"webhook.issuer":           issuer,
+		"webhook.audience":         url,
+		"ingress.shutdown_timeout": "5s",
+		"ingress.produce_timeout":  "3s",
+		"ingress.retry_after":      "1s",
 	}), url
 }
 
