@@ -1,0 +1,22 @@
+package loadtest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
+)
+
+func newTestVerifier(t *testing.T, jwksURL string) *webhook.Verifier {
+	t.Helper()
+	v, err := webhook.NewVerifier(context.Background(), webhookConfig(TargetSpec{JWKSURL: jwksURL}), nil,
+		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
