@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string) error {
 	modes := fs.String("delivery", strings.Join(ec.Deliveries, ","), "enricher: delivery modes")
 	fs.IntVar(&ec.MemoryEvents, "memory-events", ec.MemoryEvents, "enricher: backlog drained for the memory measurement (0 skips it)")
 	fs.DurationVar(&ec.MemoryLatency, "memory-latency", ec.MemoryLatency, "enricher: API latency during the memory drain")
+	fs.IntVar(&ec.MaxPollRecords, "max-poll-records", 0, "enricher: what-if override of enrich.max_poll_records (0 = product default)")
 	fs.DurationVar(&ec.RunTimeout, "run-timeout", ec.RunTimeout, "enricher: bound on each drain")
 	fs.BoolVar(&ic.WhatIfLinger0, "what-if-linger0", ic.WhatIfLinger0, "ingress: also measure the ingress with kgo.ProducerLinger(0)")
 	profDir := fs.String("cpuprofile-dir", "", "write CPU profiles of the ingress targets and of the enricher's memory drain into this directory")

@@ -50,6 +50,8 @@ type TargetSpec struct {
 	Group        string        `json:"group,omitempty"`
 	Instance     string        `json:"instance,omitempty"`
 	APITimeout   time.Duration `json:"apiTimeout,omitempty"`
+	// MaxPollRecords overrides enrich.max_poll_records when positive (a what-if knob).
+	MaxPollRecords int `json:"maxPollRecords,omitempty"`
 	// ProducerLinger, when set, is appended to the ingress's client options (a what-if run that
 	// shows the effect of kgo.ProducerLinger on the ingress; the product uses franz-go's default).
 	ProducerLinger *time.Duration `json:"producerLinger,omitempty"`
@@ -232,6 +234,9 @@ func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *
 	ec.Concurrency = spec.Concurrency
 	ec.Group = spec.Group
 	ec.InstanceID = spec.Instance
+	if spec.MaxPollRecords > 0 {
+		ec.MaxPollRecords = spec.MaxPollRecords
+	}
 	e, err := enrich.New(ec, enrich.Deps{
 		KafkaOpts: opts, Topics: spec.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), nil), Enriched: codec,
