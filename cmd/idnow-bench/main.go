@@ -70,6 +70,9 @@ func run(ctx context.Context, args []string) error {
 	profDir := fs.String("cpuprofile-dir", "", "write CPU profiles of the ingress targets and of the enricher's memory drain into this directory")
 	verbose := fs.Bool("v", false, "log progress")
 	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	var err error

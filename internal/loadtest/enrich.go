@@ -182,7 +182,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	}
 	for _, c := range cfg.Concurrency {
 		for _, d := range cfg.Deliveries {
-			r, err := drain(ctx, cfg, sim, adm, tp, fmt.Sprintf("%s-%s-%d", run, d, c), c, d, cfg.Events, cfg.Latency, "", log)
+			r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d", run, d, c), c, d, cfg.Events, cfg.Latency, "", log)
 			if err != nil {
 				return nil, err
 			}
@@ -202,7 +202,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 		if cfg.ProfileDir != "" {
 			profile = filepath.Join(cfg.ProfileDir, "enricher.pprof")
 		}
-		r, err := drain(ctx, cfg, sim, adm, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
+		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
 		if err != nil {
 			return nil, err
 		}
@@ -254,12 +254,12 @@ func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, se
 
 // drain starts one enricher child on the backlog and waits until its group committed every
 // offset, measuring the steady-state rate between 5 % and 100 % committed.
-func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, tp kafka.TopicsConfig,
+func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, brokers []string, tp kafka.TopicsConfig,
 	id string, conc int, delivery string, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
 	r := EnrichRun{Concurrency: conc, Delivery: delivery, Events: n, Latency: latency}
 	apiBefore := sim.Stats().APIRequests
 	spec := TargetSpec{
-		Kind: TargetEnricher, Brokers: brokersOf(adm), Topics: tp,
+		Kind: TargetEnricher, Brokers: brokers, Topics: tp,
 		APIURL: sim.APIURL(), TokenURL: sim.TokenURL(), ClientID: sim.Config().ClientID, ClientSecret: sim.Config().ClientSecret,
 		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
 		MaxPollRecords: cfg.MaxPollRecords,
@@ -334,20 +334,6 @@ func committed(ctx context.Context, adm *kadm.Client, group, topic string) (int6
 		}
 	})
 	return sum, nil
-}
-
-func brokersOf(adm *kadm.Client) []string {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	md, err := adm.BrokerMetadata(ctx)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, b := range md.Brokers {
-		out = append(out, fmt.Sprintf("%s:%d", b.Host, b.Port))
-	}
-	return out
 }
 
 // Write renders the report as the markdown tables BENCHMARKS.md quotes.
