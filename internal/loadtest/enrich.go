@@ -150,7 +150,8 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	// session's events lie further apart in a partition (sessions/partitions records) than one
 	// enrich.max_poll_records batch (500): the enricher enriches one session's events in order,
 	// so repeats inside a batch would serialise and measure the backlog's shape, not the enricher.
-	sessions := sim.CreateSessions(min(cfg.Events, max(6000, min(cfg.Events/4, 25000))))
+	biggest := max(cfg.Events, cfg.MemoryEvents)
+	sessions := sim.CreateSessions(min(biggest, max(6000, min(biggest/4, 25000))))
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	err = sim.WaitIdle(wctx)
 	cancel()
