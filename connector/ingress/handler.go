@@ -47,8 +47,10 @@ type Handler struct {
 	metrics  *metrics
 	log      *slog.Logger
 	slots    chan struct{}
-	closing  atomic.Bool
-	now      func() time.Time
+	// maxBuffered is the producer's kgo.MaxBufferedRecords: past it a webhook is refused at once.
+	maxBuffered int64
+	closing     atomic.Bool
+	now         func() time.Time
 }
 
 // delivery is what an HTTP request carried, before verification.
@@ -231,17 +233,22 @@ func (h *Handler) produce(ctx context.Context, ev *schemas.SessionEvent) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ProduceTimeout)
 	defer cancel()
 	start := time.Now()
-	// TryProduce rather than ProduceSync: with the producer buffer full (Kafka slow or away) it
-	// fails at once with kgo.ErrMaxBuffered instead of queueing the request, and a record already
-	// in flight to an unresponsive broker is not canceled by ctx, while IDnow must get its answer
-	// within produce_timeout regardless. If a record lands after we answered 503, IDnow's retry
-	// makes a duplicate, never a loss.
-	acked := make(chan error, 1)
-	h.kafka.TryProduce(ctx, rec, func(_ *kgo.Record, err error) { acked <- err })
-	select {
-	case err = <-acked:
-	case <-ctx.Done():
-		err = fmt.Errorf("no acknowledgement within ingress.produce_timeout (%s): %w", h.cfg.ProduceTimeout, ctx.Err())
+	// A full producer buffer (Kafka slow or away) is refused at once rather than queued behind.
+	if h.kafka.BufferedProduceRecords() >= h.maxBuffered {
+		err = kgo.ErrMaxBuffered
+	} else {
+		// ProduceSync, because it un-lingers the partition it wrote to (a lone webhook does not
+		// wait out kgo's linger), in a goroutine, because a record already in flight to an
+		// unresponsive broker is not canceled by ctx while IDnow must get its answer within
+		// produce_timeout regardless. If a record lands after we answered 503, IDnow's retry
+		// makes a duplicate, never a loss.
+		acked := make(chan error, 1)
+		go func() { acked <- h.kafka.ProduceSync(ctx, rec).FirstErr() }()
+		select {
+		case err = <-acked:
+		case <-ctx.Done():
+			err = fmt.Errorf("no acknowledgement within ingress.produce_timeout (%s): %w", h.cfg.ProduceTimeout, ctx.Err())
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, err)

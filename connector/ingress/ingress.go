@@ -42,6 +42,10 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	if deps.Verifier == nil || deps.Encoder == nil || deps.Kafka == nil || deps.Topic == "" || deps.Registry == nil || deps.Log == nil {
 		return nil, errors.New("ingress: Verifier, Encoder, Kafka, Topic, Registry and Log are all required")
 	}
+	maxBuffered, ok := deps.Kafka.OptValue(kgo.MaxBufferedRecords).(int64)
+	if !ok || maxBuffered <= 0 {
+		return nil, errors.New("ingress: the Kafka client reports no MaxBufferedRecords")
+	}
 	m, err := newMetrics(deps.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("ingress metrics: %w", err)
@@ -49,7 +53,8 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	return &Handler{
 		cfg: cfg, topic: deps.Topic, verifier: deps.Verifier, encoder: deps.Encoder, kafka: deps.Kafka,
 		dedupe: newDedupe(cfg.Dedupe), metrics: m, log: deps.Log, slots: make(chan struct{}, cfg.MaxConcurrent),
-		now: time.Now,
+		maxBuffered: maxBuffered,
+		now:         time.Now,
 	}, nil
 }
 

@@ -70,7 +70,7 @@ type TopicsConfig struct {
 func DefaultConfig() Config {
 	return Config{
 		ClientID:           "idnow-connector",
-		Compression:        "zstd",
+		Compression:        "lz4",
 		DeliveryTimeout:    30 * time.Second,
 		MaxBufferedRecords: 10000,
 		DialTimeout:        5 * time.Second,
