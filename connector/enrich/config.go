@@ -81,7 +81,7 @@ func DefaultConfig() Config {
 		Delivery:           DeliveryExactlyOnce,
 		TransactionalID:    "idnow-enricher",
 		Concurrency:        64,
-		MaxPollRecords:     500,
+		MaxPollRecords:     2000,
 		TransactionTimeout: 60 * time.Second,
 		SessionTimeout:     45 * time.Second,
 		Retry:              RetryConfig{InitialBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second},
@@ -115,7 +115,7 @@ func (c Config) Validate() error {
 		add("enrich.concurrency must be positive, e.g. 64")
 	}
 	if c.MaxPollRecords <= 0 {
-		add("enrich.max_poll_records must be positive, e.g. 500")
+		add("enrich.max_poll_records must be positive, e.g. 2000")
 	}
 	if c.Delivery == DeliveryExactlyOnce && (c.TransactionTimeout < time.Second || c.TransactionTimeout > 15*time.Minute) {
 		add("enrich.transaction_timeout %s must be between 1s and 15m (the broker's transaction.max.timeout.ms default), e.g. 60s", c.TransactionTimeout)
