@@ -153,6 +153,11 @@ func parseClock(s string) int64 {
 // findFileRefs walks content and returns every {"$ref":"vault","$id":...} with its JSON path.
 // Object keys are visited in sorted order so the result is deterministic.
 func findFileRefs(content json.RawMessage) ([]FileRef, error) {
+	// Most blocks hold no reference: a "$ref" key needs the bytes "ref", or an escape sequence
+	// spelling them, so without either the full decode below cannot find one.
+	if !bytes.Contains(content, []byte("ref")) && !bytes.Contains(content, []byte(`\u`)) {
+		return nil, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(content))
 	dec.UseNumber()
 	var v any

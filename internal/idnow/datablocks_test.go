@@ -108,3 +108,26 @@ func TestCamelType(t *testing.T) {
 		}
 	}
 }
+
+// TestFindFileRefsFastPath checks the shortcut for blocks without references keeps finding
+// references spelled with JSON escapes.
+func TestFindFileRefsFastPath(t *testing.T) {
+	tests := []struct {
+		content string
+		want    int
+	}{
+		{`{"givenName":"A","familyName":"B"}`, 0},
+		{`{"front":{"$ref":"vault","$id":"v1"}}`, 1},
+		{`{"front":{"\u0024r\u0065f":"vault","$id":"v2"}}`, 1},
+		{`{"note":"\u00e9","x":[{"$ref":"vault","$id":"v3"}]}`, 1},
+	}
+	for _, tc := range tests {
+		refs, err := findFileRefs([]byte(tc.content))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(refs) != tc.want {
+			t.Errorf("findFileRefs(%s) found %d refs, want %d", tc.content, len(refs), tc.want)
+		}
+	}
+}
