@@ -10,7 +10,7 @@
 #   KAFKA_BROKERS=127.0.0.1:19092 scripts/bench.sh    also against a real broker (make kafka-up)
 #
 # Everything binds to 127.0.0.1 and every load run is bounded in requests and seconds; the
-# whole script takes about 8 minutes on a 2-core machine. Results go to stdout and to
+# whole script takes about 6 minutes on a 2-core machine (15 at most). Results go to stdout and to
 # $BENCH_OUT (default bin/bench), with CPU profiles of the ingress targets.
 # Extra arguments are passed to idnow-bench, e.g. scripts/bench.sh -events 100000.
 set -euo pipefail
