@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -124,6 +123,3 @@ func resetSlices(k *koanf.Koanf, v reflect.Value, prefix string) {
 		}
 	}
 }
-
-// Environ returns the process environment; a seam for tests.
-func Environ() []string { return os.Environ() }
