@@ -5,6 +5,7 @@
 //	idnow-connector enricher  enrich SessionEvents from the IDnow API, write EnrichedSessions
 //	idnow-connector sim       run the local IDnow simulator
 //	idnow-connector tail      print a topic's records as JSON lines
+//	idnow-connector dlq-replay  write dead-lettered events back to the sessions topic
 //	idnow-connector version   print the version
 //
 // main only parses flags, wires signals and calls internal/app.
@@ -40,6 +41,8 @@ commands:
   enricher   enrich SessionEvents from the IDnow API into topics.enriched
   sim        run the local IDnow simulator (see 'idnow-connector sim -h')
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
+  dlq-replay write dead-lettered events back to topics.sessions once their cause is fixed
+             (see 'idnow-connector dlq-replay -h')
   version    print the version
 
 Run 'idnow-connector <command> -h' for the command's flags.
@@ -74,6 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return idnowsim.RunCLI(ctx, args, stdout, slog.New(slog.NewTextHandler(stderr, nil)))
 	case "tail":
 		return tail(ctx, args, stdout, stderr)
+	case "dlq-replay":
+		return replay(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
@@ -136,4 +141,25 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		opts.Brokers = strings.Split(brokers, ",")
 	}
 	return app.Tail(ctx, cfg, opts, stdout)
+}
+
+func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dlq-replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.ReplayOptions
+	var brokers string
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
+	fs.StringVar(&opts.Class, "class", "", "replay only records of this error class (header idnow.dlq.error_class, e.g. session_not_found); default all")
+	fs.IntVar(&opts.Max, "max", 0, "replay at most this many records (0 = all)")
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "list what would be replayed, produce nothing")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if brokers != "" {
+		opts.Brokers = strings.Split(brokers, ",")
+	}
+	res, err := app.ReplayDLQ(ctx, cfg, opts, stdout)
+	fmt.Fprintf(stdout, "read %d, replayed %d, skipped %d (dry run: %v)\n", res.Read, res.Replayed, res.Skipped, opts.DryRun)
+	return err
 }

@@ -1,0 +1,110 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
+)
+
+// TestReplayDLQ puts dead-letter records on the DLQ the way the enricher does (in a transaction,
+// with idnow.dlq.* headers) and replays them: the originals go back to the sessions topic without
+// the DLQ headers, filtered by error class when asked, and the replay ends by itself.
+func TestReplayDLQ(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "idnow.sessions", "idnow.sessions.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := DefaultConfig()
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	dead := []struct{ key, class string }{{"s-1", enrich.ClassSessionNotFound}, {"s-2", enrich.ClassUndecodable}, {"s-3", enrich.ClassSessionNotFound}}
+	pr, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("test-dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	if err := pr.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dead {
+		pr.Produce(ctx, &kgo.Record{Topic: cfg.Topics.DLQ, Key: []byte(d.key), Value: []byte("original-" + d.key), Headers: []kgo.RecordHeader{
+			{Key: "idnow.event_id", Value: []byte("e-" + d.key)},
+			{Key: enrich.HeaderDLQErrorClass, Value: []byte(d.class)},
+			{Key: enrich.HeaderDLQError, Value: []byte("GET session: 404")},
+		}}, nil)
+	}
+	if err := pr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := pr.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+
+	var out bytes.Buffer
+	res, err := ReplayDLQ(ctx, cfg, ReplayOptions{Class: enrich.ClassSessionNotFound, DryRun: true}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Read != 3 || res.Replayed != 2 || res.Skipped != 1 {
+		t.Fatalf("dry run: %+v, want 3 read, 2 replayed, 1 skipped", res)
+	}
+	if got := readTopicValues(t, c.ListenAddrs(), cfg.Topics.Sessions, 0); len(got) != 0 {
+		t.Fatalf("a dry run produced %v", got)
+	}
+
+	res, err = ReplayDLQ(ctx, cfg, ReplayOptions{Class: enrich.ClassSessionNotFound}, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Replayed != 2 {
+		t.Fatalf("replay: %+v, want 2 replayed", res)
+	}
+	got := readTopicValues(t, c.ListenAddrs(), cfg.Topics.Sessions, 2)
+	if strings.Join(got, ",") != "original-s-1|idnow.event_id,original-s-3|idnow.event_id" && strings.Join(got, ",") != "original-s-3|idnow.event_id,original-s-1|idnow.event_id" {
+		t.Fatalf("sessions topic after replay: %v", got)
+	}
+	if !strings.Contains(out.String(), "class="+enrich.ClassSessionNotFound) {
+		t.Fatalf("replay did not report what it replayed:\n%s", out.String())
+	}
+}
+
+// readTopicValues returns "value|header keys" of want records of topic (0: expects none).
+func readTopicValues(t *testing.T, brokers []string, topic string, want int) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []string
+	wait := 10 * time.Second
+	if want == 0 {
+		wait = time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	for len(out) < want || want == 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var keys []string
+			for _, h := range r.Headers {
+				keys = append(keys, h.Key)
+			}
+			out = append(out, string(r.Value)+"|"+strings.Join(keys, ";"))
+		})
+	}
+	return out
+}
