@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook/webhooktest"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -157,3 +160,51 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// TestShutdownDrainsInFlight checks SIGTERM semantics: Shutdown stops new connections at once
+// but lets a webhook already being handled finish with its real answer.
+func TestShutdownDrainsInFlight(t *testing.T) {
+	h := newHarness(t)
+	cfg := h.handler.cfg
+	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
+	if err := in.Start(); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + in.Addr() + cfg.Path
+	tok := h.token("RS256", webhooktest.Event("s-1", "e-inflight"))
+
+	// Kafka is slow: the webhook is in flight (waiting for its ack) when shutdown begins.
+	h.kafkaDown.Store(true)
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok))
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	for testutilGauge(h.handler) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- in.Shutdown(context.Background()) }()
+	// New connections are refused while the in-flight webhook is still being handled.
+	for {
+		if _, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok)); err != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.kafkaDown.Store(false) // Kafka recovers within produce_timeout
+	if code := <-answered; code != http.StatusOK && code != http.StatusServiceUnavailable {
+		t.Fatalf("in-flight webhook got %d during shutdown, want its real answer (200, or 503 if Kafka stayed away)", code)
+	}
+	if err := <-shutdown; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testutilGauge(h *Handler) float64 { return testutil.ToFloat64(h.metrics.inFlight) }
