@@ -61,6 +61,9 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 		return res, fmt.Errorf("dlq-replay: kafka client for %v: %w", brokers, err)
 	}
 	defer cl.Close()
+	if err := topicExists(ctx, cl, cfg.Topics.DLQ); err != nil {
+		return res, fmt.Errorf("dlq-replay: %w", err)
+	}
 	// The end offsets at start bound the replay, so it terminates even while the enricher keeps
 	// adding to the dead-letter topic.
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, cfg.Topics.DLQ)

@@ -108,3 +108,18 @@ func readTopicValues(t *testing.T, brokers []string, topic string, want int) []s
 	}
 	return out
 }
+
+func TestTailMissingTopic(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "idnow.sessions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cfg := DefaultConfig()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = Tail(ctx, cfg, TailOptions{Topic: "idnow.sesions", Brokers: c.ListenAddrs()}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), `"idnow.sesions" does not exist`) || !strings.Contains(err.Error(), "idnow.sessions") {
+		t.Fatalf("want an error naming the missing topic and the existing ones, got %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
@@ -77,6 +78,9 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 		return fmt.Errorf("tail: kafka client for %v: %w", brokers, err)
 	}
 	defer cl.Close()
+	if err := topicExists(ctx, cl, opts.Topic); err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
 	enc := json.NewEncoder(out)
 	printed := 0
 	for {
@@ -139,4 +143,17 @@ func describe(ctx context.Context, r *kgo.Record, codecs map[string]*serde.Codec
 	}
 	line.Raw, line.DecodeError = r.Value, strings.Join(errs, "; ")
 	return line
+}
+
+// topicExists fails with the list of existing topics when topic is not among them, rather than
+// letting a consumer wait silently for a topic that will never appear.
+func topicExists(ctx context.Context, cl *kgo.Client, topic string) error {
+	details, err := kadm.NewClient(cl).ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("list topics: %w", err)
+	}
+	if details.Has(topic) {
+		return nil
+	}
+	return fmt.Errorf("topic %q does not exist; topics on this cluster: %s", topic, strings.Join(details.Names(), ", "))
 }
