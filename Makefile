@@ -45,3 +45,7 @@ itest: build ## Integration suite against a real broker: KAFKA_BROKERS=127.0.0.1
 
 clean: ## Remove build output and local data (not the Kafka jar cache)
 	rm -rf bin data
+
+.PHONY: interop
+interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached in .cache/interop)
+	scripts/interop.sh

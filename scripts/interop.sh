@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Reads the connector's Avro interop vectors (schemas/testdata/interop, written by
+# schemas/interop_test.go) with Apache Avro for Java, the reference implementation, and fails if
+# any record does not decode to its expected value. `make interop` runs it; so does .ci/run.
+#
+# Needs Java 17+ and Maven 3.8+. The Avro jars come from Maven Central into a repo-local cache
+# (nothing in ~/.m2); compiling uses javac, or the Eclipse compiler (ecj, from Maven Central) on
+# a machine with only a JRE.
+#
+# Environment (all optional):
+#   INTEROP_DIR       cache: Maven repository, jars, classes; relative paths are taken from the
+#                     repository root                              (default .cache/interop)
+#   INTEROP_VECTORS   the vectors to read                          (default schemas/testdata/interop)
+#   AVRO_VERSION      org.apache.avro:avro version                 (default 1.12.2)
+#   INTEROP_COMPILER  javac or ecj                                 (default javac if present)
+#   JAVA_HOME         which Java to use (else java on PATH)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$ROOT/$1" ;; esac; }
+INTEROP_DIR="$(abs "${INTEROP_DIR:-.cache/interop}")"
+INTEROP_VECTORS="$(abs "${INTEROP_VECTORS:-schemas/testdata/interop}")"
+AVRO_VERSION="${AVRO_VERSION:-1.12.2}"
+# The Eclipse compiler, used only where no javac is installed; 3.38 runs on Java 17.
+ECJ_VERSION="3.38.0"
+
+PROJECT="$ROOT/schemas/interop/java"
+LIB="$INTEROP_DIR/lib"
+M2="$INTEROP_DIR/m2"
+CLASSES="$INTEROP_DIR/classes"
+
+log() { printf 'interop: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 2; }
+
+if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
+	JAVA="$JAVA_HOME/bin/java"
+	JAVAC="$JAVA_HOME/bin/javac"
+else
+	JAVA="java"
+	JAVAC="$(command -v javac || true)"
+fi
+command -v "$JAVA" >/dev/null 2>&1 || die "java not found; install Java 17+ or set JAVA_HOME"
+command -v mvn >/dev/null 2>&1 || die "mvn not found; install Maven 3.8+ (apt-get install maven)"
+[[ -f "$INTEROP_VECTORS/manifest.tsv" ]] ||
+	die "no $INTEROP_VECTORS/manifest.tsv; generate the vectors with: go test ./schemas -run TestInteropVectors -update"
+
+# mvn_quiet runs Maven in batch mode against the repo-local cache. Debian's Maven 3.8 prints
+# colour codes even in batch mode; they are stripped from the log.
+mvn_quiet() {
+	mvn -B -q -ntp -Dstyle.color=never -Dmaven.repo.local="$M2" "$@" 2>&1 | sed -u 's/\x1b\[[0-9;]*m//g' >&2
+}
+
+# fetch_into DIR MARKER MAVEN-ARGS... fills DIR unless DIR/MARKER exists. It resolves into a
+# scratch folder and renames it, so an interrupted download never leaves a half-filled folder
+# that a later run would take for a complete one.
+fetch_into() {
+	local dir="$1" marker="$2"
+	shift 2
+	[[ -f "$dir/$marker" ]] && return 0
+	local tmp="$dir.tmp.$$"
+	rm -rf "$tmp"
+	mkdir -p "$INTEROP_DIR"
+	if ! mvn_quiet "$@" -DoutputDirectory="$tmp"; then
+		rm -rf "$tmp"
+		return 1
+	fi
+	touch "$tmp/$marker"
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+}
+
+start=$SECONDS
+if [[ ! -f "$LIB/.complete-$AVRO_VERSION" ]]; then
+	log "fetching Apache Avro $AVRO_VERSION for Java from Maven Central into $LIB"
+fi
+fetch_into "$LIB" ".complete-$AVRO_VERSION" -f "$PROJECT/pom.xml" -Davro.version="$AVRO_VERSION" \
+	dependency:copy-dependencies -DincludeScope=runtime ||
+	die "could not resolve org.apache.avro:avro:$AVRO_VERSION with mvn (see output above)"
+
+compiler="${INTEROP_COMPILER:-}"
+if [[ -z "$compiler" ]]; then
+	if [[ -n "$JAVAC" && -x "$JAVAC" ]]; then compiler=javac; else compiler=ecj; fi
+fi
+sources=()
+while IFS= read -r -d '' f; do sources+=("$f"); done < <(find "$PROJECT/src/main/java" -name '*.java' -print0)
+rm -rf "$CLASSES"
+mkdir -p "$CLASSES"
+case "$compiler" in
+javac)
+	[[ -n "$JAVAC" && -x "$JAVAC" ]] || die "javac not found; install a JDK 17+ or set INTEROP_COMPILER=ecj"
+	"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -d "$CLASSES" -cp "$LIB/*" "${sources[@]}"
+	;;
+ecj)
+	ecj_dir="$INTEROP_DIR/ecj"
+	fetch_into "$ecj_dir" ".complete-$ECJ_VERSION" -f "$PROJECT/pom.xml" \
+		dependency:copy -Dartifact="org.eclipse.jdt:ecj:$ECJ_VERSION" ||
+		die "could not resolve org.eclipse.jdt:ecj:$ECJ_VERSION with mvn (see output above)"
+	"$JAVA" -jar "$ecj_dir/ecj-$ECJ_VERSION.jar" --release 17 -encoding UTF-8 -warn:+unused -failOnWarning \
+		-proceedOnError:false -d "$CLASSES" -cp "$LIB/*" "${sources[@]}" ||
+		die "ecj could not compile the interop check"
+	;;
+*) die "INTEROP_COMPILER=$compiler; use javac or ecj" ;;
+esac
+
+log "reading $INTEROP_VECTORS with Apache Avro $AVRO_VERSION for Java (compiled with $compiler)"
+set +e
+"$JAVA" -Xshare:auto -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$CLASSES:$LIB/*" \
+	io.idnow.connector.interop.InteropCheck "$ROOT/schemas" "$INTEROP_VECTORS"
+rc=$?
+set -e
+if ((rc == 0)); then
+	log "passed in $((SECONDS - start)) s"
+else
+	log "FAILED (exit $rc): a reader in another language would not get the connector's records right"
+fi
+exit "$rc"
