@@ -95,8 +95,10 @@ ecj)
 	fetch_into "$ecj_dir" ".complete-$ECJ_VERSION" -f "$PROJECT/pom.xml" \
 		dependency:copy -Dartifact="org.eclipse.jdt:ecj:$ECJ_VERSION" ||
 		die "could not resolve org.eclipse.jdt:ecj:$ECJ_VERSION with mvn (see output above)"
+	# ecj does not expand "dir/*" class path entries as javac does; list the jars.
+	jars="$(find "$LIB" -name '*.jar' | sort | paste -sd: -)"
 	"$JAVA" -jar "$ecj_dir/ecj-$ECJ_VERSION.jar" --release 17 -encoding UTF-8 -warn:+unused -failOnWarning \
-		-proceedOnError:false -d "$CLASSES" -cp "$LIB/*" "${sources[@]}" ||
+		-d "$CLASSES" -cp "$jars" "${sources[@]}" ||
 		die "ecj could not compile the interop check"
 	;;
 *) die "INTEROP_COMPILER=$compiler; use javac or ecj" ;;
