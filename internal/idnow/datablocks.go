@@ -67,7 +67,58 @@ func parseDataBlocks(body []byte) ([]DataBlock, error) {
 	return out, nil
 }
 
+// newerBlock is the newer, enveloped data-block shape. It is decoded in one pass; a block that
+// has neither content nor createdBy is the older flat shape and takes the slower path.
+type newerBlock struct {
+	DatablockID flexString      `json:"datablockId"`
+	ID          flexString      `json:"id"`
+	Type        flexString      `json:"type"`
+	CreatedBy   json.RawMessage `json:"createdBy"`
+	CreatedAt   json.RawMessage `json:"createdAt"`
+	Status      flexString      `json:"status"`
+	Content     json.RawMessage `json:"content"`
+}
+
 func parseDataBlock(raw json.RawMessage) (DataBlock, error) {
+	var nb newerBlock
+	if err := json.Unmarshal(raw, &nb); err != nil {
+		return DataBlock{}, err
+	}
+	if nb.Content == nil && nb.CreatedBy == nil {
+		return parseOlderBlock(raw)
+	}
+	db := DataBlock{
+		ID:        firstNonEmpty(string(nb.DatablockID), string(nb.ID)),
+		Type:      camelType(string(nb.Type)),
+		CreatedAt: parseFlexTime(nb.CreatedAt),
+		Status:    strings.ToUpper(strings.TrimSpace(string(nb.Status))),
+	}
+	if cb := bytes.TrimSpace(nb.CreatedBy); len(cb) > 0 && string(cb) != "null" {
+		var by struct {
+			StepID flexString `json:"stepId"`
+			Clock  flexString `json:"clock"`
+		}
+		if err := json.Unmarshal(cb, &by); err != nil {
+			return DataBlock{}, fmt.Errorf("createdBy: %w", err)
+		}
+		db.StepID = string(by.StepID)
+		db.Clock = parseClock(string(by.Clock))
+	}
+	if c := bytes.TrimSpace(nb.Content); len(c) > 0 && string(c) != "null" {
+		db.Content = c // json.Unmarshal copies RawMessage values, so c does not alias raw
+	}
+	if db.Status == "" {
+		db.Status = DataBlockStored
+		if db.Content == nil {
+			db.Status = DataBlockDeleted
+		}
+	}
+	return withFileRefs(db)
+}
+
+// parseOlderBlock reads the older flat shape: envelope keys plus the content's own fields at
+// the same level.
+func parseOlderBlock(raw json.RawMessage) (DataBlock, error) {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &fields); err != nil {
 		return DataBlock{}, err
@@ -84,52 +135,30 @@ func parseDataBlock(raw json.RawMessage) (DataBlock, error) {
 		Type:      camelType(str("type")),
 		CreatedAt: parseFlexTime(fields["createdAt"]),
 		Status:    strings.ToUpper(strings.TrimSpace(str("status"))),
+		StepID:    str("createdByStep"),
 	}
-	_, hasContent := fields["content"]
-	_, hasCreatedBy := fields["createdBy"]
-	if hasContent || hasCreatedBy {
-		// Newer shape: an envelope with createdBy{stepId, clock} and content.
-		if cb, ok := fields["createdBy"]; ok && string(bytes.TrimSpace(cb)) != "null" {
-			var by struct {
-				StepID flexString `json:"stepId"`
-				Clock  flexString `json:"clock"`
-			}
-			if err := json.Unmarshal(cb, &by); err != nil {
-				return DataBlock{}, fmt.Errorf("createdBy: %w", err)
-			}
-			db.StepID = string(by.StepID)
-			db.Clock = parseClock(string(by.Clock))
-		}
-		if c := bytes.TrimSpace(fields["content"]); len(c) > 0 && string(c) != "null" {
-			db.Content = append(json.RawMessage(nil), c...)
-		}
-		if db.Status == "" {
-			db.Status = DataBlockStored
-			if db.Content == nil {
-				db.Status = DataBlockDeleted
-			}
-		}
-	} else {
-		// Older flat shape: envelope keys plus the content's own fields at the same level.
-		db.StepID = str("createdByStep")
-		content := make(map[string]json.RawMessage, len(fields))
-		for k, v := range fields {
-			if !olderEnvelope[k] {
-				content[k] = v
-			}
-		}
-		// An encoder without HTML escaping keeps "&", "<" and ">" in values byte-identical.
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(content); err != nil {
-			return DataBlock{}, fmt.Errorf("content: %w", err)
-		}
-		db.Content = bytes.TrimRight(buf.Bytes(), "\n")
-		if db.Status == "" {
-			db.Status = DataBlockStored
+	content := make(map[string]json.RawMessage, len(fields))
+	for k, v := range fields {
+		if !olderEnvelope[k] {
+			content[k] = v
 		}
 	}
+	// An encoder without HTML escaping keeps "&", "<" and ">" in values byte-identical.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(content); err != nil {
+		return DataBlock{}, fmt.Errorf("content: %w", err)
+	}
+	db.Content = bytes.TrimRight(buf.Bytes(), "\n")
+	if db.Status == "" {
+		db.Status = DataBlockStored
+	}
+	return withFileRefs(db)
+}
+
+// withFileRefs fills in the vault file references found in the block's content.
+func withFileRefs(db DataBlock) (DataBlock, error) {
 	if db.Content != nil {
 		refs, err := findFileRefs(db.Content)
 		if err != nil {
