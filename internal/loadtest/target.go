@@ -106,7 +106,7 @@ func kafkaConfig(spec TargetSpec) kafka.Config {
 }
 
 // serveIngress builds the ingress exactly as internal/app's startIngress does: the shared
-// client options (acks=all, idempotence, zstd), topic check, single-object codec, verifier.
+// client options (acks=all, idempotence, the configured compression), topic check, single-object codec, verifier.
 func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	opts, err := kafka.ClientOpts(kafkaConfig(spec), "ingress", reg)
