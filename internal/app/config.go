@@ -122,9 +122,19 @@ func NewLogger(l LogConfig, w interface{ Write([]byte) (int, error) }) (*slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText}
 	if l.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+// durationsAsText writes time.Duration values the way config.yaml spells them ("1m30s"):
+// slog's JSON handler would print them as integer nanoseconds, which nobody reads correctly at
+// 3 a.m. The text handler already does this; applying it to both keeps them identical.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

@@ -1,10 +1,13 @@
 package app
 
 import (
+	"bytes"
+	"log/slog"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
@@ -98,5 +101,30 @@ func nilEmpty(v reflect.Value) {
 		if v.Len() == 0 && v.CanSet() {
 			v.Set(reflect.Zero(v.Type()))
 		}
+	}
+}
+
+// TestLogsPrintDurationsAsText reproduces issue 9 problem 5 (logs half): slog's JSON handler
+// printed a duration as integer nanoseconds.
+func TestLogsPrintDurationsAsText(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log, err := NewLogger(LogConfig{Level: "info", Format: format}, &buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Info("shutting down", "timeout", 45*time.Second, slog.Group("retry", "backoff", 250*time.Millisecond))
+			out := buf.String()
+			want := []string{`timeout=45s`, `retry.backoff=250ms`}
+			if format == "json" {
+				want = []string{`"timeout":"45s"`, `"retry":{"backoff":"250ms"}`}
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("log line %s does not contain %s", out, w)
+				}
+			}
+		})
 	}
 }
