@@ -60,6 +60,8 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	if err := cfg.Validate(mode); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	// Before any component is built: the verifier and the IDnow client read the result.
+	cfg.resolveInsecureHTTP()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{

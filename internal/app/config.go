@@ -75,8 +75,13 @@ func (c Config) Validate(mode Mode) error {
 			errs = append(errs, err)
 		}
 	}
+	c.resolveInsecureHTTP()
 	add(c.Log.validate())
 	add(c.Kafka.Validate())
+	if mode != ModeRun {
+		// Only `run`, the development mode, may fall back to the embedded broker silently.
+		add(c.Kafka.RequireBrokers(string(mode)))
+	}
 	add(c.Topics.Validate())
 	add(c.SchemaRegistry.Validate())
 	add(c.Admin.Validate())
@@ -96,6 +101,16 @@ func (c Config) Validate(mode Mode) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// resolveInsecureHTTP derives the settings that follow from others: the simulator serves plain
+// http only, so enabling it allows http IDnow URLs; the webhook verifier's JWKS fetch follows
+// idnow.allow_insecure_http (both talk to IDnow, one switch for both).
+func (c *Config) resolveInsecureHTTP() {
+	if c.Simulator.Enabled {
+		c.IDnow.AllowInsecureHTTP = true
+	}
+	c.Webhook.AllowInsecureHTTP = c.IDnow.AllowInsecureHTTP
 }
 
 func (l LogConfig) validate() error {
