@@ -82,6 +82,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			err = errors.Join(err, a.Shutdown(sctx))
 		}
 	}()
+	// Before the simulator replaces empty URLs with its own: the notes are about what the
+	// operator configured.
+	logTransportNotes(ctx, a.log, a.cfg, a.mode)
 	a.admin = admin.New(a.cfg.Admin, a.reg, a.log)
 	if err := a.admin.Start(); err != nil {
 		return err
