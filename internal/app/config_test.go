@@ -128,3 +128,37 @@ func TestLogsPrintDurationsAsText(t *testing.T) {
 		})
 	}
 }
+
+// TestInsecureHTTPFollowsTheSimulator: the simulator serves plain http, so enabling it allows
+// http IDnow URLs, and the webhook verifier always follows idnow.allow_insecure_http (one switch
+// for everything that talks to IDnow).
+func TestInsecureHTTPFollowsTheSimulator(t *testing.T) {
+	tests := []struct {
+		name      string
+		simulator bool
+		allow     bool
+		want      bool
+	}{
+		{"production default", false, false, false},
+		{"simulator", true, false, true},
+		{"explicit", false, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Simulator.Enabled = tc.simulator
+			cfg.IDnow.AllowInsecureHTTP = tc.allow
+			cfg.resolveInsecureHTTP()
+			if cfg.IDnow.AllowInsecureHTTP != tc.want || cfg.Webhook.AllowInsecureHTTP != tc.want {
+				t.Fatalf("idnow %v, webhook %v; want both %v", cfg.IDnow.AllowInsecureHTTP, cfg.Webhook.AllowInsecureHTTP, tc.want)
+			}
+		})
+	}
+	a, err := New(testConfig(), ModeRun, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.cfg.IDnow.AllowInsecureHTTP || !a.cfg.Webhook.AllowInsecureHTTP {
+		t.Fatalf("New with the simulator: idnow %v, webhook %v; want both true", a.cfg.IDnow.AllowInsecureHTTP, a.cfg.Webhook.AllowInsecureHTTP)
+	}
+}
