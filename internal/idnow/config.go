@@ -80,6 +80,8 @@ type Config struct {
 	MaxFileSize int64 `koanf:"max_file_size"`
 	// MaxResponseSize caps the bytes read from one JSON API response; default 16 MiB.
 	MaxResponseSize int64 `koanf:"max_response_size"`
+	// AllowInsecureHTTP permits plain-http IDnow URLs (simulator and tests only); default false.
+	AllowInsecureHTTP bool `koanf:"allow_insecure_http"`
 }
 
 // RetryConfig is the `idnow.retry.*` section: capped exponential backoff with jitter.

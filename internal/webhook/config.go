@@ -61,6 +61,8 @@ type Config struct {
 	JWKSTimeout time.Duration `koanf:"jwks_timeout"`
 	// StaticHeader is an optional extra header IDnow sends with every webhook.
 	StaticHeader StaticHeaderConfig `koanf:"static_header"`
+	// AllowInsecureHTTP permits a plain-http jwks_url; not a key: the app copies idnow.allow_insecure_http.
+	AllowInsecureHTTP bool `koanf:"-"`
 }
 
 // StaticHeaderConfig is the `webhook.static_header.*` section: an extra static header configured
