@@ -156,6 +156,8 @@ func (f *fakeIDnow) config() Config {
 	cfg.Retry.InitialBackoff = 5 * time.Millisecond
 	cfg.Retry.MaxBackoff = 20 * time.Millisecond
 	cfg.RateLimit = 0
+	// The fake serves plain http on loopback, which production settings refuse.
+	cfg.AllowInsecureHTTP = true
 	return cfg
 }
 
