@@ -109,7 +109,8 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	}
 
 	transport := http.RoundTripper(nil)
-	if o.httpClient != nil && o.httpClient.Transport != nil {
+	custom := o.httpClient != nil && o.httpClient.Transport != nil
+	if custom {
 		transport = o.httpClient.Transport
 	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -120,7 +121,14 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	// development setups (simulator, test servers on loopback) share the API's.
 	download := transport
 	if !cfg.AllowInsecureHTTP {
-		if download, err = newDownloadTransport(transport); err != nil {
+		base := transport
+		if !custom {
+			// Drop the default dial function so the check runs before connect, not after.
+			t := transport.(*http.Transport).Clone()
+			t.DialContext = nil
+			base = t
+		}
+		if download, err = newDownloadTransport(base); err != nil {
 			return nil, err
 		}
 	}

@@ -187,7 +187,10 @@ func checkAfterDial(dial func(ctx context.Context, network, addr string) (net.Co
 
 // newDownloadTransport derives the presigned-download transport from base: the same proxy,
 // TLS and pool settings, with every dial held to public addresses. base must be an
-// *http.Transport, the only kind whose dialling can be checked.
+// *http.Transport, the only kind whose dialling can be checked. When base has no dial
+// function of its own the address is checked before connect (net.Dialer.Control);
+// otherwise base's function is kept and the connection is checked right after connect,
+// before a byte is written.
 func newDownloadTransport(base http.RoundTripper) (http.RoundTripper, error) {
 	bt, ok := base.(*http.Transport)
 	if !ok {
@@ -245,6 +248,8 @@ func (c *Client) preflightFileURL(loc *url.URL) error {
 		// downgrade only ever means the redirect was tampered with.
 		return fmt.Errorf("%w: the https API redirected to the plain http presigned file URL %s; a downgrade from https is never followed", ErrInsecureURL, shown)
 	case scheme == "http" && !c.cfg.AllowInsecureHTTP:
+		// Config.Validate already holds api_url to https in this case, so this is the
+		// downgrade above; kept so the rule does not rest on validation elsewhere.
 		return fmt.Errorf("%w: presigned file URL %s is plain http; %s", ErrInsecureURL, shown, errInsecureHint)
 	}
 	if c.cfg.AllowInsecureHTTP {
