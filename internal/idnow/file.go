@@ -17,10 +17,11 @@ import (
 // it by hand with a plain request that carries no Authorization header, so the bearer token
 // never reaches the storage host. That URL is held to https and, at dial time, to public
 // addresses (unless idnow.allow_insecure_http), and may not redirect further: errors
-// matching ErrInsecureURL say which rule it broke. The body is streamed, not buffered: the caller must close
-// File.Body, and reading past idnow.max_file_size fails with ErrFileTooLarge. idnow.timeout
-// bounds each step until response headers; the body read is bounded by ctx only. Every file
-// access is logged by IDnow, so call this only when configured to.
+// matching ErrInsecureURL say which rule it broke. The body is streamed, not buffered: the
+// caller must close File.Body, and reading past idnow.max_file_size fails with
+// ErrFileTooLarge. idnow.timeout bounds each step until response headers; the body read is
+// bounded by ctx only. Every file access is logged by IDnow, so call this only when
+// configured to.
 func (c *Client) GetFile(ctx context.Context, vaultEntryID string) (*File, error) {
 	if err := checkID(EndpointGetFile, "vault entry id", vaultEntryID); err != nil {
 		return nil, err
