@@ -183,3 +183,35 @@ func claimsWith(mod func(jwt.MapClaims)) jwt.MapClaims {
 	mod(c)
 	return c
 }
+
+// testIngress is the ingress server of a harness, built as New builds it (server timeouts, TLS),
+// counting the requests whose headers were parsed.
+type testIngress struct {
+	*Ingress
+	handlerEntered atomic.Int64
+}
+
+// startIngress serves h's handler on 127.0.0.1:0 and shuts it down at the end of the test.
+func startIngress(t *testing.T, h *harness) *testIngress {
+	t.Helper()
+	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti := &testIngress{Ingress: in}
+	in.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ti.handlerEntered.Add(1)
+		h.handler.ServeHTTP(w, r)
+	})
+	if err := in.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := in.Shutdown(ctx); err != nil {
+			t.Errorf("ingress shutdown: %v", err)
+		}
+	})
+	return ti
+}
