@@ -101,4 +101,3 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool, what string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
