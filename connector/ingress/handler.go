@@ -169,6 +169,10 @@ func addrString(a netip.Addr) string {
 // that trickles its body holds a goroutine for at most that long, never a slot), and only then
 // is the signature verified and the event produced.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time) (result string, status int, reason string) {
+	// Until the body has been read completely, any answer closes the connection: otherwise the
+	// server would try to read (and discard) the rest of an unwanted body before answering, for
+	// as long as the sender cares to trickle it.
+	w.Header().Set("Connection", "close")
 	if !h.addrs.allows(client) {
 		return h.fail(w, &httpError{http.StatusForbidden, resultForbidden, "the sender's address is not allowed to deliver webhooks here"})
 	}
@@ -201,6 +205,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	if herr != nil {
 		return h.fail(w, herr)
 	}
+	w.Header().Del("Connection") // the body is consumed: the connection may be kept alive
 
 	select {
 	case h.slots <- struct{}{}:

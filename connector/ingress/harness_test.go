@@ -48,7 +48,8 @@ type harness struct {
 type harnessSettings struct {
 	ingress     *Config
 	webhook     *webhook.Config
-	maxBuffered int // when positive, caps the producer's buffer (kgo.MaxBufferedRecords)
+	maxBuffered int       // when positive, caps the producer's buffer (kgo.MaxBufferedRecords)
+	logTo       io.Writer // where the handler logs (JSON lines); io.Discard unless set
 }
 
 type harnessOpt func(*harnessSettings)
@@ -68,11 +69,11 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	wcfg.JWKSURL = h.keys.Serve(t)
 	wcfg.Issuer = testIssuer
 	wcfg.Audience = testAudience
-	settings := harnessSettings{ingress: &cfg, webhook: &wcfg}
+	settings := harnessSettings{ingress: &cfg, webhook: &wcfg, logTo: io.Discard}
 	for _, o := range opts {
 		o(&settings)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewJSONHandler(settings.logTo, nil))
 
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, testTopic))
 	if err != nil {

@@ -194,9 +194,11 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	go func() { shutdown <- in.Shutdown(context.Background()) }()
 	// New connections are refused while the in-flight webhook is still being handled.
 	for {
-		if _, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok)); err != nil {
+		resp, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok))
+		if err != nil {
 			break
 		}
+		resp.Body.Close()
 		time.Sleep(5 * time.Millisecond)
 	}
 	h.kafkaDown.Store(false) // Kafka recovers within produce_timeout

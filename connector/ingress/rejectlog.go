@@ -21,9 +21,11 @@ const (
 // result class, the client address and how many lines of that class were suppressed since the
 // previous one, so the volume stays visible.
 type rejectLog struct {
-	log *slog.Logger
-	mu  sync.Mutex
-	per map[string]*rejectClass // keyed by result label: a bounded set
+	log   *slog.Logger
+	every time.Duration
+	burst int
+	mu    sync.Mutex
+	per   map[string]*rejectClass // keyed by result label: a bounded set
 }
 
 type rejectClass struct {
@@ -32,16 +34,16 @@ type rejectClass struct {
 }
 
 func newRejectLog(log *slog.Logger) *rejectLog {
-	return &rejectLog{log: log, per: make(map[string]*rejectClass)}
+	return &rejectLog{log: log, every: rejectLogEvery, burst: rejectLogBurst, per: make(map[string]*rejectClass)}
 }
 
-// log records one rejection; level is Warn for answers that are the receiver's fault (5xx) and
+// record logs one rejection, or counts it as suppressed; level is Warn for answers that are the receiver's fault (5xx) and
 // Info for the sender's (4xx).
 func (l *rejectLog) record(level slog.Level, result string, status int, client, peer, reason string) {
 	l.mu.Lock()
 	c := l.per[result]
 	if c == nil {
-		c = &rejectClass{limiter: rate.NewLimiter(rate.Every(rejectLogEvery), rejectLogBurst)}
+		c = &rejectClass{limiter: rate.NewLimiter(rate.Every(l.every), l.burst)}
 		l.per[result] = c
 	}
 	if !c.limiter.Allow() {
