@@ -62,6 +62,8 @@ func TestHandlerStatuses(t *testing.T) {
 			return jwtRequest(h.token("RS256", without(ev("s-1", "e-nosess"), "payload", "sessionId")))
 		}, 400, "sessionId"},
 		{"empty body is 400", func() *http.Request { return jwtRequest("") }, 400, "empty body"},
+		{"sessionId .. is 400 naming the field", func() *http.Request { return jwtRequest(h.token("RS256", ev("..", "e-dotdot"))) }, 400, "payload.sessionId"},
+		{"eventId with NUL is 400 naming the field", func() *http.Request { return jwtRequest(h.token("RS256", ev("s-1", "e\x00nul"))) }, 400, "eventId"},
 		{"header variant bad JSON is 400", func() *http.Request {
 			r := headerRequest(h.token("RS256", ev("s-1", "e-1")), nil)
 			r.Body = httpBody("{not json")
@@ -205,6 +207,9 @@ func TestUnavailableAnswers(t *testing.T) {
 		w := h.do(jwtRequest(keys.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))))
 		if w.Code != 503 || w.Header().Get("Retry-After") == "" {
 			t.Fatalf("got %d, want 503 with Retry-After", w.Code)
+		}
+		if got := testutil.ToFloat64(h.handler.metrics.requests.WithLabelValues(resultKeysUnavailable)); got != 1 {
+			t.Fatalf("keys_unavailable requests = %v, want 1", got)
 		}
 	})
 	t.Run("producer buffer full", func(t *testing.T) {
