@@ -42,31 +42,31 @@ func contains(ps []netip.Prefix, a netip.Addr) bool {
 // it is never believed. An entry that is not an address ends the walk with an invalid result: a
 // chain we cannot read does not get the benefit of the doubt. When every entry is a trusted
 // proxy, the left-most one is the client (a request that started inside the proxy tier).
-func (p *addrPolicy) client(r *http.Request) netip.Addr {
-	peer := parseHostAddr(r.RemoteAddr)
+func (p *addrPolicy) client(r *http.Request) (client, peer netip.Addr) {
+	peer = parseHostAddr(r.RemoteAddr)
 	if !peer.IsValid() || len(p.trusted) == 0 || !contains(p.trusted, peer) {
-		return peer
+		return peer, peer
 	}
 	values := r.Header.Values(p.header)
 	if len(values) == 0 {
-		return peer
+		return peer, peer
 	}
 	var hops []string
 	for _, v := range values {
 		hops = append(hops, strings.Split(v, ",")...)
 	}
-	client := peer
+	client = peer
 	for i := len(hops) - 1; i >= 0; i-- {
 		a := parseHostAddr(strings.TrimSpace(hops[i]))
 		if !a.IsValid() {
-			return netip.Addr{}
+			return netip.Addr{}, peer
 		}
 		client = a
 		if !contains(p.trusted, a) {
-			return a
+			return a, peer
 		}
 	}
-	return client
+	return client, peer
 }
 
 // allows reports whether a client address passes ingress.allowed_cidrs.

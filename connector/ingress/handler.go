@@ -143,15 +143,15 @@ func sameJSON(a, b []byte) bool {
 // ServeHTTP implements the webhook endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	client := h.addrs.client(r)
+	client, peer := h.addrs.client(r)
 	result, status, reason := h.serve(w, r, client, start)
 	h.metrics.requests.WithLabelValues(result).Inc()
 	h.metrics.requestDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	switch {
 	case status >= 500:
-		h.rejects.record(slog.LevelWarn, result, status, addrString(client), r.RemoteAddr, reason)
+		h.rejects.record(slog.LevelWarn, result, status, addrString(client), addrString(peer), reason)
 	case status >= 400:
-		h.rejects.record(slog.LevelInfo, result, status, addrString(client), r.RemoteAddr, reason)
+		h.rejects.record(slog.LevelInfo, result, status, addrString(client), addrString(peer), reason)
 	}
 }
 

@@ -3,6 +3,7 @@ package ingress
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -148,6 +149,11 @@ func TestAllowedCIDRs(t *testing.T) {
 				lines := logLines(t, logs.String(), "webhook rejected")
 				if len(lines) != 1 || lines[0]["remote"] != tc.wantFrom || lines[0]["result"] != resultForbidden {
 					t.Fatalf("rejection log %v, want one line with remote %s and result forbidden", lines, tc.wantFrom)
+				}
+				// The proxy that forwarded the request is named when it is not the client.
+				peer := parseHostAddr(tc.peer).String()
+				if got, _ := lines[0]["peer"].(string); (tc.wantFrom != peer) != (got == peer) {
+					t.Fatalf("rejection log peer %q (client %s, peer %s): want the peer only when it differs", got, tc.wantFrom, peer)
 				}
 			}
 		})
@@ -358,4 +364,39 @@ func logLines(t *testing.T, out, msg string) []map[string]any {
 		}
 	}
 	return lines
+}
+
+// keysUnavailableVerifier fails every token the way the verifier does when a token's kid is
+// unknown and the JWKS cannot be fetched: a wrapped webhook.ErrKeysUnavailable, possibly also
+// carrying a VerificationError.
+type keysUnavailableVerifier struct{ err error }
+
+func (v keysUnavailableVerifier) Verify(context.Context, string) (*webhook.Claims, error) {
+	return nil, v.err
+}
+func (keysUnavailableVerifier) CheckStaticHeader(http.Header) error { return nil }
+
+// TestKeysUnavailableIs503: whatever wraps webhook.ErrKeysUnavailable, IDnow is told to retry
+// (503 + Retry-After, result keys_unavailable), never 401, which IDnow would not retry.
+func TestKeysUnavailableIs503(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"bare", webhook.ErrKeysUnavailable},
+		{"wrapped with the kid", fmt.Errorf("kid %q unknown and the JWKS unreachable: %w", "k2", webhook.ErrKeysUnavailable)},
+		{"also a verification error", &webhook.VerificationError{Reason: webhook.ReasonUnknownKey, Err: webhook.ErrKeysUnavailable}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.handler.verifier = keysUnavailableVerifier{err: tc.err}
+			w := h.do(jwtRequest("a.b.c"))
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "5" {
+				t.Fatalf("got %d Retry-After %q, want 503 with Retry-After 5", w.Code, w.Header().Get("Retry-After"))
+			}
+			if got := testutil.ToFloat64(h.handler.metrics.requests.WithLabelValues(resultKeysUnavailable)); got != 1 {
+				t.Fatalf("keys_unavailable requests = %v, want 1", got)
+			}
+		})
+	}
 }
