@@ -197,9 +197,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	deadlineSet := rc.SetReadDeadline(start.Add(h.cfg.BodyReadTimeout)) == nil
 	d, herr := parseDelivery(r, h.cfg.MaxBodyBytes, h.cfg.SignatureHeader)
 	if deadlineSet {
-		// The body is read; nothing more comes from this request. Lift the short deadline so the
-		// server's background read does not time out (and cancel the request's context) while
-		// the signature is checked and Kafka acknowledges; write_timeout still bounds the rest.
+		// Nothing more is read for this request (on failure the connection closes after the
+		// answer). Lift the short deadline so the server's background read does not time out,
+		// and cancel the request's context, while the signature is checked and Kafka
+		// acknowledges; write_timeout still bounds the rest.
 		_ = rc.SetReadDeadline(time.Time{})
 	}
 	if herr != nil {
@@ -219,7 +220,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	claims, err := h.verifier.Verify(r.Context(), d.token)
 	if err != nil {
 		if errors.Is(err, webhook.ErrKeysUnavailable) {
-			return h.unavailable(w, resultKeysUnavailable, "signing keys not loaded yet; retry")
+			return h.unavailable(w, resultKeysUnavailable, "the token's signing key is not available (keys not loaded or the key set unreachable); retry")
 		}
 		var ve *webhook.VerificationError
 		if errors.As(err, &ve) {
