@@ -75,6 +75,9 @@ func TestSlowBodyFloodDoesNotStarveWebhooks(t *testing.T) {
 	}
 	// Wait until the server has parsed every slow request's headers and is reading its body.
 	waitFor(t, 20*time.Second, func() bool { return in.handlerEntered.Load() >= slow }, "every slow request to reach the handler")
+	if n := testutilGauge(h.handler); n != 0 {
+		t.Fatalf("%v concurrency slots held by requests whose bodies have not arrived, want 0", n)
+	}
 
 	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	defer client.CloseIdleConnections()
@@ -87,6 +90,14 @@ func TestSlowBodyFloodDoesNotStarveWebhooks(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("valid webhook during the flood: %d %s, want 200", resp.StatusCode, body)
+	}
+	// The flood was real: every slow connection is still open and unanswered.
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		n, err := c.Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); n != 0 || !ok || !ne.Timeout() {
+			t.Fatalf("slow connection %d was answered or closed during the test (%d bytes, %v)", i, n, err)
+		}
 	}
 }
 
