@@ -71,7 +71,47 @@ func TestParseEvent(t *testing.T) {
 		{name: "object as eventId", in: `{"eventId":{"a":1},"payload":{"sessionId":"s"}}`, wantField: "data"},
 		{name: "sequence not integer", in: `{"eventId":"e","eventSequence":1.5,"payload":{"sessionId":"s"}}`, wantField: "eventSequence"},
 		{name: "huge eventId", in: `{"eventId":"` + strings.Repeat("x", 300) + `","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "exactly 128 bytes", in: `{"eventId":"` + strings.Repeat("x", 128) + `","payload":{"sessionId":"s"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if len(ev["eventId"].(string)) != 128 {
+					t.Errorf("got %v", ev["eventId"])
+				}
+			}},
 		{name: "array", in: `[]`, wantField: "data"},
+		{name: "uuid ids as IDnow sends them", in: `{"eventId":"98da8c6c-7f38-4c1e-9d0a-2f4b7c1e5a10","payload":{"sessionId":"b8fb5272-1c9d-4b53-8f0e-6a4e2d9c7b31"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["eventId"] != "98da8c6c-7f38-4c1e-9d0a-2f4b7c1e5a10" || ev["sessionId"] != "b8fb5272-1c9d-4b53-8f0e-6a4e2d9c7b31" {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		{name: "ids with dots and colons", in: `{"eventId":"evt:2026.11.25-1","payload":{"sessionId":"s.1:a-b"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["eventId"] != "evt:2026.11.25-1" || ev["sessionId"] != "s.1:a-b" {
+					t.Errorf("got %v", ev)
+				}
+			}},
+		// Issue 9, problem 6: identifiers that would be replaced, forge keys or walk API paths.
+		{name: "sessionId ..", in: `{"eventId":"e","payload":{"sessionId":".."}}`, wantField: "payload.sessionId"},
+		{name: "sessionId .", in: `{"eventId":"e","payload":{"sessionId":"."}}`, wantField: "payload.sessionId"},
+		{name: "top-level sessionId ..", in: `{"eventId":"e","sessionId":".."}`, wantField: "sessionId"},
+		{name: "sessionId with slash", in: `{"eventId":"e","payload":{"sessionId":"s/../datablocks"}}`, wantField: "payload.sessionId"},
+		{name: "sessionId with NUL", in: `{"eventId":"e","payload":{"sessionId":"s\u0000x"}}`, wantField: "payload.sessionId"},
+		{name: "eventId with newline", in: `{"eventId":"e\n","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "eventId with DEL", in: `{"eventId":"e\u007f","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "eventId invalid UTF-8", in: "{\"eventId\":\"e\xff\",\"payload\":{\"sessionId\":\"s\"}}", wantField: "eventId"},
+		{name: "eventId lone surrogate", in: `{"eventId":"e\ud800","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "eventId with space", in: `{"eventId":"e 1","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "eventId non-ASCII", in: `{"eventId":"é","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "eventId 129 bytes", in: `{"eventId":"` + strings.Repeat("x", 129) + `","payload":{"sessionId":"s"}}`, wantField: "eventId"},
+		{name: "sessionId invalid UTF-8", in: "{\"eventId\":\"e\",\"payload\":{\"sessionId\":\"s\xc3\"}}", wantField: "payload.sessionId"},
+		{name: "flowId with control character", in: `{"eventId":"e","payload":{"sessionId":"s","flowId":"f\u0001"}}`, wantField: "payload.flowId"},
+		{name: "eventName invalid UTF-8", in: "{\"eventId\":\"e\",\"eventName\":\"session.\xfe\",\"payload\":{\"sessionId\":\"s\"}}", wantField: "eventName"},
+		{name: "genuine U+FFFD in a text field is kept", in: `{"eventId":"e","lastStepType":"x\ufffd","payload":{"sessionId":"s"}}`,
+			check: func(t *testing.T, ev map[string]any) {
+				if ev["lastStepType"] != "x\ufffd" {
+					t.Errorf("got %q", ev["lastStepType"])
+				}
+			}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FuzzParseDelivery feeds arbitrary bodies, content types and signature headers through the
@@ -44,13 +47,20 @@ func FuzzParseEvent(f *testing.F) {
 	f.Add([]byte(`{"eventId":"e","eventSequence":3,"createdAt":"2026-01-01T00:00:00Z","payload":{"sessionId":"s"}}`))
 	f.Add([]byte(`{"eventId":12,"payload":{"sessionId":"s","sessionStatus":null}}`))
 	f.Add([]byte(`null`))
+	f.Add([]byte(`{"eventId":"e\u0000","payload":{"sessionId":".."}}`))
+	f.Add([]byte("{\"eventId\":\"e\xff\",\"payload\":{\"sessionId\":\"s\"}}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, err := ParseEvent(data)
 		if err != nil {
 			return
 		}
-		if ev.EventID == "" || ev.SessionID == "" || len(ev.EventID) > maxIDLength || len(ev.SessionID) > maxIDLength {
-			t.Fatalf("accepted an event without valid ids: %+v", ev)
+		if !idPattern.MatchString(ev.EventID) || !idPattern.MatchString(ev.SessionID) || len(ev.EventID) > maxIDLength || len(ev.SessionID) > maxIDLength {
+			t.Fatalf("accepted an event without valid ids: %q %q", ev.EventID, ev.SessionID)
+		}
+		for _, p := range []*string{ev.EventVersion, ev.EventDeliverID, ev.Environment, ev.FlowID, ev.SessionStatus, ev.LastStepID, ev.LastStepType, ev.LastStepStatus, &ev.EventName} {
+			if p != nil && (!utf8.ValidString(*p) || strings.ContainsFunc(*p, unicode.IsControl)) {
+				t.Fatalf("accepted a text field with invalid UTF-8 or control characters: %q", *p)
+			}
 		}
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
@@ -43,7 +45,9 @@ type Handler struct {
 	verifier Verifier
 	encoder  Encoder
 	kafka    *kgo.Client
-	dedupe   *dedupe
+	tracker  *tracker
+	addrs    *addrPolicy
+	rejects  *rejectLog
 	metrics  *metrics
 	log      *slog.Logger
 	slots    chan struct{}
@@ -94,6 +98,9 @@ func parseDelivery(r *http.Request, maxBody int64, signatureHeader string) (*del
 		if errors.As(err, &mbe) {
 			return nil, &httpError{http.StatusRequestEntityTooLarge, resultTooLarge, "body larger than " + strconv.FormatInt(maxBody, 10) + " bytes"}
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, &httpError{http.StatusRequestTimeout, resultBodyTimeout, "the request body was not received within ingress.body_read_timeout: send the whole webhook at once"}
+		}
 		return nil, &httpError{http.StatusBadRequest, resultBadRequest, "could not read the request body: " + err.Error()}
 	}
 	if int64(len(body)) > maxBody {
@@ -136,17 +143,39 @@ func sameJSON(a, b []byte) bool {
 // ServeHTTP implements the webhook endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	result, status := h.serve(w, r, start)
+	client, peer := h.addrs.client(r)
+	result, status, reason := h.serve(w, r, client, start)
 	h.metrics.requests.WithLabelValues(result).Inc()
 	h.metrics.requestDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
-	if status >= 500 {
-		h.log.Warn("webhook not accepted", "result", result, "status", status)
-	} else if status >= 400 {
-		h.log.Info("webhook rejected", "result", result, "status", status)
+	switch {
+	case status >= 500:
+		h.rejects.record(slog.LevelWarn, result, status, addrString(client), addrString(peer), reason)
+	case status >= 400:
+		h.rejects.record(slog.LevelInfo, result, status, addrString(client), addrString(peer), reason)
 	}
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time) (result string, status int) {
+// addrString renders a client address for logs; "unknown" when a trusted proxy sent a header we
+// could not read.
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.String()
+}
+
+// serve answers the request. The order matters: everything that needs no body is checked first,
+// the body is read under ingress.body_read_timeout before a concurrency slot is taken (a sender
+// that trickles its body holds a goroutine for at most that long, never a slot), and only then
+// is the signature verified and the event produced.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Addr, start time.Time) (result string, status int, reason string) {
+	// Until the body has been read completely, any answer closes the connection: otherwise the
+	// server would try to read (and discard) the rest of an unwanted body before answering, for
+	// as long as the sender cares to trickle it.
+	w.Header().Set("Connection", "close")
+	if !h.addrs.allows(client) {
+		return h.fail(w, &httpError{http.StatusForbidden, resultForbidden, "the sender's address is not allowed to deliver webhooks here"})
+	}
 	if r.URL.Path != h.cfg.Path {
 		return h.fail(w, &httpError{http.StatusNotFound, resultNotFound, "no webhook endpoint here: POST to " + h.cfg.Path})
 	}
@@ -157,6 +186,28 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	if h.closing.Load() {
 		return h.unavailable(w, resultShuttingDown, "the receiver is shutting down; retry")
 	}
+	if err := h.verifier.CheckStaticHeader(r.Header); err != nil {
+		return h.fail(w, &httpError{http.StatusUnauthorized, resultUnauthorized, err.Error()})
+	}
+
+	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
+	rc := http.NewResponseController(w)
+	// ErrNotSupported (a ResponseWriter without a connection, as in handler tests) leaves the
+	// server's read_timeout in charge.
+	deadlineSet := rc.SetReadDeadline(start.Add(h.cfg.BodyReadTimeout)) == nil
+	d, herr := parseDelivery(r, h.cfg.MaxBodyBytes, h.cfg.SignatureHeader)
+	if deadlineSet {
+		// Nothing more is read for this request (on failure the connection closes after the
+		// answer). Lift the short deadline so the server's background read does not time out,
+		// and cancel the request's context, while the signature is checked and Kafka
+		// acknowledges; write_timeout still bounds the rest.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	if herr != nil {
+		return h.fail(w, herr)
+	}
+	w.Header().Del("Connection") // the body is consumed: the connection may be kept alive
+
 	select {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
@@ -166,18 +217,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	h.metrics.inFlight.Inc()
 	defer h.metrics.inFlight.Dec()
 
-	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)
-	if err := h.verifier.CheckStaticHeader(r.Header); err != nil {
-		return h.fail(w, &httpError{http.StatusUnauthorized, resultUnauthorized, err.Error()})
-	}
-	d, herr := parseDelivery(r, h.cfg.MaxBodyBytes, h.cfg.SignatureHeader)
-	if herr != nil {
-		return h.fail(w, herr)
-	}
 	claims, err := h.verifier.Verify(r.Context(), d.token)
 	if err != nil {
 		if errors.Is(err, webhook.ErrKeysUnavailable) {
-			return h.unavailable(w, resultKeysUnavailable, "signing keys not loaded yet; retry")
+			return h.unavailable(w, resultKeysUnavailable, "the token's signing key is not available (keys not loaded or the key set unreachable); retry")
 		}
 		var ve *webhook.VerificationError
 		if errors.As(err, &ve) {
@@ -195,31 +238,75 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, start time.Time)
 	if err != nil {
 		return h.fail(w, &httpError{http.StatusBadRequest, resultBadRequest, err.Error()})
 	}
-	if h.dedupe.seen(ev.EventID) {
-		h.metrics.dedupeHits.Inc()
-		return h.ok(w, resultDuplicate, ev.EventID)
-	}
 	ev.ReceivedAt = start.UTC().Truncate(time.Millisecond)
 	ev.DeliveryVariant = d.variant
 	if h.cfg.KeepSignedToken {
 		ev.SignedToken = &d.token
 	}
-	if err := h.produce(r.Context(), ev); err != nil {
+
+	f, lead, dup := h.tracker.begin(ev.EventID)
+	if dup {
+		h.metrics.dedupeHits.Inc()
+		return h.ok(w, resultDuplicate, ev.EventID)
+	}
+	if lead {
+		go h.produce(ev, f)
+	} else {
+		h.metrics.inflightJoins.Inc()
+	}
+	wait := time.NewTimer(h.cfg.ProduceTimeout)
+	defer wait.Stop()
+	select {
+	case <-f.done:
+	case <-wait.C:
+		f.abandoned.Store(true)
+		h.log.Error("Kafka did not acknowledge the webhook event within ingress.produce_timeout; answered 503 so IDnow retries (a later acknowledgement makes the retry a duplicate)",
+			"topic", h.topic, "event_id", ev.EventID, "produce_timeout", h.cfg.ProduceTimeout.String())
+		return h.unavailable(w, resultKafkaUnavailable, "could not store the event in time; retry")
+	}
+	if f.err != nil {
 		h.log.Error("could not write webhook event to Kafka; answered 503 so IDnow retries",
-			"topic", h.topic, "event_id", ev.EventID, "err", err)
+			"topic", h.topic, "event_id", ev.EventID, "err", f.err)
 		return h.unavailable(w, resultKafkaUnavailable, "could not store the event; retry")
 	}
-	h.dedupe.accepted(ev.EventID)
+	if !lead {
+		// The redelivery joined the first delivery's produce: the event is written once.
+		h.metrics.dedupeHits.Inc()
+		return h.ok(w, resultDuplicate, ev.EventID)
+	}
 	return h.ok(w, resultAccepted, ev.EventID)
 }
 
-// produce writes the event and waits for acks=all. The wait is bounded by ingress.produce_timeout
-// but not by the caller's connection: a record already on its way is awaited even if IDnow hung
-// up, so the dedupe window learns of it.
-func (h *Handler) produce(ctx context.Context, ev *schemas.SessionEvent) error {
+// produce writes the event, waits for acks=all and reports the outcome to f (and so to every
+// request waiting for it). It runs in its own goroutine, detached from any request: a record
+// already on its way to an unresponsive broker cannot be recalled, so its fate is awaited even
+// after the requests gave up at produce_timeout. If it lands late, the eventId still enters the
+// dedupe window and IDnow's retry is answered as a duplicate instead of being written again.
+func (h *Handler) produce(ev *schemas.SessionEvent, f *flight) {
+	start := time.Now()
+	err := h.produceOnce(ev)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	h.metrics.produceDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	h.tracker.finish(ev.EventID, f, err)
+	if f.abandoned.Load() {
+		if err == nil {
+			h.metrics.lateAcks.Inc()
+			h.log.Warn("Kafka acknowledged a webhook event after its request was answered 503; IDnow's retry will be answered as a duplicate",
+				"topic", h.topic, "event_id", ev.EventID, "after", time.Since(start).String())
+		} else {
+			h.log.Warn("a webhook event answered 503 finally failed; IDnow's retry will write it",
+				"topic", h.topic, "event_id", ev.EventID, "err", err)
+		}
+	}
+}
+
+func (h *Handler) produceOnce(ev *schemas.SessionEvent) error {
 	value, err := h.encoder.AppendEncode(nil, ev)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
 	rec := &kgo.Record{
 		Topic: h.topic,
@@ -230,35 +317,20 @@ func (h *Handler) produce(ctx context.Context, ev *schemas.SessionEvent) error {
 			{Key: serde.HeaderEventID, Value: []byte(ev.EventID)},
 		},
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.ProduceTimeout)
-	defer cancel()
-	start := time.Now()
 	// A full producer buffer (Kafka slow or away) is refused at once rather than queued behind.
 	if h.kafka.BufferedProduceRecords() >= h.maxBuffered {
-		err = kgo.ErrMaxBuffered
-	} else {
-		// ProduceSync, because it un-lingers the partition it wrote to (a lone webhook does not
-		// wait out kgo's linger), in a goroutine, because a record already in flight to an
-		// unresponsive broker is not canceled by ctx while IDnow must get its answer within
-		// produce_timeout regardless. If a record lands after we answered 503, IDnow's retry
-		// makes a duplicate, never a loss.
-		acked := make(chan error, 1)
-		go func() { acked <- h.kafka.ProduceSync(ctx, rec).FirstErr() }()
-		select {
-		case err = <-acked:
-		case <-ctx.Done():
-			err = fmt.Errorf("no acknowledgement within ingress.produce_timeout (%s): %w", h.cfg.ProduceTimeout, ctx.Err())
-		}
+		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, kgo.ErrMaxBuffered)
 	}
-	if err != nil {
-		err = fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, err)
+	// ProduceSync un-lingers the partition it wrote to, so a lone webhook does not wait out kgo's
+	// linger. Its context expires with produce_timeout: a record still in the buffer by then is
+	// failed (the waiting requests were answered 503 and IDnow retries); one already sent to the
+	// broker is awaited, as kgo cannot take it back.
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ProduceTimeout)
+	defer cancel()
+	if err := h.kafka.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, err)
 	}
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
-	}
-	h.metrics.produceDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
-	return err
+	return nil
 }
 
 type answer struct {
@@ -274,18 +346,18 @@ func writeJSON(w http.ResponseWriter, status int, a answer) {
 	_ = json.NewEncoder(w).Encode(a)
 }
 
-func (h *Handler) ok(w http.ResponseWriter, result, eventID string) (string, int) {
+func (h *Handler) ok(w http.ResponseWriter, result, eventID string) (string, int, string) {
 	writeJSON(w, http.StatusOK, answer{Status: result, EventID: eventID})
-	return result, http.StatusOK
+	return result, http.StatusOK, ""
 }
 
-func (h *Handler) fail(w http.ResponseWriter, e *httpError) (string, int) {
+func (h *Handler) fail(w http.ResponseWriter, e *httpError) (string, int, string) {
 	writeJSON(w, e.status, answer{Status: "rejected", Error: e.msg})
-	return e.result, e.status
+	return e.result, e.status, e.msg
 }
 
-func (h *Handler) unavailable(w http.ResponseWriter, result, msg string) (string, int) {
+func (h *Handler) unavailable(w http.ResponseWriter, result, msg string) (string, int, string) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.RetryAfter.Round(time.Second)/time.Second)))
 	writeJSON(w, http.StatusServiceUnavailable, answer{Status: "unavailable", Error: msg})
-	return result, http.StatusServiceUnavailable
+	return result, http.StatusServiceUnavailable, msg
 }

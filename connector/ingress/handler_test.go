@@ -62,6 +62,8 @@ func TestHandlerStatuses(t *testing.T) {
 			return jwtRequest(h.token("RS256", without(ev("s-1", "e-nosess"), "payload", "sessionId")))
 		}, 400, "sessionId"},
 		{"empty body is 400", func() *http.Request { return jwtRequest("") }, 400, "empty body"},
+		{"sessionId .. is 400 naming the field", func() *http.Request { return jwtRequest(h.token("RS256", ev("..", "e-dotdot"))) }, 400, "payload.sessionId"},
+		{"eventId with NUL is 400 naming the field", func() *http.Request { return jwtRequest(h.token("RS256", ev("s-1", "e\x00nul"))) }, 400, "eventId"},
 		{"header variant bad JSON is 400", func() *http.Request {
 			r := headerRequest(h.token("RS256", ev("s-1", "e-1")), nil)
 			r.Body = httpBody("{not json")
@@ -179,7 +181,9 @@ func TestUnavailableAnswers(t *testing.T) {
 		if w.Code != 503 || w.Header().Get("Retry-After") != "5" {
 			t.Fatalf("got %d Retry-After %q, want 503 with Retry-After 5", w.Code, w.Header().Get("Retry-After"))
 		}
-		// The failed event was not remembered: IDnow's retry is produced once Kafka is back.
+		// Once Kafka is back, IDnow's retry is accepted: either its own produce succeeds or the
+		// first attempt's record, still in the producer, lands and the retry joins it or finds it
+		// in the dedupe window. Either way the event is on the topic exactly once.
 		h.kafkaDown.Store(false)
 		tok := h.token("RS256", webhooktest.Event("s-1", "e-1"))
 		var w2 *httptest.ResponseRecorder
@@ -188,8 +192,11 @@ func TestUnavailableAnswers(t *testing.T) {
 				break
 			}
 		}
-		if w2.Code != 200 || !strings.Contains(w2.Body.String(), "accepted") {
+		if w2.Code != 200 || !(strings.Contains(w2.Body.String(), "accepted") || strings.Contains(w2.Body.String(), "duplicate")) {
 			t.Fatalf("retry after outage: %d %s", w2.Code, w2.Body)
+		}
+		if recs := h.records(); len(recs) != 1 {
+			t.Fatalf("%d records on the topic after the outage and a retry, want exactly 1", len(recs))
 		}
 	})
 	t.Run("keys not loaded", func(t *testing.T) {
@@ -200,6 +207,9 @@ func TestUnavailableAnswers(t *testing.T) {
 		w := h.do(jwtRequest(keys.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))))
 		if w.Code != 503 || w.Header().Get("Retry-After") == "" {
 			t.Fatalf("got %d, want 503 with Retry-After", w.Code)
+		}
+		if got := testutil.ToFloat64(h.handler.metrics.requests.WithLabelValues(resultKeysUnavailable)); got != 1 {
+			t.Fatalf("keys_unavailable requests = %v, want 1", got)
 		}
 	})
 	t.Run("producer buffer full", func(t *testing.T) {

@@ -48,7 +48,8 @@ type harness struct {
 type harnessSettings struct {
 	ingress     *Config
 	webhook     *webhook.Config
-	maxBuffered int // when positive, caps the producer's buffer (kgo.MaxBufferedRecords)
+	maxBuffered int       // when positive, caps the producer's buffer (kgo.MaxBufferedRecords)
+	logTo       io.Writer // where the handler logs (JSON lines); io.Discard unless set
 }
 
 type harnessOpt func(*harnessSettings)
@@ -68,11 +69,11 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	wcfg.JWKSURL = h.keys.Serve(t)
 	wcfg.Issuer = testIssuer
 	wcfg.Audience = testAudience
-	settings := harnessSettings{ingress: &cfg, webhook: &wcfg}
+	settings := harnessSettings{ingress: &cfg, webhook: &wcfg, logTo: io.Discard}
 	for _, o := range opts {
 		o(&settings)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewJSONHandler(settings.logTo, nil))
 
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, testTopic))
 	if err != nil {
@@ -182,4 +183,36 @@ func claimsWith(mod func(jwt.MapClaims)) jwt.MapClaims {
 	c := webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s-1", "e-1"))
 	mod(c)
 	return c
+}
+
+// testIngress is the ingress server of a harness, built as New builds it (server timeouts, TLS),
+// counting the requests whose headers were parsed.
+type testIngress struct {
+	*Ingress
+	handlerEntered atomic.Int64
+}
+
+// startIngress serves h's handler on 127.0.0.1:0 and shuts it down at the end of the test.
+func startIngress(t *testing.T, h *harness) *testIngress {
+	t.Helper()
+	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ti := &testIngress{Ingress: in}
+	in.srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ti.handlerEntered.Add(1)
+		h.handler.ServeHTTP(w, r)
+	})
+	if err := in.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := in.Shutdown(ctx); err != nil {
+			t.Errorf("ingress shutdown: %v", err)
+		}
+	})
+	return ti
 }

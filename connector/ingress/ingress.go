@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,7 @@ type Ingress struct {
 	ln      net.Listener
 	served  chan struct{}
 	log     *slog.Logger
+	tls     *tls.Config // nil: plain HTTP (a TLS-terminating proxy in front)
 }
 
 // NewHandler builds the webhook handler alone, for tests and benchmarks that drive it without a
@@ -50,20 +52,30 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingress metrics: %w", err)
 	}
+	addrs, err := newAddrPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
 	return &Handler{
 		cfg: cfg, topic: deps.Topic, verifier: deps.Verifier, encoder: deps.Encoder, kafka: deps.Kafka,
-		dedupe: newDedupe(cfg.Dedupe), metrics: m, log: deps.Log, slots: make(chan struct{}, cfg.MaxConcurrent),
+		tracker: newTracker(cfg.Dedupe), addrs: addrs, rejects: newRejectLog(deps.Log),
+		metrics: m, log: deps.Log, slots: make(chan struct{}, cfg.MaxConcurrent),
 		maxBuffered: maxBuffered,
 		now:         time.Now,
 	}, nil
 }
 
-// New builds the ingress server. It does not listen until Start.
+// New builds the ingress server. It does not listen until Start. With ingress.tls set, the
+// certificate is loaded here, so a missing or broken pair fails start-up naming the keys.
 func New(cfg Config, deps Deps) (*Ingress, error) {
 	h, err := NewHandler(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
+	return newIngress(cfg, h, deps.Log)
+}
+
+func newIngress(cfg Config, h *Handler, log *slog.Logger) (*Ingress, error) {
 	srv := &http.Server{
 		Addr:              cfg.Listen,
 		Handler:           h,
@@ -72,9 +84,17 @@ func New(cfg Config, deps Deps) (*Ingress, error) {
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    32 << 10,
-		ErrorLog:          slog.NewLogLogger(deps.Log.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return &Ingress{cfg: cfg, handler: h, srv: srv, log: deps.Log}, nil
+	in := &Ingress{cfg: cfg, handler: h, srv: srv, log: log}
+	if cfg.TLS.Enabled() {
+		certs, err := newCertReloader(cfg.TLS, log)
+		if err != nil {
+			return nil, fmt.Errorf("ingress TLS: %w", err)
+		}
+		in.tls = serverTLSConfig(certs)
+	}
+	return in, nil
 }
 
 // Start binds ingress.listen and serves in the background.
@@ -97,9 +117,12 @@ func Listen(cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves webhooks on ln in the background.
+// Serve serves webhooks on ln in the background, over TLS when ingress.tls is set.
 func (in *Ingress) Serve(ln net.Listener) {
 	in.ln = ln
+	if in.tls != nil {
+		ln = tls.NewListener(ln, in.tls)
+	}
 	in.served = make(chan struct{})
 	go func() {
 		defer close(in.served)
@@ -107,7 +130,23 @@ func (in *Ingress) Serve(ln net.Listener) {
 			in.log.Error("ingress server stopped", "err", err)
 		}
 	}()
-	in.log.Info("ingress listening", "addr", ln.Addr().String(), "path", in.cfg.Path)
+	in.log.Info("ingress listening", "addr", ln.Addr().String(), "path", in.cfg.Path, "scheme", in.scheme())
+}
+
+func (in *Ingress) scheme() string {
+	if in.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// URL returns the webhook URL the ingress serves once started, e.g.
+// https://127.0.0.1:54321/webhooks/idnow.
+func (in *Ingress) URL() string {
+	if in.ln == nil {
+		return ""
+	}
+	return in.scheme() + "://" + in.ln.Addr().String() + in.cfg.Path
 }
 
 // Addr returns the bound address, e.g. 127.0.0.1:54321 when started on port 0.

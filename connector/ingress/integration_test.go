@@ -142,10 +142,11 @@ func TestIngressOnKfake(t *testing.T) {
 		}
 	}
 	for id, c := range got {
-		// An event IDnow had to retry after a 503 may land twice (the first attempt can reach the
-		// broker after the answer); one that was accepted at once must be there exactly once.
-		if c > 1 && !failed[id] {
-			t.Errorf("event %s is on the topic %d times although it was never refused", id, c)
+		// Even an event IDnow had to retry after a 503 is there once: a first attempt that
+		// reached the broker after the answer is joined by the retry or entered the dedupe window
+		// (issue 9, problem 12).
+		if c > 1 {
+			t.Errorf("event %s is on the topic %d times (refused at least once: %v)", id, c, failed[id])
 		}
 	}
 	if len(acked) != n {
@@ -193,9 +194,11 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 	go func() { shutdown <- in.Shutdown(context.Background()) }()
 	// New connections are refused while the in-flight webhook is still being handled.
 	for {
-		if _, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok)); err != nil {
+		resp, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok))
+		if err != nil {
 			break
 		}
+		resp.Body.Close()
 		time.Sleep(5 * time.Millisecond)
 	}
 	h.kafkaDown.Store(false) // Kafka recovers within produce_timeout

@@ -19,6 +19,8 @@ const (
 	resultKafkaUnavailable = "kafka_unavailable"
 	resultKeysUnavailable  = "keys_unavailable"
 	resultShuttingDown     = "shutting_down"
+	resultForbidden        = "forbidden"
+	resultBodyTimeout      = "body_timeout"
 )
 
 type metrics struct {
@@ -26,6 +28,8 @@ type metrics struct {
 	requestDuration *prometheus.HistogramVec
 	produceDuration *prometheus.HistogramVec
 	dedupeHits      prometheus.Counter
+	inflightJoins   prometheus.Counter
+	lateAcks        prometheus.Counter
 	inFlight        prometheus.Gauge
 }
 
@@ -33,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_connector_ingress_requests_total",
-			Help: "Webhook requests answered, by result (accepted, duplicate, bad_request, unauthorized, too_large, unsupported_media_type, method_not_allowed, not_found, overloaded, kafka_unavailable, keys_unavailable, shutting_down).",
+			Help: "Webhook requests answered, by result (accepted, duplicate, bad_request, unauthorized, too_large, unsupported_media_type, method_not_allowed, not_found, overloaded, kafka_unavailable, keys_unavailable, shutting_down, forbidden, body_timeout).",
 		}, []string{"result"}),
 		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "idnow_connector_ingress_request_duration_seconds",
@@ -47,20 +51,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"outcome"}),
 		dedupeHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idnow_connector_ingress_dedupe_hits_total",
-			Help: "Redelivered webhooks (same eventId within ingress.dedupe.window) answered without producing again.",
+			Help: "Redelivered webhooks (same eventId within ingress.dedupe.window, or joining a produce of it still in flight) answered without producing again.",
+		}),
+		inflightJoins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idnow_connector_ingress_inflight_joins_total",
+			Help: "Redelivered webhooks that arrived while the same eventId was still being produced and waited for that produce instead of writing the event again.",
+		}),
+		lateAcks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idnow_connector_ingress_late_acks_total",
+			Help: "Events Kafka acknowledged after their webhook had been answered 503 (produce_timeout passed); the eventId entered the dedupe window so IDnow's retry is answered as a duplicate.",
 		}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "idnow_connector_ingress_in_flight_requests",
 			Help: "Webhook requests being handled now (capped by ingress.max_concurrent).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.produceDuration, m.dedupeHits, m.inFlight} {
+	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.produceDuration, m.dedupeHits, m.inflightJoins, m.lateAcks, m.inFlight} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	// Pre-create the common series so dashboards and alerts see zeros rather than gaps.
-	for _, r := range []string{resultAccepted, resultDuplicate, resultBadRequest, resultUnauthorized, resultKafkaUnavailable} {
+	for _, r := range []string{resultAccepted, resultDuplicate, resultBadRequest, resultUnauthorized, resultKafkaUnavailable, resultKeysUnavailable, resultOverloaded, resultForbidden, resultBodyTimeout} {
 		m.requests.WithLabelValues(r)
 	}
 	return m, nil

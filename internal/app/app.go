@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -376,7 +375,7 @@ func (a *App) IngressURL() string {
 	if a.ingress == nil {
 		return ""
 	}
-	return "http://" + strings.TrimPrefix(a.ingress.Addr(), "http://") + a.cfg.Ingress.Path
+	return a.ingress.URL()
 }
 
 // AdminAddr returns the admin server's bound address.

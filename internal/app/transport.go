@@ -58,8 +58,8 @@ func transportNotes(cfg Config, mode Mode) []transportNote {
 		if u, ok := plainHTTP(cfg.Webhook.JWKSURL); ok {
 			warn("webhook.jwks_url", "webhook.jwks_url %s uses plain http: anyone on the path can substitute the webhook signing keys and forge webhooks; use https", u)
 		}
-		if !loopbackListen(cfg.Ingress.Listen) {
-			info("ingress.listen", "ingress.listen %s accepts connections beyond this host; without ingress TLS it serves plain HTTP and a TLS-terminating reverse proxy is expected in front of it (docs/operations.md)", cfg.Ingress.Listen)
+		if !loopbackListen(cfg.Ingress.Listen) && !cfg.Ingress.TLS.Enabled() {
+			info("ingress.listen", "ingress.listen %s accepts connections beyond this host; it serves plain HTTP (ingress.tls is not set) and a TLS-terminating reverse proxy is expected in front of it (docs/operations.md)", cfg.Ingress.Listen)
 		}
 	}
 	if !loopbackListen(cfg.Admin.Listen) {
