@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Kafka's defaults, used when the broker does not say (no DescribeConfigs permission).
@@ -93,6 +94,12 @@ func (e *Enricher) resolveLimits(ctx context.Context, adm *kadm.Client, topics .
 		}
 		for _, c := range rc.Configs {
 			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			if c.Source == kmsg.ConfigSourceDefaultConfig {
+				// Kafka's built-in default: a broker-wide message.max.bytes, when set, is
+				// what the topic inherits (brokers report it as the source themselves; not
+				// every Kafka-protocol broker does), so let the broker lookup decide.
 				continue
 			}
 			if n, err := strconv.Atoi(*c.Value); err == nil && n > 0 {
