@@ -26,8 +26,8 @@ type cachedResult struct {
 // resultCache keeps the results of the records of the uncommitted batch, so that a batch
 // consumed again after an abort (a produce failure, a record rejected for good) does not ask the
 // IDnow API again for what it already answered: a batch stuck on Kafka must not turn into a loop
-// of API calls. Entries are dropped when their batch commits or their partition is revoked;
-// the cache never holds more than about two batches.
+// of API calls. Entries are dropped when their batch commits; entries of partitions that moved
+// away are dropped once the cache holds more than two batches.
 type resultCache struct {
 	mu sync.Mutex
 	m  map[recordPos]cachedResult
@@ -58,17 +58,11 @@ func (c *resultCache) forget(recs []*kgo.Record) {
 	}
 }
 
-// dropPartitions drops the entries of partitions this member no longer owns.
-func (c *resultCache) dropPartitions(topic string, parts []int32) {
+// reset drops every entry.
+func (c *resultCache) reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for pos := range c.m {
-		for _, p := range parts {
-			if pos.topic == topic && pos.partition == p {
-				delete(c.m, pos)
-			}
-		}
-	}
+	clear(c.m)
 }
 
 func (c *resultCache) len() int {

@@ -253,8 +253,9 @@ func (e *Enricher) startMonitor(ctx context.Context, cl *kgo.Client) (stop func(
 	}
 }
 
-// forgetAssignment clears what a closed client owned: lag series, cached results, and the
-// polled records it will never commit.
+// forgetAssignment clears what a closed client owned: lag series and the polled records it
+// will never commit. Cached results stay for the next client, which most likely gets the same
+// partitions and consumes the same batch again.
 func (e *Enricher) forgetAssignment() {
 	p := e.progress
 	p.mu.Lock()
@@ -265,7 +266,6 @@ func (e *Enricher) forgetAssignment() {
 	p.mu.Unlock()
 	p.unassign(parts)
 	e.m.dropLag(parts)
-	e.cache.dropPartitions(e.deps.Topics.Sessions, parts)
 	p.pending.Store(0)
 }
 
@@ -359,6 +359,11 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
 	now := time.Now()
 	e.cache.forget(recs)
+	if e.cache.len() > 2*e.cfg.MaxPollRecords {
+		// Results of partitions that moved to another member and never came back: that
+		// member enriched them. Dropping them all costs at most one batch of API calls.
+		e.cache.reset()
+	}
 	e.progress.pending.Store(0)
 	e.progress.lastCommit.Store(now.UnixNano())
 	e.m.committed(results, now)
@@ -700,7 +705,8 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
 	e.m.dropLag(ps)
 	e.progress.unassign(ps)
-	e.cache.dropPartitions(e.deps.Topics.Sessions, ps)
+	// The cache is kept: most rebalances hand the same partitions back, and their batch then
+	// comes again without asking the API. commitDone bounds what is left behind.
 	// The polled batch is abandoned; whoever owns the partitions now consumes it.
 	e.progress.pending.Store(0)
 	e.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -18,13 +19,22 @@ import (
 )
 
 // bigSessionAPI answers one COMPLETED session with n basicIdentity blocks of about 300 bytes
-// of content each, plus one vault file reference per block.
+// of content each, plus one vault file reference per block. The content is random, so that it
+// stays large after the producer's compression (brokers measure compressed batches).
 func bigSessionAPI(id string, n int) *fakeAPI {
+	rng := rand.New(rand.NewPCG(1, 2))
+	noise := func() string {
+		b := make([]byte, 200)
+		for i := range b {
+			b[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[rng.IntN(36)]
+		}
+		return string(b)
+	}
 	blocks := make([]idnow.DataBlock, n)
 	for i := range blocks {
 		blocks[i] = idnow.DataBlock{ID: fmt.Sprintf("b%d", i), Type: "basicIdentity", Status: "STORED",
 			Content: json.RawMessage(fmt.Sprintf(`{"givenName":"Erika","familyName":"Mustermann","note":%q,"file":{"$ref":"vault","$id":"v%d"}}`,
-				strings.Repeat("x", 200), i)),
+				noise(), i)),
 			FileRefs: []idnow.FileRef{{VaultEntryID: fmt.Sprintf("v%d", i), JSONPath: "$.file"}}}
 	}
 	return &fakeAPI{
