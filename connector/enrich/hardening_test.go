@@ -410,7 +410,9 @@ func TestLagAndStallWithBacklog(t *testing.T) {
 		t.Fatalf("%d of %d committed although the API holds every call after the 10th", committed, n)
 	}
 	eventually(t, 10*time.Second, "lag = end offsets - committed offsets", func() bool { return lagSum(r) == float64(n-committed) },
-		func() string { return fmt.Sprintf("lag sums to %v, want %d (%d produced, %d committed)", lagSum(r), n-committed, n, committed) })
+		func() string {
+			return fmt.Sprintf("lag sums to %v, want %d (%d produced, %d committed)", lagSum(r), n-committed, n, committed)
+		})
 
 	eventually(t, 10*time.Second, "stalled", func() bool { return testutil.ToFloat64(r.e.m.stalled) == 1 },
 		func() string { return "stalled gauge stays 0" })
@@ -589,7 +591,9 @@ func TestHangingTransactionUnstableOffsets(t *testing.T) {
 	mu.Unlock()
 	waitConsumed(t, brokers, cfg.Group, 20*time.Second)
 	eventually(t, 10*time.Second, "hanging cleared", func() bool { return testutil.ToFloat64(r.e.m.hanging) == 0 && r.e.Ready(t.Context()) == nil },
-		func() string { return fmt.Sprintf("hanging %v ready %v", testutil.ToFloat64(r.e.m.hanging), r.e.Ready(t.Context())) })
+		func() string {
+			return fmt.Sprintf("hanging %v ready %v", testutil.ToFloat64(r.e.m.hanging), r.e.Ready(t.Context()))
+		})
 }
 
 // TestCountersPreCreated: every series an alert reads exists at 0 before the first event, so
