@@ -574,7 +574,9 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 // context ended.
 func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result, idxs []int) (failed []int, transient, err error) {
 	var together []*kgo.Record
-	var togetherIdx []int // the result index of each record in together
+	// The result index of each record: ProduceSync reports outcomes in completion order, not
+	// in the order the records were given.
+	togetherIdx := map[*kgo.Record]int{}
 	errsOf := map[int]error{}
 	var order []int
 	for _, i := range idxs {
@@ -592,16 +594,16 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		}
 		for _, r := range out {
 			together = append(together, r)
-			togetherIdx = append(togetherIdx, i)
+			togetherIdx[r] = i
 		}
 		order = append(order, i)
 	}
 	tooLargeTogether := map[int]bool{}
-	for k, r := range cl.ProduceSync(ctx, together...) {
+	for _, r := range cl.ProduceSync(ctx, together...) {
 		if r.Err == nil {
 			continue
 		}
-		i := togetherIdx[k]
+		i := togetherIdx[r.Record]
 		if errsOf[i] == nil {
 			errsOf[i] = r.Err
 		}

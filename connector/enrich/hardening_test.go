@@ -298,6 +298,12 @@ func TestOversizedSessionAmongNormalOnes(t *testing.T) {
 // with record_too_large; records refused only because franz-go batched them together are
 // produced alone and enriched; the batch commits without asking the API again.
 func TestBrokerRefusesRecordForGood(t *testing.T) {
+	for _, delivery := range []string{DeliveryExactlyOnce, DeliveryAtLeastOnce} {
+		t.Run(delivery, func(t *testing.T) { testBrokerRefuses(t, delivery) })
+	}
+}
+
+func testBrokerRefuses(t *testing.T, delivery string) {
 	brokers := newCluster(t)
 	fake := bigSessionAPI("ses-big", 20) // about 9 KB enriched
 	for i := range 30 {
@@ -306,6 +312,7 @@ func TestBrokerRefusesRecordForGood(t *testing.T) {
 	}
 	api := newCountingAPI(&safeAPI{api: fake})
 	cfg := testConfig("a")
+	cfg.Delivery = delivery
 	cfg.LagInterval = 50 * time.Millisecond
 	cfg.MaxPollRecords = 100
 	logs := &syncBuffer{}
@@ -360,6 +367,12 @@ func TestBrokerRefusesRecordForGood(t *testing.T) {
 		if n != 1 {
 			t.Errorf("session %s read %d times from the API across the aborted attempts, want 1", id, n)
 		}
+	}
+	if !strings.Contains(logs.String(), "output record refused for good by the broker") {
+		t.Errorf("the broker's refusal was not exercised:\n%s", logs.String())
+	}
+	if delivery != DeliveryExactlyOnce {
+		return
 	}
 	if n := testutil.ToFloat64(r.e.m.transactions.WithLabelValues("aborted")); n < 1 {
 		t.Errorf("no aborted transaction: the broker's refusal was not exercised")
