@@ -253,19 +253,15 @@ func (e *Enricher) startMonitor(ctx context.Context, cl *kgo.Client) (stop func(
 	}
 }
 
-// forgetAssignment clears what a closed client owned: lag series and the polled records it
-// will never commit. Cached results stay for the next client, which most likely gets the same
-// partitions and consumes the same batch again.
+// forgetAssignment clears what a closed client owned: its partitions and the polled records it
+// will never commit. The last lag values stay until the next client's first refresh, so a
+// client that keeps failing still shows its backlog to the watchdog; cached results stay for
+// the next client, which most likely gets the same partitions and consumes the same batch again.
 func (e *Enricher) forgetAssignment() {
 	p := e.progress
 	p.mu.Lock()
-	parts := make([]int32, 0, len(p.assigned))
-	for q := range p.assigned {
-		parts = append(parts, q)
-	}
+	clear(p.assigned)
 	p.mu.Unlock()
-	p.unassign(parts)
-	e.m.dropLag(parts)
 	p.pending.Store(0)
 }
 

@@ -33,7 +33,8 @@ type topicPartition struct {
 
 func (tp topicPartition) String() string { return tp.topic + "/" + strconv.Itoa(int(tp.partition)) }
 
-// lsoMark is a last stable offset seen behind its partition's end offset, and since when.
+// lsoMark is an offset that has not moved, and since when: a last stable offset behind its
+// partition's end offset, or the committed offset of a partition whose offsets are unstable.
 type lsoMark struct {
 	lso   int64
 	since time.Time
@@ -50,7 +51,7 @@ type progress struct {
 	lag           map[int32]int64
 	waitingSince  time.Time
 	stalledReason string // empty = not stalled
-	unstableSince map[topicPartition]time.Time
+	unstableSince map[topicPartition]lsoMark // the committed offset when first seen unstable
 	lsoMarks      map[topicPartition]lsoMark
 	hanging       []topicPartition
 	hangingReason string // empty = none
@@ -58,7 +59,7 @@ type progress struct {
 
 func newProgress() *progress {
 	return &progress{assigned: map[int32]bool{}, lag: map[int32]int64{},
-		unstableSince: map[topicPartition]time.Time{}, lsoMarks: map[topicPartition]lsoMark{}}
+		unstableSince: map[topicPartition]lsoMark{}, lsoMarks: map[topicPartition]lsoMark{}}
 }
 
 func (p *progress) assign(parts []int32) {
@@ -146,6 +147,9 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 		return
 	}
 	committed, err := src.FetchOffsets(ctx, e.cfg.Group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = kadm.OffsetResponses{}, nil // a new group: nothing committed yet
+	}
 	if err != nil {
 		e.refreshFailed(ctx, "fetch the group's committed offsets", err)
 		return
@@ -153,6 +157,9 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	// The same fetch the group members make (require_stable): it answers
 	// UNSTABLE_OFFSET_COMMIT while a transaction with offsets for the group is open.
 	stable, stableErr := src.FetchOffsets(kadm.RequireStable(ctx), e.cfg.Group)
+	if errors.Is(stableErr, kerr.GroupIDNotFound) {
+		stable, stableErr = kadm.OffsetResponses{}, nil
+	}
 	if stableErr != nil && !errors.Is(stableErr, kerr.UnstableOffsetCommit) {
 		e.refreshFailed(ctx, "fetch the group's stable offsets", stableErr)
 		return
@@ -162,6 +169,16 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 
+	if len(p.assigned) > 0 {
+		// Partitions a previous client owned and this one does not: no longer ours to report.
+		// (Between clients the last values stay, so the watchdog still sees the backlog.)
+		for part := range p.lag {
+			if !p.assigned[part] {
+				delete(p.lag, part)
+				e.m.dropLag([]int32{part})
+			}
+		}
+	}
 	for part := range p.assigned {
 		end, ok := ends.Lookup(t.Sessions, part)
 		if !ok || end.Err != nil {
@@ -182,7 +199,9 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	}
 
 	// Unstable group offsets: every input partition the group has offsets for, or all of them
-	// when the whole fetch answered UNSTABLE_OFFSET_COMMIT.
+	// when the whole fetch answered UNSTABLE_OFFSET_COMMIT. The enricher's own commits make the
+	// offsets unstable for a moment each; they also move the committed offset, which resets
+	// the clock, so only offsets that stay unstable and stay put count.
 	unstable := map[topicPartition]bool{}
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Topic != t.Sessions {
@@ -203,8 +222,12 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 		}
 	}
 	for tp := range unstable {
-		if _, ok := p.unstableSince[tp]; !ok {
-			p.unstableSince[tp] = now
+		at := int64(-1)
+		if c, ok := committed.Lookup(tp.topic, tp.partition); ok && c.Err == nil {
+			at = c.At
+		}
+		if m, ok := p.unstableSince[tp]; !ok || m.lso != at {
+			p.unstableSince[tp] = lsoMark{lso: at, since: now}
 		}
 	}
 
@@ -235,10 +258,10 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	limit := e.cfg.TransactionTimeout
 	var hanging []topicPartition
 	var causes []string
-	for tp, since := range p.unstableSince {
-		if now.Sub(since) > limit {
+	for tp, m := range p.unstableSince {
+		if now.Sub(m.since) > limit {
 			hanging = append(hanging, tp)
-			causes = append(causes, fmt.Sprintf("%s: group offsets unstable for %s", tp, now.Sub(since).Round(time.Second)))
+			causes = append(causes, fmt.Sprintf("%s: group offsets unstable for %s", tp, now.Sub(m.since).Round(time.Second)))
 		}
 	}
 	for tp, m := range p.lsoMarks {
