@@ -240,7 +240,7 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 
 // startMonitor runs the progress monitor on cl until the returned function is called.
 func (e *Enricher) startMonitor(ctx context.Context, cl *kgo.Client) (stop func()) {
-	var src OffsetSource = kadm.NewClient(cl)
+	var src OffsetSource = kadmOffsets{kadm.NewClient(cl)}
 	if e.offsetSource != nil {
 		src = e.offsetSource(cl)
 	}

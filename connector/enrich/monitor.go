@@ -16,13 +16,25 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
-// OffsetSource is what the progress monitor reads from Kafka; *kadm.Client satisfies it.
-// Tests inject their own where kfake cannot produce a state.
+// OffsetSource is what the progress monitor reads from Kafka; kadmOffsets implements it on a
+// kadm client. Tests inject their own where kfake cannot produce a state.
 type OffsetSource interface {
 	ListStartOffsets(ctx context.Context, topics ...string) (kadm.ListedOffsets, error)
 	ListEndOffsets(ctx context.Context, topics ...string) (kadm.ListedOffsets, error)
+	// ListCommittedOffsets returns the last stable offsets (read_committed end offsets).
 	ListCommittedOffsets(ctx context.Context, topics ...string) (kadm.ListedOffsets, error)
+	// FetchOffsets returns the group's committed offsets, pending transactional ones aside.
 	FetchOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error)
+	// FetchStableOffsets is the fetch group members make (require_stable): partitions with
+	// offsets of an open transaction answer UNSTABLE_OFFSET_COMMIT.
+	FetchStableOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error)
+}
+
+// kadmOffsets is the OffsetSource on a kadm client.
+type kadmOffsets struct{ *kadm.Client }
+
+func (k kadmOffsets) FetchStableOffsets(ctx context.Context, group string) (kadm.OffsetResponses, error) {
+	return k.FetchOffsets(kadm.RequireStable(ctx), group)
 }
 
 // topicPartition names a partition in logs, readiness and the hanging-transaction report.
@@ -156,7 +168,7 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	}
 	// The same fetch the group members make (require_stable): it answers
 	// UNSTABLE_OFFSET_COMMIT while a transaction with offsets for the group is open.
-	stable, stableErr := src.FetchOffsets(kadm.RequireStable(ctx), e.cfg.Group)
+	stable, stableErr := src.FetchStableOffsets(ctx, e.cfg.Group)
 	if errors.Is(stableErr, kerr.GroupIDNotFound) {
 		stable, stableErr = kadm.OffsetResponses{}, nil
 	}
