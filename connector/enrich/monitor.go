@@ -62,7 +62,7 @@ type progress struct {
 	assigned      map[int32]bool // input partitions this member owns
 	lag           map[int32]int64
 	waitingSince  time.Time
-	stalledReason string // empty = not stalled
+	stalledReason string                     // empty = not stalled
 	unstableSince map[topicPartition]lsoMark // the committed offset when first seen unstable
 	lsoMarks      map[topicPartition]lsoMark
 	hanging       []topicPartition
