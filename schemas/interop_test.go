@@ -177,6 +177,21 @@ func interopCases() []interopCase {
 		DataBlocks: []schemas.DataBlock{}, FileRefs: []schemas.FileRef{},
 		Enrichment: schemas.EnrichmentInfo{EnrichedAt: enriched, ConnectorVersion: "dev", DataBlocksContent: "none"},
 	}
+	// A session whose full record exceeded the output limit: contents dropped, typed fields,
+	// block metadata and file references kept, and the record says so.
+	truncatedEnriched := &schemas.EnrichedSession{
+		Event:             schemas.TriggeringEvent{EventID: "e-9", EventName: "session.completed", ReceivedAt: received},
+		Session:           schemas.SessionDetails{SessionID: "s-9", Status: "COMPLETED", Terminal: true, Metadata: map[string]string{}},
+		DataBlocksFetched: true,
+		DataBlocks: []schemas.DataBlock{
+			{ID: str("db-9"), Type: "basicIdentity", Status: "STORED",
+				BasicIdentity: &schemas.BasicIdentity{GivenName: str("Erika"), FamilyName: str("Mustermann")}},
+			{ID: str("db-10"), Type: "documentVerification", Status: "STORED"},
+		},
+		FileRefs: []schemas.FileRef{{VaultEntryID: "vlt-9", DataBlockID: str("db-10"), DataBlockType: "documentVerification", JSONPath: "$.report"}},
+		Enrichment: schemas.EnrichmentInfo{EnrichedAt: enriched, ConnectorVersion: "v1.5.0", DataBlocksContent: "full",
+			Truncation: str(schemas.TruncationContentDropped)},
+	}
 
 	se, es := schemas.SessionEventSchema(), schemas.EnrichedSessionSchema()
 	newEvent := func() any { return &schemas.SessionEvent{} }
@@ -238,6 +253,7 @@ func interopCases() []interopCase {
 				{"fileRefs[2].dataBlockId", nil},
 				tsProbe("enrichment.enrichedAt", enriched),
 				{"enrichment.connectorVersion", &fullEnriched.Enrichment.ConnectorVersion},
+				{"enrichment.truncation", nil},
 			},
 		},
 		{
@@ -251,6 +267,18 @@ func interopCases() []interopCase {
 				{"session.results", nil},
 				{"dataBlocksFetched", str("false")},
 				{"enrichment.dataBlocksContent", str("none")},
+				{"enrichment.truncation", nil},
+			},
+		},
+		{
+			name: "enriched_session_truncated", avsc: "enriched_session.avsc", schema: es, subject: "idnow.sessions.enriched-value",
+			schemaID: enrichedSessionSchemaID, value: truncatedEnriched, fresh: newEnriched,
+			probes: []probe{
+				{"enrichment.truncation", str(schemas.TruncationContentDropped)},
+				{"dataBlocks[0].content", nil},
+				strProbe("dataBlocks[0].basicIdentity.familyName", truncatedEnriched.DataBlocks[0].BasicIdentity.FamilyName),
+				{"dataBlocks[1].content", nil},
+				{"fileRefs[0].vaultEntryId", &truncatedEnriched.FileRefs[0].VaultEntryID},
 			},
 		},
 	}

@@ -174,4 +174,17 @@ type EnrichmentInfo struct {
 	EnrichedAt        time.Time `avro:"enrichedAt" json:"enrichedAt"`
 	ConnectorVersion  string    `avro:"connectorVersion" json:"connectorVersion"`
 	DataBlocksContent string    `avro:"dataBlocksContent" json:"dataBlocksContent"`
+	// Truncation is nil for a complete record, else TruncationContentDropped or
+	// TruncationMetadataOnly: what was left out to fit the output topic's record size limit.
+	Truncation *string `avro:"truncation" json:"truncation,omitempty"`
 }
+
+// Values of EnrichmentInfo.Truncation, in the order the enricher degrades an oversized record.
+const (
+	// TruncationContentDropped: every data block's content JSON was removed; typed fields, block
+	// metadata and file references were kept.
+	TruncationContentDropped = "content_dropped"
+	// TruncationMetadataOnly: data blocks and file references were removed; the triggering event,
+	// the session details and the enrichment info were kept.
+	TruncationMetadataOnly = "metadata_only"
+)

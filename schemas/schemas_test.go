@@ -59,7 +59,7 @@ func TestRoundTrip(t *testing.T) {
 					Type: "documentData", Status: "STORED", DocumentData: &DocumentData{DocumentType: ptr("PASSPORT")},
 				}},
 				FileRefs:   []FileRef{{VaultEntryID: "v1", DataBlockID: ptr("b1"), DataBlockType: "documentVerification", JSONPath: "$.front"}},
-				Enrichment: EnrichmentInfo{EnrichedAt: now, ConnectorVersion: "dev", DataBlocksContent: "full"},
+				Enrichment: EnrichmentInfo{EnrichedAt: now, ConnectorVersion: "dev", DataBlocksContent: "full", Truncation: ptr(TruncationContentDropped)},
 			},
 			out: &EnrichedSession{},
 		},

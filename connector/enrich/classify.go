@@ -20,6 +20,8 @@ const (
 	ClassAPIResponse     = "api_response"      // IDnow answered 2xx with a body that does not parse or is too large
 	ClassSchemaMismatch  = "schema_mismatch"   // the EnrichedSession does not encode with the schema
 	ClassInternal        = "internal"          // an error no classifier knows; shipped to the DLQ with its message
+	ClassRecordTooLarge  = "record_too_large"  // the EnrichedSession exceeds the output limit even with metadata only, or the broker refused it as too large
+	ClassOutputRejected  = "output_rejected"   // the broker refused the output record for good (invalid record, policy, authorization on that topic)
 
 	// Retryable: retried with backoff for as long as they last.
 	ClassRateLimited    = "rate_limited"    // IDnow 429
@@ -44,6 +46,15 @@ const (
 	stageDecode = "decode"
 	stageAPI    = "api"
 	stageEncode = "encode"
+	stageSize   = "size"
+)
+
+// permanentClasses and retryableClasses list every class, so the labelled counters can be
+// created at zero before the first failure: an alert on increase() sees the first one.
+var (
+	permanentClasses = []string{ClassUndecodable, ClassSessionNotFound, ClassForbidden, ClassAPIRejected,
+		ClassAPIResponse, ClassSchemaMismatch, ClassInternal, ClassRecordTooLarge, ClassOutputRejected}
+	retryableClasses = []string{ClassRateLimited, ClassServerError, ClassTimeout, ClassNetwork, ClassUnauthorized, ClassSchemaRegistry}
 )
 
 // Classification is the verdict on one failed attempt.
@@ -76,6 +87,8 @@ func Classify(err error) Classification {
 		return Classification{ClassSchemaRegistry, true}
 	case stageEncode:
 		return Classification{ClassSchemaMismatch, false}
+	case stageSize:
+		return Classification{ClassRecordTooLarge, false}
 	}
 	switch {
 	case errors.Is(err, idnow.ErrUnauthorized):

@@ -52,6 +52,18 @@ type Config struct {
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
 	// DataBlocks is the data-block policy.
 	DataBlocks DataBlocksConfig `koanf:"datablocks"`
+	// MaxRecordBytes bounds one output record (value, key, headers and the record and batch
+	// framing, estimated as recordSize does); 0, the default, means the output topic's
+	// max.message.bytes read at start-up. A larger value than the topic's is capped to it. An
+	// EnrichedSession over the bound is shortened (see the package documentation) or, when even
+	// its metadata does not fit, dead-lettered with class record_too_large.
+	MaxRecordBytes int `koanf:"max_record_bytes"`
+	// StallAfter is how long input may wait without a commit before the enricher reports itself
+	// stalled (gauge idnow_connector_enrich_stalled, readiness); default 2m.
+	StallAfter time.Duration `koanf:"stall_after"`
+	// LagInterval is how often the consumer lag (the group's committed offsets against the
+	// partitions' end offsets) and the hanging-transaction check are refreshed; default 15s.
+	LagInterval time.Duration `koanf:"lag_interval"`
 }
 
 // RetryConfig is the `enrich.retry.*` section: capped exponential backoff with jitter. There is no
@@ -87,6 +99,8 @@ func DefaultConfig() Config {
 		Retry:              RetryConfig{InitialBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second},
 		ShutdownTimeout:    30 * time.Second,
 		DataBlocks:         DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull},
+		StallAfter:         2 * time.Minute,
+		LagInterval:        15 * time.Second,
 	}
 }
 
@@ -131,6 +145,15 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		add("enrich.shutdown_timeout must be positive, e.g. 30s")
+	}
+	if c.MaxRecordBytes != 0 && c.MaxRecordBytes < minRecordBytes {
+		add("enrich.max_record_bytes %d must be 0 (use the output topic's max.message.bytes) or at least %d", c.MaxRecordBytes, minRecordBytes)
+	}
+	if c.StallAfter < time.Second {
+		add("enrich.stall_after %s must be at least 1s, e.g. 2m", c.StallAfter)
+	}
+	if c.LagInterval <= 0 || c.LagInterval > 5*time.Minute {
+		add("enrich.lag_interval %s must be positive and at most 5m, e.g. 15s", c.LagInterval)
 	}
 	switch c.DataBlocks.Content {
 	case ContentFull, ContentNone:

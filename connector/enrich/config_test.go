@@ -28,6 +28,13 @@ func TestConfigValidate(t *testing.T) {
 		{"bad content", func(c *Config) { c.DataBlocks.Content = "some" }, "enrich.datablocks.content"},
 		{"empty on_status entry", func(c *Config) { c.DataBlocks.OnStatus = []string{" "} }, "enrich.datablocks.on_status[0]"},
 		{"empty include entry", func(c *Config) { c.DataBlocks.Include = []string{"basicIdentity", ""} }, "enrich.datablocks.include[1]"},
+		{"max record bytes from the topic", func(c *Config) { c.MaxRecordBytes = 0 }, ""},
+		{"max record bytes set", func(c *Config) { c.MaxRecordBytes = 512 * 1024 }, ""},
+		{"max record bytes too small", func(c *Config) { c.MaxRecordBytes = 100 }, "enrich.max_record_bytes"},
+		{"negative max record bytes", func(c *Config) { c.MaxRecordBytes = -1 }, "enrich.max_record_bytes"},
+		{"short stall_after", func(c *Config) { c.StallAfter = time.Millisecond }, "enrich.stall_after"},
+		{"zero lag interval", func(c *Config) { c.LagInterval = 0 }, "enrich.lag_interval"},
+		{"long lag interval", func(c *Config) { c.LagInterval = time.Hour }, "enrich.lag_interval"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

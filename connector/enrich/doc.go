@@ -64,4 +64,40 @@
 // the error class, the message, the source topic, partition, offset and the attempts made.
 // Nothing is dropped silently. Kafka failures restart the client with backoff; the uncommitted
 // batch is consumed again.
+//
+// # One event never blocks the others
+//
+// At each client start the enricher reads the output topics' max.message.bytes (DescribeConfigs;
+// else the broker's message.max.bytes; else Kafka's default), bounded by enrich.max_record_bytes,
+// and hands it to franz-go as the per-topic batch limit. An EnrichedSession over the limit is
+// shortened in a fixed order and marked in enrichment.truncation: first every data block's
+// content JSON is dropped (content_dropped; typed fields, block metadata and file references
+// stay), then the data blocks and file references (metadata_only; the session details stay).
+// When even that does not fit, the original event goes to topics.dlq with class
+// record_too_large. idnow_connector_enrich_records_truncated_total{level} counts the shortened
+// records.
+//
+// A produce error that is permanent for one record (MESSAGE_TOO_LARGE, INVALID_RECORD,
+// authorization or policy on that topic) dead-letters that record (record_too_large or
+// output_rejected); under exactly_once the transaction is aborted and the batch comes again with
+// the DLQ record in place. Records refused as too large together are produced alone on the next
+// attempt, so a batch too large for a limit lowered since start-up does not dead-letter its
+// records. Results are cached per record position until their batch commits, also across
+// rebalances and client restarts: a batch consumed again never asks the IDnow API again. Only
+// transient or whole-client errors are retried as before.
+//
+// # Progress, lag and hanging transactions
+//
+// Every enrich.lag_interval the enricher reads, with kadm on its own client, the end offsets,
+// last stable offsets and the group's committed offsets. Consumer lag is end offset minus
+// committed offset on this member's partitions, as kafka-consumer-groups.sh reports it (a
+// partition whose last offset is a transaction marker shows 1, there as here). The watchdog sets
+// idnow_connector_enrich_stalled and fails readiness when input is waiting (polled records not
+// committed, or lag) and nothing has committed for enrich.stall_after. A partition whose group
+// offsets keep answering UNSTABLE_OFFSET_COMMIT, or whose last stable offset stays behind its end
+// offset (an open transaction read_committed readers cannot pass), for longer than
+// enrich.transaction_timeout is a hanging transaction: logged at ERROR ("hanging transaction"
+// with the topic/partition list), counted in idnow_connector_enrich_hanging_transactions, and it
+// sets idnow_connector_enrich_blocked and fails readiness until it is resolved (idnow-connector
+// doctor lists and aborts it).
 package enrich

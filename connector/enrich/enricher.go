@@ -58,6 +58,14 @@ type Enricher struct {
 
 	mu          sync.Mutex
 	batchCancel context.CancelCauseFunc // cancels the batch being enriched; nil between batches
+
+	limits   limits      // output record size limits, read at each client start
+	cache    resultCache // results of the uncommitted batch, reused when it comes again
+	progress *progress   // lag, stall and hanging-transaction state
+
+	// offsetSource builds what the progress monitor reads; nil = kadm on the enricher's client.
+	// Tests replace it to present states kfake cannot produce.
+	offsetSource func(*kgo.Client) OffsetSource
 }
 
 // errRebalance is the cause of a batch abandoned because the group took partitions away.
@@ -83,10 +91,11 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 		return nil, fmt.Errorf("enrich metrics: %w", err)
 	}
 	e := &Enricher{cfg: cfg, deps: deps, txnID: cfg.TransactionalID + "-" + instance, m: m,
-		log: deps.Log.With(slog.String("component", "enricher"))}
+		log: deps.Log.With(slog.String("component", "enricher")), progress: newProgress()}
 	core := NewHandler(HandlerDeps{
 		API: deps.API, Events: deps.Events, Enriched: deps.Enriched, Topic: deps.Topics.Enriched,
-		Policy: cfg.DataBlocks, Version: deps.Version,
+		Policy: cfg.DataBlocks, Version: deps.Version, Log: e.log,
+		MaxRecordBytes: func() int { return e.limits.get(deps.Topics.Enriched) },
 	})
 	e.handler = Chain(core, Metrics(m), DLQ(deps.Topics.DLQ, e.log), Retry(cfg.Retry, m, e.log))
 	return e, nil
@@ -96,8 +105,12 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 func (e *Enricher) TransactionalID() string { return e.txnID }
 
 // Ready returns nil once the consumer group has been joined and the IDnow token endpoint
-// answered; otherwise it says which is missing.
+// answered, and while the enricher is neither stalled nor blocked by a hanging transaction;
+// otherwise it says what is wrong.
 func (e *Enricher) Ready(ctx context.Context) error {
+	if err := e.progress.problem(); err != nil {
+		return err
+	}
 	if !e.joined.Load() {
 		return fmt.Errorf("enricher has not joined consumer group %q yet", e.cfg.Group)
 	}
@@ -124,6 +137,12 @@ func (e *Enricher) Run(ctx context.Context) error {
 	defer cancelShutdown()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(e.cfg.ShutdownTimeout, cancelShutdown) })
 	defer stop()
+
+	wdCtx, stopWatchdog := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.watchdog(wdCtx) })
+	defer wg.Wait()
+	defer stopWatchdog()
 
 	b := &backoff.ExponentialBackOff{InitialInterval: e.cfg.Retry.InitialBackoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: e.cfg.Retry.MaxBackoff}
 	b.Reset()
@@ -174,8 +193,13 @@ var errClientConfig = errors.New("invalid Kafka client options")
 // fails. progressed reports whether at least one batch was committed.
 func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool, err error) {
 	e.joined.Store(false)
+	// Whatever this client owned, it owns nothing once it is gone.
+	defer e.forgetAssignment()
 	opts := slices.Clone(e.deps.KafkaOpts)
 	opts = append(opts,
+		// franz-go sizes batches per topic by the limits resolveLimits reads before the first
+		// produce, so it never builds a batch the broker refuses for its size.
+		kgo.ProducerBatchMaxBytesFn(e.limits.batchBytes),
 		kgo.ConsumerGroup(e.cfg.Group),
 		kgo.ConsumeTopics(e.deps.Topics.Sessions),
 		// A new group starts at the beginning: events written before the first enricher ran
@@ -198,6 +222,7 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		if err := e.ensureTopics(ctx, sess.Client()); err != nil {
 			return false, err
 		}
+		defer e.startMonitor(ctx, sess.Client())()
 		return e.loopExactlyOnce(ctx, shutdownCtx, sess)
 	}
 	opts = append(opts, kgo.DisableAutoCommit())
@@ -209,17 +234,49 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 	if err := e.ensureTopics(ctx, cl); err != nil {
 		return false, err
 	}
+	defer e.startMonitor(ctx, cl)()
 	return e.loopAtLeastOnce(ctx, cl)
 }
 
+// startMonitor runs the progress monitor on cl until the returned function is called.
+func (e *Enricher) startMonitor(ctx context.Context, cl *kgo.Client) (stop func()) {
+	var src OffsetSource = kadmOffsets{kadm.NewClient(cl)}
+	if e.offsetSource != nil {
+		src = e.offsetSource(cl)
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { e.monitor(mctx, src) })
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// forgetAssignment clears what a closed client owned: its partitions and the polled records it
+// will never commit. The last lag values stay until the next client's first refresh, so a
+// client that keeps failing still shows its backlog to the watchdog; cached results stay for
+// the next client, which most likely gets the same partitions and consumes the same batch again.
+func (e *Enricher) forgetAssignment() {
+	p := e.progress
+	p.mu.Lock()
+	clear(p.assigned)
+	p.mu.Unlock()
+	p.pending.Store(0)
+}
+
+// ensureTopics creates or checks the topics and reads the output limits before anything is
+// produced.
 func (e *Enricher) ensureTopics(ctx context.Context, cl *kgo.Client) error {
 	t := e.deps.Topics
-	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), t, t.Sessions, t.Enriched, t.DLQ); err != nil {
+	adm := kadm.NewClient(cl)
+	if err := kafka.EnsureTopics(ctx, adm, t, t.Sessions, t.Enriched, t.DLQ); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("ensure topics: %w", err)
 	}
+	e.resolveLimits(ctx, adm, t.Enriched, t.DLQ)
 	return nil
 }
 
@@ -256,7 +313,7 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 		}
 		results, perr := e.processBatch(ctx, recs, true)
 		if perr == nil {
-			perr = produceAll(ctx, sess.Client(), results)
+			perr = e.produceTxn(ctx, sess.Client(), recs, results)
 		}
 		try := kgo.TryCommit
 		if perr != nil {
@@ -265,6 +322,8 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 		committed, err := sess.End(shutdownCtx, try)
 		if err != nil {
 			e.m.aborted()
+			e.log.Warn("ending the transaction failed; re-creating the Kafka client, the batch will be consumed again",
+				slog.Int("records", len(recs)), slog.Any("err", err), slog.Any("batch_err", perr))
 			return progressed, fmt.Errorf("end transaction: %w", err)
 		}
 		if !committed {
@@ -273,7 +332,11 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 			if perr != nil {
 				reason = perr.Error()
 			}
-			e.log.Info("transaction aborted; the batch will be consumed again", slog.Int("records", len(recs)), slog.String("reason", reason))
+			if ctx.Err() != nil {
+				reason = "shutting down: " + reason
+			}
+			e.log.Warn("transaction aborted; the batch will be consumed again", slog.Int("records", len(recs)),
+				slog.Int("cached_results", e.cache.len()), slog.String("cause", reason))
 			if perr != nil && ctx.Err() == nil && !errors.Is(perr, errRebalance) {
 				// A produce failure: give the brokers a moment before the batch comes again.
 				if !sleepCtx(ctx, e.cfg.Retry.InitialBackoff) {
@@ -283,8 +346,23 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 			continue
 		}
 		progressed = true
-		e.m.committed(results, time.Now())
+		e.commitDone(recs, results)
 	}
+}
+
+// commitDone records a committed batch: metrics, progress, and the cache entries it no longer
+// needs.
+func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
+	now := time.Now()
+	e.cache.forget(recs)
+	if e.cache.len() > 2*e.cfg.MaxPollRecords {
+		// Results of partitions that moved to another member and never came back: that
+		// member enriched them. Dropping them all costs at most one batch of API calls.
+		e.cache.reset()
+	}
+	e.progress.pending.Store(0)
+	e.progress.lastCommit.Store(now.UnixNano())
+	e.m.committed(results, now)
 }
 
 // loopAtLeastOnce produces each batch, waits for every acknowledgement and only then commits
@@ -303,7 +381,7 @@ func (e *Enricher) loopAtLeastOnce(ctx context.Context, cl *kgo.Client) (progres
 		if err != nil {
 			return progressed, nil // only the end of ctx stops a batch here
 		}
-		if err := e.produceUntilAcked(ctx, cl, results); err != nil {
+		if err := e.produceUntilAcked(ctx, cl, recs, results); err != nil {
 			if ctx.Err() != nil {
 				return progressed, nil
 			}
@@ -319,7 +397,7 @@ func (e *Enricher) loopAtLeastOnce(ctx context.Context, cl *kgo.Client) (progres
 			continue
 		}
 		progressed = true
-		e.m.committed(results, time.Now())
+		e.commitDone(recs, results)
 	}
 }
 
@@ -348,11 +426,11 @@ func (e *Enricher) poll(ctx context.Context, pollFn func(context.Context, int) k
 		return nil, fatal
 	}
 	recs := fs.Records()
-	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		if n := len(p.Records); n > 0 {
-			e.m.setLag(p.Partition, p.HighWatermark-(p.Records[n-1].Offset+1))
-		}
-	})
+	if len(recs) > 0 {
+		// Lag is not taken from the fetch's high watermark: fetched batches wait in the
+		// client's buffer while that number goes stale. The monitor reads it from the group.
+		e.progress.pending.Store(int64(len(recs)))
+	}
 	e.m.consumed.Add(float64(len(recs)))
 	return recs, nil
 }
@@ -395,6 +473,10 @@ func (e *Enricher) processBatch(ctx context.Context, recs []*kgo.Record, cancelO
 			defer wg.Done()
 			for idxs := range work {
 				for _, i := range idxs {
+					if c, ok := e.cache.get(recs[i]); ok {
+						results[i] = c.res
+						continue
+					}
 					res, err := e.handler(bctx, &Message{Record: recs[i]})
 					if err != nil {
 						errOnce.Do(func() { firstErr = err })
@@ -402,6 +484,7 @@ func (e *Enricher) processBatch(ctx context.Context, recs []*kgo.Record, cancelO
 						break
 					}
 					results[i] = res
+					e.cache.put(recs[i], cachedResult{res: res})
 				}
 			}
 		}()
@@ -428,53 +511,160 @@ feed:
 	return results, nil
 }
 
-// produceAll produces every result record, in batch order, and waits for the outcome.
-func produceAll(ctx context.Context, cl *kgo.Client, results []Result) error {
-	var out []*kgo.Record
-	for _, r := range results {
-		out = append(out, r.Records...)
+// produceTxn produces the batch inside the open transaction. When a record is refused for good
+// (too large, invalid, not authorised on its topic), the transaction cannot commit any more:
+// the record's result is replaced by a DLQ record, in the cache, and an error aborts the
+// transaction; the batch comes again and commits with the DLQ record, without asking the API
+// again. Transient errors abort too, and the batch is retried as it is.
+func (e *Enricher) produceTxn(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result) error {
+	idxs := make([]int, len(results))
+	for i := range idxs {
+		idxs[i] = i
 	}
-	if err := cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-		return fmt.Errorf("produce %d records: %w", len(out), err)
+	failed, transient, err := e.produceRound(ctx, cl, recs, results, idxs)
+	if err != nil {
+		return err
 	}
-	return nil
+	if len(failed) == 0 {
+		return nil
+	}
+	if transient != nil {
+		return fmt.Errorf("produce: %d of the batch's records failed: %w", len(failed), transient)
+	}
+	return fmt.Errorf("produce: %d records refused for good by the broker; they are dead-lettered when the batch comes again", len(failed))
 }
 
 // produceUntilAcked produces the results and re-produces records whose produce failed with a
-// retryable error, with backoff, until all are acknowledged: a record is never skipped.
-func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, results []Result) error {
-	var pending []*kgo.Record
-	for _, r := range results {
-		pending = append(pending, r.Records...)
+// retryable error, with backoff, until all are acknowledged: a record is never skipped. A record
+// refused for good is replaced by its DLQ record, which is produced instead.
+func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result) error {
+	pending := make([]int, len(results))
+	for i := range pending {
+		pending[i] = i
 	}
 	b := &backoff.ExponentialBackOff{InitialInterval: e.cfg.Retry.InitialBackoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: e.cfg.Retry.MaxBackoff}
 	b.Reset()
 	for len(pending) > 0 {
-		var failed []*kgo.Record
-		var lastErr error
-		for _, r := range cl.ProduceSync(ctx, pending...) {
-			if r.Err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				if !kafka.IsRetryable(r.Err) {
-					return fmt.Errorf("produce to %s: %w", r.Record.Topic, r.Err)
-				}
-				lastErr = r.Err
-				// A fresh record: franz-go does not allow producing the same *Record twice.
-				failed = append(failed, &kgo.Record{Topic: r.Record.Topic, Key: r.Record.Key, Value: r.Record.Value, Headers: r.Record.Headers})
-			}
+		failed, transient, err := e.produceRound(ctx, cl, recs, results, pending)
+		if err != nil {
+			return err
 		}
 		pending = failed
-		if len(pending) > 0 {
+		if transient != nil {
 			wait := b.NextBackOff()
-			e.log.Warn("produce failed with a retryable error; producing again", slog.Int("records", len(pending)), slog.Duration("wait", wait), slog.Any("err", lastErr))
+			e.log.Warn("produce failed with a retryable error; producing again", slog.Int("records", len(pending)), slog.Duration("wait", wait), slog.Any("err", transient))
 			if !sleepCtx(ctx, wait) {
 				return ctx.Err()
 			}
 		}
 	}
 	return nil
+}
+
+// produceRound produces the records of results[idxs] (fresh copies) and waits for every
+// outcome. It returns the indexes that must be produced again: refused for good (their result
+// now being the DLQ record, also in the cache) or failed transiently (transient is the first
+// such error). Records the broker refused as too large together with others are produced one
+// by one next time, to tell a record too large by itself from a batch too large (the topic's
+// limit lowered since start-up). err is set when even a bare DLQ record is refused, or the
+// context ended.
+func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result, idxs []int) (failed []int, transient, err error) {
+	var together []*kgo.Record
+	// The result index of each record: ProduceSync reports outcomes in completion order, not
+	// in the order the records were given.
+	togetherIdx := map[*kgo.Record]int{}
+	errsOf := map[int]error{}
+	var order []int
+	for _, i := range idxs {
+		c, _ := e.cache.get(recs[i])
+		out := freshRecords(results[i])
+		if c.alone {
+			// One at a time: each record is its own batch.
+			for _, r := range out {
+				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil && errsOf[i] == nil {
+					errsOf[i] = perr
+				}
+			}
+			order = append(order, i)
+			continue
+		}
+		for _, r := range out {
+			together = append(together, r)
+			togetherIdx[r] = i
+		}
+		order = append(order, i)
+	}
+	tooLargeTogether := map[int]bool{}
+	for _, r := range cl.ProduceSync(ctx, together...) {
+		if r.Err == nil {
+			continue
+		}
+		i := togetherIdx[r.Record]
+		if errsOf[i] == nil {
+			errsOf[i] = r.Err
+		}
+		if produceRejection(r.Err) == ClassRecordTooLarge {
+			tooLargeTogether[i] = true
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, nil, ctx.Err()
+	}
+	for _, i := range order {
+		perr := errsOf[i]
+		if perr == nil {
+			continue
+		}
+		failed = append(failed, i)
+		class := produceRejection(perr)
+		switch {
+		case class == "":
+			if transient == nil {
+				transient = perr
+			}
+		case class == ClassRecordTooLarge && len(tooLargeTogether) > 1 && tooLargeTogether[i]:
+			// Several records refused as too large at once: a batch was, not necessarily
+			// each of them. Produce each alone next time.
+			e.cache.put(recs[i], cachedResult{res: results[i], alone: true})
+			if transient == nil {
+				transient = fmt.Errorf("%d records refused as too large in one batch; producing each alone: %w", len(tooLargeTogether), perr)
+			}
+		default:
+			res, derr := e.deadLetter(recs[i], results[i], class, perr)
+			if derr != nil {
+				return nil, nil, derr
+			}
+			results[i] = res
+			e.cache.put(recs[i], cachedResult{res: res, alone: true})
+		}
+	}
+	return failed, transient, nil
+}
+
+// deadLetter turns a result the broker refused for good into the event's DLQ record. A refused
+// DLQ record is replaced by one without the original value (headers say why); when even that
+// is refused, nothing more can be done for the record and the error is returned.
+func (e *Enricher) deadLetter(src *kgo.Record, prev Result, class string, perr error) (Result, error) {
+	topic := e.deps.Topics.DLQ
+	produced := topic
+	if len(prev.Records) > 0 {
+		produced = prev.Records[0].Topic
+	}
+	cause := rejectionError(produced, perr)
+	if prev.DLQClass != "" {
+		if len(prev.Records) > 0 && prev.Records[0].Value == nil {
+			return Result{}, fmt.Errorf("the dead-letter record of %s/%d@%d was refused even without its value: %w", src.Topic, src.Partition, src.Offset, perr)
+		}
+		rec := dlqRecord(topic, &Message{Record: src, Attempts: 1}, prev.DLQClass, fmt.Errorf("%s; the original value was dropped from this DLQ record: %w", prev.DLQClass, cause))
+		rec.Value = nil
+		e.log.Warn("dead-letter record refused by the broker; writing it without the original value",
+			slog.String("topic", src.Topic), slog.Int("partition", int(src.Partition)), slog.Int64("offset", src.Offset), slog.Any("err", perr))
+		return Result{Records: []*kgo.Record{rec}, DLQClass: prev.DLQClass}, nil
+	}
+	e.log.Warn("output record refused for good by the broker; sending the event to the dead-letter topic",
+		slog.String("class", class), slog.String("dlq_topic", topic), slog.String("topic", src.Topic),
+		slog.Int("partition", int(src.Partition)), slog.Int64("offset", src.Offset), slog.Any("err", perr))
+	return Result{Records: []*kgo.Record{dlqRecord(topic, &Message{Record: src, Attempts: 1}, class, cause)}, DLQClass: class}, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {
@@ -490,6 +680,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 func (e *Enricher) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	e.joined.Store(true)
+	e.progress.assign(assigned[e.deps.Topics.Sessions])
 	e.log.Info("partitions assigned", slog.Any("partitions", assigned[e.deps.Topics.Sessions]))
 }
 
@@ -511,6 +702,11 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	}
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
 	e.m.dropLag(ps)
+	e.progress.unassign(ps)
+	// The cache is kept: most rebalances hand the same partitions back, and their batch then
+	// comes again without asking the API. commitDone bounds what is left behind.
+	// The polled batch is abandoned; whoever owns the partitions now consumes it.
+	e.progress.pending.Store(0)
 	e.mu.Lock()
 	if e.batchCancel != nil {
 		e.batchCancel(errRebalance)

@@ -3,6 +3,7 @@ package enrich
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -35,7 +36,16 @@ type Result struct {
 	Status, Outcome string
 	// DLQClass is the error class when the message went to the DLQ, empty otherwise.
 	DLQClass string
+	// Truncated is the truncation level label ("content" or "metadata") when the EnrichedSession
+	// was shortened to fit the output limit, empty otherwise.
+	Truncated string
 }
+
+// Truncation level labels of idnow_connector_enrich_records_truncated_total, in degrade order.
+const (
+	TruncatedContent  = "content"  // data-block content JSON dropped (schemas.TruncationContentDropped)
+	TruncatedMetadata = "metadata" // data blocks and file references dropped (schemas.TruncationMetadataOnly)
+)
 
 // HandlerFunc handles one message. It returns an error only for failures the chain could not
 // turn into output; the enricher then abandons the batch (nothing is skipped).
@@ -72,6 +82,10 @@ type HandlerDeps struct {
 	Policy   DataBlocksConfig
 	Version  string
 	Now      func() time.Time // nil = time.Now
+	// MaxRecordBytes returns the output limit as recordSize counts it; nil or 0 = unlimited.
+	MaxRecordBytes func() int
+	// Log receives a warning per shortened record; nil = no log.
+	Log *slog.Logger
 }
 
 // NewHandler returns the core handler: decode the SessionEvent, read the session (and its data
@@ -115,12 +129,69 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 				{Key: serde.HeaderEventID, Value: []byte(ev.EventID)},
 			},
 		}
+		truncated := ""
+		if d.MaxRecordBytes != nil {
+			if limit := d.MaxRecordBytes(); limit > 0 && recordSize(rec) > limit {
+				if truncated, err = fit(d, out, rec, limit); err != nil {
+					return Result{}, err
+				}
+				if d.Log != nil {
+					d.Log.Warn("enriched record exceeds the output limit; shortened and marked in enrichment.truncation",
+						slog.String("level", truncated), slog.Int("bytes", recordSize(rec)), slog.Int("limit", limit),
+						slog.String("topic", m.Record.Topic), slog.Int("partition", int(m.Record.Partition)), slog.Int64("offset", m.Record.Offset))
+				}
+			}
+		}
 		outcome := ""
 		if out.Session.Outcome != nil {
 			outcome = *out.Session.Outcome
 		}
-		return Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome)}, nil
+		return Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated}, nil
 	}
+}
+
+// fit shortens out until rec (re-encoded in place) fits limit, in the documented order: first
+// drop every data block's content JSON (typed fields, block metadata and file references stay:
+// consumers keep the identity fields and the archiver its references), then drop data blocks
+// and file references (the session details stay). Each step marks enrichment.truncation. When
+// even metadata does not fit, the error classifies as record_too_large and the event goes to
+// the DLQ.
+func fit(d HandlerDeps, out *schemas.EnrichedSession, rec *kgo.Record, limit int) (string, error) {
+	full := recordSize(rec)
+	encode := func(truncation string) error {
+		out.Enrichment.Truncation = &truncation
+		v, err := d.Enriched.Encode(out)
+		if err != nil {
+			return &stageError{stage: stageEncode, err: err}
+		}
+		rec.Value = v
+		return nil
+	}
+	hasContent := false
+	for i := range out.DataBlocks {
+		if out.DataBlocks[i].Content != nil {
+			hasContent = true
+			out.DataBlocks[i].Content = nil
+		}
+	}
+	if hasContent {
+		if err := encode(schemas.TruncationContentDropped); err != nil {
+			return "", err
+		}
+		if recordSize(rec) <= limit {
+			return TruncatedContent, nil
+		}
+	}
+	out.DataBlocks, out.FileRefs = []schemas.DataBlock{}, []schemas.FileRef{}
+	if err := encode(schemas.TruncationMetadataOnly); err != nil {
+		return "", err
+	}
+	if n := recordSize(rec); n > limit {
+		return "", &stageError{stage: stageSize, err: fmt.Errorf(
+			"%w: the EnrichedSession takes %d bytes, %d with metadata only; the limit is %d bytes (enrich.max_record_bytes, else the topic's max.message.bytes)",
+			ErrRecordTooLarge, full, n, limit)}
+	}
+	return TruncatedMetadata, nil
 }
 
 // statusLabel bounds the status label: documented statuses pass, anything else is "other".

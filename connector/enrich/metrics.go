@@ -25,9 +25,13 @@ type metrics struct {
 	blocked      prometheus.Gauge
 	lastCommit   prometheus.Gauge
 	restarts     prometheus.Counter
+	truncated    *prometheus.CounterVec
+	stalled      prometheus.Gauge
+	hanging      prometheus.Gauge
 
 	mu           sync.Mutex
-	blockedCount int
+	blockedCount int  // events waiting in Retry
+	hangingNow   bool // a hanging transaction is detected
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,7 +64,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: ns + "consumer_lag",
-			Help: "Records of topics.sessions behind the high watermark on this member's partitions, as of the last poll.",
+			Help: "Records of topics.sessions not yet committed by the group on this member's partitions: the partition's end offset minus the group's committed offset (as kafka-consumer-groups.sh reports it), refreshed every enrich.lag_interval.",
 		}, []string{"partition"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "retries_total",
@@ -68,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"class"}),
 		blocked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: ns + "blocked",
-			Help: "1 while at least one event waits on a retryable failure (IDnow down, rate limited, bad credentials): progress has stopped.",
+			Help: "1 while at least one event waits on a retryable failure (IDnow down, rate limited, bad credentials) or a hanging transaction is detected: progress has stopped.",
 		}),
 		lastCommit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: ns + "last_commit_timestamp_seconds",
@@ -78,6 +82,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: ns + "client_restarts_total",
 			Help: "Kafka client re-creations after an unrecoverable client or transaction error.",
 		}),
+		truncated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "records_truncated_total",
+			Help: "EnrichedSession records committed shortened to fit the output limit, by level: content (data-block content dropped) or metadata (data blocks and file references dropped).",
+		}, []string{"level"}),
+		stalled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "stalled",
+			Help: "1 while input waits (records polled but uncommitted, or lag > 0) and nothing has committed for enrich.stall_after.",
+		}),
+		hanging: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "hanging_transactions",
+			Help: "Partitions whose group offsets stay unstable, or whose last stable offset stays behind the end offset (an open transaction), for longer than enrich.transaction_timeout.",
+		}),
+	}
+	// Every labelled series an alert or dashboard reads exists from the start at 0, so that
+	// increase() sees the first event of each kind.
+	for _, c := range permanentClasses {
+		m.dlq.WithLabelValues(c)
+	}
+	for _, c := range retryableClasses {
+		m.retries.WithLabelValues(c)
+	}
+	for _, r := range []string{"committed", "aborted"} {
+		m.transactions.WithLabelValues(r)
+	}
+	for _, l := range []string{TruncatedContent, TruncatedMetadata} {
+		m.truncated.WithLabelValues(l)
 	}
 	for _, c := range m.collectors() {
 		if err := reg.Register(c); err != nil {
@@ -94,7 +124,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.consumed, m.enriched, m.dlq, m.duration, m.inFlight, m.transactions, m.lag, m.retries, m.blocked, m.lastCommit, m.restarts}
+	return []prometheus.Collector{m.consumed, m.enriched, m.dlq, m.duration, m.inFlight, m.transactions, m.lag, m.retries,
+		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {
@@ -109,15 +140,29 @@ func (m *metrics) block() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.blockedCount++
-	m.blocked.Set(1)
+	m.setBlockedLocked()
 }
 
 func (m *metrics) unblock() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.blockedCount--
-	if m.blockedCount <= 0 {
-		m.blockedCount = 0
+	m.blockedCount = max(m.blockedCount-1, 0)
+	m.setBlockedLocked()
+}
+
+// setHanging records the hanging-transaction count; blocked is 1 while it is above 0.
+func (m *metrics) setHanging(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hanging.Set(float64(n))
+	m.hangingNow = n > 0
+	m.setBlockedLocked()
+}
+
+func (m *metrics) setBlockedLocked() {
+	if m.blockedCount > 0 || m.hangingNow {
+		m.blocked.Set(1)
+	} else {
 		m.blocked.Set(0)
 	}
 }
@@ -139,6 +184,9 @@ func (m *metrics) committed(results []Result, at time.Time) {
 			m.dlq.WithLabelValues(r.DLQClass).Inc()
 		} else {
 			m.enriched.WithLabelValues(r.Status, r.Outcome).Inc()
+			if r.Truncated != "" {
+				m.truncated.WithLabelValues(r.Truncated).Inc()
+			}
 		}
 	}
 	m.transactions.WithLabelValues("committed").Inc()

@@ -361,3 +361,51 @@ func TestFiles(t *testing.T) {
 		t.Fatalf("report: %v", r.header)
 	}
 }
+
+// TestHugeDataBlocks: simulator.huge_datablocks pads exactly the chosen sessions' data-block
+// answers (every third here), in both shapes, and leaves the others as they were.
+func TestHugeDataBlocks(t *testing.T) {
+	for _, shape := range []string{ShapeNew, ShapeOld} {
+		t.Run(shape, func(t *testing.T) {
+			sim := startSim(t, func(c *Config) {
+				c.DataBlocksShape = shape
+				c.HugeDataBlocks = HugeDataBlocks{Every: 3, Blocks: 1000}
+			})
+			c := testClient(t)
+			tok := getToken(t, c, sim)
+			sim.CreateSessions(6)
+			waitIdle(t, sim)
+			key := map[string]string{ShapeNew: "dataBlocks", ShapeOld: "datablocks"}[shape]
+			padded := 0
+			for _, s := range sim.Sessions() {
+				blocks := do(t, c, http.MethodGet, sim.APIURL()+"/live/sessions/"+s.SessionID+"/datablocks", tok, nil, nil).json(t)[key].([]any)
+				if got, want := len(blocks), len(s.DataBlockTypes)+s.PaddingBlocks; got != want {
+					t.Errorf("session %s: %d blocks, want %d (%d padding)", s.SessionID, got, want, s.PaddingBlocks)
+				}
+				switch s.PaddingBlocks {
+				case 1000:
+					padded++
+					if last := blocks[len(blocks)-1].(map[string]any); last["type"] != "padding" {
+						t.Errorf("last block of a padded session is %v", last)
+					}
+				case 0:
+				default:
+					t.Errorf("session %s has %d padding blocks, want 0 or 1000", s.SessionID, s.PaddingBlocks)
+				}
+			}
+			if padded != 2 {
+				t.Errorf("%d of 6 sessions padded, want 2 (every 3rd)", padded)
+			}
+		})
+	}
+}
+
+func TestHugeDataBlocksValidate(t *testing.T) {
+	for _, h := range []HugeDataBlocks{{Rate: 1.5, Blocks: 10}, {Every: -1, Blocks: 10}, {Every: 2, Blocks: 0}} {
+		cfg := testConfig()
+		cfg.HugeDataBlocks = h
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "simulator.huge_datablocks.") {
+			t.Errorf("%+v: Validate = %v, want an error naming simulator.huge_datablocks.*", h, err)
+		}
+	}
+}

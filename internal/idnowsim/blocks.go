@@ -3,6 +3,7 @@ package idnowsim
 import (
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 )
 
@@ -136,6 +137,9 @@ func renderBlocksLocked(sess *session, shape string) map[string]any {
 			}
 			list = append(list, item)
 		}
+		for i := range sess.padding {
+			list = append(list, map[string]any{"type": "padding", "createdByStep": "padding", "n": i})
+		}
 		return map[string]any{"datablocks": list}
 	}
 	list := make([]any, 0, len(sess.blocks))
@@ -153,6 +157,9 @@ func renderBlocksLocked(sess *session, shape string) map[string]any {
 			"status":      status,
 			"content":     content,
 		})
+	}
+	for i := range sess.padding {
+		list = append(list, map[string]any{"datablockId": "pad-" + strconv.Itoa(i), "type": "padding", "status": "STORED", "content": map[string]any{"n": i}})
 	}
 	return map[string]any{"dataBlocks": list}
 }

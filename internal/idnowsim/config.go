@@ -131,6 +131,24 @@ type Config struct {
 
 	// Faults configures injected API latency and failures.
 	Faults Faults `koanf:"faults"`
+
+	// HugeDataBlocks pads chosen sessions' data-block lists with many small blocks, so that
+	// their enriched record exceeds a broker's max.message.bytes (the enricher must shorten or
+	// dead-letter it without holding up the other sessions).
+	HugeDataBlocks HugeDataBlocks `koanf:"huge_datablocks"`
+}
+
+// HugeDataBlocks chooses sessions whose data-block answer carries Blocks extra small blocks
+// (type padding, about 60 bytes of JSON each). A session is chosen when it is the Every-th,
+// 2*Every-th, ... session created, or by a draw with probability Rate from its own seeded source.
+type HugeDataBlocks struct {
+	// Rate is the probability per session; 0 (default) draws none.
+	Rate float64 `koanf:"rate"`
+	// Every chooses every Every-th created session; 0 (default) none. 1 chooses every session.
+	Every int `koanf:"every"`
+	// Blocks is how many padding blocks a chosen session answers; default 150000 (about 9 MB
+	// of JSON, below idnow.max_response_size).
+	Blocks int `koanf:"blocks"`
 }
 
 // DefaultConfig returns a configuration that behaves like IDnow with fast, demo-friendly timing:
@@ -162,6 +180,7 @@ func DefaultConfig() Config {
 			RetryAfter: time.Second,
 			SlowDelay:  2 * time.Second,
 		},
+		HugeDataBlocks: HugeDataBlocks{Blocks: 150000},
 	}
 }
 
@@ -252,6 +271,15 @@ func (c Config) Validate() error {
 	}
 	if !validRate(c.DeletedBlockRate) {
 		bad("deleted_block_rate", "%v must be within 0..1", c.DeletedBlockRate)
+	}
+	if !validRate(c.HugeDataBlocks.Rate) {
+		bad("huge_datablocks.rate", "%v must be within 0..1", c.HugeDataBlocks.Rate)
+	}
+	if c.HugeDataBlocks.Every < 0 {
+		bad("huge_datablocks.every", "must not be negative; 0 chooses no session, N every N-th")
+	}
+	if (c.HugeDataBlocks.Rate > 0 || c.HugeDataBlocks.Every > 0) && (c.HugeDataBlocks.Blocks < 1 || c.HugeDataBlocks.Blocks > 1000000) {
+		bad("huge_datablocks.blocks", "%d is out of range; set 1..1000000 (default 150000)", c.HugeDataBlocks.Blocks)
 	}
 	errs = append(errs, c.Faults.validate("simulator.faults.")...)
 	return errors.Join(errs...)

@@ -222,6 +222,9 @@ type session struct {
 	plan        plan
 
 	shape, lastStepVariant, outcomeCase string
+	// padding is how many small padding blocks the data-block answer appends
+	// (simulator.huge_datablocks); 0 for ordinary sessions.
+	padding int
 }
 
 // SessionSnapshot is a copy of a session's state for tests and tooling to assert against.
@@ -251,6 +254,9 @@ type SessionSnapshot struct {
 	DataBlocksShape string
 	LastStepVariant string
 	OutcomeCase     string
+	// PaddingBlocks is how many padding blocks its data-block answer appends
+	// (simulator.huge_datablocks); they are not listed in DataBlockTypes.
+	PaddingBlocks int
 }
 
 // EventSnapshot is a copy of one webhook event's state.
@@ -275,6 +281,7 @@ func (s *session) snapshot() SessionSnapshot {
 		Transitions:     append([]string(nil), s.transitions...),
 		Files:           append([]string(nil), s.files...),
 		DataBlocksShape: s.shape, LastStepVariant: s.lastStepVariant, OutcomeCase: s.outcomeCase,
+		PaddingBlocks: s.padding,
 	}
 	for _, b := range s.blocks {
 		out.DataBlockTypes = append(out.DataBlockTypes, b.typ)

@@ -480,6 +480,8 @@ func (s *Simulator) createSession(f flow, origin string, req createRequest) (*se
 		lastStepVariant: variant(g, s.cfg.LastStepVariant, LastStepID, LastStepName),
 		outcomeCase:     variant(g, s.cfg.OutcomeCase, OutcomeLower, OutcomeUpper),
 	}
+	// Drawn only when asked for, so that other settings keep their sessions' random choices.
+	hugeDraw := s.cfg.HugeDataBlocks.Rate > 0 && g.Chance(s.cfg.HugeDataBlocks.Rate)
 	if sub := req.Metadata["subjectId"]; sub != "" {
 		sess.subjectID = sub
 	} else if origin == OriginGenerator {
@@ -494,6 +496,9 @@ func (s *Simulator) createSession(f flow, origin string, req createRequest) (*se
 	}
 	s.sessions[sess.id] = sess
 	s.order = append(s.order, sess.id)
+	if h := s.cfg.HugeDataBlocks; (h.Every > 0 && len(s.order)%h.Every == 0) || hugeDraw {
+		sess.padding = h.Blocks
+	}
 	sess.status = StatusCreated
 	sess.transitions = append(sess.transitions, StatusCreated)
 	ev := s.newEventLocked(sess, eventNames[StatusCreated], now)
