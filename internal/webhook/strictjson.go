@@ -72,7 +72,10 @@ func (k jsonKind) String() string {
 // the unescaped name (valid only during the call) and the kind of the value. Errors match
 // errJSONSyntax, errJSONDuplicateKey or errJSONInvalidUTF8 and carry the byte offset.
 func checkJSONObject(b []byte, top func(name []byte, kind jsonKind)) error {
-	s := jsonScanner{b: b, top: top}
+	// Room for the names of typical webhook objects without a heap allocation (the verifier is on
+	// the request path); deeper or wider JSON grows it as needed.
+	var names [32][]byte
+	s := jsonScanner{b: b, top: top, names: names[:0]}
 	s.skipSpace()
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
 		return s.fail(errJSONSyntax, "want a JSON object")

@@ -285,10 +285,15 @@ func precheck(token string) (string, error) {
 		return ReasonMalformed, errors.New("token is not a compact JWS: want three base64url segments separated by dots")
 	}
 
-	header, err := base64.RawURLEncoding.DecodeString(headerSeg)
+	// One buffer for both segments: the token is decoded once more by golang-jwt, so keep this
+	// pass cheap.
+	enc := base64.RawURLEncoding
+	buf := make([]byte, enc.DecodedLen(len(headerSeg))+enc.DecodedLen(len(claimsSeg)))
+	n, err := enc.Decode(buf, []byte(headerSeg))
 	if err != nil {
 		return ReasonMalformed, fmt.Errorf("JOSE header is not unpadded base64url: %w", err)
 	}
+	header, buf := buf[:n], buf[n:]
 	crit := false
 	if err := checkJSONObject(header, func(name []byte, _ jsonKind) {
 		if string(name) == "crit" {
@@ -301,10 +306,11 @@ func precheck(token string) (string, error) {
 		return ReasonCritHeader, errors.New(`JOSE header has a "crit" parameter: RFC 7515 §4.1.11 requires rejecting tokens with critical extensions the receiver does not understand, and this receiver understands none`)
 	}
 
-	payload, err := base64.RawURLEncoding.DecodeString(claimsSeg)
+	n, err = enc.Decode(buf, []byte(claimsSeg))
 	if err != nil {
 		return ReasonMalformed, fmt.Errorf("claims are not unpadded base64url: %w", err)
 	}
+	payload := buf[:n]
 	var exp, iat, nbf jsonKind
 	if err := checkJSONObject(payload, func(name []byte, kind jsonKind) {
 		switch string(name) {
