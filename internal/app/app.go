@@ -157,9 +157,6 @@ func (a *App) startSimulator(ctx context.Context, ingressLn net.Listener) error 
 	}
 	a.sim = sim
 	w := &a.cfg.Webhook
-	// The simulator publishes its JWKS over plain http; simulator.enabled implies
-	// idnow.allow_insecure_http for the verifier as well.
-	w.AllowInsecureHTTP = true
 	if w.JWKSURL == "" {
 		w.JWKSURL = sim.JWKSURL()
 	}
