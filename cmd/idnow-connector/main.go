@@ -39,6 +39,7 @@ commands:
              with simulator.enabled the local IDnow simulator (what 'make run' starts)
   ingress    receive IDnow webhooks and write SessionEvents to topics.sessions
   enricher   enrich SessionEvents from the IDnow API into topics.enriched
+             (both need kafka.brokers, or kafka.embedded.enabled: true for the embedded broker)
   sim        run the local IDnow simulator (see 'idnow-connector sim -h')
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
   dlq-replay write dead-lettered events back to topics.sessions once their cause is fixed

@@ -85,6 +85,7 @@ func newSimAPI(t testing.TB, apiURL, tokenURL string, maxAttempts int) *idnow.Cl
 	cfg := idnow.DefaultConfig()
 	cfg.APIURL, cfg.TokenURL = apiURL, tokenURL
 	cfg.ClientID, cfg.ClientSecret = "sim-client", "sim-secret"
+	cfg.AllowInsecureHTTP = true // the simulator serves plain http
 	cfg.RateLimit = 0
 	cfg.Retry = idnow.RetryConfig{MaxAttempts: maxAttempts, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxRetryAfter: 50 * time.Millisecond}
 	cl, err := idnow.New(context.Background(), cfg, nil, nil)

@@ -55,6 +55,7 @@ func apiFromDir(t *testing.T, dir string) *idnow.Client {
 	cfg.APIURL = srv.URL + "/api/v1"
 	cfg.TokenURL = srv.URL + "/token"
 	cfg.ClientID, cfg.ClientSecret = "client", "secret"
+	cfg.AllowInsecureHTTP = true // httptest serves plain http
 	cfg.Retry.MaxAttempts = 1
 	cl, err := idnow.New(context.Background(), cfg, nil, nil)
 	if err != nil {

@@ -60,6 +60,8 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	if err := cfg.Validate(mode); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	// Before any component is built: the verifier and the IDnow client read the result.
+	cfg.resolveInsecureHTTP()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -80,6 +82,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			err = errors.Join(err, a.Shutdown(sctx))
 		}
 	}()
+	// Before the simulator replaces empty URLs with its own: the notes are about what the
+	// operator configured.
+	logTransportNotes(ctx, a.log, a.cfg, a.mode)
 	a.admin = admin.New(a.cfg.Admin, a.reg, a.log)
 	if err := a.admin.Start(); err != nil {
 		return err

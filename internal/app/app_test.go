@@ -108,6 +108,7 @@ func TestRunLifecycle(t *testing.T) {
 
 func TestStartFailsCleanly(t *testing.T) {
 	cfg := testConfig()
+	cfg.Kafka.Embedded.Enabled = true
 	cfg.Topics.Create = false
 	a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
 	if err != nil {
@@ -186,5 +187,47 @@ func readRaw(t *testing.T, brokers []string, topic string) []byte {
 		if recs := fs.Records(); len(recs) > 0 {
 			return recs[0].Value
 		}
+	}
+}
+
+// TestEmbeddedBrokerOnlyOnRequest reproduces issue 9 problem 4: with kafka.brokers empty every
+// mode started the development broker, so an ingress pod that lost IDNOW_CONNECTOR_KAFKA__BROKERS
+// acknowledged webhooks into a broker on its own disk. Now only `run` does that by itself; the
+// ingress and enricher modes refuse to start unless kafka.embedded.enabled asks for it.
+func TestEmbeddedBrokerOnlyOnRequest(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for _, mode := range []Mode{ModeIngress, ModeEnricher} {
+		t.Run(string(mode)+" without brokers fails", func(t *testing.T) {
+			_, err := New(testConfig(), mode, log, "test")
+			for _, want := range []string{"kafka.brokers", "IDNOW_CONNECTOR_KAFKA__BROKERS", "kafka.embedded.enabled"} {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("error should name %s, got %v", want, err)
+				}
+			}
+		})
+	}
+	for _, mode := range []Mode{ModeRun, ModeIngress, ModeEnricher} {
+		t.Run(string(mode)+" starts the embedded broker", func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Kafka.Embedded.Enabled = mode != ModeRun // run needs no request
+			a, err := New(cfg, mode, log, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			if err := a.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := a.Shutdown(context.WithoutCancel(ctx)); err != nil {
+					t.Error(err)
+				}
+				http.DefaultClient.CloseIdleConnections()
+			}()
+			if a.embedded == nil || len(a.Brokers()) == 0 || !strings.HasPrefix(a.Brokers()[0], "127.0.0.1:") {
+				t.Fatalf("embedded broker not started: brokers %v", a.Brokers())
+			}
+		})
 	}
 }

@@ -75,8 +75,13 @@ func (c Config) Validate(mode Mode) error {
 			errs = append(errs, err)
 		}
 	}
+	c.resolveInsecureHTTP()
 	add(c.Log.validate())
 	add(c.Kafka.Validate())
+	if mode != ModeRun {
+		// Only `run`, the development mode, may fall back to the embedded broker silently.
+		add(c.Kafka.RequireBrokers(string(mode)))
+	}
 	add(c.Topics.Validate())
 	add(c.SchemaRegistry.Validate())
 	add(c.Admin.Validate())
@@ -96,6 +101,16 @@ func (c Config) Validate(mode Mode) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// resolveInsecureHTTP derives the settings that follow from others: the simulator serves plain
+// http only, so enabling it allows http IDnow URLs; the webhook verifier's JWKS fetch follows
+// idnow.allow_insecure_http (both talk to IDnow, one switch for both).
+func (c *Config) resolveInsecureHTTP() {
+	if c.Simulator.Enabled {
+		c.IDnow.AllowInsecureHTTP = true
+	}
+	c.Webhook.AllowInsecureHTTP = c.IDnow.AllowInsecureHTTP
 }
 
 func (l LogConfig) validate() error {
@@ -122,9 +137,19 @@ func NewLogger(l LogConfig, w interface{ Write([]byte) (int, error) }) (*slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText}
 	if l.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+// durationsAsText writes time.Duration values the way config.yaml spells them ("1m30s"):
+// slog's JSON handler would print them as integer nanoseconds, which nobody reads correctly at
+// 3 a.m. The text handler already does this; applying it to both keeps them identical.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }

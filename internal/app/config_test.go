@@ -1,10 +1,13 @@
 package app
 
 import (
+	"bytes"
+	"log/slog"
 	"reflect"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/file"
@@ -98,5 +101,64 @@ func nilEmpty(v reflect.Value) {
 		if v.Len() == 0 && v.CanSet() {
 			v.Set(reflect.Zero(v.Type()))
 		}
+	}
+}
+
+// TestLogsPrintDurationsAsText reproduces issue 9 problem 5 (logs half): slog's JSON handler
+// printed a duration as integer nanoseconds.
+func TestLogsPrintDurationsAsText(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var buf bytes.Buffer
+			log, err := NewLogger(LogConfig{Level: "info", Format: format}, &buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			log.Info("shutting down", "timeout", 45*time.Second, slog.Group("retry", "backoff", 250*time.Millisecond))
+			out := buf.String()
+			want := []string{`timeout=45s`, `retry.backoff=250ms`}
+			if format == "json" {
+				want = []string{`"timeout":"45s"`, `"retry":{"backoff":"250ms"}`}
+			}
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("log line %s does not contain %s", out, w)
+				}
+			}
+		})
+	}
+}
+
+// TestInsecureHTTPFollowsTheSimulator: the simulator serves plain http, so enabling it allows
+// http IDnow URLs, and the webhook verifier always follows idnow.allow_insecure_http (one switch
+// for everything that talks to IDnow).
+func TestInsecureHTTPFollowsTheSimulator(t *testing.T) {
+	tests := []struct {
+		name      string
+		simulator bool
+		allow     bool
+		want      bool
+	}{
+		{"production default", false, false, false},
+		{"simulator", true, false, true},
+		{"explicit", false, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Simulator.Enabled = tc.simulator
+			cfg.IDnow.AllowInsecureHTTP = tc.allow
+			cfg.resolveInsecureHTTP()
+			if cfg.IDnow.AllowInsecureHTTP != tc.want || cfg.Webhook.AllowInsecureHTTP != tc.want {
+				t.Fatalf("idnow %v, webhook %v; want both %v", cfg.IDnow.AllowInsecureHTTP, cfg.Webhook.AllowInsecureHTTP, tc.want)
+			}
+		})
+	}
+	a, err := New(testConfig(), ModeRun, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.cfg.IDnow.AllowInsecureHTTP || !a.cfg.Webhook.AllowInsecureHTTP {
+		t.Fatalf("New with the simulator: idnow %v, webhook %v; want both true", a.cfg.IDnow.AllowInsecureHTTP, a.cfg.Webhook.AllowInsecureHTTP)
 	}
 }

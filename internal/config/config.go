@@ -4,7 +4,8 @@
 // own section.
 //
 // Environment variables are IDNOW_CONNECTOR_ + the key path upper-cased with "." written as "__"
-// (kafka.brokers <- IDNOW_CONNECTOR_KAFKA__BROKERS); lists are comma-separated.
+// (kafka.brokers <- IDNOW_CONNECTOR_KAFKA__BROKERS); lists are comma-separated. Durations are Go
+// duration strings ("5s", "250ms", "1h30m"); a bare number other than 0 is an error.
 package config
 
 import (
@@ -13,7 +14,9 @@ import (
 	"io/fs"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -76,8 +79,10 @@ func decode(k *koanf.Koanf, cfg any) error {
 			// A custom DecoderConfig replaces koanf's default one, hooks included, so the hooks
 			// koanf would have installed are listed again here: without them "10s" would not
 			// decode into a time.Duration nor "a:9092,b:9092" into a []string.
+			// durationHook replaces mapstructure's StringToTimeDurationHookFunc, which together
+			// with WeaklyTypedInput accepts a bare number as nanoseconds.
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
-				mapstructure.StringToTimeDurationHookFunc(),
+				durationHook,
 				mapstructure.StringToSliceHookFunc(","),
 				mapstructure.TextUnmarshallerHookFunc(),
 			),
@@ -96,6 +101,43 @@ func decode(k *koanf.Koanf, cfg any) error {
 			strings.Join(md.Unused, ", "), EnvPrefix)
 	}
 	return nil
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// durationHook decodes time.Duration fields strictly: a Go duration string ("5s", "250ms",
+// "1h30m") or the number 0. Any other bare number is refused, because the permissive conversion
+// reads `produce_timeout: 5` as five nanoseconds, a setting that silently breaks everything that
+// depends on it. mapstructure prefixes the error with the key's path.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != durationType {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.String:
+		s := strings.TrimSpace(data.(string))
+		d, err := time.ParseDuration(s)
+		if err == nil {
+			return d, nil
+		}
+		if _, numErr := strconv.ParseFloat(s, 64); numErr == nil {
+			return nil, bareNumberError(s)
+		}
+		return nil, fmt.Errorf("%q is not a duration: write a number with a unit, e.g. \"5s\", \"250ms\", \"2m\" or \"1h30m\"", s)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		v := reflect.ValueOf(data)
+		if v.IsZero() {
+			return time.Duration(0), nil
+		}
+		return nil, bareNumberError(fmt.Sprint(data))
+	}
+	return data, nil
+}
+
+func bareNumberError(n string) error {
+	return fmt.Errorf("bare number %s is not a duration: give the unit, e.g. \"%ss\" for %s seconds or \"%sms\" for %s milliseconds (units: ns, us, ms, s, m, h; only 0 may be written without one)", n, n, n, n, n)
 }
 
 // resetSlices empties every slice field whose key is set in k, so the decoded list is exactly the

@@ -103,3 +103,65 @@ func TestMissingFile(t *testing.T) {
 		t.Fatalf("required missing file: want error naming it, got %v", err)
 	}
 }
+
+// TestDurationsNeedAUnit reproduces issue 9 problem 5: `timeout: 5` used to load as five
+// nanoseconds. A bare number other than 0 is now an error naming the key, the value and the form
+// to use, from the file and from the environment alike.
+func TestDurationsNeedAUnit(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		env     []string
+		want    time.Duration
+		wantErr []string
+	}{
+		{name: "file integer", file: "kafka:\n  timeout: 5\n", wantErr: []string{"kafka.timeout", "bare number 5", `"5s"`}},
+		{name: "file float", file: "kafka:\n  timeout: 1.5\n", wantErr: []string{"kafka.timeout", "bare number 1.5", `"1.5s"`}},
+		{name: "file quoted number", file: "kafka:\n  timeout: \"30\"\n", wantErr: []string{"kafka.timeout", "bare number 30", `"30s"`}},
+		{name: "env number", env: []string{"IDNOW_CONNECTOR_KAFKA__TIMEOUT=5"}, wantErr: []string{"kafka.timeout", "bare number 5", `"5s"`}},
+		{name: "env word", env: []string{"IDNOW_CONNECTOR_KAFKA__TIMEOUT=soon"}, wantErr: []string{"kafka.timeout", `"soon"`, `"5s"`}},
+		{name: "file zero", file: "kafka:\n  timeout: 0\n", want: 0},
+		{name: "env zero", env: []string{"IDNOW_CONNECTOR_KAFKA__TIMEOUT=0"}, want: 0},
+		{name: "file with unit", file: "kafka:\n  timeout: 1h30m\n", want: 90 * time.Minute},
+		{name: "env with unit", env: []string{"IDNOW_CONNECTOR_KAFKA__TIMEOUT=250ms"}, want: 250 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := Source{Environ: tc.env}
+			if tc.file != "" {
+				src.Path, src.Required = writeFile(t, tc.file), true
+			}
+			got := defaults()
+			err := Load(src, &got)
+			if len(tc.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("loaded timeout %v, want an error", got.Kafka.Timeout)
+				}
+				for _, s := range tc.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q does not contain %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Kafka.Timeout != tc.want {
+				t.Fatalf("timeout = %v, want %v", got.Kafka.Timeout, tc.want)
+			}
+		})
+	}
+}
+
+// TestBareNumbersStillDecodeIntoNumbers guards the hook's scope: only time.Duration fields are
+// strict; an int key still takes a bare number.
+func TestBareNumbersStillDecodeIntoNumbers(t *testing.T) {
+	got := defaults()
+	if err := Load(Source{Environ: []string{"IDNOW_CONNECTOR_KAFKA__COUNT=5"}}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Kafka.Count != 5 {
+		t.Fatalf("count = %d, want 5", got.Kafka.Count)
+	}
+}

@@ -63,7 +63,9 @@ type options struct {
 type Option func(*options)
 
 // WithHTTPClient makes the client use hc's Transport (e.g. for a proxy or custom TLS). Its
-// redirect policy and timeout are not used: the client sets its own per request.
+// redirect policy and timeout are not used: the client sets its own per request. Unless
+// idnow.allow_insecure_http is set, the Transport must be an *http.Transport: presigned
+// downloads use a clone of it whose dialling is held to public addresses.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) { o.httpClient = hc }
 }
@@ -107,12 +109,28 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	}
 
 	transport := http.RoundTripper(nil)
-	if o.httpClient != nil && o.httpClient.Transport != nil {
+	custom := o.httpClient != nil && o.httpClient.Transport != nil
+	if custom {
 		transport = o.httpClient.Transport
 	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = cfg.MaxInFlight
 		transport = t
+	}
+	// Presigned downloads get their own transport whose dialler refuses non-public addresses;
+	// development setups (simulator, test servers on loopback) share the API's.
+	download := transport
+	if !cfg.AllowInsecureHTTP {
+		base := transport
+		if !custom {
+			// Drop the default dial function so the check runs before connect, not after.
+			t := transport.(*http.Transport).Clone()
+			t.DialContext = nil
+			base = t
+		}
+		if download, err = newDownloadTransport(base); err != nil {
+			return nil, err
+		}
 	}
 	base, cancel := context.WithCancel(context.Background())
 	c := &Client{
@@ -124,13 +142,18 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 			Transport:     transport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		// The presigned download carries no credentials, so following its redirects is safe.
-		download: &http.Client{Transport: transport},
-		sem:      make(chan struct{}, cfg.MaxInFlight),
-		m:        m,
-		log:      log,
-		now:      o.now,
-		cancel:   cancel,
+		// The presigned download carries no credentials, but it must not follow redirects
+		// either: the API's redirect to the presigned URL is the only hop allowed, so every
+		// check on that URL (scheme, address) holds for the host actually read from.
+		download: &http.Client{
+			Transport:     download,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		sem:    make(chan struct{}, cfg.MaxInFlight),
+		m:      m,
+		log:    log,
+		now:    o.now,
+		cancel: cancel,
 	}
 	if cfg.RateLimit > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
@@ -141,7 +164,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	}
 	c.tokens = &tokenProvider{
 		cc:      clientcredentials.Config{ClientID: cfg.ClientID, ClientSecret: secret, TokenURL: cfg.TokenURL, AuthStyle: style},
-		hc:      &http.Client{Transport: transport, Timeout: cfg.Timeout},
+		hc:      newTokenHTTPClient(transport, cfg.Timeout),
 		timeout: cfg.Timeout,
 		early:   cfg.TokenEarlyRefresh,
 		now:     o.now,
@@ -167,6 +190,7 @@ func (c *Client) Close() {
 	c.cancel()
 	c.tokens.wg.Wait()
 	c.api.CloseIdleConnections()
+	c.download.CloseIdleConnections()
 }
 
 // TokenURL returns the token endpoint in use (configured or discovered).
@@ -210,8 +234,8 @@ func (c *Client) ListFlows(ctx context.Context) ([]Flow, error) {
 // not idempotent, it is retried only when the server provably did not act on it (429, 503,
 // connection refused); other retryable errors are returned for the caller to judge.
 func (c *Client) CreateSession(ctx context.Context, flowID string, body CreateSessionRequest) (*CreatedSession, error) {
-	if flowID == "" {
-		return nil, &APIError{Op: EndpointCreateSession, Err: errors.New("flow id is empty")}
+	if err := checkID(EndpointCreateSession, "flow id", flowID); err != nil {
+		return nil, err
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
@@ -230,8 +254,8 @@ func (c *Client) CreateSession(ctx context.Context, flowID string, body CreateSe
 
 // GetSession reads a session's current details.
 func (c *Client) GetSession(ctx context.Context, sessionID string) (*Session, error) {
-	if sessionID == "" {
-		return nil, &APIError{Op: EndpointGetSession, Err: errors.New("session id is empty")}
+	if err := checkID(EndpointGetSession, "session id", sessionID); err != nil {
+		return nil, err
 	}
 	var out Session
 	req := &request{endpoint: EndpointGetSession, method: http.MethodGet, url: c.apiURL(nil, c.cfg.Environment, "sessions", sessionID), sessionID: sessionID, idempotent: true, auth: true}
@@ -248,8 +272,8 @@ func (c *Client) GetSession(ctx context.Context, sessionID string) (*Session, er
 // idnow.datablocks_path, and normalises both response shapes. The result holds personal
 // data: never log it.
 func (c *Client) GetDataBlocks(ctx context.Context, sessionID string) ([]DataBlock, error) {
-	if sessionID == "" {
-		return nil, &APIError{Op: EndpointGetDataBlocks, Err: errors.New("session id is empty")}
+	if err := checkID(EndpointGetDataBlocks, "session id", sessionID); err != nil {
+		return nil, err
 	}
 	path := []string{c.cfg.Environment, "sessions", sessionID, "datablocks"}
 	if c.cfg.DataBlocksPath == DataBlocksSessionFirst {
@@ -271,8 +295,8 @@ func (c *Client) GetDataBlocks(ctx context.Context, sessionID string) ([]DataBlo
 // ListFlowSessions reads one page of a flow's sessions (documented by some builds only);
 // reconciliation jobs use it to catch missed webhooks.
 func (c *Client) ListFlowSessions(ctx context.Context, flowID string, page ListPage) (*SessionPage, error) {
-	if flowID == "" {
-		return nil, &APIError{Op: EndpointListFlowSessions, Err: errors.New("flow id is empty")}
+	if err := checkID(EndpointListFlowSessions, "flow id", flowID); err != nil {
+		return nil, err
 	}
 	q := url.Values{}
 	if page.Page > 0 {
@@ -291,6 +315,21 @@ func (c *Client) ListFlowSessions(ctx context.Context, flowID string, page ListP
 		return nil, err
 	}
 	return &SessionPage{Sessions: resp.items, Page: resp.page}, nil
+}
+
+// checkID refuses an identifier that cannot stand as one API path segment. apiURL escapes
+// every segment ("/", "?", "#", "%" and control characters included), but url.PathEscape
+// leaves "." and ".." as they are, and servers and proxies resolve those as path navigation:
+// GET /sessions/.. would address another resource. IDnow never issues such identifiers, so
+// one means a malformed or crafted event.
+func checkID(op, kind, id string) error {
+	switch id {
+	case "":
+		return &APIError{Op: op, Err: fmt.Errorf("%w: %s is empty", ErrInvalidID, kind)}
+	case ".", "..":
+		return &APIError{Op: op, Err: fmt.Errorf("%w: %s %q is path navigation, not an identifier; the request was not sent", ErrInvalidID, kind, id)}
+	}
+	return nil
 }
 
 // apiURL joins escaped path segments onto idnow.api_url.
@@ -466,6 +505,14 @@ func (c *Client) attempt(ctx context.Context, req *request, handle func(*http.Re
 	if !ok {
 		c.m.duration.WithLabelValues(req.endpoint).Observe(time.Since(start).Seconds())
 		apiErr := req.apiError(resp.StatusCode, nil)
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			key := "idnow.api_url"
+			if req.endpoint == EndpointDiscovery {
+				key = "idnow.auth_url"
+			}
+			apiErr.Err = fmt.Errorf("%w: answered a redirect to %s, which is not followed (it could take the bearer token to another host or to plain http): set %s to the final URL",
+				ErrInsecureURL, locationOf(resp), key)
+		}
 		apiErr.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), c.now())
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		apiErr.Body = b

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -80,6 +81,12 @@ type Config struct {
 	MaxFileSize int64 `koanf:"max_file_size"`
 	// MaxResponseSize caps the bytes read from one JSON API response; default 16 MiB.
 	MaxResponseSize int64 `koanf:"max_response_size"`
+	// AllowInsecureHTTP lets api_url, auth_url, token_url, a discovered token endpoint and
+	// presigned file URLs use plain http, and lets presigned file downloads reach loopback,
+	// private and link-local addresses. Default false: IDnow is https-only and its storage
+	// hosts are public, so either would mean a misconfiguration or an attack. Only for the
+	// simulator and test servers; `run` with simulator.enabled sets it by itself.
+	AllowInsecureHTTP bool `koanf:"allow_insecure_http"`
 }
 
 // RetryConfig is the `idnow.retry.*` section: capped exponential backoff with jitter.
@@ -127,16 +134,16 @@ func (c Config) Validate() error {
 
 	if c.APIURL == "" {
 		add("idnow.api_url is required: set it to the API base, e.g. https://api.eu.platform.idnow.io/api/v1")
-	} else if err := checkHTTPURL(c.APIURL); err != nil {
+	} else if err := c.checkEndpointURL(c.APIURL); err != nil {
 		add("idnow.api_url %q is invalid: %w", c.APIURL, err)
 	}
 	switch {
 	case c.TokenURL != "":
-		if err := checkHTTPURL(c.TokenURL); err != nil {
+		if err := c.checkEndpointURL(c.TokenURL); err != nil {
 			add("idnow.token_url %q is invalid: %w", c.TokenURL, err)
 		}
 	case c.AuthURL != "":
-		if err := checkHTTPURL(c.AuthURL); err != nil {
+		if err := c.checkEndpointURL(c.AuthURL); err != nil {
 			add("idnow.auth_url %q is invalid: %w", c.AuthURL, err)
 		}
 	default:
@@ -228,7 +235,33 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("max_in_flight", c.MaxInFlight),
 		slog.Float64("rate_limit", c.RateLimit),
 		slog.Int("retry_max_attempts", c.Retry.MaxAttempts),
+		slog.Bool("allow_insecure_http", c.AllowInsecureHTTP),
 	)
+}
+
+// errInsecureHint tells the operator both ways out of a refused http URL.
+const errInsecureHint = "use the https URL; only a local simulator or test server may use http, and then set idnow.allow_insecure_http: true"
+
+// checkEndpointURL checks an API, token or discovery URL: absolute, http(s), and https
+// unless idnow.allow_insecure_http is set.
+func (c Config) checkEndpointURL(raw string) error {
+	if err := checkHTTPURL(raw); err != nil {
+		return err
+	}
+	return c.checkScheme(raw)
+}
+
+// checkScheme refuses plain http unless idnow.allow_insecure_http is set. raw has already
+// passed checkHTTPURL.
+func (c Config) checkScheme(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("parse: %w", err)
+	}
+	if !strings.EqualFold(u.Scheme, "https") && !c.AllowInsecureHTTP {
+		return fmt.Errorf("%w: plain http would expose the client secret and personal data in transit; %s", ErrInsecureURL, errInsecureHint)
+	}
+	return nil
 }
 
 func checkHTTPURL(raw string) error {
@@ -236,7 +269,7 @@ func checkHTTPURL(raw string) error {
 	if err != nil {
 		return fmt.Errorf("parse: %w", err)
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
+	if !strings.EqualFold(u.Scheme, "http") && !strings.EqualFold(u.Scheme, "https") {
 		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
 	}
 	if u.Host == "" {

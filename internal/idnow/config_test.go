@@ -2,6 +2,7 @@ package idnow
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,6 +53,14 @@ func TestConfigValidate(t *testing.T) {
 		{"max retry after", func(c *Config) { c.Retry.MaxRetryAfter = 0 }, "idnow.retry.max_retry_after"},
 		{"file size", func(c *Config) { c.MaxFileSize = 0 }, "idnow.max_file_size"},
 		{"response size", func(c *Config) { c.MaxResponseSize = 0 }, "idnow.max_response_size"},
+		{"http api_url", func(c *Config) { c.APIURL = "http://api.example/api/v1" }, "idnow.api_url"},
+		{"http auth_url", func(c *Config) { c.AuthURL = "http://auth.example/oidc" }, "idnow.auth_url"},
+		{"http token_url", func(c *Config) { c.TokenURL = "http://auth.example/oidc/token" }, "idnow.token_url"},
+		{"valid upper-case https", func(c *Config) { c.APIURL = "HTTPS://api.example/api/v1" }, ""},
+		{"valid http when allowed", func(c *Config) {
+			c.AllowInsecureHTTP = true
+			c.APIURL, c.AuthURL, c.TokenURL = "http://127.0.0.1:8080/api/v1", "http://127.0.0.1:8080/oidc", "http://127.0.0.1:8080/oidc/token"
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +77,25 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error naming %q", err, tt.wantKey)
 			}
 		})
+	}
+}
+
+// Plain http is refused with an error that names the key and both ways out.
+func TestConfigValidateRefusesHTTP(t *testing.T) {
+	cfg := validConfig()
+	cfg.APIURL = "http://api.example/api/v1"
+	cfg.AuthURL = "http://auth.example/oidc"
+	err := cfg.Validate()
+	if !errors.Is(err, ErrInsecureURL) {
+		t.Fatalf("Validate() = %v, want ErrInsecureURL", err)
+	}
+	for _, want := range []string{`idnow.api_url "http://api.example/api/v1"`, `idnow.auth_url "http://auth.example/oidc"`, "use the https URL", "idnow.allow_insecure_http: true"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %q, want it to contain %q", err, want)
+		}
+	}
+	if DefaultConfig().AllowInsecureHTTP {
+		t.Fatal("idnow.allow_insecure_http must default to false")
 	}
 }
 

@@ -34,6 +34,7 @@ func simClient(t *testing.T, sim *idnowsim.Simulator, mutate func(*idnow.Config)
 	cfg.RateLimit = 0
 	cfg.Retry.InitialBackoff = 5 * time.Millisecond
 	cfg.Retry.MaxBackoff = 50 * time.Millisecond
+	cfg.AllowInsecureHTTP = true // the simulator serves plain http on loopback
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -19,7 +19,8 @@ var (
 	// ErrNotFound matches an API answer 404 (unknown session, flow or file).
 	ErrNotFound = errors.New("idnow: not found")
 	// ErrUnauthorized matches an API answer 401 that persisted after a forced token refresh,
-	// and a token endpoint that rejected the client credentials.
+	// a token endpoint that rejected the client credentials, and a token endpoint that
+	// answered a redirect: in every case no call can authenticate until an operator acts.
 	ErrUnauthorized = errors.New("idnow: unauthorized")
 	// ErrForbidden matches an API answer 403 (the API client lacks a permission).
 	ErrForbidden = errors.New("idnow: forbidden")
@@ -34,6 +35,14 @@ var (
 	ErrResponseTooLarge = errors.New("idnow: response exceeds idnow.max_response_size")
 	// ErrDecode marks a 2xx response whose body could not be decoded.
 	ErrDecode = errors.New("idnow: undecodable response")
+	// ErrInsecureURL marks a URL the client refused to contact: plain http without
+	// idnow.allow_insecure_http, a downgrade from https to http, a discovered token endpoint
+	// outside idnow.auth_url's origin, a redirect where none is followed, or a presigned file
+	// URL that points at a loopback, private or link-local address. It is permanent.
+	ErrInsecureURL = errors.New("idnow: refused URL")
+	// ErrInvalidID marks an identifier (session, flow, vault entry) that cannot be put into an
+	// API path: empty, "." or "..", which would address another resource. It is permanent.
+	ErrInvalidID = errors.New("idnow: invalid identifier")
 )
 
 // maxErrorBody bounds APIError.Body so a large HTML error page never bloats errors or logs.
@@ -154,6 +163,11 @@ const (
 func classify(err error) errClass {
 	if err == nil {
 		return classNone
+	}
+	// Refusals are decided before any I/O (or at dial time, where they surface wrapped in
+	// network errors that would otherwise look transient): retrying cannot change them.
+	if errors.Is(err, ErrInsecureURL) || errors.Is(err, ErrInvalidID) {
+		return classPermanent
 	}
 	if errors.Is(err, ErrTimeout) {
 		return classRetryable

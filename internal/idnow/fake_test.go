@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,9 +48,22 @@ type fakeIDnow struct {
 	valid   map[string]bool
 	hits    map[string]int
 	authSeq []string // Authorization headers seen by API handlers, in order
+	targets []string // raw request targets (RequestURI) of every request, in order
 }
 
 func newFake(t *testing.T) *fakeIDnow {
+	t.Helper()
+	return startFake(t, httptest.NewServer)
+}
+
+// newTLSFake is newFake over https; newTestClient trusts its certificate, so the client can
+// run with production settings (idnow.allow_insecure_http false).
+func newTLSFake(t *testing.T) *fakeIDnow {
+	t.Helper()
+	return startFake(t, httptest.NewTLSServer)
+}
+
+func startFake(t *testing.T, start func(http.Handler) *httptest.Server) *fakeIDnow {
 	t.Helper()
 	f := &fakeIDnow{t: t, mux: http.NewServeMux(), authStyle: AuthStyleBasic, valid: map[string]bool{}, hits: map[string]int{}}
 	f.tokenLifetime.Store(3600)
@@ -61,9 +75,21 @@ func newFake(t *testing.T) *fakeIDnow {
 			"jwks_uri":       f.srv.URL + "/oidc/.well-known/jwks.json",
 		})
 	})
-	f.srv = httptest.NewServer(f.mux)
+	f.srv = start(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.targets = append(f.targets, r.RequestURI)
+		f.mu.Unlock()
+		f.mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// requestTargets returns the raw request targets the fake has received so far.
+func (f *fakeIDnow) requestTargets() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.targets)
 }
 
 func (f *fakeIDnow) token(w http.ResponseWriter, r *http.Request) {
@@ -156,6 +182,9 @@ func (f *fakeIDnow) config() Config {
 	cfg.Retry.InitialBackoff = 5 * time.Millisecond
 	cfg.Retry.MaxBackoff = 20 * time.Millisecond
 	cfg.RateLimit = 0
+	// The plain fake serves http, which production settings refuse; the TLS fake runs with
+	// production settings.
+	cfg.AllowInsecureHTTP = f.srv.TLS == nil
 	return cfg
 }
 
@@ -167,6 +196,10 @@ func newTestClient(t *testing.T, f *fakeIDnow, mutate func(*Config), opts ...Opt
 		mutate(&cfg)
 	}
 	reg := prometheus.NewRegistry()
+	if f.srv.TLS != nil {
+		// Trust the fake's certificate; later options (a test's own) still win.
+		opts = append([]Option{WithHTTPClient(f.srv.Client())}, opts...)
+	}
 	c, err := New(context.Background(), cfg, reg, nil, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)

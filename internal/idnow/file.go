@@ -15,13 +15,16 @@ import (
 
 // GetFile fetches a vault file. The API answers 302 to a presigned URL; the client follows
 // it by hand with a plain request that carries no Authorization header, so the bearer token
-// never reaches the storage host. The body is streamed, not buffered: the caller must close
-// File.Body, and reading past idnow.max_file_size fails with ErrFileTooLarge. idnow.timeout
-// bounds each step until response headers; the body read is bounded by ctx only. Every file
-// access is logged by IDnow, so call this only when configured to.
+// never reaches the storage host. That URL is held to https and, at dial time, to public
+// addresses (unless idnow.allow_insecure_http), and may not redirect further: errors
+// matching ErrInsecureURL say which rule it broke. The body is streamed, not buffered: the
+// caller must close File.Body, and reading past idnow.max_file_size fails with
+// ErrFileTooLarge. idnow.timeout bounds each step until response headers; the body read is
+// bounded by ctx only. Every file access is logged by IDnow, so call this only when
+// configured to.
 func (c *Client) GetFile(ctx context.Context, vaultEntryID string) (*File, error) {
-	if vaultEntryID == "" {
-		return nil, &APIError{Op: EndpointGetFile, Err: errors.New("vault entry id is empty")}
+	if err := checkID(EndpointGetFile, "vault entry id", vaultEntryID); err != nil {
+		return nil, err
 	}
 	req := &request{
 		endpoint:       EndpointGetFile,
@@ -68,8 +71,8 @@ func (c *Client) downloadFile(ctx context.Context, vaultEntryID string, location
 	apiErr := func(status int, err error) *APIError {
 		return &APIError{Op: EndpointGetFileDownload, VaultEntryID: vaultEntryID, StatusCode: status, Err: err}
 	}
-	if location.Scheme != "http" && location.Scheme != "https" {
-		return nil, apiErr(0, fmt.Errorf("%w: presigned URL scheme %q", ErrDecode, location.Scheme))
+	if err := c.preflightFileURL(location); err != nil {
+		return nil, apiErr(0, err)
 	}
 	// The body outlives this function, so the timeout is a timer that only guards the wait
 	// for headers; after that, cancel belongs to the returned body's Close.
@@ -94,6 +97,11 @@ func (c *Client) downloadFile(ctx context.Context, vaultEntryID string, location
 	if err != nil {
 		cancel()
 		c.m.requests.WithLabelValues(EndpointGetFileDownload, "error").Inc()
+		// net/http names the URL in its errors; the presigned signature must not reach logs.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redactURL(ue.URL)
+		}
 		if ctx.Err() == nil && timedOut.Load() {
 			err = fmt.Errorf("%w after %s: %w", ErrTimeout, c.cfg.Timeout, err)
 		}
@@ -105,6 +113,13 @@ func (c *Client) downloadFile(ctx context.Context, vaultEntryID string, location
 		_ = resp.Body.Close()
 		cancel()
 		return nil, apiErr(0, fmt.Errorf("%w after %s", ErrTimeout, c.cfg.Timeout))
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e := apiErr(resp.StatusCode, fmt.Errorf("%w: presigned file URL %s answered a redirect to %s; only the API's redirect to the presigned URL is followed",
+			ErrInsecureURL, redactURL(location.String()), locationOf(resp)))
+		_ = resp.Body.Close()
+		cancel()
+		return nil, e
 	}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		e := apiErr(resp.StatusCode, nil)

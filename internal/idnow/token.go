@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -147,8 +149,15 @@ func (p *tokenProvider) tokenError(ctx context.Context, err error) error {
 		p.m.requests.WithLabelValues(EndpointToken, statusClass(re.Response.StatusCode)).Inc()
 		// Keep oauth2's message out: it embeds the response body.
 		apiErr.Err = nil
-		if code := re.Response.StatusCode; code == http.StatusUnauthorized || (code == http.StatusBadRequest && strings.Contains(re.ErrorCode, "client")) {
+		switch code := re.Response.StatusCode; {
+		case code == http.StatusUnauthorized || (code == http.StatusBadRequest && strings.Contains(re.ErrorCode, "client")):
 			apiErr.Err = fmt.Errorf("%w: the token endpoint rejected the client credentials; check idnow.client_id, idnow.client_secret and idnow.auth_style", ErrUnauthorized)
+		case code >= 300 && code < 400:
+			// The token client never follows redirects (see newTokenHTTPClient). Matching
+			// ErrUnauthorized too tells callers that no call can authenticate until the
+			// configuration changes, so they block rather than fail events one by one.
+			apiErr.Err = fmt.Errorf("token endpoint %s answered a redirect to %s; redirects are not followed so the client credentials never leave the configured host: configure idnow.token_url to the final URL (%w, %w)",
+				redactURL(p.cc.TokenURL), locationOf(re.Response), ErrInsecureURL, ErrUnauthorized)
 		}
 		return apiErr
 	}
@@ -176,7 +185,85 @@ func (c *Client) discover(ctx context.Context, authURL string) (string, error) {
 	if err := checkHTTPURL(doc.TokenEndpoint); err != nil {
 		return "", &APIError{Op: EndpointDiscovery, Err: fmt.Errorf("%w: token_endpoint %q: %w", ErrDecode, doc.TokenEndpoint, err)}
 	}
+	if err := c.checkDiscoveredTokenURL(authURL, doc.TokenEndpoint); err != nil {
+		return "", &APIError{Op: EndpointDiscovery, Err: err}
+	}
 	return doc.TokenEndpoint, nil
+}
+
+// checkDiscoveredTokenURL holds the discovered token endpoint to the rules of a configured
+// one (https unless allowed) and to idnow.auth_url's origin: whoever can alter the discovery
+// document (or answer in its place) must not be able to send the client secret elsewhere or
+// downgrade it to plain text.
+func (c *Client) checkDiscoveredTokenURL(authURL, tokenURL string) error {
+	if err := c.cfg.checkScheme(tokenURL); err != nil {
+		return fmt.Errorf("discovered token_endpoint %q: %w; or set idnow.token_url explicitly", tokenURL, err)
+	}
+	a, err := url.Parse(authURL)
+	if err != nil {
+		return fmt.Errorf("parse idnow.auth_url: %w", err)
+	}
+	t, err := url.Parse(tokenURL)
+	if err != nil {
+		return fmt.Errorf("%w: parse token_endpoint: %w", ErrDecode, err)
+	}
+	if origin(a) != origin(t) {
+		return fmt.Errorf("%w: discovered token_endpoint %q is not on idnow.auth_url's origin %s, so the client secret is not sent there; if that endpoint is genuinely IDnow's, set idnow.token_url to it explicitly",
+			ErrInsecureURL, tokenURL, origin(a))
+	}
+	return nil
+}
+
+// origin is scheme://host:port with the scheme and host lower-cased and the default port
+// made explicit, so https://Auth.example and https://auth.example:443 compare equal.
+func origin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// newTokenHTTPClient returns the client for token requests. It never follows a redirect:
+// net/http would re-send a client_secret_post body on 307/308 and, to a host it considers
+// the same, the Basic credentials; a token endpoint has no reason to redirect, so the
+// 3xx is returned as is and reported by tokenError.
+func newTokenHTTPClient(transport http.RoundTripper, timeout time.Duration) *http.Client {
+	return &http.Client{
+		Transport:     transport,
+		Timeout:       timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// locationOf returns a redirect's target for error messages, without query or credentials.
+func locationOf(resp *http.Response) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return "(no usable Location header)"
+	}
+	return redactURL(loc.String())
+}
+
+// redactURL drops user info, query and fragment (presigned signatures, tokens) from a URL
+// that goes into an error or a log line.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	s := r.String()
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
 }
 
 func truncate(b []byte, n int) []byte {

@@ -21,7 +21,7 @@ import (
 
 // Config is the `kafka.*` config section.
 type Config struct {
-	Brokers            []string       `koanf:"brokers"`              // empty = start the embedded development broker
+	Brokers            []string       `koanf:"brokers"`              // empty: `run` starts the embedded broker; ingress and enricher refuse to start unless embedded.enabled
 	ClientID           string         `koanf:"client_id"`            // prefix of every client id
 	Compression        string         `koanf:"compression"`          // none, gzip, snappy, lz4, zstd
 	DeliveryTimeout    time.Duration  `koanf:"delivery_timeout"`     // upper bound for one record to be acknowledged
@@ -51,6 +51,11 @@ type SASLConfig struct {
 
 // EmbeddedConfig configures the in-process development broker used when no brokers are set.
 type EmbeddedConfig struct {
+	// Enabled lets the ingress and enricher modes start the embedded broker when kafka.brokers
+	// is empty. Without it they refuse to start: a production pod whose broker setting went
+	// missing must fail, not acknowledge webhooks into a broker on its own disk. `run` (the
+	// development mode) starts the embedded broker with empty brokers either way.
+	Enabled    bool   `koanf:"enabled"`
 	DataDir    string `koanf:"data_dir"`   // where the broker persists its log; empty = memory only
 	Listen     string `koanf:"listen"`     // 127.0.0.1:port; port 0 picks a free one
 	Partitions int    `koanf:"partitions"` // default partitions of auto-created topics
@@ -89,6 +94,16 @@ func DefaultTopicsConfig() TopicsConfig {
 // UsesEmbedded reports whether the configuration asks for the embedded development broker.
 func (c Config) UsesEmbedded() bool { return len(c.Brokers) == 0 }
 
+// RequireBrokers is the check of the production modes (ingress, enricher): empty kafka.brokers
+// is an error unless kafka.embedded.enabled asks for the development broker explicitly.
+func (c Config) RequireBrokers(mode string) error {
+	if len(c.Brokers) > 0 || c.Embedded.Enabled {
+		return nil
+	}
+	return fmt.Errorf("kafka.brokers is empty (environment: IDNOW_CONNECTOR_KAFKA__BROKERS): the %s mode needs the seed brokers of a Kafka cluster, e.g. kafka-1:9092,kafka-2:9092; "+
+		"to use the in-process development broker instead (never in production) set kafka.embedded.enabled: true", mode)
+}
+
 // Validate reports configuration mistakes by key.
 func (c Config) Validate() error {
 	for _, b := range c.Brokers {
@@ -122,6 +137,9 @@ func (c Config) Validate() error {
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return fmt.Errorf("kafka.tls.cert_file and kafka.tls.key_file must be set together")
+	}
+	if c.Embedded.Enabled && !c.UsesEmbedded() {
+		return fmt.Errorf("kafka.embedded.enabled is true but kafka.brokers is set to %s: use one or the other (the embedded broker is for development only)", strings.Join(c.Brokers, ","))
 	}
 	if c.UsesEmbedded() {
 		host, port, err := net.SplitHostPort(c.Embedded.Listen)

@@ -35,6 +35,8 @@ func TestConfigValidate(t *testing.T) {
 		{"sasl unknown", mod(func(c *Config) { c.SASL.Mechanism = "GSSAPI" }), "kafka.sasl.mechanism"},
 		{"embedded public", mod(func(c *Config) { c.Embedded.Listen = "0.0.0.0:9092" }), "kafka.embedded.listen"},
 		{"no delivery timeout", mod(func(c *Config) { c.DeliveryTimeout = 0 }), "kafka.delivery_timeout"},
+		{"embedded asked for", mod(func(c *Config) { c.Embedded.Enabled = true }), ""},
+		{"embedded and brokers", mod(func(c *Config) { c.Embedded.Enabled = true; c.Brokers = []string{"a:9092"} }), "kafka.embedded.enabled"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +51,27 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("want error naming %q, got %v", tc.wantErr, err)
 			}
 		})
+	}
+}
+
+// TestRequireBrokers covers issue 9 problem 4 at the section level: the production modes need
+// brokers or an explicit request for the embedded one, and the error says which setting.
+func TestRequireBrokers(t *testing.T) {
+	c := DefaultConfig()
+	err := c.RequireBrokers("ingress")
+	for _, want := range []string{"kafka.brokers", "IDNOW_CONNECTOR_KAFKA__BROKERS", "kafka.embedded.enabled", "ingress"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("empty brokers: error should contain %q, got %v", want, err)
+		}
+	}
+	c.Embedded.Enabled = true
+	if err := c.RequireBrokers("ingress"); err != nil {
+		t.Errorf("embedded.enabled: %v", err)
+	}
+	c = DefaultConfig()
+	c.Brokers = []string{"kafka-1:9092"}
+	if err := c.RequireBrokers("enricher"); err != nil {
+		t.Errorf("brokers set: %v", err)
 	}
 }
 

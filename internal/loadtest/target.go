@@ -212,6 +212,7 @@ func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *
 	if spec.Environment != "" {
 		ic.Environment = spec.Environment
 	}
+	ic.AllowInsecureHTTP = true // the load test's API is always the simulator, on plain http
 	ic.RateLimit = 0
 	ic.MaxInFlight = max(spec.Concurrency*2, 64) // session and data-block calls of one event never queue
 	if spec.APITimeout > 0 {

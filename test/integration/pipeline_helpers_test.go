@@ -106,6 +106,7 @@ func (p *pipeline) enricherSettings(sim *idnowsim.Simulator, instance string) se
 		"idnow.client_id":              sc.ClientID,
 		"idnow.client_secret":          sc.ClientSecret,
 		"idnow.environment":            sc.Environment,
+		"idnow.allow_insecure_http":    "true", // the simulator serves plain http
 		"idnow.rate_limit":             "0",
 		"idnow.retry.initial_backoff":  "20ms",
 		"idnow.retry.max_backoff":      "500ms",
