@@ -28,9 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -128,10 +126,8 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 	}
 	v.metrics = m
 
-	if u, err := url.Parse(cfg.JWKSURL); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		log.Warn("webhook.jwks_url uses plain http: anyone on the path can substitute signing keys; use https outside development",
-			"jwks_url", cfg.JWKSURL)
-	}
+	// A plain-http jwks_url got past Validate only with AllowInsecureHTTP; the application's
+	// start-up transport notes warn about it once, naming the key, so no second line here.
 
 	runCtx, cancel := context.WithCancel(ctx)
 	v.cancel = cancel
@@ -409,16 +405,6 @@ func staticHeaderValue(c StaticHeaderConfig) (string, error) {
 		return "", fmt.Errorf("webhook.static_header.value_file %q is empty: put the expected header value in it", c.ValueFile)
 	}
 	return s, nil
-}
-
-// isLoopback reports whether host is localhost or a loopback address, where plain http is an
-// acceptable development setup (the simulator).
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // compile-time check that the cache satisfies the storage interface keyfunc expects.
