@@ -37,6 +37,7 @@ func TestEndToEnd(t *testing.T) {
 	url := "http://" + addr + icfg.Path
 	wcfg := webhook.DefaultConfig()
 	wcfg.JWKSURL, wcfg.Issuer, wcfg.Audience = sim.JWKSURL(), sim.Issuer(), url
+	wcfg.AllowInsecureHTTP = true // the simulator serves its JWKS over plain http
 	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, reg, log)
 	if err != nil {
 		t.Fatal(err)

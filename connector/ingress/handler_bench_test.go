@@ -54,6 +54,7 @@ func newBenchHandler(b *testing.B) (*Handler, *webhooktest.KeySet) {
 
 	wcfg := webhook.DefaultConfig()
 	wcfg.JWKSURL = keys.Serve(b)
+	wcfg.AllowInsecureHTTP = true // httptest serves the JWKS over plain http
 	wcfg.Issuer, wcfg.Audience = testIssuer, testAudience
 	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, reg, log)
 	if err != nil {

@@ -67,6 +67,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	cfg.ProduceTimeout = 750 * time.Millisecond
 	wcfg := webhook.DefaultConfig()
 	wcfg.JWKSURL = h.keys.Serve(t)
+	wcfg.AllowInsecureHTTP = true // httptest serves the JWKS over plain http
 	wcfg.Issuer = testIssuer
 	wcfg.Audience = testAudience
 	settings := harnessSettings{ingress: &cfg, webhook: &wcfg, logTo: io.Discard}

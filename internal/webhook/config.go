@@ -23,6 +23,10 @@ const (
 	DefaultJWKSRefetchMinInterval = 10 * time.Second
 	// DefaultJWKSTimeout bounds one JWKS HTTP request.
 	DefaultJWKSTimeout = 5 * time.Second
+	// DefaultMaxTokenAge bounds how long after its iat a token is accepted, whatever its exp says.
+	// IDnow signs each delivery when it sends it and retries for far less than a day, so an older
+	// token is a replay (or a token minted with a far-future exp) rather than a late delivery.
+	DefaultMaxTokenAge = 24 * time.Hour
 	// MaxClockSkew is the largest accepted clock_skew: a larger leeway would let expired tokens be
 	// replayed for longer than any real clock drift explains.
 	MaxClockSkew = 5 * time.Minute
@@ -59,9 +63,15 @@ type Config struct {
 	JWKSRefetchMinInterval time.Duration `koanf:"jwks_refetch_min_interval"`
 	// JWKSTimeout bounds each JWKS HTTP request. Default 5s.
 	JWKSTimeout time.Duration `koanf:"jwks_timeout"`
+	// MaxTokenAge bounds now - iat (plus ClockSkew): older tokens are rejected even when their exp
+	// lies far ahead. Default 24h.
+	MaxTokenAge time.Duration `koanf:"max_token_age"`
 	// StaticHeader is an optional extra header IDnow sends with every webhook.
 	StaticHeader StaticHeaderConfig `koanf:"static_header"`
-	// AllowInsecureHTTP permits a plain-http jwks_url; not a key: the app copies idnow.allow_insecure_http.
+	// AllowInsecureHTTP permits an http:// JWKSURL. It is not a key of its own: the application
+	// copies idnow.allow_insecure_http into it (the simulator and tests serve their JWKS over plain
+	// http). Without it only https is accepted, because whoever can alter the JWKS response can
+	// sign webhooks.
 	AllowInsecureHTTP bool `koanf:"-"`
 }
 
@@ -86,6 +96,7 @@ func DefaultConfig() Config {
 		JWKSRefreshInterval:    DefaultJWKSRefreshInterval,
 		JWKSRefetchMinInterval: DefaultJWKSRefetchMinInterval,
 		JWKSTimeout:            DefaultJWKSTimeout,
+		MaxTokenAge:            DefaultMaxTokenAge,
 	}
 }
 
@@ -102,6 +113,8 @@ func (c Config) Validate() error {
 		add("webhook.jwks_url %q is not a valid URL: %w", c.JWKSURL, err)
 	case (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
 		add("webhook.jwks_url %q must be an absolute http(s) URL with a host, e.g. https://auth.eu.platform.idnow.io/oidc/.well-known/jwks.json", c.JWKSURL)
+	case u.Scheme == "http" && !c.AllowInsecureHTTP:
+		add("webhook.jwks_url %q uses plain http, so anyone on the path could substitute signing keys and forge webhooks: use an https URL, or set idnow.allow_insecure_http: true for development only", c.JWKSURL)
 	}
 	if strings.TrimSpace(c.Issuer) == "" {
 		add("webhook.issuer is required: set it to the iss claim IDnow puts in webhook tokens (the OIDC issuer, e.g. https://auth.eu.platform.idnow.io/oidc)")
@@ -128,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if c.JWKSTimeout <= 0 {
 		add("webhook.jwks_timeout must be positive (default %s)", DefaultJWKSTimeout)
+	}
+	if c.MaxTokenAge <= 0 {
+		add("webhook.max_token_age must be positive (default %s): it bounds how old (now - iat) an accepted token may be", DefaultMaxTokenAge)
 	}
 	errs = append(errs, c.StaticHeader.validate()...)
 	return errors.Join(errs...)

@@ -12,6 +12,7 @@ func TestDefaultConfig(t *testing.T) {
 	c := webhook.DefaultConfig()
 	if c.ClockSkew != 30*time.Second || c.JWKSRefreshInterval != time.Hour ||
 		c.JWKSRefetchMinInterval != 10*time.Second || c.JWKSTimeout != 5*time.Second ||
+		c.MaxTokenAge != 24*time.Hour || c.AllowInsecureHTTP ||
 		strings.Join(c.Algorithms, ",") != "RS256,ES256" {
 		t.Fatalf("DefaultConfig() = %+v", c)
 	}
@@ -38,7 +39,19 @@ func TestConfigValidate(t *testing.T) {
 		wantErr []string // substrings; empty means valid
 	}{
 		{name: "valid", mod: func(*webhook.Config) {}},
-		{name: "http loopback URL for the simulator", mod: func(c *webhook.Config) { c.JWKSURL = "http://127.0.0.1:8081/jwks.json" }},
+		{name: "http loopback URL for the simulator", mod: func(c *webhook.Config) {
+			c.JWKSURL, c.AllowInsecureHTTP = "http://127.0.0.1:8081/jwks.json", true
+		}},
+		{name: "http URL when insecure http is allowed", mod: func(c *webhook.Config) {
+			c.JWKSURL, c.AllowInsecureHTTP = "http://jwks.internal/jwks.json", true
+		}},
+		{name: "http URL refused by default", mod: func(c *webhook.Config) { c.JWKSURL = "http://127.0.0.1:8081/jwks.json" },
+			wantErr: []string{"webhook.jwks_url", "plain http", "use an https URL", "idnow.allow_insecure_http"}},
+		{name: "upper-case HTTP scheme refused by default", mod: func(c *webhook.Config) { c.JWKSURL = "HTTP://auth.example/jwks.json" },
+			wantErr: []string{"plain http"}},
+		{name: "long max token age", mod: func(c *webhook.Config) { c.MaxTokenAge = 7 * 24 * time.Hour }},
+		{name: "zero max token age", mod: func(c *webhook.Config) { c.MaxTokenAge = 0 }, wantErr: []string{"webhook.max_token_age must be positive"}},
+		{name: "negative max token age", mod: func(c *webhook.Config) { c.MaxTokenAge = -time.Hour }, wantErr: []string{"webhook.max_token_age"}},
 		{name: "all asymmetric algorithms", mod: func(c *webhook.Config) {
 			c.Algorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 		}},

@@ -9,11 +9,6 @@ import (
 // IDnow webhook and the ingress should answer 401.
 var ErrInvalidToken = errors.New("invalid webhook token")
 
-// ErrKeysUnavailable means no signing keys have been loaded from the JWKS yet (the JWKS host has
-// not answered since start-up). The fault is the receiver's, not the sender's: the ingress should
-// answer 503 so that IDnow retries the delivery.
-var ErrKeysUnavailable = errors.New("webhook signing keys not loaded yet")
-
 // Reasons carried by VerificationError. They are short, stable and free of secrets and token
 // contents, so the ingress may put them in a 401 response body.
 const (
@@ -38,8 +33,23 @@ const (
 	ReasonWrongIssuer = "wrong issuer"
 	// ReasonWrongAudience: aud does not contain webhook.audience.
 	ReasonWrongAudience = "wrong audience"
-	// ReasonMissingClaim: exp, iss or aud is absent.
+	// ReasonMissingClaim: exp, iat, iss or aud is absent.
 	ReasonMissingClaim = "missing required claim"
+	// ReasonClaimNotNumeric: exp, iat or nbf is present but not a JSON number (e.g. the string
+	// "1700000000", which lenient decoders turn into a date).
+	ReasonClaimNotNumeric = "exp, iat or nbf is not a JSON number"
+	// ReasonTooOld: iat lies further in the past than webhook.max_token_age (plus clock_skew),
+	// whatever exp says.
+	ReasonTooOld = "token older than webhook.max_token_age"
+	// ReasonCritHeader: the header has a crit parameter. RFC 7515 §4.1.11 requires rejecting a
+	// token whose critical extensions are not understood, and this receiver understands none.
+	ReasonCritHeader = "crit header not supported"
+	// ReasonDuplicateKey: a JSON object in the header or the claims (including data, at any depth)
+	// repeats a member name, which decoders resolve differently.
+	ReasonDuplicateKey = "duplicate JSON member name"
+	// ReasonInvalidUTF8: a string in the header or the claims is not valid UTF-8 (or holds an
+	// escaped lone surrogate), which decoders would silently replace.
+	ReasonInvalidUTF8 = "invalid UTF-8 in token JSON"
 	// ReasonMissingData: the data claim carrying the IDnow event is absent or null.
 	ReasonMissingData = "missing data claim"
 	// ReasonInvalidData: the data claim is present but not a JSON object.
@@ -69,6 +79,11 @@ var reasonCodes = map[string]string{
 	ReasonWrongIssuer:         "wrong_issuer",
 	ReasonWrongAudience:       "wrong_audience",
 	ReasonMissingClaim:        "missing_claim",
+	ReasonClaimNotNumeric:     "claim_not_numeric",
+	ReasonTooOld:              "too_old",
+	ReasonCritHeader:          "crit_header",
+	ReasonDuplicateKey:        "duplicate_key",
+	ReasonInvalidUTF8:         "invalid_utf8",
 	ReasonMissingData:         "missing_data",
 	ReasonInvalidData:         "invalid_data",
 	ReasonStaticHeader:        "static_header",

@@ -9,7 +9,8 @@ func TestEveryReasonHasAMetricCode(t *testing.T) {
 	reasons := []string{
 		ReasonMalformed, ReasonMissingKID, ReasonUnknownKey, ReasonKeyMismatch, ReasonBadSignature,
 		ReasonAlgorithmNotAllowed, ReasonExpired, ReasonNotYetValid, ReasonWrongIssuer, ReasonWrongAudience,
-		ReasonMissingClaim, ReasonMissingData, ReasonInvalidData, ReasonStaticHeader,
+		ReasonMissingClaim, ReasonClaimNotNumeric, ReasonTooOld, ReasonCritHeader, ReasonDuplicateKey,
+		ReasonInvalidUTF8, ReasonMissingData, ReasonInvalidData, ReasonStaticHeader,
 		reasonOK, reasonKeysUnavailable, reasonCanceled,
 	}
 	seen := map[string]string{}

@@ -69,12 +69,25 @@ type keyCache struct {
 	kids     []string // kids of the current set, for change logging; guarded by mu
 
 	count atomic.Int64
+	// lastErr is the error of the latest finished fetch, nil after a success (as *fetchErr, since
+	// atomic.Pointer needs one concrete type). While it is set, an unknown kid cannot be told from a
+	// freshly rotated key that the JWKS would show.
+	lastErr atomic.Pointer[fetchErr]
 }
+
+// fetchErr boxes the error of a failed JWKS fetch for keyCache.lastErr.
+type fetchErr struct{ err error }
 
 // KeyRead returns the key with the given kid. On a miss it joins a refresh already under way or,
 // if the rate limiter allows, starts one, and looks again. It never queues behind the limiter:
-// a token whose kid is still unknown is rejected at once, so a flood of bogus kids costs neither
+// a token whose kid is still unknown is answered at once, so a flood of bogus kids costs neither
 // JWKS requests nor request latency.
+//
+// A kid still unknown is jwkset.ErrKeyNotFound (the sender's fault, 401) only when the JWKS was
+// read successfully by the latest fetch: it then really does not hold the key. When that fetch
+// failed, or no keys were ever loaded, the answer is ErrKeysUnavailable (503, IDnow retries): the
+// kid may belong to a key IDnow has just rotated in, and refusing it for good would lose the
+// webhook.
 func (c *keyCache) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	jwk, err := c.MemoryJWKSet.KeyRead(ctx, kid)
 	if err == nil || !errors.Is(err, jwkset.ErrKeyNotFound) {
@@ -91,7 +104,11 @@ func (c *keyCache) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) 
 		}
 	}
 	if c.count.Load() == 0 {
-		return jwkset.JWK{}, ErrKeysUnavailable
+		return jwkset.JWK{}, fmt.Errorf("%w: no keys loaded from the JWKS yet", ErrKeysUnavailable)
+	}
+	if last := c.lastErr.Load(); last != nil {
+		return jwkset.JWK{}, fmt.Errorf("%w: kid %q is not among the loaded keys and the JWKS cannot be fetched to look for it: %w",
+			ErrKeysUnavailable, kid, last.err)
 	}
 	return jwkset.JWK{}, fmt.Errorf("%w: kid %q", jwkset.ErrKeyNotFound, kid)
 }
@@ -182,6 +199,10 @@ func (c *keyCache) close() {
 func (c *keyCache) refresh(ctx context.Context) error {
 	keys, err := c.fetch(ctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			// A fetch cut short by Close says nothing about the JWKS host.
+			c.lastErr.Store(&fetchErr{err: err})
+		}
 		c.metrics.refreshes.WithLabelValues("error").Inc()
 		c.log.Warn("webhook JWKS refresh failed; keeping the previous keys",
 			"jwks_url", c.url, "keys_loaded", c.count.Load(), "error", err)
@@ -191,6 +212,7 @@ func (c *keyCache) refresh(ctx context.Context) error {
 		c.metrics.refreshes.WithLabelValues("error").Inc()
 		return fmt.Errorf("store JWKS keys: %w", err)
 	}
+	c.lastErr.Store(nil)
 	kids := make([]string, len(keys))
 	for i, k := range keys {
 		kids[i] = k.Marshal().KID

@@ -8,9 +8,14 @@
 // 503 so that IDnow retries.
 //
 // Keys come from the JWKS via MicahParks/keyfunc and jwkset, are refreshed in the background and
-// refetched, rate-limited, when a token names an unknown kid (IDnow rotated its keys). Tokens are
-// parsed and checked by golang-jwt with an explicit allow-list of asymmetric algorithms, so
-// unsigned tokens and HMAC-with-public-key confusion are rejected before any key is looked up.
+// refetched, rate-limited, when a token names an unknown kid (IDnow rotated its keys); an unknown
+// kid while the JWKS cannot be fetched is ErrKeysUnavailable, not a rejection. Before golang-jwt
+// sees a token, its header and claims are scanned once, strictly: duplicate member names (at any
+// depth), invalid UTF-8, a crit header, and exp/iat/nbf that are not JSON numbers are rejected,
+// so the decoded event is the only reading of the signed bytes. golang-jwt then checks the
+// signature and claims with an explicit allow-list of asymmetric algorithms, so unsigned tokens
+// and HMAC-with-public-key confusion are rejected before any key is looked up; finally iat must
+// be within webhook.max_token_age.
 package webhook
 
 import (
@@ -18,17 +23,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -57,6 +62,8 @@ type Verifier struct {
 	algorithms []string
 	metrics    *metrics
 	log        *slog.Logger
+	// maxAge is webhook.max_token_age plus webhook.clock_skew: the largest accepted now - iat.
+	maxAge time.Duration
 
 	staticName string
 	staticSum  [sha256.Size]byte
@@ -99,6 +106,7 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 		algorithms: slices.Clone(cfg.Algorithms),
 		log:        log,
 		staticName: cfg.StaticHeader.Name,
+		maxAge:     cfg.MaxTokenAge + cfg.ClockSkew,
 	}
 	if ownClient {
 		v.closeIdle = httpClient.CloseIdleConnections
@@ -118,10 +126,8 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 	}
 	v.metrics = m
 
-	if u, err := url.Parse(cfg.JWKSURL); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		log.Warn("webhook.jwks_url uses plain http: anyone on the path can substitute signing keys; use https outside development",
-			"jwks_url", cfg.JWKSURL)
-	}
+	// A plain-http jwks_url got past Validate only with AllowInsecureHTTP; the application's
+	// start-up transport notes warn about it once, naming the key, so no second line here.
 
 	runCtx, cancel := context.WithCancel(ctx)
 	v.cancel = cancel
@@ -170,15 +176,17 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 	log.Info("webhook verifier started",
 		"jwks_url", cfg.JWKSURL, "issuer", cfg.Issuer, "audience", cfg.Audience,
 		"algorithms", strings.Join(v.algorithms, ","), "clock_skew", cfg.ClockSkew.String(),
-		"static_header", v.staticName != "")
+		"max_token_age", cfg.MaxTokenAge.String(), "static_header", v.staticName != "")
 	return v, nil
 }
 
-// Verify checks a compact JWT webhook token: header (allowed alg, kid present and known),
-// signature, iss, aud, exp (required), iat and nbf (with webhook.clock_skew leeway), and that the
-// data claim holds a JSON object. It returns the verified claims, or an error that matches
-// ErrInvalidToken (a *VerificationError), ErrKeysUnavailable, or the ctx error if ctx ended while
-// waiting for a JWKS refetch.
+// Verify checks a compact JWT webhook token: strict JSON in header and claims (no duplicate member
+// names at any depth, valid UTF-8, no crit header, numeric exp/iat/nbf), header (allowed alg, kid
+// present and known), signature, iss, aud, exp and iat (both required; with webhook.clock_skew
+// leeway), nbf, the age bound webhook.max_token_age on iat, and that the data claim holds a JSON
+// object. It returns the verified claims, or an error that matches ErrInvalidToken (a
+// *VerificationError), ErrKeysUnavailable (the kid is not loaded and the JWKS cannot be fetched,
+// or no keys are loaded), or the ctx error if ctx ended while waiting for a JWKS refetch.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	claims, reason, err := v.verify(ctx, token)
 	v.metrics.observe(reason)
@@ -190,6 +198,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, e
 	if token == "" {
 		return nil, ReasonMalformed, invalid(ReasonMalformed, errors.New("empty token"))
 	}
+	if reason, err := precheck(token); err != nil {
+		return nil, reason, invalid(reason, err)
+	}
 	claims := &Claims{}
 	parsed, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		if kid, ok := t.Header[jwkset.HeaderKID].(string); !ok || kid == "" {
@@ -200,6 +211,12 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, e
 	if err != nil {
 		reason, err := v.classify(parsed, err)
 		return nil, reason, err
+	}
+	// precheck guaranteed a numeric iat, and golang-jwt has already refused one in the future.
+	if age := time.Since(claims.IssuedAt.Time); age > v.maxAge {
+		return nil, ReasonTooOld, invalid(ReasonTooOld, fmt.Errorf(
+			"iat is %s old, more than webhook.max_token_age plus clock_skew (%s): IDnow signs every delivery when it sends it, so this is a replay or a token minted with a far-future exp",
+			age.Truncate(time.Second), v.maxAge))
 	}
 	data := bytes.TrimSpace(claims.Data)
 	switch {
@@ -218,7 +235,8 @@ func (v *Verifier) classify(parsed *jwt.Token, err error) (string, error) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return reasonCanceled, fmt.Errorf("verify webhook token: %w", err)
 	case errors.Is(err, ErrKeysUnavailable):
-		return reasonKeysUnavailable, fmt.Errorf("verify webhook token: %w", ErrKeysUnavailable)
+		// The chain keeps the cause (JWKS fetch error, kid) for the ingress's log line.
+		return reasonKeysUnavailable, fmt.Errorf("verify webhook token: %w", err)
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return ReasonMalformed, invalid(ReasonMalformed, err)
 	case parsed != nil && (parsed.Method == nil || !slices.Contains(v.algorithms, parsed.Method.Alg())):
@@ -248,6 +266,84 @@ func (v *Verifier) classify(parsed *jwt.Token, err error) (string, error) {
 	default:
 		// Claims of the wrong JSON type and similar oddities.
 		return ReasonMalformed, invalid(ReasonMalformed, err)
+	}
+}
+
+// precheck scans the header and claims of a compact JWS once, strictly, before golang-jwt decodes
+// them with its lenient, last-wins encoding/json: it rejects what two readers of the same signed
+// bytes could read differently (duplicate member names anywhere, invalid UTF-8), a crit header,
+// exp/iat/nbf that are not JSON numbers, and a missing exp or iat. It returns the reason and the
+// cause, or "" and nil. The signature is left to golang-jwt.
+func precheck(token string) (string, error) {
+	headerSeg, rest, ok1 := strings.Cut(token, ".")
+	claimsSeg, sigSeg, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || strings.Contains(sigSeg, ".") {
+		return ReasonMalformed, errors.New("token is not a compact JWS: want three base64url segments separated by dots")
+	}
+
+	// One buffer for both segments: the token is decoded once more by golang-jwt, so keep this
+	// pass cheap.
+	enc := base64.RawURLEncoding
+	buf := make([]byte, enc.DecodedLen(len(headerSeg))+enc.DecodedLen(len(claimsSeg)))
+	n, err := enc.Decode(buf, []byte(headerSeg))
+	if err != nil {
+		return ReasonMalformed, fmt.Errorf("JOSE header is not unpadded base64url: %w", err)
+	}
+	header, buf := buf[:n], buf[n:]
+	crit := false
+	if err := checkJSONObject(header, func(name []byte, _ jsonKind) {
+		if string(name) == "crit" {
+			crit = true
+		}
+	}); err != nil {
+		return jsonReason(err), fmt.Errorf("JOSE header: %w", err)
+	}
+	if crit {
+		return ReasonCritHeader, errors.New(`JOSE header has a "crit" parameter: RFC 7515 §4.1.11 requires rejecting tokens with critical extensions the receiver does not understand, and this receiver understands none`)
+	}
+
+	n, err = enc.Decode(buf, []byte(claimsSeg))
+	if err != nil {
+		return ReasonMalformed, fmt.Errorf("claims are not unpadded base64url: %w", err)
+	}
+	payload := buf[:n]
+	var exp, iat, nbf jsonKind
+	if err := checkJSONObject(payload, func(name []byte, kind jsonKind) {
+		switch string(name) {
+		case "exp":
+			exp = kind
+		case "iat":
+			iat = kind
+		case "nbf":
+			nbf = kind
+		}
+	}); err != nil {
+		return jsonReason(err), fmt.Errorf("claims: %w", err)
+	}
+	for _, c := range []struct {
+		name     string
+		kind     jsonKind
+		required bool
+	}{{"exp", exp, true}, {"iat", iat, true}, {"nbf", nbf, false}} {
+		switch {
+		case c.kind == kindAbsent && c.required:
+			return ReasonMissingClaim, fmt.Errorf("token has no %s claim: IDnow webhook tokens carry exp and iat as NumericDate (seconds since the epoch)", c.name)
+		case c.kind != kindAbsent && c.kind != kindNumber:
+			return ReasonClaimNotNumeric, fmt.Errorf("%s claim is %s: it must be a JSON number of seconds since the epoch (RFC 7519 NumericDate)", c.name, c.kind)
+		}
+	}
+	return "", nil
+}
+
+// jsonReason maps a checkJSONObject error to the reason it is reported and counted under.
+func jsonReason(err error) string {
+	switch {
+	case errors.Is(err, errJSONDuplicateKey):
+		return ReasonDuplicateKey
+	case errors.Is(err, errJSONInvalidUTF8):
+		return ReasonInvalidUTF8
+	default:
+		return ReasonMalformed
 	}
 }
 
@@ -309,16 +405,6 @@ func staticHeaderValue(c StaticHeaderConfig) (string, error) {
 		return "", fmt.Errorf("webhook.static_header.value_file %q is empty: put the expected header value in it", c.ValueFile)
 	}
 	return s, nil
-}
-
-// isLoopback reports whether host is localhost or a loopback address, where plain http is an
-// acceptable development setup (the simulator).
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // compile-time check that the cache satisfies the storage interface keyfunc expects.

@@ -92,6 +92,10 @@ func (p *pipeline) ingressSettings(jwksURL, issuer string) (settings, string) {
 		"ingress.shutdown_timeout": "5s",
 		"ingress.produce_timeout":  "3s",
 		"ingress.retry_after":      "1s",
+	}).with(settings{
+		// The test JWKS (simulator or webhooktest) is served over plain http; the app copies this
+		// into the verifier's webhook.Config.AllowInsecureHTTP.
+		"idnow.allow_insecure_http": "true",
 	}), url
 }
 

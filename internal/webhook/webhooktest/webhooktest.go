@@ -12,6 +12,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -171,6 +172,36 @@ func (k *KeySet) Sign(t testing.TB, alg string, claims jwt.Claims) string {
 		t.Fatalf("webhooktest: sign %s token: %v", alg, err)
 	}
 	return s
+}
+
+// SignRaw returns a compact JWS over exactly the given header and claims bytes, signed with the
+// current key for alg ("RS256" or "ES256"). Unlike Sign it re-encodes nothing, so tests can craft
+// validly signed tokens that no JSON encoder would produce: duplicate member names, invalid UTF-8,
+// a crit header, a string exp. The header must name the key itself, e.g.
+// fmt.Sprintf(`{"alg":"RS256","kid":%q}`, ks.KID("RS256")).
+func (k *KeySet) SignRaw(t testing.TB, alg string, header, claims []byte) string {
+	t.Helper()
+	k.mu.RLock()
+	var (
+		method jwt.SigningMethod
+		key    crypto.Signer
+	)
+	switch alg {
+	case "RS256":
+		method, key = jwt.SigningMethodRS256, k.rsaKey
+	case "ES256":
+		method, key = jwt.SigningMethodES256, k.ecKey
+	}
+	k.mu.RUnlock()
+	if method == nil {
+		t.Fatalf("webhooktest: SignRaw: unsupported alg %q (use RS256 or ES256)", alg)
+	}
+	signingInput := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(claims)
+	sig, err := method.Sign(signingInput, key)
+	if err != nil {
+		t.Fatalf("webhooktest: sign raw %s token: %v", alg, err)
+	}
+	return signingInput + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // Event returns a realistic IDnow webhook event (reference §7) for a completed session: the value

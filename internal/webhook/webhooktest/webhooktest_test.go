@@ -1,11 +1,15 @@
 package webhooktest_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +71,35 @@ func TestSignVerifiesWithPublicKey(t *testing.T) {
 	}
 	if ks.KID("HS256") != "" || ks.PublicKey("HS256") != nil {
 		t.Error("unknown alg must yield no kid and no key")
+	}
+}
+
+func TestSignRawKeepsBytesAndVerifies(t *testing.T) {
+	ks := webhooktest.NewKeySet(t)
+	for _, alg := range []string{"RS256", "ES256"} {
+		t.Run(alg, func(t *testing.T) {
+			header := []byte(fmt.Sprintf(`{"alg":%q,"kid":%q,"kid":"dup"}`, alg, ks.KID(alg)))
+			claims := []byte(`{"iss":"iss","data":{"a":1},"data":{"a":2}}`)
+			tok := ks.SignRaw(t, alg, header, claims)
+			parts := strings.Split(tok, ".")
+			if len(parts) != 3 {
+				t.Fatalf("token has %d segments, want 3", len(parts))
+			}
+			for i, want := range [][]byte{header, claims} {
+				got, err := base64.RawURLEncoding.DecodeString(parts[i])
+				if err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("segment %d = %q (%v), want the exact bytes %q", i, got, err, want)
+				}
+			}
+			sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			method := jwt.GetSigningMethod(alg)
+			if err := method.Verify(parts[0]+"."+parts[1], sig, ks.PublicKey(alg)); err != nil {
+				t.Fatalf("signature does not verify with the published key: %v", err)
+			}
+		})
 	}
 }
 

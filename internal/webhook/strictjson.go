@@ -1,0 +1,412 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+)
+
+// The JOSE header and the claims of a token are decoded by golang-jwt with encoding/json, which
+// silently takes the last of duplicate member names, replaces invalid UTF-8 (and escaped lone
+// surrogates) with U+FFFD and accepts strings where numbers belong. Another reader of the same
+// token (a consumer re-verifying signedToken, an auditor) may resolve those cases differently and
+// see another event than the one we wrote to Kafka. checkJSONObject therefore validates the exact
+// decoded bytes once, strictly, before they are trusted: any ambiguity is a rejection, never a
+// guess.
+
+// maxJSONDepth bounds the nesting of header and claims. IDnow events nest a handful of levels; the
+// bound keeps a crafted token from driving the recursive scanner (or encoding/json after it) deep.
+const maxJSONDepth = 64
+
+// linearKeyLimit is the number of member names per object compared pairwise; beyond it a set is
+// built, so an object with thousands of members costs linear, not quadratic, time.
+const linearKeyLimit = 16
+
+var (
+	// errJSONSyntax: the bytes are not one RFC 8259 JSON object.
+	errJSONSyntax = errors.New("invalid JSON")
+	// errJSONDuplicateKey: an object repeats a member name (after unescaping), at any depth.
+	errJSONDuplicateKey = errors.New("duplicate JSON member name")
+	// errJSONInvalidUTF8: a string holds bytes that are not UTF-8, or an escaped lone surrogate
+	// (\ud800 without its pair), which decoders would replace with U+FFFD.
+	errJSONInvalidUTF8 = errors.New("invalid UTF-8 in JSON string")
+)
+
+// jsonKind is the type of a JSON value, as reported for the members of the top-level object.
+type jsonKind uint8
+
+const (
+	kindAbsent jsonKind = iota
+	kindObject
+	kindArray
+	kindString
+	kindNumber
+	kindBool
+	kindNull
+)
+
+func (k jsonKind) String() string {
+	switch k {
+	case kindObject:
+		return "an object"
+	case kindArray:
+		return "an array"
+	case kindString:
+		return "a string"
+	case kindNumber:
+		return "a number"
+	case kindBool:
+		return "a boolean"
+	case kindNull:
+		return "null"
+	default:
+		return "absent"
+	}
+}
+
+// checkJSONObject validates b as exactly one JSON object (RFC 8259; surrounding whitespace
+// allowed) whose strings are valid UTF-8 without lone surrogate escapes and whose objects, at any
+// depth, never repeat a member name. For every member of the top-level object it calls top with
+// the unescaped name (valid only during the call) and the kind of the value. Errors match
+// errJSONSyntax, errJSONDuplicateKey or errJSONInvalidUTF8 and carry the byte offset.
+func checkJSONObject(b []byte, top func(name []byte, kind jsonKind)) error {
+	// Room for the names of typical webhook objects without a heap allocation (the verifier is on
+	// the request path); deeper or wider JSON grows it as needed.
+	var names [32][]byte
+	s := jsonScanner{b: b, top: top, names: names[:0]}
+	s.skipSpace()
+	if s.i >= len(s.b) || s.b[s.i] != '{' {
+		return s.fail(errJSONSyntax, "want a JSON object")
+	}
+	if _, err := s.value(1); err != nil {
+		return err
+	}
+	s.skipSpace()
+	if s.i != len(s.b) {
+		return s.fail(errJSONSyntax, "data after the JSON object")
+	}
+	return nil
+}
+
+type jsonScanner struct {
+	b   []byte
+	i   int
+	top func(name []byte, kind jsonKind)
+	// names holds the member names of every object currently open, innermost last; each object
+	// remembers where its own names start.
+	names [][]byte
+}
+
+func (s *jsonScanner) fail(kind error, what string) error {
+	return fmt.Errorf("%w at byte %d: %s", kind, s.i, what)
+}
+
+func (s *jsonScanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// value scans the value starting at s.i (no leading whitespace) and returns its kind.
+func (s *jsonScanner) value(depth int) (jsonKind, error) {
+	if s.i >= len(s.b) {
+		return kindAbsent, s.fail(errJSONSyntax, "unexpected end of input")
+	}
+	switch c := s.b[s.i]; {
+	case c == '{':
+		return kindObject, s.object(depth)
+	case c == '[':
+		return kindArray, s.array(depth)
+	case c == '"':
+		_, _, err := s.str()
+		return kindString, err
+	case c == '-' || (c >= '0' && c <= '9'):
+		return kindNumber, s.number()
+	case c == 't':
+		return kindBool, s.literal("true")
+	case c == 'f':
+		return kindBool, s.literal("false")
+	case c == 'n':
+		return kindNull, s.literal("null")
+	default:
+		return kindAbsent, s.fail(errJSONSyntax, fmt.Sprintf("unexpected character %q", c))
+	}
+}
+
+func (s *jsonScanner) object(depth int) error {
+	if depth > maxJSONDepth {
+		return s.fail(errJSONSyntax, fmt.Sprintf("nested deeper than %d levels", maxJSONDepth))
+	}
+	s.i++ // '{'
+	start := len(s.names)
+	defer func() { s.names = s.names[:start] }()
+	var set map[string]struct{}
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		if s.i >= len(s.b) || s.b[s.i] != '"' {
+			return s.fail(errJSONSyntax, "want a member name in double quotes")
+		}
+		at := s.i
+		raw, escaped, err := s.str()
+		if err != nil {
+			return err
+		}
+		name := raw
+		if escaped {
+			// Rare: compare names as every decoder sees them, so "d\u0061ta" repeats "data".
+			// The string was validated above, so encoding/json decodes it exactly.
+			var dec string
+			if err := json.Unmarshal(s.b[at:s.i], &dec); err != nil {
+				return fmt.Errorf("%w at byte %d: member name: %w", errJSONSyntax, at, err)
+			}
+			name = []byte(dec)
+		}
+		own := s.names[start:]
+		switch {
+		case set != nil:
+			if _, dup := set[string(name)]; dup {
+				return duplicateName(at, name)
+			}
+			set[string(name)] = struct{}{}
+		case len(own) < linearKeyLimit:
+			for _, prev := range own {
+				if bytes.Equal(prev, name) {
+					return duplicateName(at, name)
+				}
+			}
+		default:
+			set = make(map[string]struct{}, 2*linearKeyLimit)
+			for _, prev := range own {
+				set[string(prev)] = struct{}{}
+			}
+			if _, dup := set[string(name)]; dup {
+				return duplicateName(at, name)
+			}
+			set[string(name)] = struct{}{}
+		}
+		s.names = append(s.names, name)
+
+		s.skipSpace()
+		if s.i >= len(s.b) || s.b[s.i] != ':' {
+			return s.fail(errJSONSyntax, "want ':' after a member name")
+		}
+		s.i++
+		s.skipSpace()
+		kind, err := s.value(depth + 1)
+		if err != nil {
+			return err
+		}
+		if depth == 1 && s.top != nil {
+			s.top(name, kind)
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return s.fail(errJSONSyntax, "unterminated object")
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.skipSpace()
+		case '}':
+			s.i++
+			return nil
+		default:
+			return s.fail(errJSONSyntax, "want ',' or '}' after a member")
+		}
+	}
+}
+
+// duplicateName reports a repeated member name. The name is quoted and cut short: it is chosen by
+// whoever built the token and ends up in logs.
+func duplicateName(at int, name []byte) error {
+	const maxShown = 64
+	shown := string(name)
+	if len(shown) > maxShown {
+		shown = string(bytes.ToValidUTF8(name[:maxShown], nil)) + "..."
+	}
+	return fmt.Errorf("%w at byte %d: %q appears more than once in the same object", errJSONDuplicateKey, at, shown)
+}
+
+func (s *jsonScanner) array(depth int) error {
+	if depth > maxJSONDepth {
+		return s.fail(errJSONSyntax, fmt.Sprintf("nested deeper than %d levels", maxJSONDepth))
+	}
+	s.i++ // '['
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == ']' {
+		s.i++
+		return nil
+	}
+	for {
+		if _, err := s.value(depth + 1); err != nil {
+			return err
+		}
+		s.skipSpace()
+		if s.i >= len(s.b) {
+			return s.fail(errJSONSyntax, "unterminated array")
+		}
+		switch s.b[s.i] {
+		case ',':
+			s.i++
+			s.skipSpace()
+		case ']':
+			s.i++
+			return nil
+		default:
+			return s.fail(errJSONSyntax, "want ',' or ']' after an array element")
+		}
+	}
+}
+
+// str scans the string starting at s.i ('"') and returns its raw contents (between the quotes)
+// and whether it contains escapes.
+func (s *jsonScanner) str() (raw []byte, escaped bool, err error) {
+	s.i++ // opening quote
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			raw = s.b[start:s.i]
+			s.i++
+			return raw, escaped, nil
+		case c == '\\':
+			escaped = true
+			if err := s.escape(); err != nil {
+				return nil, false, err
+			}
+		case c < 0x20:
+			return nil, false, s.fail(errJSONSyntax, "control character in a string (must be escaped)")
+		case c < utf8.RuneSelf:
+			s.i++
+		default:
+			r, size := utf8.DecodeRune(s.b[s.i:])
+			if r == utf8.RuneError && size == 1 {
+				return nil, false, s.fail(errJSONInvalidUTF8, "byte sequence is not UTF-8")
+			}
+			s.i += size
+		}
+	}
+	return nil, false, s.fail(errJSONSyntax, "unterminated string")
+}
+
+// escape scans one escape sequence starting at s.i ('\\'). A \u escape of a UTF-16 surrogate must
+// be a high surrogate immediately followed by an escaped low one.
+func (s *jsonScanner) escape() error {
+	if s.i+1 >= len(s.b) {
+		return s.fail(errJSONSyntax, "unterminated escape sequence")
+	}
+	switch s.b[s.i+1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		s.i += 2
+		return nil
+	case 'u':
+	default:
+		return s.fail(errJSONSyntax, fmt.Sprintf("invalid escape sequence \\%c", s.b[s.i+1]))
+	}
+	r, ok := hex4(s.b[s.i+2:])
+	if !ok {
+		return s.fail(errJSONSyntax, "\\u must be followed by four hex digits")
+	}
+	switch {
+	case r >= 0xDC00 && r <= 0xDFFF:
+		return s.fail(errJSONInvalidUTF8, "escaped lone low surrogate")
+	case r >= 0xD800 && r <= 0xDBFF:
+		rest := s.b[s.i+6:]
+		if len(rest) < 2 || rest[0] != '\\' || rest[1] != 'u' {
+			return s.fail(errJSONInvalidUTF8, "escaped high surrogate without its low surrogate")
+		}
+		lo, ok := hex4(rest[2:])
+		if !ok {
+			return fmt.Errorf("%w at byte %d: \\u must be followed by four hex digits", errJSONSyntax, s.i+6)
+		}
+		if lo < 0xDC00 || lo > 0xDFFF {
+			return s.fail(errJSONInvalidUTF8, "escaped high surrogate without its low surrogate")
+		}
+		s.i += 12
+	default:
+		s.i += 6
+	}
+	return nil
+}
+
+// hex4 decodes four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
+}
+
+// number scans -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? starting at s.i.
+func (s *jsonScanner) number() error {
+	if s.b[s.i] == '-' {
+		s.i++
+	}
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == '0':
+		s.i++
+	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
+		s.digits()
+	default:
+		return s.fail(errJSONSyntax, "invalid number")
+	}
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return s.fail(errJSONSyntax, "invalid number: digits must follow '.'")
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return s.fail(errJSONSyntax, "invalid number: digits must follow the exponent")
+		}
+	}
+	return nil
+}
+
+func (s *jsonScanner) digits() int {
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i - start
+}
+
+func (s *jsonScanner) literal(word string) error {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(word)) {
+		return s.fail(errJSONSyntax, "invalid literal (want true, false or null)")
+	}
+	s.i += len(word)
+	return nil
+}
