@@ -22,7 +22,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/app"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/config"
@@ -122,7 +121,7 @@ func serve(ctx context.Context, mode app.Mode, args []string, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx, cfg.Ingress.ShutdownTimeout+15*time.Second)
+	return a.Run(ctx)
 }
 
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -47,11 +47,12 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := in.Start(); err != nil {
-		t.Fatal(err)
-	}
+	ingressCtx, stopIngress := context.WithCancel(context.WithoutCancel(t.Context()))
+	ingressDone := make(chan error, 1)
+	go func() { ingressDone <- in.Run(ingressCtx) }()
 	t.Cleanup(func() {
-		if err := in.Shutdown(context.Background()); err != nil {
+		stopIngress()
+		if err := <-ingressDone; err != nil {
 			t.Errorf("ingress shutdown: %v", err)
 		}
 	})

@@ -713,3 +713,7 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	}
 	e.mu.Unlock()
 }
+
+// StopTimeout is how long Run may take to return after its context ends: enrich.shutdown_timeout
+// to end the open transaction and leave the group, plus a margin for closing the client.
+func (e *Enricher) StopTimeout() time.Duration { return e.cfg.ShutdownTimeout + 5*time.Second }

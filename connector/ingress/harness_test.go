@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,15 +206,42 @@ func startIngress(t *testing.T, h *harness) *testIngress {
 		ti.handlerEntered.Add(1)
 		h.handler.ServeHTTP(w, r)
 	})
-	if err := in.Start(); err != nil {
-		t.Fatal(err)
-	}
+	listen(t, in)
+	stop := run(t, in)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := in.Shutdown(ctx); err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("ingress shutdown: %v", err)
 		}
 	})
 	return ti
+}
+
+// listen binds 127.0.0.1:0 for an Ingress built without New.
+func listen(t *testing.T, in *Ingress) {
+	t.Helper()
+	ln, err := Listen(Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.ln = ln
+}
+
+// run serves in the background until the returned stop is called (or the test ends); stop
+// returns Run's error, as the process's lifecycle would see it.
+func run(t *testing.T, in *Ingress) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- in.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }

@@ -18,10 +18,14 @@ import (
 type Deps struct {
 	Verifier Verifier
 	Encoder  Encoder
-	Kafka    *kgo.Client // the producer; the caller owns it and flushes and closes it after Shutdown
+	Kafka    *kgo.Client // the producer; the caller owns it and flushes and closes it after Run returns
 	Topic    string      // topics.sessions
 	Registry prometheus.Registerer
 	Log      *slog.Logger
+	// Listener is the bound ingress socket. Nil: New binds ingress.listen itself. The
+	// composition root binds early when it must know the webhook URL (the simulator's
+	// audience) before the ingress exists.
+	Listener net.Listener
 }
 
 // Ingress is the webhook HTTP server.
@@ -30,7 +34,6 @@ type Ingress struct {
 	handler *Handler
 	srv     *http.Server
 	ln      net.Listener
-	served  chan struct{}
 	log     *slog.Logger
 	tls     *tls.Config // nil: plain HTTP (a TLS-terminating proxy in front)
 }
@@ -65,14 +68,31 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	}, nil
 }
 
-// New builds the ingress server. It does not listen until Start. With ingress.tls set, the
-// certificate is loaded here, so a missing or broken pair fails start-up naming the keys.
-func New(cfg Config, deps Deps) (*Ingress, error) {
+// New builds the ingress server on deps.Listener, or binds ingress.listen when it is nil; it
+// serves once Run is called. With ingress.tls set, the certificate is loaded here, so a missing
+// or broken pair fails start-up naming the keys. On error the listener is closed.
+func New(cfg Config, deps Deps) (_ *Ingress, err error) {
+	ln := deps.Listener
+	if ln == nil {
+		if ln, err = Listen(cfg); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			_ = ln.Close()
+		}
+	}()
 	h, err := NewHandler(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
-	return newIngress(cfg, h, deps.Log)
+	in, err := newIngress(cfg, h, deps.Log)
+	if err != nil {
+		return nil, err
+	}
+	in.ln = ln
+	return in, nil
 }
 
 func newIngress(cfg Config, h *Handler, log *slog.Logger) (*Ingress, error) {
@@ -97,16 +117,6 @@ func newIngress(cfg Config, h *Handler, log *slog.Logger) (*Ingress, error) {
 	return in, nil
 }
 
-// Start binds ingress.listen and serves in the background.
-func (in *Ingress) Start() error {
-	ln, err := Listen(in.cfg)
-	if err != nil {
-		return err
-	}
-	in.Serve(ln)
-	return nil
-}
-
 // Listen binds ingress.listen. The composition root binds early when it must know the
 // webhook URL (the simulator's audience) before the ingress exists.
 func Listen(cfg Config) (net.Listener, error) {
@@ -117,21 +127,40 @@ func Listen(cfg Config) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves webhooks on ln in the background, over TLS when ingress.tls is set.
-func (in *Ingress) Serve(ln net.Listener) {
-	in.ln = ln
+// Run serves webhooks, over TLS when ingress.tls is set, until ctx ends or the listener fails.
+// When ctx ends it stops accepting connections and waits, at most ingress.shutdown_timeout,
+// for in-flight webhooks to be answered; requests that arrive meanwhile get 503. A listener
+// failure (the socket closed under it) is returned as an error, so the process stops instead
+// of running on without its intake. The caller flushes and closes the Kafka client afterwards.
+func (in *Ingress) Run(ctx context.Context) error {
+	ln := in.ln
 	if in.tls != nil {
 		ln = tls.NewListener(ln, in.tls)
 	}
-	in.served = make(chan struct{})
-	go func() {
-		defer close(in.served)
-		if err := in.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			in.log.Error("ingress server stopped", "err", err)
-		}
-	}()
-	in.log.Info("ingress listening", "addr", ln.Addr().String(), "path", in.cfg.Path, "scheme", in.scheme())
+	served := make(chan error, 1)
+	go func() { served <- in.srv.Serve(ln) }()
+	in.log.Info("ingress listening", "addr", in.ln.Addr().String(), "path", in.cfg.Path, "scheme", in.scheme())
+	select {
+	case err := <-served:
+		return fmt.Errorf("ingress: serve on %s: %w", in.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	in.handler.closing.Store(true)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
+	defer cancel()
+	err := in.srv.Shutdown(sctx)
+	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	if err != nil {
+		return fmt.Errorf("ingress shutdown: %w (some in-flight webhooks were not answered; IDnow will retry them)", err)
+	}
+	return nil
 }
+
+// StopTimeout is how long Run may take to return after ctx ends: ingress.shutdown_timeout
+// plus a margin for closing connections.
+func (in *Ingress) StopTimeout() time.Duration { return in.cfg.ShutdownTimeout + 5*time.Second }
 
 func (in *Ingress) scheme() string {
 	if in.tls != nil {
@@ -157,20 +186,6 @@ func (in *Ingress) Addr() string {
 	return in.ln.Addr().String()
 }
 
-// Shutdown stops accepting connections and waits, at most ingress.shutdown_timeout or until ctx
-// ends, for in-flight webhooks to be answered. Requests that arrive meanwhile get 503. The caller
-// then flushes and closes the Kafka client.
-func (in *Ingress) Shutdown(ctx context.Context) error {
-	if in.ln == nil {
-		return nil
-	}
-	in.handler.closing.Store(true)
-	ctx, cancel := context.WithTimeout(ctx, in.cfg.ShutdownTimeout)
-	defer cancel()
-	err := in.srv.Shutdown(ctx)
-	<-in.served
-	if err != nil {
-		return fmt.Errorf("ingress shutdown: %w (some in-flight webhooks were not answered; IDnow will retry them)", err)
-	}
-	return nil
-}
+// Close releases the listener of an Ingress whose Run was never called (a start-up that failed
+// after New); Run releases it itself.
+func (in *Ingress) Close() error { return in.ln.Close() }

@@ -27,9 +27,8 @@ func TestIngressOnKfake(t *testing.T) {
 	cfg := h.handler.cfg
 	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
-	if err := in.Start(); err != nil {
-		t.Fatal(err)
-	}
+	listen(t, in)
+	stop := run(t, in)
 	url := "http://" + in.Addr() + cfg.Path
 
 	const n = 60
@@ -115,7 +114,7 @@ func TestIngressOnKfake(t *testing.T) {
 		}
 	}
 
-	if err := in.Shutdown(context.Background()); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.client.Flush(context.Background()); err != nil {
@@ -162,16 +161,15 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// TestShutdownDrainsInFlight checks SIGTERM semantics: Shutdown stops new connections at once
+// TestShutdownDrainsInFlight checks SIGTERM semantics: the end of Run's context stops new connections at once
 // but lets a webhook already being handled finish with its real answer.
 func TestShutdownDrainsInFlight(t *testing.T) {
 	h := newHarness(t)
 	cfg := h.handler.cfg
 	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
-	if err := in.Start(); err != nil {
-		t.Fatal(err)
-	}
+	listen(t, in)
+	stop := run(t, in)
 	url := "http://" + in.Addr() + cfg.Path
 	tok := h.token("RS256", webhooktest.Event("s-1", "e-inflight"))
 
@@ -191,7 +189,7 @@ func TestShutdownDrainsInFlight(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	shutdown := make(chan error, 1)
-	go func() { shutdown <- in.Shutdown(context.Background()) }()
+	go func() { shutdown <- stop() }()
 	// New connections are refused while the in-flight webhook is still being handled.
 	for {
 		resp, err := http.Post(url, "application/jwt", bytes.NewBufferString(tok))

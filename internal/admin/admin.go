@@ -6,7 +6,6 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -48,9 +47,14 @@ type Server struct {
 	checks map[string]Check
 }
 
-// New builds a server exposing gatherer's metrics. It does not listen until Start.
-func New(cfg Config, gatherer prometheus.Gatherer, log *slog.Logger) *Server {
-	s := &Server{log: log, checks: map[string]Check{}}
+// New binds admin.listen and builds a server exposing gatherer's metrics; it serves once Run
+// is called. Binding here makes a taken port a start-up error and Addr known at once.
+func New(cfg Config, gatherer prometheus.Gatherer, log *slog.Logger) (*Server, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin server: listen on %s (admin.listen): %w", cfg.Listen, err)
+	}
+	s := &Server{ln: ln, log: log, checks: map[string]Check{}}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -65,7 +69,7 @@ func New(cfg Config, gatherer prometheus.Gatherer, log *slog.Logger) *Server {
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 	}
-	return s
+	return s, nil
 }
 
 // AddCheck registers a readiness check under a name shown in /readyz.
@@ -122,36 +126,36 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// Start binds the listen address and serves in the background.
-func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.srv.Addr)
+// Run serves until ctx ends or the listener fails; then it stops, giving in-flight scrapes
+// and probes up to StopTimeout. A listener failure is returned: a process whose probes and
+// metrics went dark must stop rather than run on unobserved.
+func (s *Server) Run(ctx context.Context) error {
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("admin server: serve on %s: %w", s.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	err := s.srv.Shutdown(sctx)
+	<-served
 	if err != nil {
-		return fmt.Errorf("admin server: listen on %s (admin.listen): %w", s.srv.Addr, err)
-	}
-	s.ln = ln
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	return nil
-}
-
-// Addr returns the bound address (useful with port 0).
-func (s *Server) Addr() string {
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
-
-// Shutdown stops the server, waiting for in-flight scrapes until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	if s.ln == nil {
-		return nil
-	}
-	if err := s.srv.Shutdown(ctx); err != nil {
 		return fmt.Errorf("admin server shutdown: %w", err)
 	}
 	return nil
 }
+
+// shutdownTimeout bounds the wait for in-flight scrapes and probes at shutdown.
+const shutdownTimeout = 5 * time.Second
+
+// StopTimeout is how long Run may take to return after ctx ends.
+func (s *Server) StopTimeout() time.Duration { return shutdownTimeout + time.Second }
+
+// Addr returns the bound address (useful with port 0).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Close releases the listener of a Server whose Run was never called (a start-up that failed
+// after New); Run releases it itself.
+func (s *Server) Close() error { return s.ln.Close() }

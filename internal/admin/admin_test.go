@@ -21,7 +21,10 @@ func TestEndpoints(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_things_total", Help: "things"})
 	reg.MustRegister(c)
 	c.Inc()
-	s := New(Config{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
 	kafkaErr := errors.New("kafka: no broker answered")
 	var kafkaDown = true
 	s.AddCheck("kafka", func(context.Context) error {
@@ -31,10 +34,16 @@ func TestEndpoints(t *testing.T) {
 		return nil
 	})
 	s.AddCheck("jwks", func(context.Context) error { return nil })
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run after stop = %v, want nil", err)
+		}
+		http.DefaultClient.CloseIdleConnections()
+	})
 	base := "http://" + s.Addr()
 
 	get := func(path string) (int, string) {
@@ -91,5 +100,33 @@ func TestValidate(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunFailsWhenTheListenerDies: a socket closed under the server ends Run with an error
+// naming the address, so the process stops instead of running on without its probes.
+func TestRunFailsWhenTheListenerDies(t *testing.T) {
+	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(t.Context()) }()
+	_ = s.ln.Close()
+	err = <-done
+	if err == nil || !strings.Contains(err.Error(), "admin server: serve on "+s.Addr()) {
+		t.Fatalf("Run = %v, want a serve error naming the address", err)
+	}
+}
+
+func TestNewReportsATakenPort(t *testing.T) {
+	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.ln.Close()
+	_, err = New(Config{Listen: s.Addr()}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "(admin.listen)") {
+		t.Fatalf("New on a taken port = %v, want an error naming admin.listen", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -31,7 +32,9 @@ import (
 // startupTimeout bounds each start-up step that talks to the network (topics, registry).
 const startupTimeout = 30 * time.Second
 
-// App is a running connector process: the components of one Mode and what they share.
+// App is a running connector process: the components of one Mode and what they share. Start
+// builds and binds everything; Run runs the long-lived parts as one lifecycle.Group, in which
+// any part failing stops the process with an error naming the part.
 type App struct {
 	cfg     Config
 	mode    Mode
@@ -39,19 +42,15 @@ type App struct {
 	version string
 	reg     *prometheus.Registry
 
-	admin    *admin.Server
-	embedded *kafka.Embedded
-	sim      *idnowsim.Simulator
-	producer *kgo.Client
-	verifier *webhook.Verifier
-	ingress  *ingress.Ingress
-	brokers  []string
+	// group holds the long-lived parts in start order (admin first, so it stops last and
+	// probes see the whole shutdown; intake last, so it stops first) and the cleanups.
+	group   *lifecycle.Group
+	started bool
 
-	api            *idnow.Client
-	enricher       *enrich.Enricher
-	stopEnricher   context.CancelFunc
-	enricherDone   chan struct{}
-	enricherFailed chan error // receives Run's error when the enricher stops on its own
+	admin   *admin.Server
+	sim     *idnowsim.Simulator
+	ingress *ingress.Ingress
+	brokers []string
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -68,26 +67,28 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}, []string{"version", "mode"})
 	buildInfo.WithLabelValues(version, string(mode)).Set(1)
 	reg.MustRegister(buildInfo)
-	return &App{cfg: cfg, mode: mode, log: log, version: version, reg: reg}, nil
+	return &App{cfg: cfg, mode: mode, log: log, version: version, reg: reg, group: lifecycle.New(log)}, nil
 }
 
-// Start brings up every component of the mode and returns once they are serving. On error,
-// whatever was started is stopped again.
+// Start builds every component of the mode and binds its listeners; nothing serves until Run.
+// On error, whatever was built is released again.
 func (a *App) Start(ctx context.Context) (err error) {
+	if a.started {
+		return errors.New("app: Start called twice")
+	}
+	a.started = true
 	defer func() {
 		if err != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			err = errors.Join(err, a.Shutdown(sctx))
+			err = errors.Join(err, a.group.Abandon(ctx))
 		}
 	}()
 	// Before the simulator replaces empty URLs with its own: the notes are about what the
 	// operator configured.
 	logTransportNotes(ctx, a.log, a.cfg, a.mode)
-	a.admin = admin.New(a.cfg.Admin, a.reg, a.log)
-	if err := a.admin.Start(); err != nil {
+	if a.admin, err = admin.New(a.cfg.Admin, a.reg, a.log); err != nil {
 		return err
 	}
+	a.group.Add(lifecycle.Part{Name: "admin", Run: a.admin.Run, StopTimeout: a.admin.StopTimeout(), Release: a.admin.Close})
 	if err := a.startKafka(); err != nil {
 		return err
 	}
@@ -96,17 +97,16 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if ingressLn, err = ingress.Listen(a.cfg.Ingress); err != nil {
 			return err
 		}
+		// Released by the ingress once it exists; until then by this cleanup (a second Close
+		// of a listener is harmless and its error is not interesting).
+		defer func() {
+			if a.ingress == nil {
+				_ = ingressLn.Close()
+			}
+		}()
 	}
 	if a.cfg.Simulator.Enabled {
 		if err := a.startSimulator(ctx, ingressLn); err != nil {
-			if ingressLn != nil {
-				_ = ingressLn.Close()
-			}
-			return err
-		}
-	}
-	if a.mode.runsIngress() {
-		if err := a.startIngress(ctx, ingressLn); err != nil {
 			return err
 		}
 	}
@@ -115,7 +115,29 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.mode.runsIngress() {
+		if err := a.startIngress(ctx, ingressLn); err != nil {
+			return err
+		}
+	}
 	a.log.Info("connector started", "mode", a.mode, "version", a.version, "admin", a.admin.Addr(), "brokers", a.brokers)
+	return nil
+}
+
+// Run starts the app (unless Start already did), serves until ctx ends or a part fails, then
+// stops the parts in reverse order, each within its own budget, and closes the clients. The
+// error names the part that failed.
+func (a *App) Run(ctx context.Context) error {
+	if !a.started {
+		if err := a.Start(ctx); err != nil {
+			return err
+		}
+	}
+	a.log.Info("running", "stop_budget", a.group.Budget())
+	if err := a.group.Run(ctx); err != nil {
+		return err
+	}
+	a.log.Info("stopped cleanly")
 	return nil
 }
 
@@ -126,7 +148,7 @@ func (a *App) startKafka() error {
 		if err != nil {
 			return err
 		}
-		a.embedded = e
+		a.group.Defer("embedded broker", func(context.Context) error { e.Close(); return nil })
 		a.brokers = e.Addrs()
 	}
 	return nil
@@ -160,6 +182,7 @@ func (a *App) startSimulator(ctx context.Context, ingressLn net.Listener) error 
 		return errors.Join(err, sim.Close())
 	}
 	a.sim = sim
+	a.group.Add(lifecycle.Part{Name: "simulator", Run: sim.Run, StopTimeout: 10 * time.Second, Release: sim.Close})
 	w := &a.cfg.Webhook
 	if w.JWKSURL == "" {
 		w.JWKSURL = sim.JWKSURL()
@@ -203,47 +226,51 @@ func loopbackAddr(addr net.Addr) string {
 
 func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	if err := a.cfg.Webhook.Validate(); err != nil {
-		_ = ln.Close()
 		return err
 	}
 	opts, err := a.kafkaOpts("ingress")
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	a.producer, err = kgo.NewClient(opts...)
+	producer, err := kgo.NewClient(opts...)
 	if err != nil {
-		_ = ln.Close()
 		return fmt.Errorf("kafka client for the ingress: %w", err)
 	}
+	// Registered before the parts run and so run after the ingress stopped: what it accepted
+	// is flushed before the client goes.
+	a.group.Defer("ingress producer", func(ctx context.Context) error {
+		defer producer.Close()
+		if err := producer.Flush(ctx); err != nil {
+			return fmt.Errorf("flush: %w", err)
+		}
+		return nil
+	})
 	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
 	defer cancel()
-	if err := kafka.EnsureTopics(sctx, kadm.NewClient(a.producer), a.cfg.Topics, a.cfg.Topics.Sessions); err != nil {
-		_ = ln.Close()
+	if err := kafka.EnsureTopics(sctx, kadm.NewClient(producer), a.cfg.Topics, a.cfg.Topics.Sessions); err != nil {
 		return fmt.Errorf("ingress start-up: %w", err)
 	}
 	codec, err := a.codec(sctx, schemas.SessionEventSchema(), a.cfg.Topics.Sessions)
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	a.verifier, err = webhook.NewVerifier(ctx, a.cfg.Webhook, &http.Client{Timeout: a.cfg.Webhook.JWKSTimeout}, a.reg, a.log)
+	verifier, err := webhook.NewVerifier(ctx, a.cfg.Webhook, &http.Client{Timeout: a.cfg.Webhook.JWKSTimeout}, a.reg, a.log)
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	a.ingress, err = ingress.New(a.cfg.Ingress, ingress.Deps{
-		Verifier: a.verifier, Encoder: codec, Kafka: a.producer, Topic: a.cfg.Topics.Sessions,
-		Registry: a.reg, Log: a.log.With("component", "ingress"),
+	a.group.Defer("webhook verifier", func(context.Context) error { verifier.Close(); return nil })
+	in, err := ingress.New(a.cfg.Ingress, ingress.Deps{
+		Verifier: verifier, Encoder: codec, Kafka: producer, Topic: a.cfg.Topics.Sessions,
+		Registry: a.reg, Log: a.log.With("component", "ingress"), Listener: ln,
 	})
 	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	a.ingress.Serve(ln)
-	a.admin.AddCheck("kafka", func(ctx context.Context) error { return a.producer.Ping(ctx) })
+	a.ingress = in
+	a.group.Add(lifecycle.Part{Name: "ingress", Run: in.Run, StopTimeout: in.StopTimeout(), Release: in.Close})
+	a.admin.AddCheck("kafka", func(ctx context.Context) error { return producer.Ping(ctx) })
 	a.admin.AddCheck("jwks", func(context.Context) error {
-		if !a.verifier.Ready() {
+		if !verifier.Ready() {
 			return fmt.Errorf("no webhook signing keys loaded from %s yet", a.cfg.Webhook.JWKSURL)
 		}
 		return nil
@@ -255,11 +282,11 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err := a.cfg.IDnow.Validate(); err != nil {
 		return err
 	}
-	var err error
-	a.api, err = idnow.New(ctx, a.cfg.IDnow, a.reg, a.log.With("component", "idnow"))
+	api, err := idnow.New(ctx, a.cfg.IDnow, a.reg, a.log.With("component", "idnow"))
 	if err != nil {
 		return fmt.Errorf("IDnow API client: %w", err)
 	}
+	a.group.Defer("IDnow client", func(context.Context) error { api.Close(); return nil })
 	opts, err := a.kafkaOpts("enricher")
 	if err != nil {
 		return err
@@ -274,24 +301,16 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.enricher, err = enrich.New(a.cfg.Enrich, enrich.Deps{
-		KafkaOpts: opts, Topics: a.cfg.Topics, API: a.api,
+	enricher, err := enrich.New(a.cfg.Enrich, enrich.Deps{
+		KafkaOpts: opts, Topics: a.cfg.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
-		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: a.api.Token,
+		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token,
 	})
 	if err != nil {
 		return err
 	}
-	// The enricher runs until Shutdown cancels it, not until the start-up context ends.
-	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopEnricher, a.enricherDone, a.enricherFailed = stop, make(chan struct{}), make(chan error, 1)
-	go func() {
-		defer close(a.enricherDone)
-		if err := a.enricher.Run(runCtx); err != nil && runCtx.Err() == nil {
-			a.enricherFailed <- fmt.Errorf("enricher stopped: %w", err)
-		}
-	}()
-	a.admin.AddCheck("enricher", a.enricher.Ready)
+	a.group.Add(lifecycle.Part{Name: "enricher", Run: enricher.Run, StopTimeout: enricher.StopTimeout()})
+	a.admin.AddCheck("enricher", enricher.Ready)
 	return nil
 }
 
@@ -303,71 +322,6 @@ func (a *App) codec(ctx context.Context, s schemas.Schema, topic string) (*serde
 		return nil, err
 	}
 	return serde.NewCodec(ctx, s, rc, topic+"-value", a.cfg.SchemaRegistry.Register)
-}
-
-// Shutdown stops the components in order: intake first, in-flight work next, then producers
-// are flushed and clients closed; the admin server goes last so probes see the shutdown. Errors
-// are joined; every step runs whatever the previous ones returned.
-func (a *App) Shutdown(ctx context.Context) error {
-	var errs []error
-	if a.ingress != nil {
-		errs = append(errs, a.ingress.Shutdown(ctx))
-	}
-	if a.enricher != nil {
-		// Run finishes or aborts its transaction and leaves the group within
-		// enrich.shutdown_timeout; ctx bounds the wait in any case.
-		a.stopEnricher()
-		select {
-		case <-a.enricherDone:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("enricher did not stop in time: %w", ctx.Err()))
-		}
-	}
-	if a.api != nil {
-		a.api.Close()
-	}
-	if a.producer != nil {
-		if err := a.producer.Flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flush the ingress producer: %w", err))
-		}
-		a.producer.Close()
-	}
-	if a.verifier != nil {
-		a.verifier.Close()
-	}
-	if a.sim != nil {
-		errs = append(errs, a.sim.Close())
-	}
-	if a.embedded != nil {
-		a.embedded.Close()
-	}
-	if a.admin != nil {
-		errs = append(errs, a.admin.Shutdown(ctx))
-	}
-	a.ingress, a.producer, a.verifier, a.sim, a.embedded, a.admin = nil, nil, nil, nil, nil, nil
-	a.enricher, a.api = nil, nil
-	return errors.Join(errs...)
-}
-
-// Run starts the app, waits for ctx to end and shuts down within shutdownTimeout.
-func (a *App) Run(ctx context.Context, shutdownTimeout time.Duration) error {
-	if err := a.Start(ctx); err != nil {
-		return err
-	}
-	var failed error
-	select {
-	case <-ctx.Done():
-	case failed = <-a.enricherFailed: // nil channel when no enricher runs: blocks forever
-		a.log.Error("a component failed; shutting down", "err", failed)
-	}
-	a.log.Info("shutting down", "timeout", shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := errors.Join(failed, a.Shutdown(sctx)); err != nil {
-		return err
-	}
-	a.log.Info("stopped cleanly")
-	return nil
 }
 
 // IngressURL returns the webhook URL the ingress serves, once started.

@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -54,9 +57,7 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	stop := startApp(t, a, ctx)
 	if err := a.Simulator().WaitIdle(ctx); err != nil {
 		t.Fatalf("simulator did not finish its sessions: %v", err)
 	}
@@ -98,12 +99,33 @@ func TestRunLifecycle(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"ready":true`) {
 		t.Fatalf("/readyz = %d %s", resp.StatusCode, body)
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer scancel()
-	if err := a.Shutdown(sctx); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// startApp starts a and runs it in the background; stop ends the run as SIGTERM would and
+// returns Run's error. The test's end stops it too.
+func startApp(t *testing.T, a *App, ctx context.Context) (stop func() error) {
+	t.Helper()
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
 
 func TestStartFailsCleanly(t *testing.T) {
@@ -133,11 +155,9 @@ func TestSchemaRegistryEncoding(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	stop := startApp(t, a, ctx)
 	defer func() {
-		if err := a.Shutdown(context.Background()); err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 		http.DefaultClient.CloseIdleConnections()
@@ -216,17 +236,59 @@ func TestEmbeddedBrokerOnlyOnRequest(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
-			if err := a.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
+			stop := startApp(t, a, ctx)
 			defer func() {
-				if err := a.Shutdown(context.WithoutCancel(ctx)); err != nil {
+				if err := stop(); err != nil {
 					t.Error(err)
 				}
 				http.DefaultClient.CloseIdleConnections()
 			}()
-			if a.embedded == nil || len(a.Brokers()) == 0 || !strings.HasPrefix(a.Brokers()[0], "127.0.0.1:") {
+			if len(a.Brokers()) == 0 || !strings.HasPrefix(a.Brokers()[0], "127.0.0.1:") {
 				t.Fatalf("embedded broker not started: brokers %v", a.Brokers())
+			}
+		})
+	}
+}
+
+// TestListenerLossStopsTheProcess kills each listener's socket out from under the running app:
+// the process must stop with an error naming the part, not run on without it.
+func TestListenerLossStopsTheProcess(t *testing.T) {
+	for _, part := range []string{"admin", "ingress"} {
+		t.Run(part, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.Simulator.Enabled = false
+			cfg.Kafka.Embedded.Enabled = true
+			cfg.Webhook.JWKSURL = "https://127.0.0.1:1/jwks" // never reached: the test ends first
+			cfg.Webhook.Issuer, cfg.Webhook.Audience = "https://idnow.test", "https://connector.test/webhooks/idnow"
+			a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			if err := a.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- a.Run(ctx) }()
+			// Kill the socket under the running app (Close from outside, as a lost fd would).
+			switch part {
+			case "admin":
+				_ = a.admin.Close()
+			case "ingress":
+				_ = a.ingress.Close()
+			}
+			select {
+			case err = <-done:
+			case <-ctx.Done():
+				t.Fatal("the app kept running without its listener")
+			}
+			var f *lifecycle.Failure
+			if !errors.As(err, &f) || f.Part != part {
+				t.Fatalf("Run = %v, want a failure naming %s", err, part)
+			}
+			if !strings.Contains(err.Error(), part+": ") || !strings.Contains(err.Error(), "serve on") {
+				t.Fatalf("error %q does not say what happened to %s", err, part)
 			}
 		})
 	}

@@ -50,6 +50,7 @@ type Simulator struct {
 	stopCtx  func() bool
 	genLeft  int
 	serveErr chan error
+	served   chan struct{} // closed when the HTTP server stops serving, for whatever reason
 }
 
 // counters back Stats; atomics so hot paths need no lock.
@@ -190,6 +191,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 	s.stopCtx = context.AfterFunc(ctx, s.cancel)
 	s.genLeft = s.cfg.Sessions
 	s.serveErr = make(chan error, 1)
+	s.served = make(chan struct{})
 	s.mu.Unlock()
 
 	go func() {
@@ -198,6 +200,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 			err = nil
 		}
 		s.serveErr <- err
+		close(s.served)
 	}()
 	for range s.cfg.WebhookConcurrency {
 		s.wg.Go(s.deliveryWorker)
@@ -209,6 +212,27 @@ func (s *Simulator) Start(ctx context.Context) error {
 	s.log.Info("IDnow simulator listening", "url", base, "environment", s.cfg.Environment,
 		"webhook_url", s.WebhookURL(), "sessions", s.cfg.Sessions)
 	return nil
+}
+
+// Run blocks until ctx ends or the simulator's server stops on its own, then closes the
+// simulator. It is the simulator's long-lived part for a process lifecycle; Start must have
+// succeeded first.
+func (s *Simulator) Run(ctx context.Context) error {
+	s.mu.Lock()
+	served := s.served
+	s.mu.Unlock()
+	if served == nil {
+		return errors.New("idnowsim: Run before Start")
+	}
+	select {
+	case <-ctx.Done():
+		return s.Close()
+	case <-served:
+		if err := s.Close(); err != nil {
+			return err
+		}
+		return errors.New("idnowsim: the HTTP server stopped")
+	}
 }
 
 // Close stops the generator, session progress, webhook delivery and the HTTP server, and waits

@@ -32,6 +32,9 @@ type Part struct {
 	// StopTimeout bounds how long the Group waits for Run to return after its context was
 	// cancelled; past it the Group gives up on the part, records an error and goes on.
 	StopTimeout time.Duration
+	// Release, when set, frees what the part holds before Run (a bound listener) if the Group
+	// is abandoned without running; Run itself releases everything when it returns.
+	Release func() error
 }
 
 type cleanup struct {
@@ -67,6 +70,33 @@ func (g *Group) Budget() time.Duration {
 		total += p.StopTimeout
 	}
 	return total
+}
+
+// Abandon releases every part that was added but never run, in reverse order, then runs the
+// cleanups: for a start-up that failed half-way.
+func (g *Group) Abandon(ctx context.Context) error {
+	var errs []error
+	for i := len(g.parts) - 1; i >= 0; i-- {
+		if p := g.parts[i]; p.Release != nil {
+			if err := p.Release(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: release: %w", p.Name, err))
+			}
+		}
+	}
+	return errors.Join(append(errs, g.runCleanups(ctx))...)
+}
+
+func (g *Group) runCleanups(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
+	defer cancel()
+	var errs []error
+	for i := len(g.cleanups) - 1; i >= 0; i-- {
+		c := g.cleanups[i]
+		if err := c.fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type running struct {
@@ -136,15 +166,7 @@ func (g *Group) Run(ctx context.Context) error {
 		}
 	}
 
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
-	defer cancel()
-	for i := len(g.cleanups) - 1; i >= 0; i-- {
-		c := g.cleanups[i]
-		if err := c.fn(cctx); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.name, err))
-		}
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, g.runCleanups(ctx))...)
 }
 
 // CleanupTimeout bounds the cleanups together: flushing a producer and closing clients.

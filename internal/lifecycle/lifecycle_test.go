@@ -166,3 +166,20 @@ func contains(s []string, v string) bool {
 	}
 	return false
 }
+
+func TestAbandonReleasesPartsInReverseThenCleansUp(t *testing.T) {
+	rec := &recorder{}
+	g := New(quiet())
+	g.Add(Part{Name: "admin", Release: func() error { rec.add("release admin"); return nil }})
+	g.Add(Part{Name: "simulator"}) // nothing to release
+	g.Add(Part{Name: "ingress", Release: func() error { rec.add("release ingress"); return errors.New("close: bad fd") }})
+	g.Defer("embedded broker", func(context.Context) error { rec.add("cleanup broker"); return nil })
+	err := g.Abandon(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "ingress: release: close: bad fd") {
+		t.Fatalf("Abandon = %v, want the release error named", err)
+	}
+	want := "release ingress,release admin,cleanup broker"
+	if got := strings.Join(rec.get(), ","); got != want {
+		t.Fatalf("order = %s, want %s", got, want)
+	}
+}

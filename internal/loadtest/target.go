@@ -140,14 +140,11 @@ func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *s
 	if err != nil {
 		return err
 	}
-	if err := in.Start(); err != nil {
-		return err
-	}
 	fmt.Fprintf(stdout, "%shttp://%s%s\n", readyPrefix, in.Addr(), cfg.Path)
-	<-ctx.Done()
+	runErr := in.Run(ctx) // serves until ctx ends, then drains in-flight webhooks
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return errors.Join(in.Shutdown(sctx), cl.Flush(sctx))
+	return errors.Join(runErr, cl.Flush(sctx))
 }
 
 // serveReference is the floor the ingress is measured against: read the body, verify the token
