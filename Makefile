@@ -52,3 +52,7 @@ clean: ## Remove build output and local data (not the Kafka jar cache)
 .PHONY: interop
 interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached in .cache/interop)
 	scripts/interop.sh
+
+.PHONY: promtool-check
+promtool-check: build ## promtool: check and unit-test deploy/prometheus/alerts.yaml, check a live /metrics (promtool from Debian's package, cached)
+	BIN=$(BIN) scripts/promtool-check.sh
