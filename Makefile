@@ -50,7 +50,7 @@ clean: ## Remove build output and local data (not the Kafka jar cache)
 	rm -rf bin data
 
 .PHONY: interop
-interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached in .cache/interop)
+interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached outside the clone, see deploy/kafka/README.md)
 	scripts/interop.sh
 
 .PHONY: promtool-check

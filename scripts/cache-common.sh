@@ -70,3 +70,8 @@ cache_unlock() {
 	exec {CACHE_LOCK_FD}>&-
 	CACHE_LOCK_FD=""
 }
+
+# cache_digest FILE prints a short digest of FILE, for markers that must change with it.
+cache_digest() {
+	sha256sum "$1" | cut -c1-12
+}
