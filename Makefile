@@ -56,3 +56,7 @@ interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 
 .PHONY: promtool-check
 promtool-check: build ## promtool: check and unit-test deploy/prometheus/alerts.yaml, check a live /metrics (promtool from Debian's package, cached)
 	BIN=$(BIN) scripts/promtool-check.sh
+
+.PHONY: golangci-lint
+golangci-lint: ## golangci-lint v2.15.0 with .golangci.yml (built once into the tool cache); not part of `make lint` yet
+	scripts/golangci-lint.sh run ./...
