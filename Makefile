@@ -50,5 +50,13 @@ clean: ## Remove build output and local data (not the Kafka jar cache)
 	rm -rf bin data
 
 .PHONY: interop
-interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached in .cache/interop)
+interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached outside the clone, see deploy/kafka/README.md)
 	scripts/interop.sh
+
+.PHONY: promtool-check
+promtool-check: build ## promtool: check and unit-test deploy/prometheus/alerts.yaml, check a live /metrics (promtool from Debian's package, cached)
+	BIN=$(BIN) scripts/promtool-check.sh
+
+.PHONY: golangci-lint
+golangci-lint: ## golangci-lint v2.15.0 with .golangci.yml (built once into the tool cache); not part of `make lint` yet
+	scripts/golangci-lint.sh run ./...

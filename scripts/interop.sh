@@ -3,13 +3,20 @@
 # schemas/interop_test.go) with Apache Avro for Java, the reference implementation, and fails if
 # any record does not decode to its expected value. `make interop` runs it; so does .ci/run.
 #
-# Needs Java 17+ and Maven 3.8+. The Avro jars come from Maven Central into a repo-local cache
-# (nothing in ~/.m2); compiling uses javac, or the Eclipse compiler (ecj, from Maven Central) on
-# a machine with only a JRE.
+# Needs Java 17+ and Maven 3.8+. The Avro jars come from Maven Central into the project's tool
+# cache outside the clone (scripts/cache-common.sh; nothing in ~/.m2), so a fresh clone reuses
+# them; compiling uses javac, or the Eclipse compiler (ecj, from Maven Central) on a machine with
+# only a JRE.
 #
 # Environment (all optional):
-#   INTEROP_DIR       cache: Maven repository, jars, classes; relative paths are taken from the
+#   INTEROP_DIR       the compiled check (classes/); relative paths are taken from the
 #                     repository root                              (default .cache/interop)
+#   INTEROP_CACHE     jars (lib/, ecj-*/) and their Maven repository (m2/); relative paths are
+#                     taken from the repository root
+#                     (default <tool cache>/avro-java-$AVRO_VERSION)
+#   IDNOW_KAFKA_CONNECTOR_CACHE  the tool cache root: default
+#                     ${XDG_CACHE_HOME:-$HOME/.cache}/idnow-kafka-connector; .cache keeps the
+#                     jars in the clone as before
 #   INTEROP_VECTORS   the vectors to read                          (default schemas/testdata/interop)
 #   AVRO_VERSION      org.apache.avro:avro version                 (default 1.12.2)
 #   INTEROP_COMPILER  javac or ecj                                 (default javac if present)
@@ -17,17 +24,26 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/cache-common.sh
+source "$ROOT/scripts/cache-common.sh"
 abs() { case "$1" in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$ROOT/$1" ;; esac; }
 INTEROP_DIR="$(abs "${INTEROP_DIR:-.cache/interop}")"
 INTEROP_VECTORS="$(abs "${INTEROP_VECTORS:-schemas/testdata/interop}")"
 AVRO_VERSION="${AVRO_VERSION:-1.12.2}"
+if [[ -z "${INTEROP_CACHE:-}" ]]; then
+	INTEROP_CACHE="$(cache_dir avro-java "$AVRO_VERSION")"
+fi
+INTEROP_CACHE="$(abs "$INTEROP_CACHE")"
 # The Eclipse compiler, used only where no javac is installed; 3.38 runs on Java 17.
 ECJ_VERSION="3.38.0"
 
 PROJECT="$ROOT/schemas/interop/java"
-LIB="$INTEROP_DIR/lib"
-M2="$INTEROP_DIR/m2"
+LIB="$INTEROP_CACHE/lib"
+M2="$INTEROP_CACHE/m2"
 CLASSES="$INTEROP_DIR/classes"
+# The lib marker names a digest of the pom too: the cache is shared by every clone on the
+# machine, and a clone whose pom asks for other artifacts must not take another's jars.
+LIB_MARKER=".complete-$AVRO_VERSION-$(cache_digest "$PROJECT/pom.xml")"
 
 log() { printf 'interop: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 2; }
@@ -52,28 +68,36 @@ mvn_quiet() {
 
 # fetch_into DIR MARKER MAVEN-ARGS... fills DIR unless DIR/MARKER exists. It resolves into a
 # scratch folder and renames it, so an interrupted download never leaves a half-filled folder
-# that a later run would take for a complete one.
+# that a later run would take for a complete one, under a lock so two clones sharing the cache
+# do not fill it at once.
 fetch_into() {
 	local dir="$1" marker="$2"
 	shift 2
 	[[ -f "$dir/$marker" ]] && return 0
+	mkdir -p "$INTEROP_CACHE" || die "cannot create INTEROP_CACHE=$INTEROP_CACHE; point it (or IDNOW_KAFKA_CONNECTOR_CACHE) at a writable folder"
+	cache_lock "$dir"
+	if [[ -f "$dir/$marker" ]]; then # another clone filled it while we waited
+		cache_unlock
+		return 0
+	fi
 	local tmp="$dir.tmp.$$"
 	rm -rf "$tmp"
-	mkdir -p "$INTEROP_DIR"
 	if ! mvn_quiet "$@" -DoutputDirectory="$tmp"; then
 		rm -rf "$tmp"
+		cache_unlock
 		return 1
 	fi
 	touch "$tmp/$marker"
 	rm -rf "$dir"
 	mv "$tmp" "$dir"
+	cache_unlock
 }
 
 start=$SECONDS
-if [[ ! -f "$LIB/.complete-$AVRO_VERSION" ]]; then
+if [[ ! -f "$LIB/$LIB_MARKER" ]]; then
 	log "fetching Apache Avro $AVRO_VERSION for Java from Maven Central into $LIB"
 fi
-fetch_into "$LIB" ".complete-$AVRO_VERSION" -f "$PROJECT/pom.xml" -Davro.version="$AVRO_VERSION" \
+fetch_into "$LIB" "$LIB_MARKER" -f "$PROJECT/pom.xml" -Davro.version="$AVRO_VERSION" \
 	dependency:copy-dependencies -DincludeScope=runtime ||
 	die "could not resolve org.apache.avro:avro:$AVRO_VERSION with mvn (see output above)"
 
@@ -91,7 +115,7 @@ javac)
 	"$JAVAC" --release 17 -encoding UTF-8 -Xlint:all -Werror -d "$CLASSES" -cp "$LIB/*" "${sources[@]}"
 	;;
 ecj)
-	ecj_dir="$INTEROP_DIR/ecj"
+	ecj_dir="$INTEROP_CACHE/ecj-$ECJ_VERSION"
 	fetch_into "$ecj_dir" ".complete-$ECJ_VERSION" -f "$PROJECT/pom.xml" \
 		dependency:copy -Dartifact="org.eclipse.jdt:ecj:$ECJ_VERSION" ||
 		die "could not resolve org.eclipse.jdt:ecj:$ECJ_VERSION with mvn (see output above)"

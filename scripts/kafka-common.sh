@@ -6,8 +6,15 @@
 # Environment (all optional):
 #   KAFKA_PORT             client listener on 127.0.0.1            (default 19092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1  (default 19093)
-#   KAFKA_DIR              jars, config, data, logs, PID; relative paths are taken from the
-#                          repository root                         (default .cache/kafka)
+#   KAFKA_DIR              the broker's state: config, data, logs, PID; relative paths are
+#                          taken from the repository root          (default .cache/kafka)
+#   KAFKA_CACHE            the jars (lib/) and the Maven repository they came from (m2/), kept
+#                          outside the clone so a fresh clone reuses them; relative paths are
+#                          taken from the repository root
+#                          (default <tool cache>/kafka-$KAFKA_VERSION, see below)
+#   IDNOW_KAFKA_CONNECTOR_CACHE  the tool cache root (scripts/cache-common.sh): default
+#                          ${XDG_CACHE_HOME:-$HOME/.cache}/idnow-kafka-connector; set it to
+#                          .cache to keep the jars in the clone as before
 #   KAFKA_VERSION          org.apache.kafka:kafka_2.13 version     (default 4.4.0)
 #   KAFKA_START_TIMEOUT    seconds kafka-up waits for readiness    (default 90)
 #   KAFKA_STOP_TIMEOUT     seconds kafka-down waits after TERM     (default 60)
@@ -17,6 +24,8 @@
 set -euo pipefail
 
 KAFKA_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/cache-common.sh
+source "$KAFKA_REPO_ROOT/scripts/cache-common.sh"
 KAFKA_PORT="${KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_DIR="${KAFKA_DIR:-.cache/kafka}"
@@ -25,13 +34,20 @@ case "$KAFKA_DIR" in
 	*) KAFKA_DIR="$KAFKA_REPO_ROOT/$KAFKA_DIR" ;;
 esac
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
+if [[ -z "${KAFKA_CACHE:-}" ]]; then
+	KAFKA_CACHE="$(cache_dir kafka "$KAFKA_VERSION")"
+fi
+case "$KAFKA_CACHE" in
+	/*) ;;
+	*) KAFKA_CACHE="$KAFKA_REPO_ROOT/$KAFKA_CACHE" ;;
+esac
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-60}"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 
 KAFKA_POM="$KAFKA_REPO_ROOT/deploy/kafka/pom.xml"
-KAFKA_LIB="$KAFKA_DIR/lib"
-KAFKA_M2="$KAFKA_DIR/m2"
+KAFKA_LIB="$KAFKA_CACHE/lib"
+KAFKA_M2="$KAFKA_CACHE/m2"
 KAFKA_CONFIG_DIR="$KAFKA_DIR/config"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOGS="$KAFKA_DIR/logs"
@@ -61,20 +77,28 @@ kafka_check_port KAFKA_CONTROLLER_PORT "$KAFKA_CONTROLLER_PORT"
 	kafka_die "KAFKA_PORT and KAFKA_CONTROLLER_PORT are both $KAFKA_PORT; give them different ports"
 
 # kafka_marker is the file whose presence says the jars of KAFKA_VERSION are complete in KAFKA_LIB.
-kafka_marker() { printf '%s/.complete-%s' "$KAFKA_LIB" "$KAFKA_VERSION"; }
+# It names a digest of deploy/kafka/pom.xml too: the cache is shared by every clone on the
+# machine, and a clone whose pom asks for other artifacts must not take another's jars.
+kafka_marker() { printf '%s/.complete-%s-%s' "$KAFKA_LIB" "$KAFKA_VERSION" "$(cache_digest "$KAFKA_POM")"; }
 
 # kafka_fetch resolves the broker jars from Maven Central into KAFKA_LIB unless they are there.
 # It copies into a scratch folder and renames it, so an interrupted download never leaves a
-# half-filled lib folder that a later run would mistake for a complete one.
+# half-filled lib folder that a later run would mistake for a complete one; a lock keeps two
+# clones that share the cache from fetching into it at once.
 kafka_fetch() {
 	if [[ -f "$(kafka_marker)" ]]; then
 		return 0
 	fi
 	command -v mvn >/dev/null 2>&1 || kafka_die "mvn not found; install Maven 3.8+ (apt-get install maven)"
 	command -v "$KAFKA_JAVA" >/dev/null 2>&1 || kafka_die "java not found; install Java 17+ or set JAVA_HOME"
-	local tmp="$KAFKA_DIR/lib.tmp.$$"
+	mkdir -p "$KAFKA_CACHE" || kafka_die "cannot create KAFKA_CACHE=$KAFKA_CACHE; point it (or IDNOW_KAFKA_CONNECTOR_CACHE) at a writable folder"
+	cache_lock "$KAFKA_CACHE"
+	if [[ -f "$(kafka_marker)" ]]; then # another clone fetched them while we waited
+		cache_unlock
+		return 0
+	fi
+	local tmp="$KAFKA_CACHE/lib.tmp.$$"
 	rm -rf "$tmp"
-	mkdir -p "$KAFKA_DIR"
 	kafka_log "fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIB"
 	local start=$SECONDS
 	# Debian's Maven 3.8 prints colour codes even in batch mode; strip them from the log.
@@ -88,9 +112,11 @@ kafka_fetch() {
 		rm -rf "$tmp"
 		kafka_die "could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION with mvn (see output above)"
 	fi
-	touch "$tmp/.complete-$KAFKA_VERSION"
+	touch "$tmp/$(basename "$(kafka_marker)")"
 	rm -rf "$KAFKA_LIB"
 	mv "$tmp" "$KAFKA_LIB"
+	# Released before anything long-lived starts: the broker would inherit the lock otherwise.
+	cache_unlock
 	kafka_log "fetched $(find "$KAFKA_LIB" -name '*.jar' | wc -l) jars in $((SECONDS - start)) s"
 }
 

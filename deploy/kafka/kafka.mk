@@ -6,7 +6,8 @@
 #   make kafka-up        fetch jars if absent, format storage once, start, wait until it answers
 #   make kafka-down      stop it by its recorded PID (data is kept for the next kafka-up)
 #   make kafka-version   print the broker version
-#   make kafka-fetch     only resolve the jars into $(KAFKA_DIR)/lib
+#   make kafka-fetch     only resolve the jars into the tool cache (KAFKA_CACHE, see
+#                        scripts/kafka-common.sh; outside the clone by default)
 #
 # Then: KAFKA_BROKERS=127.0.0.1:$(KAFKA_PORT) go test -tags integration ./test/integration/...
 

@@ -827,9 +827,167 @@ func TestAlertRules(t *testing.T) {
 		`idnow_connector_idnow_requests_total{status_class=~"5xx`,
 		`class="rate_limited"`,
 		`idnow_connector_idnow_token_refreshes_total{result="error"}`,
+		// Issue 9: the watchdog and the hanging-transaction detector page whatever the lag
+		// says, shortened records are reported, and a role that is down or not scraped at all
+		// is noticed.
+		`idnow_connector_enrich_stalled`,
+		`idnow_connector_enrich_hanging_transactions`,
+		`idnow_connector_enrich_records_truncated_total`,
+		`absent(idnow_connector_build_info{mode=~"ingress|run"})`,
+		`absent(idnow_connector_build_info{mode=~"enricher|run"})`,
+		`up{job="idnow-connector-ingress"}`,
+		`up{job="idnow-connector-enricher"}`,
 	} {
 		if !strings.Contains(exprs, want) {
 			t.Errorf("no alert expression contains %s", want)
+		}
+	}
+	for _, r := range regexp.MustCompile(`mode=~?"([^"]+)"`).FindAllStringSubmatch(exprs, -1) {
+		for _, m := range strings.Split(r[1], "|") {
+			if !slices.Contains([]Mode{ModeRun, ModeIngress, ModeEnricher}, Mode(m)) {
+				t.Errorf("alerts select build_info mode %q, which no command reports", m)
+			}
+		}
+	}
+}
+
+// alertNames returns the names of the alerting rules in alerts.yaml.
+func alertNames(t *testing.T) []string {
+	t.Helper()
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	readYAML(t, repoPath("deploy", "prometheus", "alerts.yaml"), &rules)
+	var names []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "" {
+				names = append(names, r.Alert)
+			}
+		}
+	}
+	return names
+}
+
+// TestAlertRulesTested checks that alerts_test.yaml, which `promtool test rules` runs in
+// `make promtool-check`, covers every alert both ways: a test where it fires and one where it
+// stays silent. An alert added without them fails here, before anyone relies on it.
+func TestAlertRulesTested(t *testing.T) {
+	var suite struct {
+		RuleFiles []string `yaml:"rule_files"`
+		Tests     []struct {
+			Name      string `yaml:"name"`
+			ExprTests []struct {
+				Expr       string `yaml:"expr"`
+				ExpSamples []struct {
+					Labels string `yaml:"labels"`
+				} `yaml:"exp_samples"`
+			} `yaml:"promql_expr_test"`
+		} `yaml:"tests"`
+	}
+	readYAML(t, repoPath("deploy", "prometheus", "alerts_test.yaml"), &suite)
+	if !slices.Equal(suite.RuleFiles, []string{"alerts.yaml"}) {
+		t.Fatalf("alerts_test.yaml rule_files = %q, want [alerts.yaml]", suite.RuleFiles)
+	}
+	selector := regexp.MustCompile(`^ALERTS\{alertname(=~|=)"([^"]+)"`)
+	firingLabel := regexp.MustCompile(`alertname="([^"]+)",\s*alertstate="firing"`)
+	fires, silent := map[string]bool{}, map[string]bool{}
+	names := alertNames(t)
+	for _, tc := range suite.Tests {
+		for _, et := range tc.ExprTests {
+			m := selector.FindStringSubmatch(et.Expr)
+			if m == nil {
+				t.Errorf("test %q: expr %q does not select ALERTS by alertname", tc.Name, et.Expr)
+				continue
+			}
+			if len(et.ExpSamples) == 0 {
+				match := func(n string) bool { return n == m[2] }
+				if m[1] == "=~" {
+					re, err := regexp.Compile("^(?:" + m[2] + ")$")
+					if err != nil {
+						t.Errorf("test %q: %v", tc.Name, err)
+						continue
+					}
+					match = re.MatchString
+				}
+				for _, n := range names {
+					if match(n) {
+						silent[n] = true
+					}
+				}
+				continue
+			}
+			for _, s := range et.ExpSamples {
+				if f := firingLabel.FindStringSubmatch(s.Labels); f != nil {
+					fires[f[1]] = true
+				}
+			}
+		}
+	}
+	for _, n := range names {
+		if !fires[n] {
+			t.Errorf("alert %s: no test in alerts_test.yaml expects it to fire", n)
+		}
+		if !silent[n] {
+			t.Errorf("alert %s: no test in alerts_test.yaml expects it to stay silent", n)
+		}
+	}
+}
+
+// TestAlertScrapeJobs checks the scrape-job convention the availability alerts rely on: each
+// job named in an up{job="..."} selector is a Service the ServiceMonitor selects, since the
+// Prometheus Operator names a job after the Service it scrapes (unless jobLabel says
+// otherwise, which the ServiceMonitor must therefore not set).
+func TestAlertScrapeJobs(t *testing.T) {
+	b, err := os.ReadFile(repoPath("deploy", "prometheus", "alerts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var monitor struct {
+		Spec struct {
+			JobLabel string `yaml:"jobLabel"`
+			Selector struct {
+				MatchLabels map[string]string `yaml:"matchLabels"`
+			} `yaml:"selector"`
+		} `yaml:"spec"`
+	}
+	readYAML(t, repoPath("deploy", "kubernetes", "monitoring", "servicemonitor.yaml"), &monitor)
+	if monitor.Spec.JobLabel != "" {
+		t.Fatalf("the ServiceMonitor sets jobLabel %q: the alerts' job names would no longer be the Service names", monitor.Spec.JobLabel)
+	}
+	scraped := map[string]bool{}
+	files, err := filepath.Glob(repoPath("deploy", "kubernetes", "base", "*-service.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		var svc struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name   string            `yaml:"name"`
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+		}
+		readYAML(t, f, &svc)
+		selected := svc.Kind == "Service"
+		for k, v := range monitor.Spec.Selector.MatchLabels {
+			selected = selected && svc.Metadata.Labels[k] == v
+		}
+		if selected {
+			scraped[svc.Metadata.Name] = true
+		}
+	}
+	jobs := regexp.MustCompile(`\bup\{job="([^"]+)"\}`).FindAllStringSubmatch(string(b), -1)
+	if len(jobs) == 0 {
+		t.Fatal("no up{job=...} alert in alerts.yaml")
+	}
+	for _, j := range jobs {
+		if !scraped[j[1]] {
+			t.Errorf("alerts.yaml watches up{job=%q}, but the ServiceMonitor scrapes no Service of that name (it scrapes %v)", j[1], keys(scraped))
 		}
 	}
 }
@@ -906,5 +1064,19 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	if queries < 20 {
 		t.Errorf("dashboard has %d queries; expected panels for ingress, webhook keys, enricher, IDnow API and Kafka", queries)
+	}
+	// Issue 9: the enricher's watchdog, hanging transactions and shortened records each have
+	// a panel, and the Kafka panels use the names the client metrics really have.
+	for _, want := range []string{
+		"idnow_connector_enrich_stalled",
+		"idnow_connector_enrich_hanging_transactions",
+		"idnow_connector_enrich_records_truncated_total",
+		"idnow_connector_kafka_produce_records_total",
+		"idnow_connector_kafka_fetch_records_total",
+		"idnow_connector_kafka_buffered_produce_records{",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("no dashboard query uses %s", want)
+		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
-	"github.com/twmb/franz-go/plugin/kprom"
 )
 
 // Config is the `kafka.*` config section.
@@ -220,8 +219,7 @@ func ClientOpts(cfg Config, role string, reg prometheus.Registerer) ([]kgo.Opt, 
 		kgo.DialTimeout(cfg.DialTimeout),
 	}
 	if reg != nil {
-		opts = append(opts, kgo.WithHooks(kprom.NewMetrics("idnow_connector_kafka",
-			kprom.Registerer(reg), kprom.WithClientLabel())))
+		opts = append(opts, kgo.WithHooks(kpromHooks(reg)))
 	}
 	if cfg.TLS.Enabled {
 		tc, err := tlsConfig(cfg.TLS)
