@@ -22,7 +22,7 @@ mkdir -p "$OUT"
 
 echo "== micro-benchmarks"
 "$GO" test -run '^$' -bench . -benchmem -count=1 \
-	./schemas/ ./internal/serde/ ./internal/webhook/... ./connector/ingress/ ./connector/enrich/ | tee "$OUT/micro.txt"
+	./schemas/ ./internal/serde/ ./internal/webhook/... ./internal/connector/ingress/ ./internal/connector/enrich/ | tee "$OUT/micro.txt"
 
 echo "== load benchmarks"
 "$GO" build -o "$OUT/idnow-bench" ./cmd/idnow-bench

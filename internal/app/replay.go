@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 )
 
 // replayIdle is how long an empty poll must last for the replay to consider the dead-letter

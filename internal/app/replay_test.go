@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/enrich"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 )
 
 // TestReplayDLQ puts dead-letter records on the DLQ the way the enricher does (in a transaction,

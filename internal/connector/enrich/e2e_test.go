@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim/simtest"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
