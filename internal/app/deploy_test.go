@@ -450,7 +450,7 @@ var targetLabels = []string{"namespace", "pod", "instance", "job", "container", 
 func registeredMetrics(t *testing.T) map[string]metricInfo {
 	t.Helper()
 	metrics := map[string]metricInfo{}
-	for _, dir := range []string{"connector", "internal"} {
+	for _, dir := range []string{"internal"} {
 		err := filepath.WalkDir(repoPath(dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
