@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim/simtest"
@@ -134,6 +135,19 @@ func TestHangingTransaction(t *testing.T) {
 	}
 	if row := doctorRow(out, p.sessions, 0, pid); !strings.Contains(row, "aborted") {
 		t.Errorf("doctor --abort does not report producer %d on %s[0] as aborted: %q", pid, p.sessions, row)
+	}
+	// The abort marker is now the last offset of partition 0. Consumers never see a marker, so
+	// a group's committed offset stops before it and "committed = end offset" could never
+	// hold: more events go through until some land on partition 0 behind the marker (each
+	// round of 10 sessions misses it with probability (2/3)^10).
+	adm := newAdmin(t, seeds)
+	marker := endOffset(t, adm, p.sessions, 0)
+	for round := 0; endOffset(t, adm, p.sessions, 0) <= marker; round++ {
+		if round == 8 {
+			t.Fatalf("80 more sessions and none on %s[0]; cannot tell the enricher passed the abort marker at %d", p.sessions, marker-1)
+		}
+		sim.CreateSessions(10)
+		simtest.WaitIdle(t, sim, 2*time.Minute)
 	}
 	began := time.Now()
 	p.waitConsumed(1, 2*time.Minute)
@@ -261,4 +275,23 @@ func doctorRow(out, topic string, partition int32, pid int64) string {
 		}
 	}
 	return ""
+}
+
+// endOffset returns the end offset (high watermark) of topic[partition].
+func endOffset(t testing.TB, adm *kadm.Client, topic string, partition int32) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	o, ok := ends.Lookup(topic, partition)
+	if !ok {
+		t.Fatalf("no end offset for %s[%d]", topic, partition)
+	}
+	return o.Offset
 }
