@@ -173,7 +173,7 @@ func TestHangingTransaction(t *testing.T) {
 	_, inputByID := decodeEvents(t, input)
 	got, enrichedByID := decodeEnriched(t, p.readCommitted(p.enriched))
 	checkOnePerEvent(t, inputByID, enrichedByID)
-	if dlq := p.readAll(p.dlq); len(dlq) != 0 {
+	if dlq := p.readCommitted(p.dlq); len(dlq) != 0 {
 		t.Errorf("%d records on the DLQ, want none (the aborted record must never reach the enricher)", len(dlq))
 	}
 	t.Logf("%d SessionEvents, %d enriched records visible to read_committed", len(inputByID), len(got))
