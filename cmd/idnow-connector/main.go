@@ -6,6 +6,7 @@
 //	idnow-connector sim       run the local IDnow simulator
 //	idnow-connector tail      print a topic's records as JSON lines
 //	idnow-connector dlq-replay  write dead-lettered events back to the sessions topic
+//	idnow-connector doctor    list (and with --abort, abort) hanging transactions
 //	idnow-connector version   print the version
 //
 // main only parses flags, wires signals and calls internal/app.
@@ -43,6 +44,8 @@ commands:
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
   dlq-replay write dead-lettered events back to topics.sessions once their cause is fixed
              (see 'idnow-connector dlq-replay -h')
+  doctor     list open and hanging transactions on the connector's topics; --abort aborts
+             the hanging ones (see 'idnow-connector doctor -h')
   version    print the version
 
 Run 'idnow-connector <command> -h' for the command's flags.
@@ -79,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return tail(ctx, args, stdout, stderr)
 	case "dlq-replay":
 		return replay(ctx, args, stdout, stderr)
+	case "doctor":
+		return doctor(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return nil
@@ -161,5 +166,24 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	res, err := app.ReplayDLQ(ctx, cfg, opts, stdout)
 	fmt.Fprintf(stdout, "read %d, replayed %d, skipped %d (dry run: %v)\n", res.Read, res.Replayed, res.Skipped, opts.DryRun)
+	return err
+}
+
+func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.DoctorOptions
+	var brokers string
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
+	fs.DurationVar(&opts.TransactionTimeout, "transaction-timeout", 0, "a transaction open on a partition longer than this is hanging (default: enrich.transaction_timeout)")
+	fs.BoolVar(&opts.Abort, "abort", false, "abort the hanging transactions (writes abort markers, as kafka-transactions.sh abort)")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if brokers != "" {
+		opts.Brokers = strings.Split(brokers, ",")
+	}
+	_, err = app.Doctor(ctx, cfg, opts, stdout)
 	return err
 }

@@ -56,6 +56,11 @@ func newPipeline(t testing.TB, seeds []string) *pipeline {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
+		// Registered before the children (cleanups run last-registered first), so their
+		// logs are printed before this and the state is read before the topics go.
+		if t.Failed() {
+			p.dumpState(ctx, adm)
+		}
 		if _, err := adm.DeleteGroups(ctx, p.group); err != nil {
 			t.Logf("delete group %s: %v", p.group, err)
 		}
@@ -145,6 +150,63 @@ func (p *pipeline) checkTopicsCreated() {
 			p.t.Errorf("topic %s has %d partitions, want topics.partitions = %d", topic, len(d.Partitions), pipelinePartitions)
 		}
 	}
+}
+
+// dumpState logs, per partition, what the broker holds for this pipeline when a test failed:
+// the end offset (high watermark) and last stable offset of every topic, the group's committed
+// offset on the sessions topic, and the open transactions on them, so a failing run says
+// whether the enricher was behind, blocked on an open transaction, or done.
+func (p *pipeline) dumpState(ctx context.Context, adm *kadm.Client) {
+	var b strings.Builder
+	committed, cerr := adm.FetchOffsets(ctx, p.group)
+	fmt.Fprintf(&b, "broker state of the failed test (group %s):\n", p.group)
+	for _, topic := range []string{p.sessions, p.enriched, p.dlq} {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		stable, serr := adm.ListCommittedOffsets(ctx, topic)
+		if err != nil || serr != nil {
+			fmt.Fprintf(&b, "  %s: end offsets: %v; last stable offsets: %v\n", topic, err, serr)
+			continue
+		}
+		for part := range int32(pipelinePartitions) {
+			e, _ := ends.Lookup(topic, part)
+			l, _ := stable.Lookup(topic, part)
+			fmt.Fprintf(&b, "  %s[%d]: end %d, last stable %d", topic, part, e.Offset, l.Offset)
+			if topic == p.sessions {
+				switch c, ok := committed.Lookup(topic, part); {
+				case cerr != nil:
+					fmt.Fprintf(&b, ", group offset: %v", cerr)
+				case !ok:
+					b.WriteString(", group offset: none")
+				case c.Err != nil:
+					fmt.Fprintf(&b, ", group offset: %v", c.Err)
+				default:
+					fmt.Fprintf(&b, ", group offset %d (lag %d)", c.At, e.Offset-c.At)
+				}
+			}
+			b.WriteByte('\n')
+		}
+	}
+	set := kadm.TopicsSet{}
+	for _, topic := range []string{p.sessions, p.enriched, p.dlq} {
+		for part := range int32(pipelinePartitions) {
+			set.Add(topic, part)
+		}
+	}
+	prods, err := adm.DescribeProducers(ctx, set)
+	if err != nil {
+		fmt.Fprintf(&b, "  describe producers: %v\n", err)
+	}
+	prods.EachProducer(func(dp kadm.DescribedProducer) {
+		if dp.CurrentTxnStartOffset >= 0 {
+			fmt.Fprintf(&b, "  open transaction on %s[%d]: producer %d epoch %d from offset %d, last write %s\n",
+				dp.Topic, dp.Partition, dp.ProducerID, dp.ProducerEpoch, dp.CurrentTxnStartOffset,
+				time.UnixMilli(dp.LastTimestamp).UTC().Format(time.RFC3339Nano))
+		}
+	})
+	p.t.Log(b.String())
 }
 
 // progress returns how many records of the sessions topic the group has committed, and how

@@ -110,7 +110,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if completed == 0 {
 		t.Errorf("no enriched record of a COMPLETED session among %d; the data-block path was not exercised", len(got))
 	}
-	dlq := p.readAll(p.dlq)
+	dlq := p.readCommitted(p.dlq)
 	if len(dlq) != 0 {
 		t.Errorf("%d records on the DLQ, want none: every session exists at the simulator", len(dlq))
 	}

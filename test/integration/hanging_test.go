@@ -1,0 +1,297 @@
+//go:build integration
+
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim/simtest"
+)
+
+const (
+	// hangingKey marks the record of the abandoned transaction on the sessions topic; it is
+	// aborted by the doctor, so read_committed readers never see it, but the read_uncommitted
+	// reader of the test does and leaves it out.
+	hangingKey = "__itest_hanging__"
+
+	// hangingTxnTimeout is enrich.transaction_timeout in the hanging-transaction test: short,
+	// so detection comes quickly, and what the doctor takes as its timeout from the config.
+	hangingTxnTimeout = 10 * time.Second
+
+	// detectWithin bounds how long the enricher may take to report the hanging transaction:
+	// the issue asks for transaction_timeout plus a minute.
+	detectWithin = hangingTxnTimeout + time.Minute
+
+	// hangingMetric is the enricher's gauge of partitions blocked by a hanging transaction.
+	hangingMetric = "idnow_connector_enrich_hanging_transactions"
+)
+
+// TestHangingTransaction reproduces problem 10 of issue 9 as closely as Kafka allows: a
+// transactional producer begins a transaction on partition 0 of the sessions topic (the
+// enricher's input), writes one record and is abandoned without ending it, with a transaction
+// timeout of 10 minutes, so the coordinator does not abort it during the test. The partition's
+// last stable offset stays at that record: the enricher (read_committed) cannot consume the
+// events behind it. The test shows the enricher reporting it (ERROR log naming the partition,
+// the hanging-transactions gauge above 0, /readyz failing with the reason) within
+// enrich.transaction_timeout plus a minute; `idnow-connector doctor` listing it and exiting
+// non-zero; `doctor --abort` releasing it; and the enricher resuming by itself with every
+// event enriched exactly once.
+func TestHangingTransaction(t *testing.T) {
+	seeds := brokers(t)
+	p := newPipeline(t, seeds)
+	sim := startSimulator(t)
+
+	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
+	ingress := startChild(t, "ingress", "ingress", icfg)
+	if err := sim.SetWebhookURL(url); err != nil {
+		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
+	}
+	ecfg := p.enricherSettings(sim, "hanging").with(settings{"enrich.transaction_timeout": hangingTxnTimeout.String()})
+	enricher := startChild(t, "enricher", "enricher", ecfg)
+
+	// Some events enriched before: the group has committed offsets on every partition.
+	sim.CreateSessions(10)
+	simtest.WaitIdle(t, sim, 2*time.Minute)
+	p.waitConsumed(1, 2*time.Minute)
+
+	// The abandoned transaction on the input partition 0.
+	hanging := newClient(t, seeds, kgo.TransactionalID(uniqueName(t, "abandoned")),
+		kgo.TransactionTimeout(10*time.Minute), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	if err := hanging.BeginTransaction(); err != nil {
+		t.Fatalf("begin the transaction to abandon: %v", err)
+	}
+	rec := &kgo.Record{Topic: p.sessions, Partition: 0, Key: []byte(hangingKey), Value: []byte("never committed")}
+	if err := hanging.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		t.Fatalf("produce in the transaction to abandon: %v", err)
+	}
+	pid, epoch, err := hanging.ProducerID(ctx)
+	if err != nil {
+		t.Fatalf("producer id of the abandoned transaction: %v", err)
+	}
+	abandoned := time.Now()
+	t.Logf("transaction of producer %d (epoch %d) left open on %s[0] at offset %d", pid, epoch, p.sessions, rec.Offset)
+
+	// More events: those on partition 0 wait behind the open transaction.
+	sim.CreateSessions(20)
+	simtest.WaitIdle(t, sim, 2*time.Minute)
+
+	// Detection by the enricher.
+	reason := waitFor(t, "the enricher reports the hanging transaction (gauge, readiness)", detectWithin, func() (bool, string) {
+		gauge, gerr := metricValue(enricher.admin, hangingMetric)
+		status, body, rerr := get("http://" + enricher.admin + "/readyz")
+		state := fmt.Sprintf("%s = %v (%v); /readyz %d %q (%v)", hangingMetric, gauge, gerr, status, body, rerr)
+		return gerr == nil && gauge > 0 && rerr == nil && status != http.StatusOK && strings.Contains(body, "hanging transaction"), state
+	})
+	t.Logf("enricher reported it %s after the transaction was abandoned: %s", time.Since(abandoned).Round(time.Second), reason)
+	if !strings.Contains(reason, p.sessions) {
+		t.Errorf("readiness does not name the blocked topic %s: %s", p.sessions, reason)
+	}
+	if line := logLine(t, enricher, "hanging transaction", `"level":"ERROR"`); line == "" {
+		t.Errorf("the enricher logged no ERROR line containing %q", "hanging transaction")
+	} else if !strings.Contains(line, p.sessions) {
+		t.Errorf("the ERROR line does not name the partition's topic %s: %s", p.sessions, line)
+	}
+	if done, total, err := p.progress(ctx, newAdmin(t, seeds)); err != nil || done >= total {
+		t.Fatalf("the group committed %d of %d records (err %v) while the transaction was open; the test proves nothing", done, total, err)
+	}
+
+	// The doctor lists it and fails without --abort.
+	doctorCfg := p.base().with(settings{"enrich.group": p.group, "enrich.transaction_timeout": hangingTxnTimeout.String()})
+	out, code := runDoctor(t, doctorCfg)
+	t.Logf("idnow-connector doctor (exit %d):\n%s", code, out)
+	if code == 0 {
+		t.Errorf("doctor exited 0 with a hanging transaction")
+	}
+	row := doctorRow(out, p.sessions, 0, pid)
+	switch {
+	case row == "":
+		t.Errorf("doctor does not list producer %d on %s[0]", pid, p.sessions)
+	case !strings.Contains(row, "HANGING"):
+		t.Errorf("doctor lists producer %d on %s[0] but not as hanging: %s", pid, p.sessions, row)
+	}
+
+	// --abort releases it; the enricher resumes by itself.
+	out, code = runDoctor(t, doctorCfg, "--abort")
+	t.Logf("idnow-connector doctor --abort (exit %d):\n%s", code, out)
+	if code != 0 {
+		t.Errorf("doctor --abort exited %d", code)
+	}
+	if row := doctorRow(out, p.sessions, 0, pid); !strings.Contains(row, "aborted") {
+		t.Errorf("doctor --abort does not report producer %d on %s[0] as aborted: %q", pid, p.sessions, row)
+	}
+	// The abort marker is now the last offset of partition 0. Consumers never see a marker, so
+	// a group's committed offset stops before it and "committed = end offset" could never
+	// hold: more events go through until some land on partition 0 behind the marker (each
+	// round of 10 sessions misses it with probability (2/3)^10).
+	adm := newAdmin(t, seeds)
+	marker := endOffset(t, adm, p.sessions, 0)
+	for round := 0; endOffset(t, adm, p.sessions, 0) <= marker; round++ {
+		if round == 8 {
+			t.Fatalf("80 more sessions and none on %s[0]; cannot tell the enricher passed the abort marker at %d", p.sessions, marker-1)
+		}
+		sim.CreateSessions(10)
+		simtest.WaitIdle(t, sim, 2*time.Minute)
+	}
+	began := time.Now()
+	p.waitConsumed(1, 2*time.Minute)
+	t.Logf("enricher caught up %s after the abort", time.Since(began).Round(time.Millisecond))
+	waitFor(t, "the enricher clears the hanging state (gauge 0, ready)", 2*time.Minute, func() (bool, string) {
+		gauge, gerr := metricValue(enricher.admin, hangingMetric)
+		status, body, rerr := get("http://" + enricher.admin + "/readyz")
+		return gerr == nil && gauge == 0 && rerr == nil && status == http.StatusOK,
+			fmt.Sprintf("%s = %v (%v); /readyz %d %q (%v)", hangingMetric, gauge, gerr, status, body, rerr)
+	})
+	if out, code := runDoctor(t, doctorCfg); code != 0 {
+		t.Errorf("doctor after the abort exited %d:\n%s", code, out)
+	}
+	enricher.stop()
+	ingress.stop()
+
+	var input []*kgo.Record
+	for _, r := range p.readAll(p.sessions) {
+		if string(r.Key) != hangingKey {
+			input = append(input, r)
+		}
+	}
+	_, inputByID := decodeEvents(t, input)
+	got, enrichedByID := decodeEnriched(t, p.readCommitted(p.enriched))
+	checkOnePerEvent(t, inputByID, enrichedByID)
+	if dlq := p.readCommitted(p.dlq); len(dlq) != 0 {
+		t.Errorf("%d records on the DLQ, want none (the aborted record must never reach the enricher)", len(dlq))
+	}
+	t.Logf("%d SessionEvents, %d enriched records visible to read_committed", len(inputByID), len(got))
+}
+
+// waitFor polls cond every 250 ms until it holds, failing the test with cond's last
+// description after timeout. It returns the description of the state that satisfied it.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) string {
+	t.Helper()
+	began := time.Now()
+	for {
+		ok, state := cond()
+		if ok {
+			return state
+		}
+		if time.Since(began) > timeout {
+			t.Fatalf("%s: not within %s; last seen: %s", what, timeout, state)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// get fetches url and returns the status and the body.
+func get(url string) (int, string, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
+}
+
+// metricValue returns the value of an unlabelled series from the child's /metrics.
+func metricValue(admin, name string) (float64, error) {
+	status, body, err := get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("/metrics answered %d", status)
+	}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no series %s on /metrics", name)
+}
+
+// logLine returns the first line of the child's output that contains every part, or "".
+func logLine(t testing.TB, c *child, parts ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(c.logPath)
+	if err != nil {
+		t.Fatalf("read %s's log: %v", c.name, err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return line
+		}
+	}
+	return ""
+}
+
+// runDoctor runs `idnow-connector doctor` with cfg and args and returns its output and exit code.
+func runDoctor(t testing.TB, cfg settings, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, connectorBinary(t), append([]string{"doctor"}, args...)...)
+	cmd.Dir = t.TempDir()
+	cmd.Env = cfg.environ()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if exit, ok := errors.AsType[*exec.ExitError](err); ok {
+		return out.String(), exit.ExitCode()
+	}
+	if err != nil {
+		t.Fatalf("run doctor: %v\n%s", err, out.String())
+	}
+	return out.String(), 0
+}
+
+// doctorRow returns the doctor's table row for producer pid on topic[partition], or "".
+func doctorRow(out, topic string, partition int32, pid int64) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && f[0] == topic && f[1] == strconv.Itoa(int(partition)) && f[3] == strconv.FormatInt(pid, 10) {
+			return line
+		}
+	}
+	return ""
+}
+
+// endOffset returns the end offset (high watermark) of topic[partition].
+func endOffset(t testing.TB, adm *kadm.Client, topic string, partition int32) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	o, ok := ends.Lookup(topic, partition)
+	if !ok {
+		t.Fatalf("no end offset for %s[%d]", topic, partition)
+	}
+	return o.Offset
+}
