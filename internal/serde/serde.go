@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/twmb/avro"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -26,48 +25,6 @@ const (
 	HeaderSchema  = "idnow.schema"   // the record schema's full name
 	HeaderEventID = "idnow.event_id" // the IDnow eventId the record derives from
 )
-
-// Config is the `schema_registry.*` config section.
-type Config struct {
-	URL      string        `koanf:"url"`      // empty = single-object encoding, no registry
-	Username string        `koanf:"username"` // optional basic auth
-	Password string        `koanf:"password"`
-	Register bool          `koanf:"register"` // register the schema at start-up (false: only look it up)
-	Timeout  time.Duration `koanf:"timeout"`  // per registry request
-}
-
-// DefaultConfig returns the documented defaults.
-func DefaultConfig() Config { return Config{Register: true, Timeout: 10 * time.Second} }
-
-// Validate reports configuration mistakes by key.
-func (c Config) Validate() error {
-	if c.URL != "" && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
-		return fmt.Errorf("schema_registry.url %q must start with http:// or https:// (or be empty for single-object encoding)", c.URL)
-	}
-	if c.Timeout <= 0 {
-		return fmt.Errorf("schema_registry.timeout must be positive, e.g. 10s")
-	}
-	if (c.Username == "") != (c.Password == "") {
-		return fmt.Errorf("schema_registry.username and schema_registry.password must be set together")
-	}
-	return nil
-}
-
-// NewRegistryClient returns a registry client for cfg, or nil when no registry is configured.
-func NewRegistryClient(cfg Config) (*sr.Client, error) {
-	if cfg.URL == "" {
-		return nil, nil
-	}
-	opts := []sr.ClientOpt{sr.URLs(cfg.URL), sr.HTTPClient(&http.Client{Timeout: cfg.Timeout})}
-	if cfg.Username != "" {
-		opts = append(opts, sr.BasicAuth(cfg.Username, cfg.Password))
-	}
-	cl, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry client for %s: %w", cfg.URL, err)
-	}
-	return cl, nil
-}
 
 // ErrUndecodable marks a record that can never be decoded by this codec (wrong format, unknown
 // schema, corrupt body). It is a permanent failure: retrying cannot help.
@@ -161,7 +118,7 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 // compatibility the contract promises.
 func setCompatibility(ctx context.Context, registry *sr.Client, subject, level string) error {
 	var l sr.CompatibilityLevel
-	if err := l.UnmarshalText([]byte(level)); err != nil || l.String() == "" {
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil || l.String() == "" {
 		return fmt.Errorf("schema_registry.compatibility %q is not a registry compatibility level (FULL, FULL_TRANSITIVE, BACKWARD, FORWARD, NONE, ...)", level)
 	}
 	for _, r := range registry.SetCompatibility(ctx, sr.SetCompatibility{Level: l}, subject) {
