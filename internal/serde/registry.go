@@ -17,8 +17,10 @@ import (
 // Config is the `schema_registry.*` config section.
 type Config struct {
 	URL      string `koanf:"url"`      // empty = single-object encoding, no registry
-	Username string `koanf:"username"` // basic auth (with password)
+	Username string `koanf:"username"` // basic auth (with password or password_file)
 	Password string `koanf:"password"`
+	// PasswordFile holds the basic-auth password instead of Password (a mounted secret).
+	PasswordFile string `koanf:"password_file"`
 	// BearerTokenFile holds a bearer token (OAuth2 access token, Kubernetes projected token),
 	// sent as "Authorization: Bearer ..."; the file is re-read when it changes, so a rotated token
 	// needs no restart.
@@ -54,8 +56,11 @@ func (c Config) Validate() error {
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("schema_registry.timeout must be positive, e.g. 10s"))
 	}
-	if (c.Username == "") != (c.Password == "") {
-		errs = append(errs, errors.New("schema_registry.username and schema_registry.password must be set together"))
+	if c.Password != "" && c.PasswordFile != "" {
+		errs = append(errs, errors.New("schema_registry.password and schema_registry.password_file both set; keep one"))
+	}
+	if (c.Username == "") != (c.Password == "" && c.PasswordFile == "") {
+		errs = append(errs, errors.New("schema_registry.username and schema_registry.password (or password_file) must be set together"))
 	}
 	if c.Username != "" && c.BearerTokenFile != "" {
 		errs = append(errs, errors.New("schema_registry.username/password and schema_registry.bearer_token_file both set: the registry takes one Authorization header; keep one"))
@@ -93,7 +98,17 @@ func NewRegistryClient(cfg Config) (*sr.Client, error) {
 	opts := []sr.ClientOpt{sr.URLs(cfg.URL), sr.HTTPClient(httpc)}
 	switch {
 	case cfg.Username != "":
-		opts = append(opts, sr.BasicAuth(cfg.Username, cfg.Password))
+		password := cfg.Password
+		if cfg.PasswordFile != "" {
+			b, err := os.ReadFile(cfg.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("schema_registry.password_file: %w", err)
+			}
+			if password = strings.TrimRight(string(b), "\r\n"); password == "" {
+				return nil, fmt.Errorf("schema_registry.password_file %s is empty; it must hold the registry password", cfg.PasswordFile)
+			}
+		}
+		opts = append(opts, sr.BasicAuth(cfg.Username, password))
 	case cfg.BearerTokenFile != "":
 		tf := &tokenFile{path: cfg.BearerTokenFile}
 		if _, err := tf.token(); err != nil {

@@ -65,6 +65,20 @@ func TestRegistryBasicAuth(t *testing.T) {
 	if got := rec.last(); got != "Basic dTpw" {
 		t.Fatalf("Authorization = %q, want Basic dTpw (u:p)", got)
 	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pw, []byte("p\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, err = NewRegistryClient(Config{URL: srv.URL, Username: "u", PasswordFile: pw, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.SchemaByID(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.last(); got != "Basic dTpw" {
+		t.Fatalf("with password_file Authorization = %q, want Basic dTpw (u:p, trailing newline dropped)", got)
+	}
 }
 
 // TestRegistryBearerTokenFileReread checks a rotated token is sent from the next request on,
