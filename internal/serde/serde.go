@@ -35,8 +35,8 @@ const (
 	soeMagic1 = 0x01
 )
 
-// confluent is franz-go's Confluent wire format header (magic 0, big-endian schema id).
-var confluent = new(sr.ConfluentHeader)
+// confluentHeader is franz-go's Confluent wire format header (magic 0, big-endian schema id).
+var confluentHeader = new(sr.ConfluentHeader)
 
 // Codec encodes values of one record schema and decodes records written with it or with any
 // compatible writer schema: a released version from the schema's history (single-object), or any
@@ -51,10 +51,17 @@ type Codec struct {
 	// current schema is included under its own fingerprint.
 	known map[[8]byte]schemas.Version
 
-	mu       sync.RWMutex
-	resolved map[int]*avro.Schema     // registry id -> writer resolved against our reader schema
-	byFP     map[[8]byte]*avro.Schema // fingerprint -> writer resolved against our reader schema
+	// confluent frames and unframes the Confluent wire format and keeps, per registry id, the
+	// decoder that reads that writer schema into ours (registered on first sight of the id).
+	confluent *sr.Serde
+
+	mu   sync.RWMutex
+	byFP map[[8]byte]*avro.Schema // fingerprint -> writer resolved against our reader schema
 }
+
+// registryRecord is the type the codec's sr.Serde registers its per-id decoders under; the codec
+// decodes into whatever value the caller passes, so the type is only a key.
+type registryRecord struct{}
 
 // CodecOpt adjusts NewCodec.
 type CodecOpt func(*codecOpts)
@@ -79,7 +86,7 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 	c := &Codec{
 		schema: schema, registry: registry, soeFP: schemas.Fingerprint(schema.Avro),
 		known:    map[[8]byte]schemas.Version{},
-		resolved: map[int]*avro.Schema{}, byFP: map[[8]byte]*avro.Schema{},
+		confluent: sr.NewSerde(sr.Header(confluentHeader)), byFP: map[[8]byte]*avro.Schema{},
 	}
 	for _, v := range schema.History {
 		c.known[v.Fingerprint] = v
@@ -109,7 +116,7 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 		}
 		c.id = ss.ID
 	}
-	c.resolved[c.id] = schema.Avro
+	c.registerDecoder(c.id, schema.Avro)
 	return c, nil
 }
 
@@ -153,7 +160,7 @@ func (c *Codec) AppendEncode(dst []byte, v any) ([]byte, error) {
 		}
 		return out, nil
 	}
-	out, err := sr.AppendEncode(dst, v, confluent, c.id, nil, func(b []byte, v any) ([]byte, error) {
+	out, err := sr.AppendEncode(dst, v, confluentHeader, c.id, nil, func(b []byte, v any) ([]byte, error) {
 		return c.schema.Avro.AppendEncode(b, v)
 	})
 	if err != nil {
@@ -175,12 +182,16 @@ func (c *Codec) Decode(ctx context.Context, b []byte, v any) error {
 		}
 		return c.decodeBody(writer, b[10:], v)
 	}
-	if id, body, err := confluent.DecodeID(b); err == nil {
-		writer, err := c.readerFor(ctx, id)
-		if err != nil {
+	if id, _, err := c.confluent.DecodeID(b); err == nil {
+		err := c.confluent.Decode(b, v)
+		if !errors.Is(err, sr.ErrNotRegistered) {
 			return err
 		}
-		return c.decodeBody(writer, body, v)
+		// First record with this writer id: fetch, resolve and register its decoder, then decode.
+		if err := c.learnID(ctx, id); err != nil {
+			return err
+		}
+		return c.confluent.Decode(b, v)
 	}
 	n := min(len(b), 2)
 	return fmt.Errorf("%w: %d bytes starting %x are neither Confluent wire format nor Avro single-object encoding", ErrUndecodable, len(b), b[:n])
@@ -236,37 +247,38 @@ func (c *Codec) unknownFingerprint(fp [8]byte) error {
 		ErrUndecodable, fp, c.schema.FullName, strings.Join(known, ", "))
 }
 
-// readerFor returns a schema that reads data written with registry schema id into our type.
-func (c *Codec) readerFor(ctx context.Context, id int) (*avro.Schema, error) {
-	c.mu.RLock()
-	s, ok := c.resolved[id]
-	c.mu.RUnlock()
-	if ok {
-		return s, nil
-	}
+// registerDecoder makes the codec's serde decode records of registry id with reader, a schema
+// that reads that id's writer schema into the codec's type.
+func (c *Codec) registerDecoder(id int, reader *avro.Schema) {
+	c.confluent.Register(id, registryRecord{}, sr.DecodeFn(func(body []byte, v any) error {
+		return c.decodeBody(reader, body, v)
+	}))
+}
+
+// learnID fetches the writer schema of registry id (once: the serde keeps the decoder) and
+// resolves it against the codec's schema.
+func (c *Codec) learnID(ctx context.Context, id int) error {
 	if c.registry == nil {
-		return nil, fmt.Errorf("%w: record written with registry schema id %d, but no schema_registry.url is configured", ErrUndecodable, id)
+		return fmt.Errorf("%w: record written with registry schema id %d, but no schema_registry.url is configured", ErrUndecodable, id)
 	}
 	ws, err := c.registry.SchemaByID(ctx, id)
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%w: schema id %d is not in the registry", ErrUndecodable, id)
+			return fmt.Errorf("%w: schema id %d is not in the registry", ErrUndecodable, id)
 		}
-		return nil, fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
+		return fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
 	}
 	writer, err := avro.Parse(ws.Schema)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry schema id %d does not parse: %v", ErrUndecodable, id, err)
+		return fmt.Errorf("%w: registry schema id %d does not parse: %v", ErrUndecodable, id, err)
 	}
 	resolved, err := avro.Resolve(writer, c.schema.Avro)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry schema id %d is not readable as %s: %v", ErrUndecodable, id, c.schema.FullName, err)
+		return fmt.Errorf("%w: registry schema id %d is not readable as %s: %v", ErrUndecodable, id, c.schema.FullName, err)
 	}
-	c.mu.Lock()
-	c.resolved[id] = resolved
-	c.mu.Unlock()
-	return resolved, nil
+	c.registerDecoder(id, resolved)
+	return nil
 }
 
 // SingleObjectFingerprint returns the CRC-64-AVRO fingerprint a single-object record carries.
