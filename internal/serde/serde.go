@@ -85,7 +85,7 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 	}
 	c := &Codec{
 		schema: schema, registry: registry, soeFP: schemas.Fingerprint(schema.Avro),
-		known:    map[[8]byte]schemas.Version{},
+		known:     map[[8]byte]schemas.Version{},
 		confluent: sr.NewSerde(sr.Header(confluentHeader)), byFP: map[[8]byte]*avro.Schema{},
 	}
 	for _, v := range schema.History {
