@@ -238,6 +238,20 @@ func firstDiff(at string, x, y any) string {
 		if !ok {
 			return at
 		}
+		// Record fields: name the field that was added or removed rather than an index.
+		xn, yn := fieldNames(x), fieldNames(ya)
+		if xn != nil && yn != nil {
+			for _, n := range yn {
+				if !slices.Contains(xn, n) {
+					return fmt.Sprintf("%s: field %s added", at, n)
+				}
+			}
+			for _, n := range xn {
+				if !slices.Contains(yn, n) {
+					return fmt.Sprintf("%s: field %s removed", at, n)
+				}
+			}
+		}
 		for i := range max(len(x), len(ya)) {
 			if i >= len(x) || i >= len(ya) {
 				return fmt.Sprintf("%s[%d] added or removed", at, i)
@@ -253,4 +267,22 @@ func firstDiff(at string, x, y any) string {
 		}
 		return ""
 	}
+}
+
+// fieldNames returns the "name" of each element when every element is an object with one (a
+// record's fields), else nil.
+func fieldNames(a []any) []string {
+	names := make([]string, 0, len(a))
+	for _, e := range a {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil
+		}
+		n, ok := m["name"].(string)
+		if !ok {
+			return nil
+		}
+		names = append(names, n)
+	}
+	return names
 }
