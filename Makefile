@@ -10,6 +10,9 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 # a spurious "context deadline exceeded" failure at the deadline on a loaded machine
 # (golang/go#75804, fixed in Go 1.27); a count has no deadline to race.
 FUZZTIME ?= 20000x
+# The local Apicurio Registry of `make registry-up` (scripts/registry-common.sh).
+REGISTRY_PORT ?= 18081
+REGISTRY_MANAGEMENT_PORT ?= 18082
 
 .DEFAULT_GOAL := help
 
@@ -60,3 +63,10 @@ promtool-check: build ## promtool: check and unit-test deploy/prometheus/alerts.
 .PHONY: golangci-lint
 golangci-lint: ## golangci-lint v2.15.0 with .golangci.yml (built once into the tool cache); not part of `make lint` yet
 	scripts/golangci-lint.sh run ./...
+
+.PHONY: registry-up registry-down
+registry-up: ## Start Apicurio Registry 3.3.3 on 127.0.0.1:$(REGISTRY_PORT) (ccompat API /apis/ccompat/v7; needs Java 21+, Maven; cached download)
+	@REGISTRY_PORT='$(REGISTRY_PORT)' REGISTRY_MANAGEMENT_PORT='$(REGISTRY_MANAGEMENT_PORT)' scripts/registry-up.sh
+
+registry-down: ## Stop the local Apicurio Registry (in-memory: its schemas are gone)
+	@REGISTRY_PORT='$(REGISTRY_PORT)' REGISTRY_MANAGEMENT_PORT='$(REGISTRY_MANAGEMENT_PORT)' scripts/registry-down.sh

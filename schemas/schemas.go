@@ -1,9 +1,10 @@
 // Package schemas holds the project's Avro data contract: the .avsc files (embedded), their parsed
 // forms and the Go types that encode to and decode from them.
 //
-// The schemas are a public contract read by consumers in any language. Every change after the
-// first release must stay backward compatible (new fields need defaults); compat_test.go checks
-// each schema against its released versions kept under released/.
+// The schemas are a public contract read by consumers in any language. Every released version is
+// kept under history/<file>/v<N>.avsc (embedded, see history.go), and every change must stay
+// FULL-compatible (backward and forward) with all of them; docs/data-contract.md has the policy,
+// history_test.go and `make interop` (Apache Avro for Java) enforce it.
 package schemas
 
 import (
@@ -32,11 +33,15 @@ const (
 	DeliverySignatureHeader = "signature_header"
 )
 
-// Schema pairs a parsed Avro schema with its JSON text and full name.
+// Schema pairs a parsed Avro schema with its JSON text, full name and released versions.
 type Schema struct {
 	Avro     *avro.Schema
 	Text     string
 	FullName string
+	// History holds every released version of the record, oldest first (history/<file>/vN.avsc).
+	// Decoders resolve records written with any of them into Avro; the last one has the same
+	// wire form as Avro (history_test.go checks this), so it differs at most in docs.
+	History []Version
 }
 
 // SessionEventSchema returns the current SessionEvent schema.
@@ -56,7 +61,7 @@ func mustSchema(text, fullName string) Schema {
 	if err != nil {
 		panic(fmt.Sprintf("schemas: embedded schema %s does not parse: %v", fullName, err))
 	}
-	return Schema{Avro: s, Text: text, FullName: fullName}
+	return Schema{Avro: s, Text: text, FullName: fullName, History: history[fullName]}
 }
 
 // SessionEvent is one verified IDnow webhook event (schemas/session_event.avsc).

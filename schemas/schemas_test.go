@@ -1,14 +1,9 @@
 package schemas
 
 import (
-	"os"
-	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/avro"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -104,35 +99,5 @@ func normalizeTimes(v reflect.Value) {
 		for i := 0; i < v.Len(); i++ {
 			normalizeTimes(v.Index(i))
 		}
-	}
-}
-
-// TestBackwardCompatible checks that the current schemas can read data written with every
-// released version, which is what lets consumers upgrade in any order.
-func TestBackwardCompatible(t *testing.T) {
-	current := map[string]Schema{"session_event": SessionEventSchema(), "enriched_session": EnrichedSessionSchema()}
-	files, err := filepath.Glob("released/*.avsc")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no released schemas found under released/: %v", err)
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			base := strings.SplitN(filepath.Base(f), ".", 2)[0]
-			cur, ok := current[base]
-			if !ok {
-				t.Fatalf("released schema %s has no current schema named %s.avsc", f, base)
-			}
-			text, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			old, err := avro.Parse(string(text))
-			if err != nil {
-				t.Fatalf("parse %s: %v", f, err)
-			}
-			if err := avro.CheckCompatibility(old, cur.Avro); err != nil {
-				t.Fatalf("current %s cannot read data written with %s: %v", base, f, err)
-			}
-		})
 	}
 }

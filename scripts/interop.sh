@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reads the connector's Avro interop vectors (schemas/testdata/interop, written by
 # schemas/interop_test.go) with Apache Avro for Java, the reference implementation, and fails if
-# any record does not decode to its expected value. `make interop` runs it; so does .ci/run.
+# any record does not decode to its expected value; then checks with Java's SchemaCompatibility
+# that each current schema is FULL-compatible with every released version in schemas/history.
+# `make interop` runs it; so does .ci/run.
 #
 # Needs Java 17+ and Maven 3.8+. The Avro jars come from Maven Central into the project's tool
 # cache outside the clone (scripts/cache-common.sh; nothing in ~/.m2), so a fresh clone reuses
@@ -134,9 +136,35 @@ set +e
 	io.idnow.connector.interop.InteropCheck "$ROOT/schemas" "$INTEROP_VECTORS"
 rc=$?
 set -e
+if ((rc != 0)); then
+	log "FAILED (exit $rc): a reader in another language would not get the connector's records right"
+	exit "$rc"
+fi
+
+# FULL compatibility of each current schema with every released version (schemas/history), as
+# Apache Avro for Java's SchemaCompatibility judges it. First a known-incompatible fixture, so a
+# check that stopped detecting anything fails here instead of passing silently.
+run_compat() {
+	"$JAVA" -Xshare:auto -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$CLASSES:$LIB/*" \
+		io.idnow.connector.interop.CompatCheck "$1"
+}
+fixture="$PROJECT/testdata/incompatible"
+set +e
+fixture_out="$(run_compat "$fixture" 2>&1)"
+fixture_rc=$?
+set -e
+if ((fixture_rc != 1)) || ! grep -q 'status' <<<"$fixture_out"; then
+	printf '%s\n' "$fixture_out" >&2
+	die "the compatibility check did not refuse $fixture (a removed field without a default) naming the field: exit $fixture_rc"
+fi
+log "reading schemas/history with SchemaCompatibility (FULL: backward and forward)"
+set +e
+run_compat "$ROOT/schemas"
+rc=$?
+set -e
 if ((rc == 0)); then
 	log "passed in $((SECONDS - start)) s"
 else
-	log "FAILED (exit $rc): a reader in another language would not get the connector's records right"
+	log "FAILED (exit $rc): a current schema is not FULL-compatible with a released version; see docs/data-contract.md"
 fi
 exit "$rc"

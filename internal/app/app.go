@@ -321,7 +321,7 @@ func (a *App) codec(ctx context.Context, s schemas.Schema, topic string) (*serde
 	if err != nil {
 		return nil, err
 	}
-	return serde.NewCodec(ctx, s, rc, topic+"-value", a.cfg.SchemaRegistry.Register)
+	return serde.NewCodec(ctx, s, rc, topic+"-value", a.cfg.SchemaRegistry.Register, serde.WithCompatibility(a.cfg.SchemaRegistry.Compatibility))
 }
 
 // IngressURL returns the webhook URL the ingress serves, once started.

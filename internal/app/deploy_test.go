@@ -303,6 +303,12 @@ func secretFiles(cfg Config, mode Mode) map[string]string {
 		"kafka.tls.cert_file":      cfg.Kafka.TLS.CertFile,
 		"kafka.tls.key_file":       cfg.Kafka.TLS.KeyFile,
 		"kafka.sasl.password_file": cfg.Kafka.SASL.PasswordFile,
+		// Both roles register or look up their schema when schema_registry.url is set.
+		"schema_registry.password_file":     cfg.SchemaRegistry.PasswordFile,
+		"schema_registry.bearer_token_file": cfg.SchemaRegistry.BearerTokenFile,
+		"schema_registry.tls.ca_file":       cfg.SchemaRegistry.TLS.CAFile,
+		"schema_registry.tls.cert_file":     cfg.SchemaRegistry.TLS.CertFile,
+		"schema_registry.tls.key_file":      cfg.SchemaRegistry.TLS.KeyFile,
 	}
 	if mode.runsIngress() {
 		files["webhook.static_header.value_file"] = cfg.Webhook.StaticHeader.ValueFile

@@ -7,13 +7,11 @@ package serde
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/twmb/avro"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -28,88 +26,87 @@ const (
 	HeaderEventID = "idnow.event_id" // the IDnow eventId the record derives from
 )
 
-// Config is the `schema_registry.*` config section.
-type Config struct {
-	URL      string        `koanf:"url"`      // empty = single-object encoding, no registry
-	Username string        `koanf:"username"` // optional basic auth
-	Password string        `koanf:"password"`
-	Register bool          `koanf:"register"` // register the schema at start-up (false: only look it up)
-	Timeout  time.Duration `koanf:"timeout"`  // per registry request
-}
-
-// DefaultConfig returns the documented defaults.
-func DefaultConfig() Config { return Config{Register: true, Timeout: 10 * time.Second} }
-
-// Validate reports configuration mistakes by key.
-func (c Config) Validate() error {
-	if c.URL != "" && !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
-		return fmt.Errorf("schema_registry.url %q must start with http:// or https:// (or be empty for single-object encoding)", c.URL)
-	}
-	if c.Timeout <= 0 {
-		return fmt.Errorf("schema_registry.timeout must be positive, e.g. 10s")
-	}
-	if (c.Username == "") != (c.Password == "") {
-		return fmt.Errorf("schema_registry.username and schema_registry.password must be set together")
-	}
-	return nil
-}
-
-// NewRegistryClient returns a registry client for cfg, or nil when no registry is configured.
-func NewRegistryClient(cfg Config) (*sr.Client, error) {
-	if cfg.URL == "" {
-		return nil, nil
-	}
-	opts := []sr.ClientOpt{sr.URLs(cfg.URL), sr.HTTPClient(&http.Client{Timeout: cfg.Timeout})}
-	if cfg.Username != "" {
-		opts = append(opts, sr.BasicAuth(cfg.Username, cfg.Password))
-	}
-	cl, err := sr.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("schema registry client for %s: %w", cfg.URL, err)
-	}
-	return cl, nil
-}
-
 // ErrUndecodable marks a record that can never be decoded by this codec (wrong format, unknown
 // schema, corrupt body). It is a permanent failure: retrying cannot help.
 var ErrUndecodable = errors.New("undecodable record")
 
 const (
-	confluentMagic = 0x00
-	soeMagic0      = 0xC3
-	soeMagic1      = 0x01
+	soeMagic0 = 0xC3
+	soeMagic1 = 0x01
 )
 
+// confluentHeader is franz-go's Confluent wire format header (magic 0, big-endian schema id).
+var confluentHeader = new(sr.ConfluentHeader)
+
 // Codec encodes values of one record schema and decodes records written with it or with any
-// compatible writer schema the registry knows.
+// compatible writer schema: a released version from the schema's history (single-object), or any
+// schema the registry holds (Confluent), resolved into the codec's schema by Avro schema
+// resolution (fields added since have their defaults, removed fields are skipped).
 type Codec struct {
 	schema   schemas.Schema
 	registry *sr.Client // nil = single-object encoding
 	id       int        // registry schema id when registry != nil
 	soeFP    [8]byte
+	// known maps each released version's single-object fingerprint to its writer schema; the
+	// current schema is included under its own fingerprint.
+	known map[[8]byte]schemas.Version
 
-	mu       sync.RWMutex
-	resolved map[int]*avro.Schema // registry id -> writer resolved against our reader schema
+	// confluent frames and unframes the Confluent wire format and keeps, per registry id, the
+	// decoder that reads that writer schema into ours (registered on first sight of the id).
+	confluent *sr.Serde
+
+	mu   sync.RWMutex
+	byFP map[[8]byte]*avro.Schema // fingerprint -> writer resolved against our reader schema
+}
+
+// registryRecord is the type the codec's sr.Serde registers its per-id decoders under; the codec
+// decodes into whatever value the caller passes, so the type is only a key.
+type registryRecord struct{}
+
+// CodecOpt adjusts NewCodec.
+type CodecOpt func(*codecOpts)
+
+type codecOpts struct{ compatibility string }
+
+// WithCompatibility sets the subject's compatibility level in the registry (schema_registry.
+// compatibility) before registering, so the registry itself refuses a schema that would break the
+// topic's readers. Empty leaves the registry's level alone. It applies only when registering.
+func WithCompatibility(level string) CodecOpt {
+	return func(o *codecOpts) { o.compatibility = level }
 }
 
 // NewCodec prepares a codec. With a registry it registers (or, when register is false, looks up)
 // the schema under subject and encodes in the Confluent wire format; without one it uses Avro
 // single-object encoding.
-func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, subject string, register bool) (*Codec, error) {
-	c := &Codec{schema: schema, registry: registry, resolved: map[int]*avro.Schema{}}
-	// The single-object header carries the CRC-64-AVRO fingerprint of the canonical form,
-	// little-endian, as the Avro specification prescribes.
-	h := avro.NewRabin()
-	h.Write(schema.Avro.Canonical())
-	binary.LittleEndian.PutUint64(c.soeFP[:], h.Sum64())
+func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, subject string, register bool, opts ...CodecOpt) (*Codec, error) {
+	var o codecOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	c := &Codec{
+		schema: schema, registry: registry, soeFP: schemas.Fingerprint(schema.Avro),
+		known:     map[[8]byte]schemas.Version{},
+		confluent: sr.NewSerde(sr.Header(confluentHeader)), byFP: map[[8]byte]*avro.Schema{},
+	}
+	for _, v := range schema.History {
+		c.known[v.Fingerprint] = v
+	}
+	// The current schema has the latest version's wire form once it is released (history_test.go);
+	// between a change and its history entry it is still the schema this code writes.
+	c.byFP[c.soeFP] = schema.Avro
 	if registry == nil {
 		return c, nil
 	}
 	s := sr.Schema{Schema: schema.Text, Type: sr.TypeAvro}
 	if register {
+		if o.compatibility != "" {
+			if err := setCompatibility(ctx, registry, subject, o.compatibility); err != nil {
+				return nil, err
+			}
+		}
 		id, err := registry.RegisterSchema(ctx, subject, s, -1, -1)
 		if err != nil {
-			return nil, fmt.Errorf("register schema %s under subject %q: %w (set schema_registry.register: false if the registry is managed elsewhere)", schema.FullName, subject, err)
+			return nil, fmt.Errorf("register schema %s under subject %q: %w (the registry refuses a schema that breaks its compatibility rule: release the change as a new topic, docs/data-contract.md; set schema_registry.register: false if the registry is managed elsewhere)", schema.FullName, subject, err)
 		}
 		c.id = id
 	} else {
@@ -119,8 +116,24 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 		}
 		c.id = ss.ID
 	}
-	c.resolved[c.id] = schema.Avro
+	c.registerDecoder(c.id, schema.Avro)
 	return c, nil
+}
+
+// setCompatibility sets subject's compatibility level, so the registry checks every new version
+// against it; Apicurio defaults to NONE and Confluent to BACKWARD, neither of which is the FULL
+// compatibility the contract promises.
+func setCompatibility(ctx context.Context, registry *sr.Client, subject, level string) error {
+	var l sr.CompatibilityLevel
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil || l.String() == "" {
+		return fmt.Errorf("schema_registry.compatibility %q is not a registry compatibility level (FULL, FULL_TRANSITIVE, BACKWARD, FORWARD, NONE, ...)", level)
+	}
+	for _, r := range registry.SetCompatibility(ctx, sr.SetCompatibility{Level: l}, subject) {
+		if r.Err != nil {
+			return fmt.Errorf("set compatibility %s on subject %q: %w (set schema_registry.compatibility: \"\" to leave the registry's level alone)", l, subject, r.Err)
+		}
+	}
+	return nil
 }
 
 // NewDecoder returns a codec for reading only: it neither registers nor looks up the schema at
@@ -147,9 +160,9 @@ func (c *Codec) AppendEncode(dst []byte, v any) ([]byte, error) {
 		}
 		return out, nil
 	}
-	dst = append(dst, confluentMagic, 0, 0, 0, 0)
-	binary.BigEndian.PutUint32(dst[len(dst)-4:], uint32(c.id))
-	out, err := c.schema.Avro.AppendEncode(dst, v)
+	out, err := sr.AppendEncode(dst, v, confluentHeader, c.id, nil, func(b []byte, v any) ([]byte, error) {
+		return c.schema.Avro.AppendEncode(b, v)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", c.schema.FullName, err)
 	}
@@ -162,26 +175,26 @@ func (c *Codec) Encode(v any) ([]byte, error) { return c.AppendEncode(nil, v) }
 // Decode decodes b, in either wire format, into v. Errors that can never succeed on retry wrap
 // ErrUndecodable; a registry that cannot be reached returns an error without it.
 func (c *Codec) Decode(ctx context.Context, b []byte, v any) error {
-	switch {
-	case len(b) >= 10 && b[0] == soeMagic0 && b[1] == soeMagic1:
-		if [8]byte(b[2:10]) != c.soeFP {
-			return fmt.Errorf("%w: single-object record written with schema fingerprint %x, not %s (%x)", ErrUndecodable, b[2:10], c.schema.FullName, c.soeFP)
-		}
-		if err := c.decodeBody(c.schema.Avro, b[10:], v); err != nil {
-			return err
-		}
-		return nil
-	case len(b) >= 5 && b[0] == confluentMagic:
-		id := int(binary.BigEndian.Uint32(b[1:5]))
-		writer, err := c.readerFor(ctx, id)
+	if len(b) >= 10 && b[0] == soeMagic0 && b[1] == soeMagic1 {
+		writer, err := c.readerForFingerprint([8]byte(b[2:10]))
 		if err != nil {
 			return err
 		}
-		return c.decodeBody(writer, b[5:], v)
-	default:
-		n := min(len(b), 2)
-		return fmt.Errorf("%w: %d bytes starting %x are neither Confluent wire format nor Avro single-object encoding", ErrUndecodable, len(b), b[:n])
+		return c.decodeBody(writer, b[10:], v)
 	}
+	if id, _, err := c.confluent.DecodeID(b); err == nil {
+		err := c.confluent.Decode(b, v)
+		if !errors.Is(err, sr.ErrNotRegistered) {
+			return err
+		}
+		// First record with this writer id: fetch, resolve and register its decoder, then decode.
+		if err := c.learnID(ctx, id); err != nil {
+			return err
+		}
+		return c.confluent.Decode(b, v)
+	}
+	n := min(len(b), 2)
+	return fmt.Errorf("%w: %d bytes starting %x are neither Confluent wire format nor Avro single-object encoding", ErrUndecodable, len(b), b[:n])
 }
 
 func (c *Codec) decodeBody(s *avro.Schema, body []byte, v any) error {
@@ -195,37 +208,77 @@ func (c *Codec) decodeBody(s *avro.Schema, body []byte, v any) error {
 	return nil
 }
 
-// readerFor returns a schema that reads data written with registry schema id into our type.
-func (c *Codec) readerFor(ctx context.Context, id int) (*avro.Schema, error) {
+// readerForFingerprint returns a schema that reads single-object data written with the schema
+// whose fingerprint is fp into our type: the current schema itself, or a released version
+// resolved against it.
+func (c *Codec) readerForFingerprint(fp [8]byte) (*avro.Schema, error) {
 	c.mu.RLock()
-	s, ok := c.resolved[id]
+	s, ok := c.byFP[fp]
 	c.mu.RUnlock()
 	if ok {
 		return s, nil
 	}
+	v, ok := c.known[fp]
+	if !ok {
+		return nil, c.unknownFingerprint(fp)
+	}
+	resolved, err := avro.Resolve(v.Avro, c.schema.Avro)
+	if err != nil {
+		// CheckFull in the schemas tests rules this out for the shipped history.
+		return nil, fmt.Errorf("%w: single-object record written with %s %s is not readable as the current schema: %v", ErrUndecodable, c.schema.FullName, v.Name(), err)
+	}
+	c.mu.Lock()
+	c.byFP[fp] = resolved
+	c.mu.Unlock()
+	return resolved, nil
+}
+
+// unknownFingerprint explains a fingerprint that is no version of the codec's schema.
+func (c *Codec) unknownFingerprint(fp [8]byte) error {
+	known := make([]string, 0, len(c.schema.History)+1)
+	for _, v := range c.schema.History {
+		known = append(known, fmt.Sprintf("%s %x", v.Name(), v.Fingerprint))
+	}
+	if _, released := c.known[c.soeFP]; !released {
+		known = append(known, fmt.Sprintf("current (unreleased) %x", c.soeFP))
+	}
+	return fmt.Errorf("%w: single-object record written with schema fingerprint %x, which is no known version of %s (known: %s); "+
+		"it was written with another record type or by a newer connector: read it with a connector at least as new as the writer, or use schema_registry.url so readers fetch the writer schema",
+		ErrUndecodable, fp, c.schema.FullName, strings.Join(known, ", "))
+}
+
+// registerDecoder makes the codec's serde decode records of registry id with reader, a schema
+// that reads that id's writer schema into the codec's type.
+func (c *Codec) registerDecoder(id int, reader *avro.Schema) {
+	c.confluent.Register(id, registryRecord{}, sr.DecodeFn(func(body []byte, v any) error {
+		return c.decodeBody(reader, body, v)
+	}))
+}
+
+// learnID fetches the writer schema of registry id (once: the serde keeps the decoder) and
+// resolves it against the codec's schema.
+func (c *Codec) learnID(ctx context.Context, id int) error {
 	if c.registry == nil {
-		return nil, fmt.Errorf("%w: record written with registry schema id %d, but no schema_registry.url is configured", ErrUndecodable, id)
+		return fmt.Errorf("%w: record written with registry schema id %d, but no schema_registry.url is configured", ErrUndecodable, id)
 	}
 	ws, err := c.registry.SchemaByID(ctx, id)
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
-			return nil, fmt.Errorf("%w: schema id %d is not in the registry", ErrUndecodable, id)
+			return fmt.Errorf("%w: schema id %d is not in the registry", ErrUndecodable, id)
 		}
-		return nil, fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
+		return fmt.Errorf("fetch schema id %d from the registry: %w", id, err)
 	}
 	writer, err := avro.Parse(ws.Schema)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry schema id %d does not parse: %v", ErrUndecodable, id, err)
+		return fmt.Errorf("%w: registry schema id %d does not parse: %v", ErrUndecodable, id, err)
 	}
 	resolved, err := avro.Resolve(writer, c.schema.Avro)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry schema id %d is not readable as %s: %v", ErrUndecodable, id, c.schema.FullName, err)
+		return fmt.Errorf("%w: registry schema id %d is not readable as %s: %v", ErrUndecodable, id, c.schema.FullName, err)
 	}
-	c.mu.Lock()
-	c.resolved[id] = resolved
-	c.mu.Unlock()
-	return resolved, nil
+	c.registerDecoder(id, resolved)
+	return nil
 }
 
 // SingleObjectFingerprint returns the CRC-64-AVRO fingerprint a single-object record carries.

@@ -130,6 +130,17 @@ func TestConfigValidate(t *testing.T) {
 		{"bad scheme", Config{URL: "sr:8081", Timeout: time.Second}, true},
 		{"half auth", Config{URL: "http://sr", Username: "u", Timeout: time.Second}, true},
 		{"no timeout", Config{}, true},
+		{"password file", Config{URL: "https://sr", Username: "u", PasswordFile: "/run/pw", Timeout: time.Second}, false},
+		{"password and password file", Config{URL: "https://sr", Username: "u", Password: "p", PasswordFile: "/run/pw", Timeout: time.Second}, true},
+		{"password file without username", Config{URL: "https://sr", PasswordFile: "/run/pw", Timeout: time.Second}, true},
+		{"bearer", Config{URL: "https://sr", BearerTokenFile: "/run/token", Timeout: time.Second}, false},
+		{"basic and bearer", Config{URL: "https://sr", Username: "u", Password: "p", BearerTokenFile: "/t", Timeout: time.Second}, true},
+		{"mtls", Config{URL: "https://sr", TLS: TLSConfig{CertFile: "c", KeyFile: "k"}, Timeout: time.Second}, false},
+		{"half mtls", Config{URL: "https://sr", TLS: TLSConfig{CertFile: "c"}, Timeout: time.Second}, true},
+		{"tls over http", Config{URL: "http://sr", TLS: TLSConfig{CAFile: "ca"}, Timeout: time.Second}, true},
+		{"compatibility lower-case", Config{Compatibility: "full_transitive", Timeout: time.Second}, false},
+		{"compatibility unknown", Config{Compatibility: "SOMETIMES", Timeout: time.Second}, true},
+		{"compatibility left alone", Config{Compatibility: "", Timeout: time.Second}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
