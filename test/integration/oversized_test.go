@@ -110,10 +110,6 @@ func TestOversizedSession(t *testing.T) {
 		"enrich.lag_interval": "1s",
 	})
 	enricher := startChild(t, "enricher", "enricher", ecfg)
-	if line := logLine(t, enricher, "output record size limit", p.enriched); !strings.Contains(line, `"bytes":`+limit) ||
-		!strings.Contains(line, "topic max.message.bytes") {
-		t.Errorf("the enricher did not take %s's max.message.bytes %s as its record limit; its log says: %q", p.enriched, limit, line)
-	}
 	t.Logf("pipeline up after %s", time.Since(began).Round(time.Millisecond))
 
 	stalls := watchGauge(t, enricher.admin, stalledMetric, 250*time.Millisecond)
@@ -134,6 +130,12 @@ func TestOversizedSession(t *testing.T) {
 	}
 	if samples == 0 || maxStalled != 0 {
 		t.Errorf("%s: %d samples during the run, highest value %v; want samples, all 0", stalledMetric, samples, maxStalled)
+	}
+	// Logged when the client starts, which may come after the first readiness answer; by now
+	// it has been.
+	if line := logLine(t, enricher, "output record size limit", p.enriched); !strings.Contains(line, `"bytes":`+limit) ||
+		!strings.Contains(line, "topic max.message.bytes") {
+		t.Errorf("the enricher did not take %s's max.message.bytes %s as its record limit; its log says: %q", p.enriched, limit, line)
 	}
 	if line := logLine(t, enricher, "enricher stalled"); line != "" {
 		t.Errorf("the enricher logged a stall: %s", line)
