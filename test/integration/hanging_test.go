@@ -33,6 +33,10 @@ const (
 	// so detection comes quickly, and what the doctor takes as its timeout from the config.
 	hangingTxnTimeout = 10 * time.Second
 
+	// hangingLagInterval is enrich.lag_interval in the hanging-transaction test: how often the
+	// enricher reads the offsets that reveal a hanging transaction.
+	hangingLagInterval = 2 * time.Second
+
 	// detectWithin bounds how long the enricher may take to report the hanging transaction:
 	// the issue asks for transaction_timeout plus a minute.
 	detectWithin = hangingTxnTimeout + time.Minute
@@ -61,7 +65,12 @@ func TestHangingTransaction(t *testing.T) {
 	if err := sim.SetWebhookURL(url); err != nil {
 		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
 	}
-	ecfg := p.enricherSettings(sim, "hanging").with(settings{"enrich.transaction_timeout": hangingTxnTimeout.String()})
+	ecfg := p.enricherSettings(sim, "hanging").with(settings{
+		"enrich.transaction_timeout": hangingTxnTimeout.String(),
+		// The check runs every lag_interval: detection comes within transaction_timeout plus
+		// one interval of the first refresh that sees the open transaction (default 15s).
+		"enrich.lag_interval": hangingLagInterval.String(),
+	})
 	enricher := startChild(t, "enricher", "enricher", ecfg)
 
 	// Some events enriched before: the group has committed offsets on every partition.

@@ -36,6 +36,7 @@ type Ingress struct {
 	ln      net.Listener
 	log     *slog.Logger
 	tls     *tls.Config // nil: plain HTTP (a TLS-terminating proxy in front)
+	unused  unusedConns // connections with no request yet, closed at once on stop
 }
 
 // NewHandler builds the webhook handler alone, for tests and benchmarks that drive it without a
@@ -107,6 +108,7 @@ func newIngress(cfg Config, h *Handler, log *slog.Logger) (*Ingress, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	in := &Ingress{cfg: cfg, handler: h, srv: srv, log: log}
+	srv.ConnState = in.unused.track
 	if cfg.TLS.Enabled() {
 		certs, err := newCertReloader(cfg.TLS, log)
 		if err != nil {
@@ -129,7 +131,8 @@ func Listen(cfg Config) (net.Listener, error) {
 
 // Run serves webhooks, over TLS when ingress.tls is set, until ctx ends or the listener fails.
 // When ctx ends it stops accepting connections and waits, at most ingress.shutdown_timeout,
-// for in-flight webhooks to be answered; requests that arrive meanwhile get 503. A listener
+// for in-flight webhooks to be answered; requests still arriving on open connections get 503;
+// connections that have not delivered a request yet are closed at once (see unusedConns). A listener
 // failure (the socket closed under it) is returned as an error, so the process stops instead
 // of running on without its intake. The caller flushes and closes the Kafka client afterwards.
 func (in *Ingress) Run(ctx context.Context) error {
@@ -148,6 +151,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 	in.handler.closing.Store(true)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), in.cfg.ShutdownTimeout)
 	defer cancel()
+	in.unused.closeAll()
 	err := in.srv.Shutdown(sctx)
 	if serveErr := <-served; !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
