@@ -136,22 +136,44 @@ func (e *Enricher) resolveLimits(ctx context.Context, adm *kadm.Client, topics .
 }
 
 // brokerMaxMessageBytes returns the cluster's message.max.bytes, or Kafka's default when the
-// brokers do not tell.
+// brokers do not tell. It asks one broker by id: a describe without a broker id answers only
+// the dynamically set cluster defaults (Kafka 4.x), which normally do not include it.
 func (e *Enricher) brokerMaxMessageBytes(ctx context.Context, adm *kadm.Client) int {
-	rcs, err := adm.DescribeBrokerConfigs(ctx)
-	if err == nil {
-		for _, rc := range rcs {
-			for _, c := range rc.Configs {
-				if c.Key == "message.max.bytes" && c.Value != nil {
-					if n, err := strconv.Atoi(*c.Value); err == nil && n > 0 {
-						return n
-					}
+	n, err := describeMaxMessageBytes(ctx, adm)
+	if err != nil {
+		e.log.Warn("cannot read the broker's message.max.bytes; assuming Kafka's default", slog.Int("bytes", defaultMaxMessageBytes), slog.Any("err", err))
+		return defaultMaxMessageBytes
+	}
+	return n
+}
+
+func describeMaxMessageBytes(ctx context.Context, adm *kadm.Client) (int, error) {
+	brokers, err := adm.ListBrokers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list brokers: %w", err)
+	}
+	if len(brokers) == 0 {
+		return 0, errors.New("list brokers: no broker in the metadata")
+	}
+	rcs, err := adm.DescribeBrokerConfigs(ctx, brokers[0].NodeID)
+	if err != nil {
+		return 0, fmt.Errorf("describe broker %d configs: %w", brokers[0].NodeID, err)
+	}
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return 0, fmt.Errorf("describe broker %d configs: %w", brokers[0].NodeID, rc.Err)
+		}
+		for _, c := range rc.Configs {
+			if c.Key == "message.max.bytes" && c.Value != nil {
+				n, err := strconv.Atoi(*c.Value)
+				if err != nil || n <= 0 {
+					return 0, fmt.Errorf("broker %d reports message.max.bytes %q: not a positive number", brokers[0].NodeID, *c.Value)
 				}
+				return n, nil
 			}
 		}
 	}
-	e.log.Warn("cannot read the broker's message.max.bytes; assuming Kafka's default", slog.Int("bytes", defaultMaxMessageBytes), slog.Any("err", err))
-	return defaultMaxMessageBytes
+	return 0, fmt.Errorf("broker %d does not report message.max.bytes", brokers[0].NodeID)
 }
 
 // ErrRecordTooLarge is the cause of a dead-lettered event whose EnrichedSession exceeds the
