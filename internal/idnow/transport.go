@@ -215,12 +215,14 @@ func (c *Client) withRetry(ctx context.Context, req *request, op func(context.Co
 		if ctx.Err() == nil {
 			c.m.retries.WithLabelValues(req.endpoint).Inc()
 			c.log.Debug("retrying idnow call", slog.String("endpoint", req.endpoint), slog.String("session_id", req.sessionID),
-				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("error", err))
+				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err))
 		}
 		if cause := retry.Wait(ctx, wait); cause != nil {
 			// The caller gave up between attempts: name the call and keep what the last
-			// attempt saw, which is what an operator needs to know.
-			return req.apiError(0, fmt.Errorf("%w (last attempt: %v)", cause, err))
+			// attempt saw, which is what an operator needs to know. The last error is text,
+			// not wrapped: a wrapped ErrTimeout or 503 would make the classifier call the
+			// caller's own cancellation retryable.
+			return req.apiError(0, fmt.Errorf("%w (last attempt: %v)", cause, err)) //nolint:errorlint // see above: only the cause may match errors.Is
 		}
 	}
 }
