@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
 )
 
 // Auth styles accepted by idnow.auth_style.
@@ -103,6 +105,13 @@ type RetryConfig struct {
 	MaxRetryAfter time.Duration `koanf:"max_retry_after"`
 }
 
+// backoff is the shape of the waits between attempts. The jitter of ±50% spreads the retries
+// of many workers hit by the same outage; the fields stay flat here (rather than embedding
+// retry.Config) so idnow.RetryConfig literals elsewhere keep compiling.
+func (c RetryConfig) backoff() retry.Config {
+	return retry.Config{InitialBackoff: c.InitialBackoff, MaxBackoff: c.MaxBackoff, Multiplier: 2, Jitter: 0.5}
+}
+
 // DefaultConfig returns the documented defaults. APIURL, the token endpoint (TokenURL or
 // AuthURL) and the credentials have no default and must be set.
 func DefaultConfig() Config {
@@ -196,11 +205,8 @@ func (c Config) Validate() error {
 	if c.Retry.MaxAttempts < 0 {
 		add("idnow.retry.max_attempts must be 0 (until the context is done) or positive, got %d", c.Retry.MaxAttempts)
 	}
-	if c.Retry.InitialBackoff <= 0 {
-		add("idnow.retry.initial_backoff must be positive (e.g. 200ms), got %s", c.Retry.InitialBackoff)
-	}
-	if c.Retry.MaxBackoff < c.Retry.InitialBackoff {
-		add("idnow.retry.max_backoff (%s) must be at least idnow.retry.initial_backoff (%s)", c.Retry.MaxBackoff, c.Retry.InitialBackoff)
+	if err := c.Retry.backoff().Validate("idnow.retry"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Retry.MaxRetryAfter <= 0 {
 		add("idnow.retry.max_retry_after must be positive (e.g. 5m), got %s", c.Retry.MaxRetryAfter)

@@ -203,12 +203,12 @@ func newDownloadTransport(base http.RoundTripper) (http.RoundTripper, error) {
 	case t.DialContext != nil:
 		g.dial = t.DialContext
 		g.checked = checkAfterDial(t.DialContext)
-	case t.Dial != nil:
+	case t.Dial != nil: //nolint:staticcheck // SA1019: a caller's deprecated Dial must be found to be guarded
 		// A caller's legacy Dial is honoured (and checked), not bypassed.
-		d := t.Dial
+		d := t.Dial //nolint:staticcheck // SA1019: see above
 		g.dial = func(_ context.Context, network, addr string) (net.Conn, error) { return d(network, addr) }
 		g.checked = checkAfterDial(g.dial)
-		t.Dial = nil
+		t.Dial = nil //nolint:staticcheck // SA1019: cleared so the guarded DialContext is the only dialler
 	default:
 		g.dial = plain.DialContext
 		guarded := *plain

@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cenkalti/backoff/v5"
 )
 
 func TestClassify(t *testing.T) {
@@ -114,24 +112,16 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestRetryBackOffPlan(t *testing.T) {
 	cfg := DefaultConfig().Retry
-	bo := &retryBackOff{exp: newTestExp(cfg.InitialBackoff, cfg.MaxBackoff)}
-	bo.Reset()
-	if got := bo.plan(2*time.Second, time.Minute); got < 2*time.Second {
-		t.Fatalf("plan with Retry-After 2s = %v, want >= 2s", got)
+	bo := cfg.backoff().NewBackOff()
+	if got := bo.NextAfter(2*time.Second, time.Minute); got < 2*time.Second {
+		t.Fatalf("wait with Retry-After 2s = %v, want >= 2s", got)
 	}
-	if got := bo.NextBackOff(); got < 2*time.Second {
-		t.Fatalf("NextBackOff after plan = %v, want the planned >= 2s", got)
-	}
-	if got := bo.plan(time.Hour, 5*time.Second); got > 5*time.Second+cfg.MaxBackoff {
-		t.Fatalf("plan with huge Retry-After = %v, want capped near max_retry_after", got)
+	if got := bo.NextAfter(time.Hour, 5*time.Second); got > 5*time.Second+cfg.MaxBackoff {
+		t.Fatalf("wait with huge Retry-After = %v, want capped near max_retry_after", got)
 	}
 	for range 50 {
-		if got := bo.plan(0, time.Minute); got > cfg.MaxBackoff*3/2 || got <= 0 {
-			t.Fatalf("plan = %v outside (0, 1.5*max_backoff]", got)
+		if got := bo.NextAfter(0, time.Minute); got > cfg.MaxBackoff*3/2 || got <= 0 {
+			t.Fatalf("wait = %v outside (0, 1.5*max_backoff]", got)
 		}
 	}
-}
-
-func newTestExp(initial, maxInterval time.Duration) *backoff.ExponentialBackOff {
-	return &backoff.ExponentialBackOff{InitialInterval: initial, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: maxInterval}
 }

@@ -13,59 +13,6 @@ import (
 	"time"
 )
 
-// GetFile fetches a vault file. The API answers 302 to a presigned URL; the client follows
-// it by hand with a plain request that carries no Authorization header, so the bearer token
-// never reaches the storage host. That URL is held to https and, at dial time, to public
-// addresses (unless idnow.allow_insecure_http), and may not redirect further: errors
-// matching ErrInsecureURL say which rule it broke. The body is streamed, not buffered: the
-// caller must close File.Body, and reading past idnow.max_file_size fails with
-// ErrFileTooLarge. idnow.timeout bounds each step until response headers; the body read is
-// bounded by ctx only. Every file access is logged by IDnow, so call this only when
-// configured to.
-func (c *Client) GetFile(ctx context.Context, vaultEntryID string) (*File, error) {
-	if err := checkID(EndpointGetFile, "vault entry id", vaultEntryID); err != nil {
-		return nil, err
-	}
-	req := &request{
-		endpoint:       EndpointGetFile,
-		method:         http.MethodGet,
-		url:            c.apiURL(nil, c.cfg.Environment, "files", vaultEntryID),
-		vaultEntryID:   vaultEntryID,
-		idempotent:     true,
-		auth:           true,
-		acceptRedirect: true,
-	}
-	var file *File
-	err := c.withRetry(ctx, req, func(ctx context.Context) (string, error) {
-		var location *url.URL
-		used, err := c.attempt(ctx, req, func(resp *http.Response) error {
-			if resp.StatusCode < 300 {
-				return fmt.Errorf("%w: expected a redirect to the presigned file URL, got HTTP %d", ErrDecode, resp.StatusCode)
-			}
-			loc, err := resp.Location()
-			if err != nil {
-				return fmt.Errorf("%w: redirect without a usable Location: %w", ErrDecode, err)
-			}
-			location = loc
-			return nil
-		})
-		if err != nil {
-			return used, err
-		}
-		// A fresh presigned URL is requested on every attempt: an expired one cannot be reused.
-		f, err := c.downloadFile(ctx, vaultEntryID, location)
-		if err != nil {
-			return used, err
-		}
-		file = f
-		return used, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return file, nil
-}
-
 // downloadFile GETs the presigned URL without credentials and returns the streaming body.
 func (c *Client) downloadFile(ctx context.Context, vaultEntryID string, location *url.URL) (*File, error) {
 	apiErr := func(status int, err error) *APIError {

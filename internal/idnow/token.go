@@ -122,7 +122,7 @@ func (p *tokenProvider) fetch(f *tokenFetch) {
 	if err != nil {
 		err = p.tokenError(ctx, err)
 		p.m.tokenRefreshes.WithLabelValues("error").Inc()
-		p.log.Warn("idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("error", err))
+		p.log.Warn("idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("err", err))
 	} else {
 		p.m.tokenRefreshes.WithLabelValues("success").Inc()
 		p.m.requests.WithLabelValues(EndpointToken, "2xx").Inc()
