@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/cenkalti/backoff/v5"
 	"golang.org/x/time/rate"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
 )
 
 const (
@@ -147,13 +148,7 @@ func (c *keyCache) startRefresh(limited bool) *refreshCall {
 // backoff. loaded tells whether the initial fetch succeeded.
 func (c *keyCache) run(refreshEvery time.Duration, loaded bool) {
 	defer c.wg.Done()
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     retryInitialInterval,
-		RandomizationFactor: 0.2,
-		Multiplier:          2,
-		MaxInterval:         min(retryMaxInterval, refreshEvery),
-	}
-	b.Reset()
+	b := retry.Config{InitialBackoff: retryInitialInterval, MaxBackoff: min(retryMaxInterval, refreshEvery), Multiplier: 2, Jitter: 0.2}.NewBackOff()
 	wait := refreshEvery
 	if !loaded {
 		wait = b.NextBackOff()

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
 )
 
 // Delivery modes accepted by enrich.delivery.
@@ -73,6 +75,12 @@ type RetryConfig struct {
 	InitialBackoff time.Duration `koanf:"initial_backoff"`
 	// MaxBackoff caps one wait; default 30s.
 	MaxBackoff time.Duration `koanf:"max_backoff"`
+}
+
+// backoff is the shape of the waits: doubling, ±20% jitter so replicas blocked by the same
+// outage do not retry in step.
+func (c RetryConfig) backoff() retry.Config {
+	return retry.Config{InitialBackoff: c.InitialBackoff, MaxBackoff: c.MaxBackoff, Multiplier: 2, Jitter: 0.2}
 }
 
 // DataBlocksConfig is the `enrich.datablocks.*` section.

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -144,8 +143,7 @@ func (e *Enricher) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stopWatchdog()
 
-	b := &backoff.ExponentialBackOff{InitialInterval: e.cfg.Retry.InitialBackoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: e.cfg.Retry.MaxBackoff}
-	b.Reset()
+	b := e.cfg.Retry.backoff().NewBackOff()
 	e.log.Info("enricher starting", slog.String("group", e.cfg.Group), slog.String("delivery", e.cfg.Delivery),
 		slog.String("transactional_id", e.txnID), slog.String("topic", e.deps.Topics.Sessions))
 	for {
@@ -542,8 +540,7 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 	for i := range pending {
 		pending[i] = i
 	}
-	b := &backoff.ExponentialBackOff{InitialInterval: e.cfg.Retry.InitialBackoff, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: e.cfg.Retry.MaxBackoff}
-	b.Reset()
+	b := e.cfg.Retry.backoff().NewBackOff()
 	for len(pending) > 0 {
 		failed, transient, err := e.produceRound(ctx, cl, recs, results, pending)
 		if err != nil {

@@ -7,9 +7,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
-
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
 )
 
 // Retry retries retryable failures (Classify) with capped exponential backoff and jitter, for as
@@ -20,13 +19,7 @@ import (
 func Retry(cfg RetryConfig, m *metrics, log *slog.Logger) Middleware {
 	return func(next HandlerFunc) HandlerFunc {
 		return func(ctx context.Context, msg *Message) (Result, error) {
-			b := &backoff.ExponentialBackOff{
-				InitialInterval:     cfg.InitialBackoff,
-				RandomizationFactor: 0.2,
-				Multiplier:          2,
-				MaxInterval:         cfg.MaxBackoff,
-			}
-			b.Reset()
+			b := cfg.backoff().NewBackOff()
 			blocked := false
 			defer func() {
 				if blocked {
@@ -51,17 +44,13 @@ func Retry(cfg RetryConfig, m *metrics, log *slog.Logger) Middleware {
 					blocked = true
 					m.block()
 				}
-				wait := min(max(b.NextBackOff(), retryAfter(err)), cfg.MaxBackoff)
+				wait := min(b.NextAfter(retryAfter(err), cfg.MaxBackoff), cfg.MaxBackoff)
 				log.Warn("enrichment failed with a retryable error; retrying, the partition waits",
 					slog.String("class", c.Class), slog.Int("attempt", msg.Attempts), slog.Duration("wait", wait),
 					slog.String("topic", msg.Record.Topic), slog.Int("partition", int(msg.Record.Partition)),
 					slog.Int64("offset", msg.Record.Offset), slog.Any("err", err))
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return Result{}, fmt.Errorf("enrich %s: %w", describe(msg), context.Cause(ctx))
-				case <-t.C:
+				if err := retry.Wait(ctx, wait); err != nil {
+					return Result{}, fmt.Errorf("enrich %s: %w", describe(msg), err)
 				}
 			}
 		}
