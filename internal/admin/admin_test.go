@@ -21,7 +21,7 @@ func TestEndpoints(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_things_total", Help: "things"})
 	reg.MustRegister(c)
 	c.Inc()
-	s, err := New(Config{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestValidate(t *testing.T) {
 // TestRunFailsWhenTheListenerDies: a socket closed under the server ends Run with an error
 // naming the address, so the process stops instead of running on without its probes.
 func TestRunFailsWhenTheListenerDies(t *testing.T) {
-	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,12 +120,12 @@ func TestRunFailsWhenTheListenerDies(t *testing.T) {
 }
 
 func TestNewReportsATakenPort(t *testing.T) {
-	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.ln.Close()
-	_, err = New(Config{Listen: s.Addr()}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err = New(Config{Listen: s.Addr()}, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "(admin.listen)") {
 		t.Fatalf("New on a taken port = %v, want an error naming admin.listen", err)
 	}

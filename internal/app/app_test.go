@@ -50,7 +50,7 @@ func testConfig() Config {
 // TestRunLifecycle starts the `run` mode from a test, checks that simulated webhooks arrive as
 // decodable SessionEvents and that readiness reports, then shuts down cleanly.
 func TestRunLifecycle(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	a, err := New(testConfig(), ModeRun, log, "test")
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +132,7 @@ func TestStartFailsCleanly(t *testing.T) {
 	cfg := testConfig()
 	cfg.Kafka.Embedded.Enabled = true
 	cfg.Topics.Create = false
-	a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	a, err := New(cfg, ModeIngress, slog.New(slog.DiscardHandler), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestSchemaRegistryEncoding(t *testing.T) {
 	defer reg.Close()
 	cfg := testConfig()
 	cfg.SchemaRegistry.URL = reg.URL()
-	a, err := New(cfg, ModeRun, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	a, err := New(cfg, ModeRun, slog.New(slog.DiscardHandler), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +215,7 @@ func readRaw(t *testing.T, brokers []string, topic string) []byte {
 // acknowledged webhooks into a broker on its own disk. Now only `run` does that by itself; the
 // ingress and enricher modes refuse to start unless kafka.embedded.enabled asks for it.
 func TestEmbeddedBrokerOnlyOnRequest(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	for _, mode := range []Mode{ModeIngress, ModeEnricher} {
 		t.Run(string(mode)+" without brokers fails", func(t *testing.T) {
 			_, err := New(testConfig(), mode, log, "test")
@@ -260,7 +260,7 @@ func TestListenerLossStopsTheProcess(t *testing.T) {
 			cfg.Kafka.Embedded.Enabled = true
 			cfg.Webhook.JWKSURL = "https://127.0.0.1:1/jwks" // never reached: the test ends first
 			cfg.Webhook.Issuer, cfg.Webhook.Audience = "https://idnow.test", "https://connector.test/webhooks/idnow"
-			a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+			a, err := New(cfg, ModeIngress, slog.New(slog.DiscardHandler), "test")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -165,7 +165,8 @@ func (t TopicsConfig) Validate() error {
 			return fmt.Errorf("%s must name a topic", key)
 		}
 		if len(name) > 249 || strings.ContainsFunc(name, func(r rune) bool {
-			return !(r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'))
+			legal := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+			return !legal
 		}) {
 			return fmt.Errorf("%s %q is not a legal Kafka topic name (letters, digits, '.', '_', '-', at most 249)", key, name)
 		}

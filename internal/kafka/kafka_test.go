@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -148,7 +147,7 @@ func TestEnsureTopics(t *testing.T) {
 func TestEmbeddedPersistsAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	cfg := EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", Partitions: 1}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	produce := func(e *Embedded) {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
 		if err != nil {

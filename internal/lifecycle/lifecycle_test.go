@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -46,7 +45,7 @@ func blocking(rec *recorder, name string, started chan<- struct{}) RunFunc {
 	}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestCleanStopIsReverseOrderThenCleanupsLIFO(t *testing.T) {
 	rec := &recorder{}

@@ -185,7 +185,7 @@ func RunIngress(ctx context.Context, cfg IngressConfig, log *slog.Logger) (*Ingr
 				lv.Linger0, name = &res, "ingress-linger0"
 			}
 			log.Info("load level done", "target", name,
-				"concurrency", level, "rps", int(res.RPS), "p99", res.P99, "errors", res.Errors)
+				"concurrency", level, "rps", int(res.RPS), "p99", res.P99, "failed_requests", res.Errors)
 		}
 		lv.IngressRSS, _ = ing.RSS()
 		rep.Levels = append(rep.Levels, lv)

@@ -187,7 +187,7 @@ func (c *Codec) Decode(ctx context.Context, b []byte, v any) error {
 func (c *Codec) decodeBody(s *avro.Schema, body []byte, v any) error {
 	rest, err := s.Decode(body, v)
 	if err != nil {
-		return fmt.Errorf("%w: decode %s: %v", ErrUndecodable, c.schema.FullName, err)
+		return fmt.Errorf("%w: decode %s: %w", ErrUndecodable, c.schema.FullName, err)
 	}
 	if len(rest) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes after %s", ErrUndecodable, len(rest), c.schema.FullName)
@@ -216,11 +216,11 @@ func (c *Codec) readerFor(ctx context.Context, id int) (*avro.Schema, error) {
 	}
 	writer, err := avro.Parse(ws.Schema)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry schema id %d does not parse: %v", ErrUndecodable, id, err)
+		return nil, fmt.Errorf("%w: registry schema id %d does not parse: %w", ErrUndecodable, id, err)
 	}
 	resolved, err := avro.Resolve(writer, c.schema.Avro)
 	if err != nil {
-		return nil, fmt.Errorf("%w: registry schema id %d is not readable as %s: %v", ErrUndecodable, id, c.schema.FullName, err)
+		return nil, fmt.Errorf("%w: registry schema id %d is not readable as %s: %w", ErrUndecodable, id, c.schema.FullName, err)
 	}
 	c.mu.Lock()
 	c.resolved[id] = resolved

@@ -213,7 +213,10 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		kgo.OnPartitionsLost(e.onLost),
 	)
 	if e.cfg.Delivery == DeliveryExactlyOnce {
-		opts = append(opts, kgo.TransactionalID(e.txnID), kgo.TransactionTimeout(e.cfg.TransactionTimeout), kgo.RequireStableFetchOffsets())
+		// Offsets are fetched with RequireStable (a partition with a pending transactional
+		// commit answers "retry" instead of a stale offset): franz-go v1.22 always sets it for
+		// group consumers, so the former kgo.RequireStableFetchOffsets option is gone from here.
+		opts = append(opts, kgo.TransactionalID(e.txnID), kgo.TransactionTimeout(e.cfg.TransactionTimeout))
 		sess, err := kgo.NewGroupTransactSession(opts...)
 		if err != nil {
 			return false, fmt.Errorf("%w: new transactional group session: %w", errClientConfig, err)

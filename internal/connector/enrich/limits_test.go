@@ -76,7 +76,7 @@ func TestFitDegrades(t *testing.T) {
 		t.Fatalf("limit %d: truncated %q, err %v; want metadata", contentSize-1, meta.Truncated, err)
 	}
 	metaSize := recordSize(meta.Records[0])
-	if !(metaSize < contentSize && contentSize < fullSize) {
+	if metaSize >= contentSize || contentSize >= fullSize {
 		t.Fatalf("sizes full %d, content dropped %d, metadata only %d: each level must be smaller", fullSize, contentSize, metaSize)
 	}
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -20,7 +19,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 )
 
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func testMetrics(t *testing.T) *metrics {
 	t.Helper()

@@ -197,7 +197,7 @@ type testIngress struct {
 // startIngress serves h's handler on 127.0.0.1:0 and shuts it down at the end of the test.
 func startIngress(t *testing.T, h *harness) *testIngress {
 	t.Helper()
-	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ import (
 func TestIngressOnKfake(t *testing.T) {
 	h := newHarness(t)
 	cfg := h.handler.cfg
-	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.DiscardHandler)}
 	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
 	listen(t, in)
 	stop := run(t, in)
@@ -166,7 +166,7 @@ func boolInt(b bool) int {
 func TestShutdownDrainsInFlight(t *testing.T) {
 	h := newHarness(t)
 	cfg := h.handler.cfg
-	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.DiscardHandler)}
 	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
 	listen(t, in)
 	stop := run(t, in)
