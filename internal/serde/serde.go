@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/avro"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -230,3 +231,20 @@ func (c *Codec) readerFor(ctx context.Context, id int) (*avro.Schema, error) {
 
 // SingleObjectFingerprint returns the CRC-64-AVRO fingerprint a single-object record carries.
 func (c *Codec) SingleObjectFingerprint() [8]byte { return c.soeFP }
+
+// NewRecord is the record the connector writes for one event: keyed by the session id, so a
+// session's records stay in order on one partition, holding value (encoded with schema) and the
+// standard headers, HeaderSchema and HeaderEventID, that let tools tell what a record holds
+// without decoding it. The ingress and the enricher both build their output with it, so the two
+// topics carry the same headers.
+func NewRecord(topic, sessionID, eventID string, schema schemas.Schema, value []byte) *kgo.Record {
+	return &kgo.Record{
+		Topic: topic,
+		Key:   []byte(sessionID),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderSchema, Value: []byte(schema.FullName)},
+			{Key: HeaderEventID, Value: []byte(eventID)},
+		},
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -106,8 +107,8 @@ func TestHandler(t *testing.T) {
 			if err := enriched.Decode(context.Background(), rec.Value, &es); err != nil {
 				t.Fatal(err)
 			}
-			if rec.Topic != "out" || string(rec.Key) != es.Session.SessionID || header(rec, serde.HeaderEventID) != es.Event.EventID ||
-				header(rec, serde.HeaderSchema) != schemas.EnrichedSessionName {
+			if rec.Topic != "out" || string(rec.Key) != es.Session.SessionID || kafka.Header(rec, serde.HeaderEventID) != es.Event.EventID ||
+				kafka.Header(rec, serde.HeaderSchema) != schemas.EnrichedSessionName {
 				t.Errorf("record envelope: topic %s key %s headers %v", rec.Topic, rec.Key, rec.Headers)
 			}
 			if es.DataBlocksFetched != tc.wantFetched || len(es.DataBlocks) != tc.wantBlocks || !es.Enrichment.EnrichedAt.Equal(time.Unix(100, 0)) {

@@ -321,24 +321,15 @@ func decodeEnriched(t testing.TB, recs []*kgo.Record) []*schemas.EnrichedSession
 		if string(r.Key) != es.Session.SessionID {
 			t.Errorf("enriched record key %q is not its session id %q", r.Key, es.Session.SessionID)
 		}
-		if h := header(r, serde.HeaderEventID); h != es.Event.EventID {
+		if h := kafka.Header(r, serde.HeaderEventID); h != es.Event.EventID {
 			t.Errorf("enriched record header %s = %q, want %q", serde.HeaderEventID, h, es.Event.EventID)
 		}
-		if h := header(r, serde.HeaderSchema); h != schemas.EnrichedSessionName {
+		if h := kafka.Header(r, serde.HeaderSchema); h != schemas.EnrichedSessionName {
 			t.Errorf("enriched record header %s = %q", serde.HeaderSchema, h)
 		}
 		out = append(out, &es)
 	}
 	return out
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // checkExactlyOnce asserts one enriched record per sent event (at least one when dupsAllowed),

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -113,7 +114,7 @@ func TestFitDegrades(t *testing.T) {
 	h := DLQ("dlq", discardLog())(NewHandler(HandlerDeps{API: api, Events: events, Enriched: enriched, Topic: "out",
 		Policy: DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull}, Version: "v", MaxRecordBytes: func() int { return metaSize - 1 }}))
 	res, err := h(t.Context(), &Message{Record: &kgo.Record{Topic: "in", Value: value}})
-	if err != nil || res.DLQClass != ClassRecordTooLarge || res.Records[0].Topic != "dlq" || header(res.Records[0], HeaderDLQErrorClass) != ClassRecordTooLarge {
+	if err != nil || res.DLQClass != ClassRecordTooLarge || res.Records[0].Topic != "dlq" || kafka.Header(res.Records[0], HeaderDLQErrorClass) != ClassRecordTooLarge {
 		t.Fatalf("DLQ result %+v, err %v", res, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 )
 
@@ -170,12 +171,12 @@ func TestDLQ(t *testing.T) {
 				HeaderDLQSourcePartition: "2", HeaderDLQSourceOffset: "41", HeaderDLQAttempts: "3",
 			}
 			for k, v := range want {
-				if got := header(d, k); got != v {
+				if got := kafka.Header(d, k); got != v {
 					t.Errorf("header %s = %q, want %q", k, got, v)
 				}
 			}
-			if !strings.Contains(header(d, HeaderDLQError), tc.err.Error()) {
-				t.Errorf("error header %q does not hold %q", header(d, HeaderDLQError), tc.err)
+			if !strings.Contains(kafka.Header(d, HeaderDLQError), tc.err.Error()) {
+				t.Errorf("error header %q does not hold %q", kafka.Header(d, HeaderDLQError), tc.err)
 			}
 		})
 	}
@@ -184,7 +185,7 @@ func TestDLQ(t *testing.T) {
 func TestDLQErrorHeaderBounded(t *testing.T) {
 	long := errors.New(strings.Repeat("ü", 2000))
 	d := dlqRecord("dlq", testMessage(), ClassInternal, long)
-	if h := header(d, HeaderDLQError); len(h) > maxDLQErrorLen+len("…") || !strings.HasSuffix(h, "…") || !strings.HasPrefix(h, "ü") {
+	if h := kafka.Header(d, HeaderDLQError); len(h) > maxDLQErrorLen+len("…") || !strings.HasSuffix(h, "…") || !strings.HasPrefix(h, "ü") {
 		t.Errorf("error header not bounded on a rune boundary: %d bytes", len(h))
 	}
 }
