@@ -89,7 +89,7 @@ func RunCLI(ctx context.Context, args []string, stdout io.Writer, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sim, err := New(cfg, reg, log)
+	sim, err := New(cfg, Deps{Registry: reg, Log: log})
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}

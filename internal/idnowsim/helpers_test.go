@@ -38,7 +38,7 @@ func startSim(t *testing.T, mutate func(*Config)) *Simulator {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	sim, err := New(cfg, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	sim, err := New(cfg, Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -182,3 +182,13 @@ func TestAbandonReleasesPartsInReverseThenCleansUp(t *testing.T) {
 		t.Fatalf("order = %s, want %s", got, want)
 	}
 }
+
+// TestNilLogDiscards: a nil logger is the project's "discard", not a panic when a part fails
+// and the Group logs it.
+func TestNilLogDiscards(t *testing.T) {
+	g := New(nil)
+	g.Add(Part{Name: "broken", Run: func(context.Context) error { return errors.New("socket closed") }, StopTimeout: time.Second})
+	if err := g.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("Run = %v, want the failure naming the part", err)
+	}
+}

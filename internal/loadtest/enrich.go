@@ -127,7 +127,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	sc.Seed = 6
 	sc.StepDelay, sc.StepJitter = time.Millisecond, 0
 	sc.WebhookURL = ""
-	sim, err := idnowsim.New(sc, prometheus.NewRegistry(), log.With("component", "simulator"))
+	sim, err := idnowsim.New(sc, idnowsim.Deps{Registry: prometheus.NewRegistry(), Log: log.With("component", "simulator")})
 	if err != nil {
 		return nil, err
 	}

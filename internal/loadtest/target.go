@@ -129,7 +129,7 @@ func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *s
 	if err != nil {
 		return err
 	}
-	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), nil, reg, log)
+	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), webhook.Deps{Registry: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func serveReference(ctx context.Context, spec TargetSpec, stdout io.Writer, log 
 	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), spec.Topics, spec.Topics.Sessions); err != nil {
 		return err
 	}
-	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), nil, prometheus.NewRegistry(), log)
+	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), webhook.Deps{Registry: prometheus.NewRegistry(), Log: log})
 	if err != nil {
 		return err
 	}

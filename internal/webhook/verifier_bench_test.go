@@ -17,7 +17,7 @@ import (
 // cores or serialises somewhere. BenchmarkVerify in verifier_test.go is the single-core figure.
 func BenchmarkVerifyParallel(b *testing.B) {
 	ks := webhooktest.NewKeySet(b)
-	v, err := webhook.NewVerifier(context.Background(), testConfig(ks.Serve(b)), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	v, err := webhook.NewVerifier(context.Background(), testConfig(ks.Serve(b)), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}

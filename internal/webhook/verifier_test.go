@@ -83,7 +83,7 @@ func newHarness(t *testing.T, cfg webhook.Config) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	v, err := webhook.NewVerifier(context.Background(), cfg, nil, h.reg, log)
+	v, err := webhook.NewVerifier(context.Background(), cfg, webhook.Deps{Registry: h.reg, Log: log})
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -704,7 +704,7 @@ func TestNewVerifierErrors(t *testing.T) {
 	ks := webhooktest.NewKeySet(t)
 	url := ks.Serve(t)
 	shared := prometheus.NewRegistry()
-	first, err := webhook.NewVerifier(context.Background(), testConfig(url), nil, shared, slog.New(slog.DiscardHandler))
+	first, err := webhook.NewVerifier(context.Background(), testConfig(url), webhook.Deps{Registry: shared, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,7 +738,7 @@ func TestNewVerifierErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := webhook.NewVerifier(context.Background(), tc.cfg(), nil, tc.reg, slog.New(slog.DiscardHandler))
+			v, err := webhook.NewVerifier(context.Background(), tc.cfg(), webhook.Deps{Registry: tc.reg, Log: slog.New(slog.DiscardHandler)})
 			if err == nil {
 				v.Close()
 				t.Fatal("NewVerifier succeeded, want an error")
@@ -764,7 +764,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 			url := ks.Serve(t)
 			ks.SetAvailable(tc.up)
 			ignore := goleak.IgnoreCurrent()
-			v, err := webhook.NewVerifier(context.Background(), testConfig(url), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			v, err := webhook.NewVerifier(context.Background(), testConfig(url), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -781,7 +781,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 func TestCloseWhenContextEnds(t *testing.T) {
 	ks := webhooktest.NewKeySet(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	v, err := webhook.NewVerifier(ctx, testConfig(ks.Serve(t)), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	v, err := webhook.NewVerifier(ctx, testConfig(ks.Serve(t)), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -854,7 +854,7 @@ func TestLogsCarryNoTokenOrClaims(t *testing.T) {
 func BenchmarkVerify(b *testing.B) {
 	ks := webhooktest.NewKeySet(b)
 	cfg := testConfig(ks.Serve(b))
-	v, err := webhook.NewVerifier(context.Background(), cfg, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	v, err := webhook.NewVerifier(context.Background(), cfg, webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -897,7 +897,7 @@ func TestJWKSRedirectFromHTTPSToHTTPRefused(t *testing.T) {
 			client := tlsSrv.Client()
 			t.Cleanup(client.CloseIdleConnections)
 			reg := prometheus.NewRegistry()
-			v, err := webhook.NewVerifier(context.Background(), testConfig(tlsSrv.URL+"/start"), client, reg, slog.New(slog.DiscardHandler))
+			v, err := webhook.NewVerifier(context.Background(), testConfig(tlsSrv.URL+"/start"), webhook.Deps{HTTPClient: client, Registry: reg, Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -38,7 +38,7 @@ func TestEndToEnd(t *testing.T) {
 	wcfg := webhook.DefaultConfig()
 	wcfg.JWKSURL, wcfg.Issuer, wcfg.Audience = sim.JWKSURL(), sim.Issuer(), url
 	wcfg.AllowInsecureHTTP = true // the simulator serves its JWKS over plain http
-	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, reg, log)
+	v, err := webhook.NewVerifier(context.Background(), wcfg, webhook.Deps{Registry: reg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

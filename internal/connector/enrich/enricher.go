@@ -35,7 +35,7 @@ type Deps struct {
 	Enriched Encoder
 	// Registry receives the idnow_connector_enrich_* metrics; one registry per enricher.
 	Registry prometheus.Registerer
-	// Log receives operational logs; never record contents.
+	// Log receives operational logs, never record contents; nil discards them.
 	Log *slog.Logger
 	// Version is the connector version written into EnrichmentInfo.
 	Version string
@@ -76,8 +76,11 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich config: %w", err)
 	}
-	if deps.API == nil || deps.Events == nil || deps.Enriched == nil || deps.Registry == nil || deps.Log == nil {
-		return nil, errors.New("enrich: Deps.API, Events, Enriched, Registry and Log are all required")
+	if deps.API == nil || deps.Events == nil || deps.Enriched == nil || deps.Registry == nil {
+		return nil, errors.New("enrich: Deps.API, Events, Enriched and Registry are all required")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := deps.Topics.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich: %w", err)

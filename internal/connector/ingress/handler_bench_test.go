@@ -56,7 +56,7 @@ func newBenchHandler(b *testing.B) (*Handler, *webhooktest.KeySet) {
 	wcfg.JWKSURL = keys.Serve(b)
 	wcfg.AllowInsecureHTTP = true // httptest serves the JWKS over plain http
 	wcfg.Issuer, wcfg.Audience = testIssuer, testAudience
-	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, reg, log)
+	v, err := webhook.NewVerifier(context.Background(), wcfg, webhook.Deps{Registry: reg, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}

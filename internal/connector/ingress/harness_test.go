@@ -103,7 +103,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	t.Cleanup(cl.Close)
 	h.client = cl
 
-	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, h.reg, log)
+	v, err := webhook.NewVerifier(context.Background(), wcfg, webhook.Deps{Registry: h.reg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
