@@ -55,7 +55,7 @@ func TestRunLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	stop := startApp(t, a, ctx)
 	if err := a.Simulator().WaitIdle(ctx); err != nil {
@@ -136,7 +136,7 @@ func TestStartFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = a.Start(context.Background())
+	err = a.Start(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "idnow.sessions") {
 		t.Fatalf("want a start-up error naming the missing topic, got %v", err)
 	}
@@ -153,7 +153,7 @@ func TestSchemaRegistryEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	stop := startApp(t, a, ctx)
 	defer func() {
@@ -197,7 +197,7 @@ func readRaw(t *testing.T, brokers []string, topic string) []byte {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for {
 		fs := cl.PollRecords(ctx, 1)

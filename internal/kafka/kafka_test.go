@@ -105,7 +105,7 @@ func TestEnsureTopics(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 
 	noCreate := DefaultTopicsConfig()
@@ -154,10 +154,10 @@ func TestEmbeddedPersistsAcrossRestarts(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		if err := EnsureTopics(context.Background(), kadm.NewClient(cl), DefaultTopicsConfig(), "t"); err != nil {
+		if err := EnsureTopics(t.Context(), kadm.NewClient(cl), DefaultTopicsConfig(), "t"); err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -178,7 +178,7 @@ func TestEmbeddedPersistsAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	fs := cl.PollFetches(ctx)
 	if err := fs.Err0(); err != nil {

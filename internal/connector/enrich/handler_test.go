@@ -86,7 +86,7 @@ func TestHandler(t *testing.T) {
 			h := NewHandler(HandlerDeps{API: tc.api, Events: events, Enriched: enriched, Topic: "out",
 				Policy: DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull}, Version: "v",
 				Now: func() time.Time { return time.Unix(100, 0) }})
-			res, err := h(context.Background(), &Message{Record: &kgo.Record{Topic: "in", Value: tc.value}})
+			res, err := h(t.Context(), &Message{Record: &kgo.Record{Topic: "in", Value: tc.value}})
 			if tc.wantClass != "" {
 				if err == nil {
 					t.Fatalf("no error, want class %s", tc.wantClass)
@@ -104,7 +104,7 @@ func TestHandler(t *testing.T) {
 			}
 			rec := res.Records[0]
 			var es schemas.EnrichedSession
-			if err := enriched.Decode(context.Background(), rec.Value, &es); err != nil {
+			if err := enriched.Decode(t.Context(), rec.Value, &es); err != nil {
 				t.Fatal(err)
 			}
 			if rec.Topic != "out" || string(rec.Key) != es.Session.SessionID || kafka.Header(rec, serde.HeaderEventID) != es.Event.EventID ||
@@ -149,13 +149,13 @@ func TestNewValidates(t *testing.T) {
 	if e.TransactionalID() != "idnow-enricher-pod-3" {
 		t.Errorf("transactional id %q", e.TransactionalID())
 	}
-	if err := e.Ready(context.Background()); err == nil {
+	if err := e.Ready(t.Context()); err == nil {
 		t.Error("Ready before joining the group")
 	}
 	if err := e.Run(canceledCtx()); err != nil {
 		t.Errorf("Run on a canceled context: %v", err)
 	}
-	if err := e.Run(context.Background()); err == nil {
+	if err := e.Run(t.Context()); err == nil {
 		t.Error("second Run accepted")
 	}
 }

@@ -142,7 +142,7 @@ func startEnricherLogged(t *testing.T, brokers []string, api SessionAPI, cfg Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- e.Run(ctx) }()
 	t.Cleanup(func() {

@@ -83,7 +83,7 @@ func TestFitDegrades(t *testing.T) {
 
 	decode := func(r Result) *schemas.EnrichedSession {
 		var es schemas.EnrichedSession
-		if err := enriched.Decode(context.Background(), r.Records[0].Value, &es); err != nil {
+		if err := enriched.Decode(t.Context(), r.Records[0].Value, &es); err != nil {
 			t.Fatal(err)
 		}
 		return &es

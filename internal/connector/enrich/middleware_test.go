@@ -68,7 +68,7 @@ func TestRetry(t *testing.T) {
 			m := testMetrics(t)
 			h, calls := scripted(tc.errs...)
 			msg := testMessage()
-			_, err := Retry(cfg, m, discardLog())(h)(context.Background(), msg)
+			_, err := Retry(cfg, m, discardLog())(h)(t.Context(), msg)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
@@ -91,7 +91,7 @@ func TestRetry(t *testing.T) {
 // up until the context ends; it is never returned as a skip.
 func TestRetryNeverGivesUp(t *testing.T) {
 	m := testMetrics(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	calls := 0
 	h := func(context.Context, *Message) (Result, error) {
 		calls++
@@ -119,7 +119,7 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	err := &stageError{stageAPI, &idnow.APIError{Op: "get_session", StatusCode: 429, RetryAfter: 30 * time.Millisecond}}
 	h, _ := scripted(err)
 	start := time.Now()
-	if _, e := Retry(RetryConfig{InitialBackoff: time.Microsecond, MaxBackoff: time.Second}, testMetrics(t), discardLog())(h)(context.Background(), testMessage()); e != nil {
+	if _, e := Retry(RetryConfig{InitialBackoff: time.Microsecond, MaxBackoff: time.Second}, testMetrics(t), discardLog())(h)(t.Context(), testMessage()); e != nil {
 		t.Fatal(e)
 	}
 	if waited := time.Since(start); waited < 30*time.Millisecond {
@@ -149,7 +149,7 @@ func TestDLQ(t *testing.T) {
 			}
 			msg := testMessage()
 			msg.Attempts = 3
-			res, err := DLQ("idnow.sessions.dlq", discardLog())(h)(context.Background(), msg)
+			res, err := DLQ("idnow.sessions.dlq", discardLog())(h)(t.Context(), msg)
 			if tc.wantClass == "" {
 				if tc.err != nil && err == nil {
 					t.Fatal("a retryable error was swallowed")
@@ -210,7 +210,7 @@ func TestMetricsMiddleware(t *testing.T) {
 				}
 				return tc.res, tc.err
 			}
-			if _, err := Metrics(m)(h)(context.Background(), testMessage()); !errors.Is(err, tc.err) {
+			if _, err := Metrics(m)(h)(t.Context(), testMessage()); !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v", err)
 			}
 			if testutil.ToFloat64(m.inFlight) != 0 {
@@ -243,7 +243,7 @@ func TestChainOrder(t *testing.T) {
 		}
 	}
 	h := Chain(func(context.Context, *Message) (Result, error) { trace = append(trace, "h"); return Result{}, nil }, mw("a"), mw("b"))
-	if _, err := h(context.Background(), testMessage()); err != nil {
+	if _, err := h(t.Context(), testMessage()); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(trace, " "); got != "a> b> h <b <a" {

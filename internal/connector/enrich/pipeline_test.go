@@ -1,7 +1,6 @@
 package enrich
 
 import (
-	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -38,7 +37,7 @@ func TestDeliveryModes(t *testing.T) {
 			cfg.DataBlocks = tc.policy
 			r := startEnricher(t, brokers, newSimAPI(t, sim.APIURL(), sim.TokenURL(), 3), cfg)
 			waitConsumed(t, brokers, cfg.Group, 30*time.Second)
-			if err := r.e.Ready(context.Background()); err != nil {
+			if err := r.e.Ready(t.Context()); err != nil {
 				t.Errorf("Ready after consuming: %v", err)
 			}
 			if err := r.stop(); err != nil {

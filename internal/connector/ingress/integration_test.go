@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -117,14 +116,14 @@ func TestIngressOnKfake(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.client.Flush(context.Background()); err != nil {
+	if err := h.client.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	recs := h.records()
 	got := map[string]int{}
 	for _, r := range recs {
 		var se schemas.SessionEvent
-		if err := h.codec.Decode(context.Background(), r.Value, &se); err != nil {
+		if err := h.codec.Decode(t.Context(), r.Value, &se); err != nil {
 			t.Fatalf("record at offset %d does not decode: %v", r.Offset, err)
 		}
 		got[se.EventID]++
