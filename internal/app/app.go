@@ -55,6 +55,9 @@ type App struct {
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
 func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if err := cfg.Validate(mode); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}

@@ -114,6 +114,9 @@ type EnrichReport struct {
 // enricher runs as a child process with its own consumer group over the same backlog, so every
 // run starts from offset 0 of the same records.
 func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*EnrichReport, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -67,6 +67,9 @@ const readyPrefix = "READY "
 // it accepts work. It is the body of the benchmark's child processes, so that each target's
 // memory is its own and can be read from /proc.
 func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) (err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if spec.CPUProfile != "" {
 		f, err := os.Create(spec.CPUProfile)
 		if err != nil {
