@@ -35,11 +35,12 @@ fuzz: ## Fuzz the webhook parsing path for FUZZTIME per target (default 20000 in
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDelivery$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
 	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
 
-lint: ## gofmt, go vet and golangci-lint (.golangci.yml; built once into the tool cache), integration build tag included
+lint: ## gofmt, go vet, golangci-lint (.golangci.yml; built once into the tool cache), integration build tag included; go mod tidy -diff
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./test/integration/...
 	scripts/golangci-lint.sh run ./...
+	$(GO) mod tidy -diff
 
 bench: ## Micro and load benchmarks with ratios against references, ~6 min (BENCHMARKS.md); KAFKA_BROKERS=... adds a real-broker run
 	scripts/bench.sh
