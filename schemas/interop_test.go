@@ -24,7 +24,6 @@ package schemas_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -287,7 +286,7 @@ func interopCases() []interopCase {
 // interopFiles builds the content of every file under testdata/interop, by name.
 func interopFiles(t *testing.T) map[string][]byte {
 	t.Helper()
-	ctx := context.Background()
+	ctx := t.Context()
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	// An own transport, so its idle keep-alive connections can be closed before goleak looks.

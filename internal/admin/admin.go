@@ -6,6 +6,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -47,9 +48,25 @@ type Server struct {
 	checks map[string]Check
 }
 
-// New binds admin.listen and builds a server exposing gatherer's metrics; it serves once Run
-// is called. Binding here makes a taken port a start-up error and Addr known at once.
-func New(cfg Config, gatherer prometheus.Gatherer, log *slog.Logger) (*Server, error) {
+// Deps are the admin server's collaborators (the project's constructor convention: Config holds
+// the user's settings, Deps what the application wires in).
+type Deps struct {
+	// Gatherer is the registry /metrics exposes; required.
+	Gatherer prometheus.Gatherer
+	// Log receives the server's log lines; nil discards them.
+	Log *slog.Logger
+}
+
+// New binds admin.listen and builds a server exposing deps.Gatherer's metrics; it serves once
+// Run is called. Binding here makes a taken port a start-up error and Addr known at once.
+func New(cfg Config, deps Deps) (*Server, error) {
+	gatherer, log := deps.Gatherer, deps.Log
+	if gatherer == nil {
+		return nil, errors.New("admin server: nil prometheus.Gatherer: pass the application's registry")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin server: listen on %s (admin.listen): %w", cfg.Listen, err)

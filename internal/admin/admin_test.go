@@ -21,7 +21,7 @@ func TestEndpoints(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "test_things_total", Help: "things"})
 	reg.MustRegister(c)
 	c.Inc()
-	s, err := New(Config{Listen: "127.0.0.1:0"}, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, Deps{Gatherer: reg, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestValidate(t *testing.T) {
 // TestRunFailsWhenTheListenerDies: a socket closed under the server ends Run with an error
 // naming the address, so the process stops instead of running on without its probes.
 func TestRunFailsWhenTheListenerDies(t *testing.T) {
-	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, Deps{Gatherer: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +120,37 @@ func TestRunFailsWhenTheListenerDies(t *testing.T) {
 }
 
 func TestNewReportsATakenPort(t *testing.T) {
-	s, err := New(Config{Listen: "127.0.0.1:0"}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s, err := New(Config{Listen: "127.0.0.1:0"}, Deps{Gatherer: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.ln.Close()
-	_, err = New(Config{Listen: s.Addr()}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	_, err = New(Config{Listen: s.Addr()}, Deps{Gatherer: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.Contains(err.Error(), "(admin.listen)") {
 		t.Fatalf("New on a taken port = %v, want an error naming admin.listen", err)
+	}
+}
+
+// TestNewDeps: the project's nil-logger rule (nil discards) holds, and a missing gatherer is a
+// clear error instead of a panic on the first scrape.
+func TestNewDeps(t *testing.T) {
+	s, err := New(Config{Listen: "127.0.0.1:0"}, Deps{Gatherer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatalf("New with a nil Log: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	resp, err := http.Get("http://" + s.Addr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run with a nil Log: %v", err)
+	}
+	if _, err := New(Config{Listen: "127.0.0.1:0"}, Deps{}); err == nil || !strings.Contains(err.Error(), "Gatherer") {
+		t.Errorf("New without a Gatherer = %v, want an error naming it", err)
 	}
 }

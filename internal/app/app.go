@@ -55,6 +55,9 @@ type App struct {
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
 func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if err := cfg.Validate(mode); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -85,7 +88,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	// Before the simulator replaces empty URLs with its own: the notes are about what the
 	// operator configured.
 	logTransportNotes(ctx, a.log, a.cfg, a.mode)
-	if a.admin, err = admin.New(a.cfg.Admin, a.reg, a.log); err != nil {
+	if a.admin, err = admin.New(a.cfg.Admin, admin.Deps{Gatherer: a.reg, Log: a.log}); err != nil {
 		return err
 	}
 	a.group.Add(lifecycle.Part{Name: "admin", Run: a.admin.Run, StopTimeout: a.admin.StopTimeout(), Release: a.admin.Close})
@@ -174,7 +177,7 @@ func (a *App) startSimulator(ctx context.Context, ingressLn net.Listener) error 
 	if sc.WebhookURL == "" && ingressLn != nil {
 		sc.WebhookURL = "http://" + loopbackAddr(ingressLn.Addr()) + a.cfg.Ingress.Path
 	}
-	sim, err := idnowsim.New(sc, a.reg, a.log.With("component", "simulator"))
+	sim, err := idnowsim.New(sc, idnowsim.Deps{Registry: a.reg, Log: a.log.With("component", "simulator")})
 	if err != nil {
 		return err
 	}
@@ -254,7 +257,7 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	verifier, err := webhook.NewVerifier(ctx, a.cfg.Webhook, &http.Client{Timeout: a.cfg.Webhook.JWKSTimeout}, a.reg, a.log)
+	verifier, err := webhook.NewVerifier(ctx, a.cfg.Webhook, webhook.Deps{HTTPClient: &http.Client{Timeout: a.cfg.Webhook.JWKSTimeout}, Registry: a.reg, Log: a.log})
 	if err != nil {
 		return err
 	}

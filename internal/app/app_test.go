@@ -50,12 +50,12 @@ func testConfig() Config {
 // TestRunLifecycle starts the `run` mode from a test, checks that simulated webhooks arrive as
 // decodable SessionEvents and that readiness reports, then shuts down cleanly.
 func TestRunLifecycle(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	a, err := New(testConfig(), ModeRun, log, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	stop := startApp(t, a, ctx)
 	if err := a.Simulator().WaitIdle(ctx); err != nil {
@@ -132,11 +132,11 @@ func TestStartFailsCleanly(t *testing.T) {
 	cfg := testConfig()
 	cfg.Kafka.Embedded.Enabled = true
 	cfg.Topics.Create = false
-	a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	a, err := New(cfg, ModeIngress, slog.New(slog.DiscardHandler), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = a.Start(context.Background())
+	err = a.Start(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "idnow.sessions") {
 		t.Fatalf("want a start-up error naming the missing topic, got %v", err)
 	}
@@ -149,11 +149,11 @@ func TestSchemaRegistryEncoding(t *testing.T) {
 	defer reg.Close()
 	cfg := testConfig()
 	cfg.SchemaRegistry.URL = reg.URL()
-	a, err := New(cfg, ModeRun, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	a, err := New(cfg, ModeRun, slog.New(slog.DiscardHandler), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	stop := startApp(t, a, ctx)
 	defer func() {
@@ -197,7 +197,7 @@ func readRaw(t *testing.T, brokers []string, topic string) []byte {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for {
 		fs := cl.PollRecords(ctx, 1)
@@ -215,7 +215,7 @@ func readRaw(t *testing.T, brokers []string, topic string) []byte {
 // acknowledged webhooks into a broker on its own disk. Now only `run` does that by itself; the
 // ingress and enricher modes refuse to start unless kafka.embedded.enabled asks for it.
 func TestEmbeddedBrokerOnlyOnRequest(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	for _, mode := range []Mode{ModeIngress, ModeEnricher} {
 		t.Run(string(mode)+" without brokers fails", func(t *testing.T) {
 			_, err := New(testConfig(), mode, log, "test")
@@ -260,7 +260,7 @@ func TestListenerLossStopsTheProcess(t *testing.T) {
 			cfg.Kafka.Embedded.Enabled = true
 			cfg.Webhook.JWKSURL = "https://127.0.0.1:1/jwks" // never reached: the test ends first
 			cfg.Webhook.Issuer, cfg.Webhook.Audience = "https://idnow.test", "https://connector.test/webhooks/idnow"
-			a, err := New(cfg, ModeIngress, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+			a, err := New(cfg, ModeIngress, slog.New(slog.DiscardHandler), "test")
 			if err != nil {
 				t.Fatal(err)
 			}

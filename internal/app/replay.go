@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 )
 
 // replayIdle is how long an empty poll must last for the replay to consider the dead-letter
@@ -39,15 +40,8 @@ type ReplayResult struct {
 // the events twice: consumers are idempotent on eventId, as they must be anyway.
 func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Writer) (ReplayResult, error) {
 	var res ReplayResult
-	brokers := opts.Brokers
-	if len(brokers) == 0 {
-		brokers = cfg.Kafka.Brokers
-	}
-	if len(brokers) == 0 {
-		brokers = []string{cfg.Kafka.Embedded.Listen}
-	}
 	kc := cfg.Kafka
-	kc.Brokers = brokers
+	kc.Brokers = cfg.Kafka.ToolBrokers(opts.Brokers)
 	base, err := newKafkaOpts(kc, "dlq-replay")
 	if err != nil {
 		return res, err
@@ -58,7 +52,7 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)...)
 	if err != nil {
-		return res, fmt.Errorf("dlq-replay: kafka client for %v: %w", brokers, err)
+		return res, fmt.Errorf("dlq-replay: kafka client for %v: %w", kc.Brokers, err)
 	}
 	defer cl.Close()
 	if err := topicExists(ctx, cl, cfg.Topics.DLQ); err != nil {
@@ -112,12 +106,12 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 				delete(remaining, r.Partition)
 			}
 			res.Read++
-			class := header(r, enrich.HeaderDLQErrorClass)
+			class := kafka.Header(r, enrich.HeaderDLQErrorClass)
 			if opts.Class != "" && class != opts.Class {
 				res.Skipped++
 				return
 			}
-			fmt.Fprintf(out, "replay %s[%d]@%d key=%s class=%s error=%q\n", r.Topic, r.Partition, r.Offset, r.Key, class, header(r, enrich.HeaderDLQError))
+			fmt.Fprintf(out, "replay %s[%d]@%d key=%s class=%s error=%q\n", r.Topic, r.Partition, r.Offset, r.Key, class, kafka.Header(r, enrich.HeaderDLQError))
 			batch = append(batch, &kgo.Record{Topic: cfg.Topics.Sessions, Key: r.Key, Value: r.Value, Headers: withoutDLQHeaders(r.Headers)})
 		})
 		if opts.DryRun || len(batch) == 0 {
@@ -130,15 +124,6 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 		res.Replayed += len(batch)
 	}
 	return res, nil
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 func withoutDLQHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {

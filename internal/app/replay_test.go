@@ -24,7 +24,7 @@ func TestReplayDLQ(t *testing.T) {
 	defer c.Close()
 	cfg := DefaultConfig()
 	cfg.Kafka.Brokers = c.ListenAddrs()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
 	dead := []struct{ key, class string }{{"s-1", enrich.ClassSessionNotFound}, {"s-2", enrich.ClassUndecodable}, {"s-3", enrich.ClassSessionNotFound}}
@@ -91,7 +91,7 @@ func readTopicValues(t *testing.T, brokers []string, topic string, want int) []s
 	if want == 0 {
 		wait = time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	for len(out) < want || want == 0 {
 		fs := cl.PollFetches(ctx)
@@ -116,7 +116,7 @@ func TestTailMissingTopic(t *testing.T) {
 	}
 	defer c.Close()
 	cfg := DefaultConfig()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	err = Tail(ctx, cfg, TailOptions{Topic: "idnow.sesions", Brokers: c.ListenAddrs()}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), `"idnow.sesions" does not exist`) || !strings.Contains(err.Error(), "idnow.sessions") {

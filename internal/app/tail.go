@@ -44,13 +44,6 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 	if opts.Topic == "" {
 		return errors.New("tail: --topic is required, e.g. --topic " + cfg.Topics.Enriched)
 	}
-	brokers := opts.Brokers
-	if len(brokers) == 0 {
-		brokers = cfg.Kafka.Brokers
-	}
-	if len(brokers) == 0 {
-		brokers = []string{strings.Replace(cfg.Kafka.Embedded.Listen, "localhost", "127.0.0.1", 1)}
-	}
 	rc, err := serde.NewRegistryClient(cfg.SchemaRegistry)
 	if err != nil {
 		return err
@@ -64,7 +57,7 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 		start = kgo.NewOffset().AtStart()
 	}
 	kc := cfg.Kafka
-	kc.Brokers = brokers
+	kc.Brokers = cfg.Kafka.ToolBrokers(opts.Brokers)
 	base, err := newKafkaOpts(kc, "tail")
 	if err != nil {
 		return err
@@ -75,7 +68,7 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)...)
 	if err != nil {
-		return fmt.Errorf("tail: kafka client for %v: %w", brokers, err)
+		return fmt.Errorf("tail: kafka client for %v: %w", kc.Brokers, err)
 	}
 	defer cl.Close()
 	if err := topicExists(ctx, cl, opts.Topic); err != nil {
@@ -90,7 +83,7 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
-			ferr = errors.Join(ferr, fmt.Errorf("tail: fetch %s[%d] from %v: %w", t, p, brokers, err))
+			ferr = errors.Join(ferr, fmt.Errorf("tail: fetch %s[%d] from %v: %w", t, p, kc.Brokers, err))
 		})
 		if ferr != nil {
 			return ferr

@@ -37,7 +37,7 @@ func (s *Simulator) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 func (s *Simulator) handleJWKS(w http.ResponseWriter, r *http.Request) {
 	raw, err := s.keys.jwksJSON(r.Context(), time.Now())
 	if err != nil {
-		s.log.Error("serve JWKS", "error", err)
+		s.log.Error("serve JWKS", "err", err)
 		writeError(w, http.StatusInternalServerError, "server_error", "cannot render the JWKS")
 		return
 	}

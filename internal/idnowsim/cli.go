@@ -79,6 +79,9 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 // credentials with curl examples, and runs until ctx is done. Metrics are served at /metrics
 // on the simulator's own listener.
 func RunCLI(ctx context.Context, args []string, stdout io.Writer, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	cfg := DefaultConfig()
 	fs := FlagSet(&cfg, stdout)
 	if err := fs.Parse(args); err != nil {
@@ -89,7 +92,7 @@ func RunCLI(ctx context.Context, args []string, stdout io.Writer, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sim, err := New(cfg, reg, log)
+	sim, err := New(cfg, Deps{Registry: reg, Log: log})
 	if err != nil {
 		return fmt.Errorf("sim: %w", err)
 	}

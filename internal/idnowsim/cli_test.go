@@ -33,7 +33,7 @@ func (b *syncBuffer) String() string {
 }
 
 func TestRunCLI(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	out := &syncBuffer{}
 	done := make(chan error, 1)
@@ -95,7 +95,7 @@ func TestRunCLIErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := RunCLI(context.Background(), tt.args, &out, slog.New(slog.DiscardHandler))
+			err := RunCLI(t.Context(), tt.args, &out, slog.New(slog.DiscardHandler))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("RunCLI = %v, want an error containing %q", err, tt.want)
 			}

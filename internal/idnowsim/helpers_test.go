@@ -38,11 +38,11 @@ func startSim(t *testing.T, mutate func(*Config)) *Simulator {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	sim, err := New(cfg, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	sim, err := New(cfg, Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := sim.Start(context.Background()); err != nil {
+	if err := sim.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() {
@@ -134,7 +134,7 @@ func getToken(t *testing.T, c *http.Client, sim *Simulator) string {
 // waitIdle waits for the simulator to settle, failing the test after a generous bound.
 func waitIdle(t *testing.T, sim *Simulator) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	if err := sim.WaitIdle(ctx); err != nil {
 		t.Fatalf("WaitIdle: %v (stats %+v)", err, sim.Stats())

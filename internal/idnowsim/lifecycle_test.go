@@ -192,7 +192,7 @@ func TestSlowResponseHonoursClientCancel(t *testing.T) {
 	sim := startSim(t, func(c *Config) { c.Faults.RateSlow, c.Faults.SlowDelay = 1, time.Hour })
 	c := testClient(t)
 	tok := getToken(t, c, sim)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sim.APIURL()+"/flows/live", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)

@@ -99,8 +99,18 @@ type Stats struct {
 	PresignedWithAuthorization int64
 }
 
-// New builds a simulator from cfg. Metrics are registered on reg with the prefix idnow_sim_.
-func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Simulator, error) {
+// Deps are the simulator's collaborators (the project's constructor convention: Config holds the
+// user's settings, Deps what the application wires in).
+type Deps struct {
+	// Registry receives the simulator's metrics, prefixed idnow_sim_; required.
+	Registry prometheus.Registerer
+	// Log receives the simulator's log lines; nil discards them.
+	Log *slog.Logger
+}
+
+// New builds a simulator from cfg. Metrics are registered on deps.Registry with the prefix idnow_sim_.
+func New(cfg Config, deps Deps) (*Simulator, error) {
+	reg, log := deps.Registry, deps.Log
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("idnowsim: invalid config: %w", err)
 	}

@@ -282,14 +282,14 @@ func (s *Simulator) send(ev *event, deliverID string, data map[string]any) strin
 		Data: data,
 	})
 	if err != nil {
-		s.log.Error("sign webhook", "error", err)
+		s.log.Error("sign webhook", "err", err)
 		return "error"
 	}
 	var body []byte
 	contentType := "application/jwt"
 	if ev.variant == WebhookVariantHeader {
 		if body, err = json.Marshal(data); err != nil {
-			s.log.Error("encode webhook body", "error", err)
+			s.log.Error("encode webhook body", "err", err)
 			return "error"
 		}
 		contentType = "application/json"
@@ -301,7 +301,7 @@ func (s *Simulator) send(ev *event, deliverID string, data map[string]any) strin
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		s.log.Error("build webhook request", "error", err)
+		s.log.Error("build webhook request", "err", err)
 		return "error"
 	}
 	for k, v := range s.cfg.WebhookHeaders {
@@ -315,7 +315,7 @@ func (s *Simulator) send(ev *event, deliverID string, data map[string]any) strin
 	resp, err := s.httpClient.Do(req)
 	if err != nil {
 		if s.ctx.Err() == nil {
-			s.log.Warn("webhook delivery failed", "event_name", ev.name, "error", redactURL(err, target))
+			s.log.Warn("webhook delivery failed", "event_name", ev.name, "err", redactURL(err, target))
 		}
 		return "error"
 	}

@@ -93,6 +93,26 @@ func DefaultTopicsConfig() TopicsConfig {
 // UsesEmbedded reports whether the configuration asks for the embedded development broker.
 func (c Config) UsesEmbedded() bool { return len(c.Brokers) == 0 }
 
+// ToolBrokers returns the seed brokers a command-line tool (tail, dlq-replay) dials: override
+// (its --brokers flag) when given, else kafka.brokers, else the embedded broker's listen address.
+// That address is written with 127.0.0.1 for localhost: the embedded broker listens on 127.0.0.1
+// only, and localhost can resolve to ::1 first, where nothing answers.
+func (c Config) ToolBrokers(override []string) []string {
+	switch {
+	case len(override) > 0:
+		return override
+	case len(c.Brokers) > 0:
+		return c.Brokers
+	}
+	host, port, err := net.SplitHostPort(c.Embedded.Listen)
+	if err != nil || host != "localhost" {
+		// Validate refuses anything but 127.0.0.1 and localhost; an unparsable address is
+		// passed on as it is, for the client to name in its error.
+		return []string{c.Embedded.Listen}
+	}
+	return []string{net.JoinHostPort("127.0.0.1", port)}
+}
+
 // RequireBrokers is the check of the production modes (ingress, enricher): empty kafka.brokers
 // is an error unless kafka.embedded.enabled asks for the development broker explicitly.
 func (c Config) RequireBrokers(mode string) error {
@@ -165,7 +185,8 @@ func (t TopicsConfig) Validate() error {
 			return fmt.Errorf("%s must name a topic", key)
 		}
 		if len(name) > 249 || strings.ContainsFunc(name, func(r rune) bool {
-			return !(r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'))
+			legal := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+			return !legal
 		}) {
 			return fmt.Errorf("%s %q is not a legal Kafka topic name (letters, digits, '.', '_', '-', at most 249)", key, name)
 		}

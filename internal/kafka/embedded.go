@@ -18,6 +18,9 @@ type Embedded struct {
 
 // StartEmbedded starts the development broker described by cfg.
 func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	_, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("kafka.embedded.listen %q: %w", cfg.Listen, err)

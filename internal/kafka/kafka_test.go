@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -106,7 +105,7 @@ func TestEnsureTopics(t *testing.T) {
 	}
 	t.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 
 	noCreate := DefaultTopicsConfig()
@@ -148,17 +147,17 @@ func TestEnsureTopics(t *testing.T) {
 func TestEmbeddedPersistsAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	cfg := EmbeddedConfig{DataDir: dir, Listen: "127.0.0.1:0", Partitions: 1}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var log *slog.Logger // nil: StartEmbedded discards its lines (the nil-logger rule)
 	produce := func(e *Embedded) {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer cl.Close()
-		if err := EnsureTopics(context.Background(), kadm.NewClient(cl), DefaultTopicsConfig(), "t"); err != nil {
+		if err := EnsureTopics(t.Context(), kadm.NewClient(cl), DefaultTopicsConfig(), "t"); err != nil {
 			t.Fatal(err)
 		}
-		if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: "t", Value: []byte("v")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,7 +178,7 @@ func TestEmbeddedPersistsAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	fs := cl.PollFetches(ctx)
 	if err := fs.Err0(); err != nil {

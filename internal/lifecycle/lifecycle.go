@@ -49,8 +49,14 @@ type Group struct {
 	cleanups []cleanup
 }
 
-// New returns an empty Group logging to log (required).
-func New(log *slog.Logger) *Group { return &Group{log: log} }
+// New returns an empty Group logging to log; a nil log discards the lines, as everywhere in the
+// project.
+func New(log *slog.Logger) *Group {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Group{log: log}
+}
 
 // Add registers a part; parts start in the order they are added and stop in reverse.
 func (g *Group) Add(p Part) { g.parts = append(g.parts, p) }

@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -46,7 +45,7 @@ func blocking(rec *recorder, name string, started chan<- struct{}) RunFunc {
 	}
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestCleanStopIsReverseOrderThenCleanupsLIFO(t *testing.T) {
 	rec := &recorder{}
@@ -181,5 +180,15 @@ func TestAbandonReleasesPartsInReverseThenCleansUp(t *testing.T) {
 	want := "release ingress,release admin,cleanup broker"
 	if got := strings.Join(rec.get(), ","); got != want {
 		t.Fatalf("order = %s, want %s", got, want)
+	}
+}
+
+// TestNilLogDiscards: a nil logger is the project's "discard", not a panic when a part fails
+// and the Group logs it.
+func TestNilLogDiscards(t *testing.T) {
+	g := New(nil)
+	g.Add(Part{Name: "broken", Run: func(context.Context) error { return errors.New("socket closed") }, StopTimeout: time.Second})
+	if err := g.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("Run = %v, want the failure naming the part", err)
 	}
 }

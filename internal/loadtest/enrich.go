@@ -114,6 +114,9 @@ type EnrichReport struct {
 // enricher runs as a child process with its own consumer group over the same backlog, so every
 // run starts from offset 0 of the same records.
 func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*EnrichReport, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -127,7 +130,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	sc.Seed = 6
 	sc.StepDelay, sc.StepJitter = time.Millisecond, 0
 	sc.WebhookURL = ""
-	sim, err := idnowsim.New(sc, prometheus.NewRegistry(), log.With("component", "simulator"))
+	sim, err := idnowsim.New(sc, idnowsim.Deps{Registry: prometheus.NewRegistry(), Log: log.With("component", "simulator")})
 	if err != nil {
 		return nil, err
 	}

@@ -81,6 +81,9 @@ type IngressReport struct {
 // broker, the same pre-signed tokens, each level measured on the reference and on the ingress
 // back to back (alternating which goes first, so drift on the shared machine spreads evenly).
 func RunIngress(ctx context.Context, cfg IngressConfig, log *slog.Logger) (*IngressReport, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -185,7 +188,7 @@ func RunIngress(ctx context.Context, cfg IngressConfig, log *slog.Logger) (*Ingr
 				lv.Linger0, name = &res, "ingress-linger0"
 			}
 			log.Info("load level done", "target", name,
-				"concurrency", level, "rps", int(res.RPS), "p99", res.P99, "errors", res.Errors)
+				"concurrency", level, "rps", int(res.RPS), "p99", res.P99, "failed_requests", res.Errors)
 		}
 		lv.IngressRSS, _ = ing.RSS()
 		rep.Levels = append(rep.Levels, lv)

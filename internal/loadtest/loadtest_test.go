@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -70,7 +69,7 @@ func TestLoadCountsAndBounds(t *testing.T) {
 			tokens[i] += "x"
 		}
 	}
-	res, err := Load(context.Background(), LoadConfig{URL: srv.URL, Tokens: tokens, Concurrency: 4, Duration: time.Minute})
+	res, err := Load(t.Context(), LoadConfig{URL: srv.URL, Tokens: tokens, Concurrency: 4, Duration: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +98,7 @@ func TestLoadRejectsBadConfig(t *testing.T) {
 		{URL: "http://127.0.0.1:1", Tokens: nil, Concurrency: 1, Duration: time.Second},
 		{URL: "http://127.0.0.1:1", Tokens: []string{"a"}, Concurrency: 1, Duration: 0},
 	} {
-		if _, err := Load(context.Background(), cfg); err == nil {
+		if _, err := Load(t.Context(), cfg); err == nil {
 			t.Errorf("Load(%+v) accepted a config it cannot run", cfg)
 		}
 	}
@@ -160,7 +159,7 @@ func TestSignerTokensVerify(t *testing.T) {
 	v := newTestVerifier(t, s.JWKSURL())
 	ids := map[string]bool{}
 	for _, tok := range toks {
-		c, err := v.Verify(context.Background(), tok)
+		c, err := v.Verify(t.Context(), tok)
 		if err != nil {
 			t.Fatalf("verify: %v", err)
 		}

@@ -65,7 +65,7 @@ func StartChild(exe string, spec TargetSpec, timeout time.Duration) (*Child, err
 	select {
 	case c.URL = <-ready:
 	case err := <-c.done:
-		return nil, fmt.Errorf("%s child exited before it was ready: %v\n%s", spec.Kind, err, c.logs.String())
+		return nil, fmt.Errorf("%s child exited before it was ready: %w\n%s", spec.Kind, err, c.logs.String())
 	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
 		<-c.done
@@ -145,7 +145,7 @@ func (c *Child) Stop(timeout time.Duration) error {
 			return fmt.Errorf("wait for child: %w", err)
 		}
 		if err != nil {
-			return fmt.Errorf("child exited with %v\n%s", err, c.logs.String())
+			return fmt.Errorf("child exited with %w\n%s", err, c.logs.String())
 		}
 		return nil
 	case <-time.After(timeout):

@@ -67,6 +67,9 @@ const readyPrefix = "READY "
 // it accepts work. It is the body of the benchmark's child processes, so that each target's
 // memory is its own and can be read from /proc.
 func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Logger) (err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	if spec.CPUProfile != "" {
 		f, err := os.Create(spec.CPUProfile)
 		if err != nil {
@@ -129,7 +132,7 @@ func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *s
 	if err != nil {
 		return err
 	}
-	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), nil, reg, log)
+	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), webhook.Deps{Registry: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -159,7 +162,7 @@ func serveReference(ctx context.Context, spec TargetSpec, stdout io.Writer, log 
 	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), spec.Topics, spec.Topics.Sessions); err != nil {
 		return err
 	}
-	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), nil, prometheus.NewRegistry(), log)
+	v, err := webhook.NewVerifier(ctx, webhookConfig(spec), webhook.Deps{Registry: prometheus.NewRegistry(), Log: log})
 	if err != nil {
 		return err
 	}

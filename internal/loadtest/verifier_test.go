@@ -1,7 +1,6 @@
 package loadtest
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 
@@ -12,8 +11,7 @@ import (
 
 func newTestVerifier(t *testing.T, jwksURL string) *webhook.Verifier {
 	t.Helper()
-	v, err := webhook.NewVerifier(context.Background(), webhookConfig(TargetSpec{JWKSURL: jwksURL}), nil,
-		prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	v, err := webhook.NewVerifier(t.Context(), webhookConfig(TargetSpec{JWKSURL: jwksURL}), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

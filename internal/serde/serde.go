@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/twmb/avro"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -200,7 +201,7 @@ func (c *Codec) Decode(ctx context.Context, b []byte, v any) error {
 func (c *Codec) decodeBody(s *avro.Schema, body []byte, v any) error {
 	rest, err := s.Decode(body, v)
 	if err != nil {
-		return fmt.Errorf("%w: decode %s: %v", ErrUndecodable, c.schema.FullName, err)
+		return fmt.Errorf("%w: decode %s: %w", ErrUndecodable, c.schema.FullName, err)
 	}
 	if len(rest) != 0 {
 		return fmt.Errorf("%w: %d trailing bytes after %s", ErrUndecodable, len(rest), c.schema.FullName)
@@ -225,7 +226,7 @@ func (c *Codec) readerForFingerprint(fp [8]byte) (*avro.Schema, error) {
 	resolved, err := avro.Resolve(v.Avro, c.schema.Avro)
 	if err != nil {
 		// CheckFull in the schemas tests rules this out for the shipped history.
-		return nil, fmt.Errorf("%w: single-object record written with %s %s is not readable as the current schema: %v", ErrUndecodable, c.schema.FullName, v.Name(), err)
+		return nil, fmt.Errorf("%w: single-object record written with %s %s is not readable as the current schema: %w", ErrUndecodable, c.schema.FullName, v.Name(), err)
 	}
 	c.mu.Lock()
 	c.byFP[fp] = resolved
@@ -271,11 +272,11 @@ func (c *Codec) learnID(ctx context.Context, id int) error {
 	}
 	writer, err := avro.Parse(ws.Schema)
 	if err != nil {
-		return fmt.Errorf("%w: registry schema id %d does not parse: %v", ErrUndecodable, id, err)
+		return fmt.Errorf("%w: registry schema id %d does not parse: %w", ErrUndecodable, id, err)
 	}
 	resolved, err := avro.Resolve(writer, c.schema.Avro)
 	if err != nil {
-		return fmt.Errorf("%w: registry schema id %d is not readable as %s: %v", ErrUndecodable, id, c.schema.FullName, err)
+		return fmt.Errorf("%w: registry schema id %d is not readable as %s: %w", ErrUndecodable, id, c.schema.FullName, err)
 	}
 	c.registerDecoder(id, resolved)
 	return nil
@@ -283,3 +284,20 @@ func (c *Codec) learnID(ctx context.Context, id int) error {
 
 // SingleObjectFingerprint returns the CRC-64-AVRO fingerprint a single-object record carries.
 func (c *Codec) SingleObjectFingerprint() [8]byte { return c.soeFP }
+
+// NewRecord is the record the connector writes for one event: keyed by the session id, so a
+// session's records stay in order on one partition, holding value (encoded with schema) and the
+// standard headers, HeaderSchema and HeaderEventID, that let tools tell what a record holds
+// without decoding it. The ingress and the enricher both build their output with it, so the two
+// topics carry the same headers.
+func NewRecord(topic, sessionID, eventID string, schema schemas.Schema, value []byte) *kgo.Record {
+	return &kgo.Record{
+		Topic: topic,
+		Key:   []byte(sessionID),
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderSchema, Value: []byte(schema.FullName)},
+			{Key: HeaderEventID, Value: []byte(eventID)},
+		},
+	}
+}

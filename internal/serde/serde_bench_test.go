@@ -1,7 +1,6 @@
 package serde
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -50,7 +49,7 @@ func benchEnriched() *schemas.EnrichedSession {
 // in-memory registry) for schema.
 func benchCodecs(b *testing.B, schema schemas.Schema) map[string]*Codec {
 	b.Helper()
-	soe, err := NewCodec(context.Background(), schema, nil, "", false)
+	soe, err := NewCodec(b.Context(), schema, nil, "", false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -60,7 +59,7 @@ func benchCodecs(b *testing.B, schema schemas.Schema) map[string]*Codec {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wire, err := NewCodec(context.Background(), schema, cl, "bench-value", true)
+	wire, err := NewCodec(b.Context(), schema, cl, "bench-value", true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -97,7 +96,7 @@ func BenchmarkCodec(b *testing.B) {
 				}
 			})
 			b.Run(typ.name+"/"+format+"/decode", func(b *testing.B) {
-				ctx := context.Background()
+				ctx := b.Context()
 				b.SetBytes(int64(len(data)))
 				b.ReportAllocs()
 				for b.Loop() {

@@ -1,7 +1,6 @@
 package serde
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -20,7 +19,7 @@ func sampleEvent() *schemas.SessionEvent {
 }
 
 func TestSingleObjectRoundTrip(t *testing.T) {
-	c, err := NewCodec(context.Background(), schemas.SessionEventSchema(), nil, "", false)
+	c, err := NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +36,7 @@ func TestSingleObjectRoundTrip(t *testing.T) {
 		t.Fatalf("header %x differs from the library's %x", b[:10], ref[:10])
 	}
 	var got schemas.SessionEvent
-	if err := c.Decode(context.Background(), b, &got); err != nil {
+	if err := c.Decode(t.Context(), b, &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.EventID != "e1" || got.SessionID != "s1" {
@@ -52,7 +51,7 @@ func TestRegistryRoundTripAndCrossDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
+	ctx := t.Context()
 	withSR, err := NewCodec(ctx, schemas.SessionEventSchema(), cl, "idnow.sessions-value", true)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +87,7 @@ func TestRegistryRoundTripAndCrossDecode(t *testing.T) {
 }
 
 func TestDecodeErrors(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	soe, _ := NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
 	enriched, _ := NewCodec(ctx, schemas.EnrichedSessionSchema(), nil, "", false)
 	good, _ := soe.Encode(sampleEvent())

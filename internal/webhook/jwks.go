@@ -200,10 +200,10 @@ func (c *keyCache) refresh(ctx context.Context) error {
 		}
 		c.metrics.refreshes.WithLabelValues("error").Inc()
 		c.log.Warn("webhook JWKS refresh failed; keeping the previous keys",
-			"jwks_url", c.url, "keys_loaded", c.count.Load(), "error", err)
+			"jwks_url", c.url, "keys_loaded", c.count.Load(), "err", err)
 		return err
 	}
-	if err := c.MemoryJWKSet.KeyReplaceAll(ctx, keys); err != nil {
+	if err := c.KeyReplaceAll(ctx, keys); err != nil {
 		c.metrics.refreshes.WithLabelValues("error").Inc()
 		return fmt.Errorf("store JWKS keys: %w", err)
 	}
@@ -303,7 +303,7 @@ func (c *keyCache) usableKeys(set jwkset.JWKSMarshal) []jwkset.JWK {
 		// Private material, should a JWKS ever carry it, is deliberately not parsed.
 		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		if err != nil {
-			c.log.Warn("webhook JWKS entry is invalid; skipped", "kid", m.KID, "error", err)
+			c.log.Warn("webhook JWKS entry is invalid; skipped", "kid", m.KID, "err", err)
 			continue
 		}
 		if pub, ok := jwk.Key().(*rsa.PublicKey); ok && pub.N.BitLen() < minRSABits {

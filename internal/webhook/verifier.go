@@ -73,18 +73,28 @@ type Verifier struct {
 	closeOnce sync.Once
 }
 
-// NewVerifier validates cfg, registers the metrics on reg and starts loading the JWKS.
+// Deps are the verifier's collaborators (the project's constructor convention: Config holds the
+// user's settings, Deps what the application wires in).
+type Deps struct {
+	// HTTPClient is used for JWKS requests; nil means a private client with default settings,
+	// whose idle connections Close releases.
+	HTTPClient *http.Client
+	// Registry receives the verifier's metrics; required (the default global registry is never
+	// used implicitly).
+	Registry prometheus.Registerer
+	// Log receives the verifier's log lines; nil discards them.
+	Log *slog.Logger
+}
+
+// NewVerifier validates cfg, registers the metrics on deps.Registry and starts loading the JWKS.
 //
 // It makes one JWKS request (bounded by cfg.JWKSTimeout and ctx) before returning so that, when
 // the host is up, the verifier is ready at once. If that request fails, NewVerifier still succeeds:
 // it logs a warning and keeps retrying in the background, Ready reports false and Verify returns
 // ErrKeysUnavailable until keys are loaded. Background work stops when ctx ends or Close is
 // called; Close must be called in any case to wait for it.
-//
-// httpClient is used for JWKS requests (nil means a private client with default settings, whose
-// idle connections Close releases); reg must not be nil (the default global registry is never
-// used implicitly); a nil log means slog.Default().
-func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg prometheus.Registerer, log *slog.Logger) (*Verifier, error) {
+func NewVerifier(ctx context.Context, cfg Config, deps Deps) (*Verifier, error) {
+	httpClient, reg, log := deps.HTTPClient, deps.Registry, deps.Log
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("create webhook verifier: %w", err)
 	}
@@ -92,7 +102,7 @@ func NewVerifier(ctx context.Context, cfg Config, httpClient *http.Client, reg p
 		return nil, errors.New("create webhook verifier: nil prometheus.Registerer: pass the application's registry")
 	}
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "webhook")
 	ownClient := httpClient == nil

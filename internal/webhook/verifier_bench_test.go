@@ -1,7 +1,6 @@
 package webhook_test
 
 import (
-	"context"
 	"log/slog"
 	"strconv"
 	"testing"
@@ -17,7 +16,7 @@ import (
 // cores or serialises somewhere. BenchmarkVerify in verifier_test.go is the single-core figure.
 func BenchmarkVerifyParallel(b *testing.B) {
 	ks := webhooktest.NewKeySet(b)
-	v, err := webhook.NewVerifier(context.Background(), testConfig(ks.Serve(b)), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	v, err := webhook.NewVerifier(b.Context(), testConfig(ks.Serve(b)), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -31,7 +30,7 @@ func BenchmarkVerifyParallel(b *testing.B) {
 				id := strconv.Itoa(i)
 				toks[i] = ks.Sign(b, alg, webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("sess-"+id, "evt-"+id)))
 			}
-			ctx := context.Background()
+			ctx := b.Context()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				i := 0

@@ -83,7 +83,7 @@ func newHarness(t *testing.T, cfg webhook.Config) *harness {
 	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	v, err := webhook.NewVerifier(context.Background(), cfg, nil, h.reg, log)
+	v, err := webhook.NewVerifier(t.Context(), cfg, webhook.Deps{Registry: h.reg, Log: log})
 	if err != nil {
 		t.Fatalf("NewVerifier: %v", err)
 	}
@@ -270,7 +270,7 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			claims, err := h.v.Verify(context.Background(), tc.token(t))
+			claims, err := h.v.Verify(t.Context(), tc.token(t))
 			if tc.reason == "" {
 				if err != nil {
 					t.Fatalf("Verify: unexpected error %v", err)
@@ -363,7 +363,7 @@ func TestVerifyRefetchesOnRotation(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := ks.Sign(t, tc.alg, webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))
-			if _, err := h.v.Verify(context.Background(), tok); err != nil {
+			if _, err := h.v.Verify(t.Context(), tok); err != nil {
 				t.Fatalf("Verify after rotation: %v", err)
 			}
 			if got := ks.Hits(); got != tc.wantHits {
@@ -373,7 +373,7 @@ func TestVerifyRefetchesOnRotation(t *testing.T) {
 	}
 
 	// The refetch replaced the set: the pre-rotation key is gone.
-	_, err := h.v.Verify(context.Background(), before)
+	_, err := h.v.Verify(t.Context(), before)
 	var ve *webhook.VerificationError
 	if !errors.As(err, &ve) || ve.Reason != webhook.ReasonUnknownKey {
 		t.Fatalf("token signed before rotation: err = %v, want %q", err, webhook.ReasonUnknownKey)
@@ -409,12 +409,12 @@ func TestUnknownKidFloodIsRateLimited(t *testing.T) {
 			if tc.concurrent {
 				var wg sync.WaitGroup
 				for i := range tokens {
-					wg.Go(func() { _, errs[i] = h.v.Verify(context.Background(), tokens[i]) })
+					wg.Go(func() { _, errs[i] = h.v.Verify(t.Context(), tokens[i]) })
 				}
 				wg.Wait()
 			} else {
 				for i := range tokens {
-					_, errs[i] = h.v.Verify(context.Background(), tokens[i])
+					_, errs[i] = h.v.Verify(t.Context(), tokens[i])
 				}
 			}
 			for i, err := range errs {
@@ -430,7 +430,7 @@ func TestUnknownKidFloodIsRateLimited(t *testing.T) {
 			// Concurrent callers may all have joined the one refetch; a later bogus kid must find
 			// the limiter closed and cost no request.
 			hits := ks.Hits()
-			if _, err := h.v.Verify(context.Background(), tokens[0]); err == nil {
+			if _, err := h.v.Verify(t.Context(), tokens[0]); err == nil {
 				t.Fatal("bogus kid accepted")
 			}
 			if got := ks.Hits(); got != hits {
@@ -441,7 +441,7 @@ func TestUnknownKidFloodIsRateLimited(t *testing.T) {
 			}
 			// Legitimate traffic is unaffected by the flood.
 			good := ks.Sign(t, "ES256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))
-			if _, err := h.v.Verify(context.Background(), good); err != nil {
+			if _, err := h.v.Verify(t.Context(), good); err != nil {
 				t.Fatalf("good token after flood: %v", err)
 			}
 		})
@@ -458,14 +458,14 @@ func TestJWKSDownAtStart(t *testing.T) {
 		t.Fatal("Ready() = true before any JWKS was loaded")
 	}
 	tok := ks.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))
-	_, err := h.v.Verify(context.Background(), tok)
+	_, err := h.v.Verify(t.Context(), tok)
 	if !errors.Is(err, webhook.ErrKeysUnavailable) || errors.Is(err, webhook.ErrInvalidToken) {
 		t.Fatalf("Verify while keys are missing: err = %v, want ErrKeysUnavailable only", err)
 	}
 
 	ks.SetAvailable(true)
 	waitReady(t, h.v)
-	if _, err := h.v.Verify(context.Background(), tok); err != nil {
+	if _, err := h.v.Verify(t.Context(), tok); err != nil {
 		t.Fatalf("Verify once the JWKS host is up: %v", err)
 	}
 	if got := metricValue(t, h.reg, "idnow_connector_webhook_jwks_refreshes_total", map[string]string{"result": "error"}); got < 1 {
@@ -490,7 +490,7 @@ func TestJWKSConnectionRefusedAtStart(t *testing.T) {
 		t.Fatal("Ready() = true with an unreachable JWKS host")
 	}
 	ks := webhooktest.NewKeySet(t)
-	_, err = h.v.Verify(context.Background(), ks.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e"))))
+	_, err = h.v.Verify(t.Context(), ks.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e"))))
 	if !errors.Is(err, webhook.ErrKeysUnavailable) {
 		t.Fatalf("err = %v, want ErrKeysUnavailable", err)
 	}
@@ -513,7 +513,7 @@ func TestKeysSurviveFailedRefresh(t *testing.T) {
 	ks.SetAvailable(false)
 	// An unknown kid triggers a refetch, which fails: the loaded keys must stay, and the unknown
 	// kid is not held against the sender (it may be a key rotated in while the JWKS is down).
-	_, err := h.v.Verify(context.Background(), signWith(t, jwt.SigningMethodRS256, mustRSA(t), map[string]any{"kid": "new"},
+	_, err := h.v.Verify(t.Context(), signWith(t, jwt.SigningMethodRS256, mustRSA(t), map[string]any{"kid": "new"},
 		webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e"))))
 	if !errors.Is(err, webhook.ErrKeysUnavailable) || errors.Is(err, webhook.ErrInvalidToken) {
 		t.Fatalf("err = %v, want ErrKeysUnavailable only", err)
@@ -524,7 +524,7 @@ func TestKeysSurviveFailedRefresh(t *testing.T) {
 	if !h.v.Ready() {
 		t.Fatal("Ready() = false after a failed refresh with keys already loaded")
 	}
-	if _, err := h.v.Verify(context.Background(), ks.Sign(t, "ES256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))); err != nil {
+	if _, err := h.v.Verify(t.Context(), ks.Sign(t, "ES256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))); err != nil {
 		t.Fatalf("good token after failed refresh: %v", err)
 	}
 }
@@ -548,7 +548,7 @@ func TestBackgroundRefreshPicksUpRotation(t *testing.T) {
 	// Without any unknown-kid traffic the periodic refresh must drop the old key.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		_, err := h.v.Verify(context.Background(), old)
+		_, err := h.v.Verify(t.Context(), old)
 		if err != nil {
 			var ve *webhook.VerificationError
 			if !errors.As(err, &ve) || ve.Reason != webhook.ReasonUnknownKey {
@@ -629,7 +629,7 @@ func TestJWKSEntryFiltering(t *testing.T) {
 				t.Fatalf("jwks_keys = %v, want 1; logs:\n%s", got, h.logs.String())
 			}
 			tok := ks.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))
-			if _, err := h.v.Verify(context.Background(), tok); err != nil {
+			if _, err := h.v.Verify(t.Context(), tok); err != nil {
 				t.Fatalf("Verify with the usable key: %v", err)
 			}
 		})
@@ -704,7 +704,7 @@ func TestNewVerifierErrors(t *testing.T) {
 	ks := webhooktest.NewKeySet(t)
 	url := ks.Serve(t)
 	shared := prometheus.NewRegistry()
-	first, err := webhook.NewVerifier(context.Background(), testConfig(url), nil, shared, slog.New(slog.DiscardHandler))
+	first, err := webhook.NewVerifier(t.Context(), testConfig(url), webhook.Deps{Registry: shared, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,7 +738,7 @@ func TestNewVerifierErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := webhook.NewVerifier(context.Background(), tc.cfg(), nil, tc.reg, slog.New(slog.DiscardHandler))
+			v, err := webhook.NewVerifier(t.Context(), tc.cfg(), webhook.Deps{Registry: tc.reg, Log: slog.New(slog.DiscardHandler)})
 			if err == nil {
 				v.Close()
 				t.Fatal("NewVerifier succeeded, want an error")
@@ -764,7 +764,7 @@ func TestCloseStopsGoroutines(t *testing.T) {
 			url := ks.Serve(t)
 			ks.SetAvailable(tc.up)
 			ignore := goleak.IgnoreCurrent()
-			v, err := webhook.NewVerifier(context.Background(), testConfig(url), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+			v, err := webhook.NewVerifier(t.Context(), testConfig(url), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -780,15 +780,15 @@ func TestCloseStopsGoroutines(t *testing.T) {
 
 func TestCloseWhenContextEnds(t *testing.T) {
 	ks := webhooktest.NewKeySet(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	v, err := webhook.NewVerifier(ctx, testConfig(ks.Serve(t)), nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(t.Context())
+	v, err := webhook.NewVerifier(ctx, testConfig(ks.Serve(t)), webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cancel()
 	v.Close()
 	// Verification keeps working with the keys already loaded.
-	if _, err := v.Verify(context.Background(), ks.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))); err != nil {
+	if _, err := v.Verify(t.Context(), ks.Sign(t, "RS256", webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))); err != nil {
 		t.Fatalf("Verify after Close: %v", err)
 	}
 }
@@ -816,7 +816,7 @@ func TestVerifyHonoursContextWhileRefetching(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	h := newHarness(t, testConfig(srv.URL))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	tok := signWith(t, jwt.SigningMethodRS256, mustRSA(t), map[string]any{"kid": "rotated"},
 		webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("s", "e")))
@@ -837,7 +837,7 @@ func TestLogsCarryNoTokenOrClaims(t *testing.T) {
 			webhooktest.Claims(testIssuer, testAudience, webhooktest.Event(sessionID, eventID))),
 	}
 	for _, tok := range toks {
-		_, err := h.v.Verify(context.Background(), tok)
+		_, err := h.v.Verify(t.Context(), tok)
 		if err != nil && strings.Contains(err.Error(), sessionID) {
 			t.Errorf("error exposes claims: %v", err)
 		}
@@ -854,7 +854,7 @@ func TestLogsCarryNoTokenOrClaims(t *testing.T) {
 func BenchmarkVerify(b *testing.B) {
 	ks := webhooktest.NewKeySet(b)
 	cfg := testConfig(ks.Serve(b))
-	v, err := webhook.NewVerifier(context.Background(), cfg, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	v, err := webhook.NewVerifier(b.Context(), cfg, webhook.Deps{Registry: prometheus.NewRegistry(), Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -862,7 +862,7 @@ func BenchmarkVerify(b *testing.B) {
 	for _, alg := range []string{"RS256", "ES256"} {
 		b.Run(alg, func(b *testing.B) {
 			tok := ks.Sign(b, alg, webhooktest.Claims(testIssuer, testAudience, webhooktest.Event("sess-1", "evt-1")))
-			ctx := context.Background()
+			ctx := b.Context()
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := v.Verify(ctx, tok); err != nil {
@@ -897,7 +897,7 @@ func TestJWKSRedirectFromHTTPSToHTTPRefused(t *testing.T) {
 			client := tlsSrv.Client()
 			t.Cleanup(client.CloseIdleConnections)
 			reg := prometheus.NewRegistry()
-			v, err := webhook.NewVerifier(context.Background(), testConfig(tlsSrv.URL+"/start"), client, reg, slog.New(slog.DiscardHandler))
+			v, err := webhook.NewVerifier(t.Context(), testConfig(tlsSrv.URL+"/start"), webhook.Deps{HTTPClient: client, Registry: reg, Log: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -27,7 +26,7 @@ func TestProbe(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			t.Cleanup(srv.Close)
-			err := probe(context.Background(), srv.Client(), srv.URL+"/readyz")
+			err := probe(t.Context(), srv.Client(), srv.URL+"/readyz")
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("probe: %v", err)
@@ -42,7 +41,7 @@ func TestProbeUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	if err := probe(context.Background(), http.DefaultClient, url); err == nil {
+	if err := probe(t.Context(), http.DefaultClient, url); err == nil {
 		t.Fatal("probe of a closed server succeeded")
 	}
 }

@@ -1,7 +1,6 @@
 package enrich
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,7 +28,7 @@ func TestHelperEnricherProcess(t *testing.T) {
 	if os.Getenv(envHelper) != "1" {
 		t.Skip("helper process for TestCrash")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, stop := signal.NotifyContext(t.Context(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	cfg := testConfig(os.Getenv(envInstance))
 	cfg.Concurrency = 2

@@ -29,6 +29,9 @@ const maxDLQErrorLen = 1024
 // transaction under exactly_once), so the input offset commits only together with it.
 // Retryable failures and the context's end pass through untouched.
 func DLQ(topic string, log *slog.Logger) Middleware {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	return func(next HandlerFunc) HandlerFunc {
 		return func(ctx context.Context, msg *Message) (Result, error) {
 			res, err := next(ctx, msg)

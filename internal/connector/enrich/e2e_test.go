@@ -38,7 +38,7 @@ func TestEndToEnd(t *testing.T) {
 	wcfg := webhook.DefaultConfig()
 	wcfg.JWKSURL, wcfg.Issuer, wcfg.Audience = sim.JWKSURL(), sim.Issuer(), url
 	wcfg.AllowInsecureHTTP = true // the simulator serves its JWKS over plain http
-	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, reg, log)
+	v, err := webhook.NewVerifier(t.Context(), wcfg, webhook.Deps{Registry: reg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestEndToEnd(t *testing.T) {
 	inputIDs := map[string]int{}
 	for _, rec := range input {
 		var ev schemas.SessionEvent
-		if err := events.Decode(context.Background(), rec.Value, &ev); err != nil {
+		if err := events.Decode(t.Context(), rec.Value, &ev); err != nil {
 			t.Fatal(err)
 		}
 		inputIDs[ev.EventID]++

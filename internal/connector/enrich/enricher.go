@@ -34,7 +34,7 @@ type Deps struct {
 	Enriched Encoder
 	// Registry receives the idnow_connector_enrich_* metrics; one registry per enricher.
 	Registry prometheus.Registerer
-	// Log receives operational logs; never record contents.
+	// Log receives operational logs, never record contents; nil discards them.
 	Log *slog.Logger
 	// Version is the connector version written into EnrichmentInfo.
 	Version string
@@ -75,8 +75,11 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich config: %w", err)
 	}
-	if deps.API == nil || deps.Events == nil || deps.Enriched == nil || deps.Registry == nil || deps.Log == nil {
-		return nil, errors.New("enrich: Deps.API, Events, Enriched, Registry and Log are all required")
+	if deps.API == nil || deps.Events == nil || deps.Enriched == nil || deps.Registry == nil {
+		return nil, errors.New("enrich: Deps.API, Events, Enriched and Registry are all required")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	if err := deps.Topics.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich: %w", err)
@@ -211,7 +214,10 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		kgo.OnPartitionsLost(e.onLost),
 	)
 	if e.cfg.Delivery == DeliveryExactlyOnce {
-		opts = append(opts, kgo.TransactionalID(e.txnID), kgo.TransactionTimeout(e.cfg.TransactionTimeout), kgo.RequireStableFetchOffsets())
+		// Offsets are fetched with RequireStable (a partition with a pending transactional
+		// commit answers "retry" instead of a stale offset): franz-go v1.22 always sets it for
+		// group consumers, so the former kgo.RequireStableFetchOffsets option is gone from here.
+		opts = append(opts, kgo.TransactionalID(e.txnID), kgo.TransactionTimeout(e.cfg.TransactionTimeout))
 		sess, err := kgo.NewGroupTransactSession(opts...)
 		if err != nil {
 			return false, fmt.Errorf("%w: new transactional group session: %w", errClientConfig, err)

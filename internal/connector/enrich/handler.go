@@ -120,15 +120,7 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 		if err != nil {
 			return Result{}, &stageError{stage: stageEncode, err: err}
 		}
-		rec := &kgo.Record{
-			Topic: d.Topic,
-			Key:   []byte(ev.SessionID),
-			Value: value,
-			Headers: []kgo.RecordHeader{
-				{Key: serde.HeaderSchema, Value: []byte(d.Enriched.Schema().FullName)},
-				{Key: serde.HeaderEventID, Value: []byte(ev.EventID)},
-			},
-		}
+		rec := serde.NewRecord(d.Topic, ev.SessionID, ev.EventID, d.Enriched.Schema(), value)
 		truncated := ""
 		if d.MaxRecordBytes != nil {
 			if limit := d.MaxRecordBytes(); limit > 0 && recordSize(rec) > limit {

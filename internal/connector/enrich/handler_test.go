@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -85,7 +86,7 @@ func TestHandler(t *testing.T) {
 			h := NewHandler(HandlerDeps{API: tc.api, Events: events, Enriched: enriched, Topic: "out",
 				Policy: DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull}, Version: "v",
 				Now: func() time.Time { return time.Unix(100, 0) }})
-			res, err := h(context.Background(), &Message{Record: &kgo.Record{Topic: "in", Value: tc.value}})
+			res, err := h(t.Context(), &Message{Record: &kgo.Record{Topic: "in", Value: tc.value}})
 			if tc.wantClass != "" {
 				if err == nil {
 					t.Fatalf("no error, want class %s", tc.wantClass)
@@ -103,11 +104,11 @@ func TestHandler(t *testing.T) {
 			}
 			rec := res.Records[0]
 			var es schemas.EnrichedSession
-			if err := enriched.Decode(context.Background(), rec.Value, &es); err != nil {
+			if err := enriched.Decode(t.Context(), rec.Value, &es); err != nil {
 				t.Fatal(err)
 			}
-			if rec.Topic != "out" || string(rec.Key) != es.Session.SessionID || header(rec, serde.HeaderEventID) != es.Event.EventID ||
-				header(rec, serde.HeaderSchema) != schemas.EnrichedSessionName {
+			if rec.Topic != "out" || string(rec.Key) != es.Session.SessionID || kafka.Header(rec, serde.HeaderEventID) != es.Event.EventID ||
+				kafka.Header(rec, serde.HeaderSchema) != schemas.EnrichedSessionName {
 				t.Errorf("record envelope: topic %s key %s headers %v", rec.Topic, rec.Key, rec.Headers)
 			}
 			if es.DataBlocksFetched != tc.wantFetched || len(es.DataBlocks) != tc.wantBlocks || !es.Enrichment.EnrichedAt.Equal(time.Unix(100, 0)) {
@@ -148,13 +149,13 @@ func TestNewValidates(t *testing.T) {
 	if e.TransactionalID() != "idnow-enricher-pod-3" {
 		t.Errorf("transactional id %q", e.TransactionalID())
 	}
-	if err := e.Ready(context.Background()); err == nil {
+	if err := e.Ready(t.Context()); err == nil {
 		t.Error("Ready before joining the group")
 	}
 	if err := e.Run(canceledCtx()); err != nil {
 		t.Errorf("Run on a canceled context: %v", err)
 	}
-	if err := e.Run(context.Background()); err == nil {
+	if err := e.Run(t.Context()); err == nil {
 		t.Error("second Run accepted")
 	}
 }

@@ -142,7 +142,7 @@ func startEnricherLogged(t *testing.T, brokers []string, api SessionAPI, cfg Con
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- e.Run(ctx) }()
 	t.Cleanup(func() {
@@ -353,11 +353,11 @@ func testBrokerRefuses(t *testing.T, delivery string) {
 		}
 	}
 	dlq := readCommitted(t, brokers, testTopics.DLQ)
-	if len(dlq) != 1 || string(dlq[0].Key) != "ses-big" || header(dlq[0], HeaderDLQErrorClass) != ClassRecordTooLarge {
+	if len(dlq) != 1 || string(dlq[0].Key) != "ses-big" || kafka.Header(dlq[0], HeaderDLQErrorClass) != ClassRecordTooLarge {
 		t.Fatalf("DLQ holds %d records, want the big session's with class %s", len(dlq), ClassRecordTooLarge)
 	}
-	if !strings.Contains(header(dlq[0], HeaderDLQError), "MESSAGE_TOO_LARGE") {
-		t.Errorf("DLQ error header %q does not name the broker's answer", header(dlq[0], HeaderDLQError))
+	if !strings.Contains(kafka.Header(dlq[0], HeaderDLQError), "MESSAGE_TOO_LARGE") {
+		t.Errorf("DLQ error header %q does not name the broker's answer", kafka.Header(dlq[0], HeaderDLQError))
 	}
 	if n := testutil.ToFloat64(r.e.m.dlq.WithLabelValues(ClassRecordTooLarge)); n != 1 {
 		t.Errorf("dlq_records_total{reason=record_too_large} = %v, want 1", n)

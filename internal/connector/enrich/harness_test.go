@@ -69,10 +69,10 @@ func newCluster(t testing.TB) []string {
 func newCodecs(t testing.TB) (events, enriched *serde.Codec) {
 	t.Helper()
 	var err error
-	if events, err = serde.NewCodec(context.Background(), schemas.SessionEventSchema(), nil, "", false); err != nil {
+	if events, err = serde.NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false); err != nil {
 		t.Fatal(err)
 	}
-	if enriched, err = serde.NewCodec(context.Background(), schemas.EnrichedSessionSchema(), nil, "", false); err != nil {
+	if enriched, err = serde.NewCodec(t.Context(), schemas.EnrichedSessionSchema(), nil, "", false); err != nil {
 		t.Fatal(err)
 	}
 	return events, enriched
@@ -88,7 +88,7 @@ func newSimAPI(t testing.TB, apiURL, tokenURL string, maxAttempts int) *idnow.Cl
 	cfg.AllowInsecureHTTP = true // the simulator serves plain http
 	cfg.RateLimit = 0
 	cfg.Retry = idnow.RetryConfig{MaxAttempts: maxAttempts, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxRetryAfter: 50 * time.Millisecond}
-	cl, err := idnow.New(context.Background(), cfg, nil, nil)
+	cl, err := idnow.New(t.Context(), cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func startEnricher(t testing.TB, brokers []string, api SessionAPI, cfg Config) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- e.Run(ctx) }()
 	t.Cleanup(func() {
@@ -206,7 +206,7 @@ func produceEvents(t testing.TB, brokers []string, events []sentEvent) {
 		recs = append(recs, &kgo.Record{Topic: testTopics.Sessions, Key: []byte(s.ev.SessionID), Value: v,
 			Headers: []kgo.RecordHeader{{Key: serde.HeaderSchema, Value: []byte(schemas.SessionEventName)}, {Key: serde.HeaderEventID, Value: []byte(s.ev.EventID)}}})
 	}
-	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -215,7 +215,7 @@ func produceEvents(t testing.TB, brokers []string, events []sentEvent) {
 func produceRaw(t testing.TB, brokers []string, key, value []byte) {
 	t.Helper()
 	cl := newProducer(t, brokers)
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: testTopics.Sessions, Key: key, Value: value,
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: testTopics.Sessions, Key: key, Value: value,
 		Headers: []kgo.RecordHeader{{Key: "origin", Value: []byte("test")}}}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func readCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
 	p := newProducer(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	for i := range int32(testPartitions) {
-		if err := p.ProduceSync(context.Background(), &kgo.Record{Topic: topic, Partition: i, Key: []byte(sentinelKey)}).FirstErr(); err != nil {
+		if err := p.ProduceSync(t.Context(), &kgo.Record{Topic: topic, Partition: i, Key: []byte(sentinelKey)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -288,7 +288,7 @@ func readCommitted(t testing.TB, brokers []string, topic string) []*kgo.Record {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	seen := map[int32]int{}
 	var out []*kgo.Record
@@ -315,30 +315,21 @@ func decodeEnriched(t testing.TB, recs []*kgo.Record) []*schemas.EnrichedSession
 	out := make([]*schemas.EnrichedSession, 0, len(recs))
 	for _, r := range recs {
 		var es schemas.EnrichedSession
-		if err := codec.Decode(context.Background(), r.Value, &es); err != nil {
+		if err := codec.Decode(t.Context(), r.Value, &es); err != nil {
 			t.Fatalf("enriched record at %d/%d does not decode: %v", r.Partition, r.Offset, err)
 		}
 		if string(r.Key) != es.Session.SessionID {
 			t.Errorf("enriched record key %q is not its session id %q", r.Key, es.Session.SessionID)
 		}
-		if h := header(r, serde.HeaderEventID); h != es.Event.EventID {
+		if h := kafka.Header(r, serde.HeaderEventID); h != es.Event.EventID {
 			t.Errorf("enriched record header %s = %q, want %q", serde.HeaderEventID, h, es.Event.EventID)
 		}
-		if h := header(r, serde.HeaderSchema); h != schemas.EnrichedSessionName {
+		if h := kafka.Header(r, serde.HeaderSchema); h != schemas.EnrichedSessionName {
 			t.Errorf("enriched record header %s = %q", serde.HeaderSchema, h)
 		}
 		out = append(out, &es)
 	}
 	return out
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // checkExactlyOnce asserts one enriched record per sent event (at least one when dupsAllowed),

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -76,13 +77,13 @@ func TestFitDegrades(t *testing.T) {
 		t.Fatalf("limit %d: truncated %q, err %v; want metadata", contentSize-1, meta.Truncated, err)
 	}
 	metaSize := recordSize(meta.Records[0])
-	if !(metaSize < contentSize && contentSize < fullSize) {
+	if metaSize >= contentSize || contentSize >= fullSize {
 		t.Fatalf("sizes full %d, content dropped %d, metadata only %d: each level must be smaller", fullSize, contentSize, metaSize)
 	}
 
 	decode := func(r Result) *schemas.EnrichedSession {
 		var es schemas.EnrichedSession
-		if err := enriched.Decode(context.Background(), r.Records[0].Value, &es); err != nil {
+		if err := enriched.Decode(t.Context(), r.Records[0].Value, &es); err != nil {
 			t.Fatal(err)
 		}
 		return &es
@@ -113,7 +114,7 @@ func TestFitDegrades(t *testing.T) {
 	h := DLQ("dlq", discardLog())(NewHandler(HandlerDeps{API: api, Events: events, Enriched: enriched, Topic: "out",
 		Policy: DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull}, Version: "v", MaxRecordBytes: func() int { return metaSize - 1 }}))
 	res, err := h(t.Context(), &Message{Record: &kgo.Record{Topic: "in", Value: value}})
-	if err != nil || res.DLQClass != ClassRecordTooLarge || res.Records[0].Topic != "dlq" || header(res.Records[0], HeaderDLQErrorClass) != ClassRecordTooLarge {
+	if err != nil || res.DLQClass != ClassRecordTooLarge || res.Records[0].Topic != "dlq" || kafka.Header(res.Records[0], HeaderDLQErrorClass) != ClassRecordTooLarge {
 		t.Fatalf("DLQ result %+v, err %v", res, err)
 	}
 }

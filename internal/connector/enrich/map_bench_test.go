@@ -1,7 +1,6 @@
 package enrich
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -80,7 +79,7 @@ func BenchmarkMap(b *testing.B) {
 			}
 		})
 	}
-	codec, err := serde.NewCodec(context.Background(), schemas.EnrichedSessionSchema(), nil, "", false)
+	codec, err := serde.NewCodec(b.Context(), schemas.EnrichedSessionSchema(), nil, "", false)
 	if err != nil {
 		b.Fatal(err)
 	}

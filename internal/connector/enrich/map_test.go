@@ -2,7 +2,6 @@ package enrich
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"net/http"
@@ -57,7 +56,7 @@ func apiFromDir(t *testing.T, dir string) *idnow.Client {
 	cfg.ClientID, cfg.ClientSecret = "client", "secret"
 	cfg.AllowInsecureHTTP = true // httptest serves plain http
 	cfg.Retry.MaxAttempts = 1
-	cl, err := idnow.New(context.Background(), cfg, nil, nil)
+	cl, err := idnow.New(t.Context(), cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,14 +100,14 @@ func TestMapGolden(t *testing.T) {
 		{name: "running_not_fetched", dir: "running", session: "ses-run-1", status: "RUNNING", fetch: false, policy: full},
 		{name: "unknown_status_passthrough", dir: "unknown", session: "ses-unk-1", status: "ON_HOLD", fetch: false, policy: full},
 	}
-	codec, err := serde.NewCodec(context.Background(), schemas.EnrichedSessionSchema(), nil, "", false)
+	codec, err := serde.NewCodec(t.Context(), schemas.EnrichedSessionSchema(), nil, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			api := apiFromDir(t, tc.dir)
-			ctx := context.Background()
+			ctx := t.Context()
 			s, err := api.GetSession(ctx, tc.session)
 			if err != nil {
 				t.Fatal(err)
@@ -171,7 +170,7 @@ func normalizeTimes(e *schemas.EnrichedSession) string {
 // include filter is honoured and file references point at their block.
 func TestMapPolicy(t *testing.T) {
 	api := apiFromDir(t, "new")
-	ctx := context.Background()
+	ctx := t.Context()
 	s, err := api.GetSession(ctx, "ses-new-1")
 	if err != nil {
 		t.Fatal(err)

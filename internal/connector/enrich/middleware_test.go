@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -17,10 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 )
 
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func testMetrics(t *testing.T) *metrics {
 	t.Helper()
@@ -68,7 +68,7 @@ func TestRetry(t *testing.T) {
 			m := testMetrics(t)
 			h, calls := scripted(tc.errs...)
 			msg := testMessage()
-			_, err := Retry(cfg, m, discardLog())(h)(context.Background(), msg)
+			_, err := Retry(cfg, m, discardLog())(h)(t.Context(), msg)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
 			}
@@ -91,7 +91,7 @@ func TestRetry(t *testing.T) {
 // up until the context ends; it is never returned as a skip.
 func TestRetryNeverGivesUp(t *testing.T) {
 	m := testMetrics(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	calls := 0
 	h := func(context.Context, *Message) (Result, error) {
 		calls++
@@ -119,7 +119,7 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	err := &stageError{stageAPI, &idnow.APIError{Op: "get_session", StatusCode: 429, RetryAfter: 30 * time.Millisecond}}
 	h, _ := scripted(err)
 	start := time.Now()
-	if _, e := Retry(RetryConfig{InitialBackoff: time.Microsecond, MaxBackoff: time.Second}, testMetrics(t), discardLog())(h)(context.Background(), testMessage()); e != nil {
+	if _, e := Retry(RetryConfig{InitialBackoff: time.Microsecond, MaxBackoff: time.Second}, testMetrics(t), discardLog())(h)(t.Context(), testMessage()); e != nil {
 		t.Fatal(e)
 	}
 	if waited := time.Since(start); waited < 30*time.Millisecond {
@@ -149,7 +149,7 @@ func TestDLQ(t *testing.T) {
 			}
 			msg := testMessage()
 			msg.Attempts = 3
-			res, err := DLQ("idnow.sessions.dlq", discardLog())(h)(context.Background(), msg)
+			res, err := DLQ("idnow.sessions.dlq", discardLog())(h)(t.Context(), msg)
 			if tc.wantClass == "" {
 				if tc.err != nil && err == nil {
 					t.Fatal("a retryable error was swallowed")
@@ -171,12 +171,12 @@ func TestDLQ(t *testing.T) {
 				HeaderDLQSourcePartition: "2", HeaderDLQSourceOffset: "41", HeaderDLQAttempts: "3",
 			}
 			for k, v := range want {
-				if got := header(d, k); got != v {
+				if got := kafka.Header(d, k); got != v {
 					t.Errorf("header %s = %q, want %q", k, got, v)
 				}
 			}
-			if !strings.Contains(header(d, HeaderDLQError), tc.err.Error()) {
-				t.Errorf("error header %q does not hold %q", header(d, HeaderDLQError), tc.err)
+			if !strings.Contains(kafka.Header(d, HeaderDLQError), tc.err.Error()) {
+				t.Errorf("error header %q does not hold %q", kafka.Header(d, HeaderDLQError), tc.err)
 			}
 		})
 	}
@@ -185,7 +185,7 @@ func TestDLQ(t *testing.T) {
 func TestDLQErrorHeaderBounded(t *testing.T) {
 	long := errors.New(strings.Repeat("ü", 2000))
 	d := dlqRecord("dlq", testMessage(), ClassInternal, long)
-	if h := header(d, HeaderDLQError); len(h) > maxDLQErrorLen+len("…") || !strings.HasSuffix(h, "…") || !strings.HasPrefix(h, "ü") {
+	if h := kafka.Header(d, HeaderDLQError); len(h) > maxDLQErrorLen+len("…") || !strings.HasSuffix(h, "…") || !strings.HasPrefix(h, "ü") {
 		t.Errorf("error header not bounded on a rune boundary: %d bytes", len(h))
 	}
 }
@@ -210,7 +210,7 @@ func TestMetricsMiddleware(t *testing.T) {
 				}
 				return tc.res, tc.err
 			}
-			if _, err := Metrics(m)(h)(context.Background(), testMessage()); !errors.Is(err, tc.err) {
+			if _, err := Metrics(m)(h)(t.Context(), testMessage()); !errors.Is(err, tc.err) {
 				t.Fatalf("err = %v", err)
 			}
 			if testutil.ToFloat64(m.inFlight) != 0 {
@@ -243,7 +243,7 @@ func TestChainOrder(t *testing.T) {
 		}
 	}
 	h := Chain(func(context.Context, *Message) (Result, error) { trace = append(trace, "h"); return Result{}, nil }, mw("a"), mw("b"))
-	if _, err := h(context.Background(), testMessage()); err != nil {
+	if _, err := h(t.Context(), testMessage()); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(trace, " "); got != "a> b> h <b <a" {

@@ -1,7 +1,6 @@
 package enrich
 
 import (
-	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 )
 
 // TestDeliveryModes runs 30 simulated sessions through the enricher in both delivery modes and
@@ -37,7 +37,7 @@ func TestDeliveryModes(t *testing.T) {
 			cfg.DataBlocks = tc.policy
 			r := startEnricher(t, brokers, newSimAPI(t, sim.APIURL(), sim.TokenURL(), 3), cfg)
 			waitConsumed(t, brokers, cfg.Group, 30*time.Second)
-			if err := r.e.Ready(context.Background()); err != nil {
+			if err := r.e.Ready(t.Context()); err != nil {
 				t.Errorf("Ready after consuming: %v", err)
 			}
 			if err := r.stop(); err != nil {
@@ -105,27 +105,27 @@ func TestFaults(t *testing.T) {
 	}
 	byClass := map[string]bool{}
 	for _, d := range dlq {
-		class := header(d, HeaderDLQErrorClass)
+		class := kafka.Header(d, HeaderDLQErrorClass)
 		byClass[class] = true
-		if header(d, HeaderDLQSourceTopic) != testTopics.Sessions || header(d, HeaderDLQError) == "" {
+		if kafka.Header(d, HeaderDLQSourceTopic) != testTopics.Sessions || kafka.Header(d, HeaderDLQError) == "" {
 			t.Errorf("DLQ record %s lacks its source topic or error: %v", class, d.Headers)
 		}
-		if _, err := strconv.ParseInt(header(d, HeaderDLQSourceOffset), 10, 64); err != nil {
+		if _, err := strconv.ParseInt(kafka.Header(d, HeaderDLQSourceOffset), 10, 64); err != nil {
 			t.Errorf("DLQ record %s: bad source offset header: %v", class, err)
 		}
-		if _, err := strconv.Atoi(header(d, HeaderDLQSourcePartition)); err != nil {
+		if _, err := strconv.Atoi(kafka.Header(d, HeaderDLQSourcePartition)); err != nil {
 			t.Errorf("DLQ record %s: bad source partition header: %v", class, err)
 		}
-		if n, err := strconv.Atoi(header(d, HeaderDLQAttempts)); err != nil || n < 1 {
-			t.Errorf("DLQ record %s: attempts header %q", class, header(d, HeaderDLQAttempts))
+		if n, err := strconv.Atoi(kafka.Header(d, HeaderDLQAttempts)); err != nil || n < 1 {
+			t.Errorf("DLQ record %s: attempts header %q", class, kafka.Header(d, HeaderDLQAttempts))
 		}
 		switch class {
 		case ClassUndecodable:
-			if string(d.Value) != string(garbage) || string(d.Key) != "ses-garbage" || header(d, "origin") != "test" {
+			if string(d.Value) != string(garbage) || string(d.Key) != "ses-garbage" || kafka.Header(d, "origin") != "test" {
 				t.Errorf("undecodable DLQ record does not carry the original key, bytes and headers: %q %q", d.Key, d.Value)
 			}
 		case ClassSessionNotFound:
-			if string(d.Key) != "ses-does-not-exist" || header(d, "idnow.event_id") != "evt-ghost" {
+			if string(d.Key) != "ses-does-not-exist" || kafka.Header(d, "idnow.event_id") != "evt-ghost" {
 				t.Errorf("unknown-session DLQ record does not carry the original key and headers: %q %v", d.Key, d.Headers)
 			}
 		}

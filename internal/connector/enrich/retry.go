@@ -17,6 +17,9 @@ import (
 // than as lost events. Permanent failures and the context's end are returned at once. A
 // Retry-After the API sent is honoured up to cfg.MaxBackoff.
 func Retry(cfg RetryConfig, m *metrics, log *slog.Logger) Middleware {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler) // the project's nil-logger rule (README, Contributing)
+	}
 	return func(next HandlerFunc) HandlerFunc {
 		return func(ctx context.Context, msg *Message) (Result, error) {
 			b := cfg.backoff().NewBackOff()

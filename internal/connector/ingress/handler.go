@@ -308,15 +308,7 @@ func (h *Handler) produceOnce(ev *schemas.SessionEvent) error {
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
-	rec := &kgo.Record{
-		Topic: h.topic,
-		Key:   []byte(ev.SessionID),
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: serde.HeaderSchema, Value: []byte(h.encoder.Schema().FullName)},
-			{Key: serde.HeaderEventID, Value: []byte(ev.EventID)},
-		},
-	}
+	rec := serde.NewRecord(h.topic, ev.SessionID, ev.EventID, h.encoder.Schema(), value)
 	// A full producer buffer (Kafka slow or away) is refused at once rather than queued behind.
 	if h.kafka.BufferedProduceRecords() >= h.maxBuffered {
 		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, kgo.ErrMaxBuffered)

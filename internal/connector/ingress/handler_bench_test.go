@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -56,12 +55,12 @@ func newBenchHandler(b *testing.B) (*Handler, *webhooktest.KeySet) {
 	wcfg.JWKSURL = keys.Serve(b)
 	wcfg.AllowInsecureHTTP = true // httptest serves the JWKS over plain http
 	wcfg.Issuer, wcfg.Audience = testIssuer, testAudience
-	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, reg, log)
+	v, err := webhook.NewVerifier(b.Context(), wcfg, webhook.Deps{Registry: reg, Log: log})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(v.Close)
-	codec, err := serde.NewCodec(context.Background(), schemas.SessionEventSchema(), nil, "", false)
+	codec, err := serde.NewCodec(b.Context(), schemas.SessionEventSchema(), nil, "", false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -74,7 +73,7 @@ func newBenchHandler(b *testing.B) (*Handler, *webhooktest.KeySet) {
 	}
 	// Warm the connection to the broker and the producer id so the first timed request does not
 	// pay for metadata and InitProducerID.
-	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: testTopic, Value: []byte("warm-up")}).FirstErr(); err != nil {
+	if err := cl.ProduceSync(b.Context(), &kgo.Record{Topic: testTopic, Value: []byte("warm-up")}).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
 	return h, keys

@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -132,7 +131,7 @@ func TestHandlerStatuses(t *testing.T) {
 	}
 	for _, r := range recs {
 		var se schemas.SessionEvent
-		if err := h.codec.Decode(context.Background(), r.Value, &se); err != nil {
+		if err := h.codec.Decode(t.Context(), r.Value, &se); err != nil {
 			t.Fatal(err)
 		}
 		if string(r.Key) != se.SessionID {
@@ -192,7 +191,7 @@ func TestUnavailableAnswers(t *testing.T) {
 				break
 			}
 		}
-		if w2.Code != 200 || !(strings.Contains(w2.Body.String(), "accepted") || strings.Contains(w2.Body.String(), "duplicate")) {
+		if body := w2.Body.String(); w2.Code != 200 || (!strings.Contains(body, "accepted") && !strings.Contains(body, "duplicate")) {
 			t.Fatalf("retry after outage: %d %s", w2.Code, w2.Body)
 		}
 		if recs := h.records(); len(recs) != 1 {
@@ -266,7 +265,7 @@ func TestSignedTokenKeptByConfig(t *testing.T) {
 				t.Fatalf("%d records", len(recs))
 			}
 			var se schemas.SessionEvent
-			if err := h.codec.Decode(context.Background(), recs[0].Value, &se); err != nil {
+			if err := h.codec.Decode(t.Context(), recs[0].Value, &se); err != nil {
 				t.Fatal(err)
 			}
 			if keep && (se.SignedToken == nil || *se.SignedToken != tok) {

@@ -103,12 +103,12 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	t.Cleanup(cl.Close)
 	h.client = cl
 
-	v, err := webhook.NewVerifier(context.Background(), wcfg, nil, h.reg, log)
+	v, err := webhook.NewVerifier(t.Context(), wcfg, webhook.Deps{Registry: h.reg, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	h.codec, err = serde.NewCodec(context.Background(), schemas.SessionEventSchema(), nil, "", false)
+	h.codec, err = serde.NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func (h *harness) records() []*kgo.Record {
 
 func readTopic(t testing.TB, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -197,7 +197,7 @@ type testIngress struct {
 // startIngress serves h's handler on 127.0.0.1:0 and shuts it down at the end of the test.
 func startIngress(t *testing.T, h *harness) *testIngress {
 	t.Helper()
-	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

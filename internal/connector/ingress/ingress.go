@@ -21,7 +21,7 @@ type Deps struct {
 	Kafka    *kgo.Client // the producer; the caller owns it and flushes and closes it after Run returns
 	Topic    string      // topics.sessions
 	Registry prometheus.Registerer
-	Log      *slog.Logger
+	Log      *slog.Logger // nil discards the log lines
 	// Listener is the bound ingress socket. Nil: New binds ingress.listen itself. The
 	// composition root binds early when it must know the webhook URL (the simulator's
 	// audience) before the ingress exists.
@@ -45,8 +45,11 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Verifier == nil || deps.Encoder == nil || deps.Kafka == nil || deps.Topic == "" || deps.Registry == nil || deps.Log == nil {
-		return nil, errors.New("ingress: Verifier, Encoder, Kafka, Topic, Registry and Log are all required")
+	if deps.Verifier == nil || deps.Encoder == nil || deps.Kafka == nil || deps.Topic == "" || deps.Registry == nil {
+		return nil, errors.New("ingress: Deps.Verifier, Encoder, Kafka, Topic and Registry are all required")
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	maxBuffered, ok := deps.Kafka.OptValue(kgo.MaxBufferedRecords).(int64)
 	if !ok || maxBuffered <= 0 {

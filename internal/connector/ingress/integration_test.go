@@ -2,7 +2,6 @@ package ingress
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,7 +24,7 @@ import (
 func TestIngressOnKfake(t *testing.T) {
 	h := newHarness(t)
 	cfg := h.handler.cfg
-	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.DiscardHandler)}
 	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
 	listen(t, in)
 	stop := run(t, in)
@@ -117,14 +116,14 @@ func TestIngressOnKfake(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.client.Flush(context.Background()); err != nil {
+	if err := h.client.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	recs := h.records()
 	got := map[string]int{}
 	for _, r := range recs {
 		var se schemas.SessionEvent
-		if err := h.codec.Decode(context.Background(), r.Value, &se); err != nil {
+		if err := h.codec.Decode(t.Context(), r.Value, &se); err != nil {
 			t.Fatalf("record at offset %d does not decode: %v", r.Offset, err)
 		}
 		got[se.EventID]++
@@ -166,7 +165,7 @@ func boolInt(b bool) int {
 func TestShutdownDrainsInFlight(t *testing.T) {
 	h := newHarness(t)
 	cfg := h.handler.cfg
-	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in := &Ingress{cfg: cfg, handler: h.handler, log: slog.New(slog.DiscardHandler)}
 	in.srv = &http.Server{Handler: h.handler, ReadHeaderTimeout: cfg.ReadHeaderTimeout}
 	listen(t, in)
 	stop := run(t, in)

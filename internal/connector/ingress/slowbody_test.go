@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -95,7 +96,8 @@ func TestSlowBodyFloodDoesNotStarveWebhooks(t *testing.T) {
 	for i, c := range conns {
 		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
 		n, err := c.Read(make([]byte, 1))
-		if ne, ok := err.(net.Error); n != 0 || !ok || !ne.Timeout() {
+		var ne net.Error
+		if n != 0 || !errors.As(err, &ne) || !ne.Timeout() {
 			t.Fatalf("slow connection %d was answered or closed during the test (%d bytes, %v)", i, n, err)
 		}
 	}

@@ -151,7 +151,7 @@ func TestTLSListenerReloadsCertificate(t *testing.T) {
 
 func TestTLSStartupErrorsNameTheKeys(t *testing.T) {
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	_, err := newCertReloader(TLSConfig{CertFile: filepath.Join(dir, "missing.crt"), KeyFile: filepath.Join(dir, "missing.key")}, log)
 	if err == nil || !strings.Contains(err.Error(), "ingress.tls.cert_file") {
 		t.Fatalf("missing files: %v, want an error naming ingress.tls.cert_file", err)

@@ -41,7 +41,7 @@ func StartWithRegistry(tb testing.TB, reg prometheus.Registerer, opts ...func(*i
 		o(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sim, err := idnowsim.New(cfg, reg, log)
+	sim, err := idnowsim.New(cfg, idnowsim.Deps{Registry: reg, Log: log})
 	if err != nil {
 		tb.Fatalf("simtest: %v", err)
 	}
