@@ -3,7 +3,6 @@ package ingress
 import (
 	"bytes"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,7 +22,7 @@ import (
 // keep-alive connection it used does not hold up the stop either.
 func TestShutdownIgnoresUnusedConnections(t *testing.T) {
 	h := newHarness(t, configure(func(c *Config, _ *webhook.Config) { c.ShutdownTimeout = 2 * time.Second }))
-	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	in, err := newIngress(h.handler.cfg, h.handler, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
