@@ -302,13 +302,13 @@ func interopFiles(t *testing.T) map[string][]byte {
 	manifest.WriteString("# name\tschema file (under schemas/)\tschema full name\tConfluent schema id\n")
 	confluent := map[string]*serde.Codec{}
 	for _, tc := range interopCases() {
-		single, err := serde.NewCodec(ctx, tc.schema, nil, "", false)
+		single, err := serde.NewCodec(ctx, serde.CodecConfig{Schema: tc.schema}, nil)
 		if err != nil {
 			t.Fatalf("%s: single-object codec: %v", tc.name, err)
 		}
 		withSR, ok := confluent[tc.subject]
 		if !ok {
-			if withSR, err = serde.NewCodec(ctx, tc.schema, cl, tc.subject, true); err != nil {
+			if withSR, err = serde.NewCodec(ctx, serde.CodecConfig{Schema: tc.schema, Subject: tc.subject, Register: true}, cl); err != nil {
 				t.Fatalf("%s: registry codec: %v", tc.name, err)
 			}
 			confluent[tc.subject] = withSR

@@ -285,7 +285,7 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err := a.cfg.IDnow.Validate(); err != nil {
 		return err
 	}
-	api, err := idnow.New(ctx, a.cfg.IDnow, a.reg, a.log.With("component", "idnow"))
+	api, err := idnow.New(ctx, a.cfg.IDnow, idnow.Deps{Registry: a.reg, Log: a.log.With("component", "idnow")})
 	if err != nil {
 		return fmt.Errorf("IDnow API client: %w", err)
 	}
@@ -324,7 +324,7 @@ func (a *App) codec(ctx context.Context, s schemas.Schema, topic string) (*serde
 	if err != nil {
 		return nil, err
 	}
-	return serde.NewCodec(ctx, s, rc, topic+"-value", a.cfg.SchemaRegistry.Register, serde.WithCompatibility(a.cfg.SchemaRegistry.Compatibility))
+	return serde.NewCodec(ctx, serde.CodecConfig{Schema: s, Subject: topic + "-value", Register: a.cfg.SchemaRegistry.Register, Compatibility: a.cfg.SchemaRegistry.Compatibility}, rc)
 }
 
 // IngressURL returns the webhook URL the ingress serves, once started.

@@ -40,43 +40,38 @@ type Client struct {
 	cancel   context.CancelFunc
 }
 
-type options struct {
-	httpClient *http.Client
-	now        func() time.Time
-}
-
-// Option customises New.
-type Option func(*options)
-
-// WithHTTPClient makes the client use hc's Transport (e.g. for a proxy or custom TLS). Its
-// redirect policy and timeout are not used: the client sets its own per request. Unless
-// idnow.allow_insecure_http is set, the Transport must be an *http.Transport: presigned
-// downloads use a clone of it whose dialling is held to public addresses.
-func WithHTTPClient(hc *http.Client) Option {
-	return func(o *options) { o.httpClient = hc }
-}
-
-// WithClock replaces time.Now for token expiry decisions, so tests can expire tokens
-// without sleeping.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
+// Deps are what the client needs from its caller; every field is optional.
+type Deps struct {
+	// Registry receives the client's metrics; nil: not registered.
+	Registry prometheus.Registerer
+	// Log receives operational logs; nil discards them.
+	Log *slog.Logger
+	// HTTPClient's Transport is used for the API (e.g. for a proxy or custom TLS). Its redirect
+	// policy and timeout are not used: the client sets its own per request. Unless
+	// idnow.allow_insecure_http is set, the Transport must be an *http.Transport: presigned
+	// downloads use a clone of it whose dialling is held to public addresses. Nil: a clone of
+	// http.DefaultTransport.
+	HTTPClient *http.Client
+	// Clock replaces time.Now for token expiry decisions, so tests can expire tokens without
+	// sleeping. Nil: time.Now.
+	Clock func() time.Time
 }
 
 // New builds a client. When idnow.token_url is empty it resolves the token endpoint from
 // the OIDC discovery document under idnow.auth_url, so New contacts the auth host (with the
 // usual retries, bounded by ctx); otherwise New does no I/O besides reading
-// idnow.client_secret_file. reg receives the client's metrics (nil: not registered);
-// log may be nil.
-func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger, opts ...Option) (*Client, error) {
+// idnow.client_secret_file.
+func New(ctx context.Context, cfg Config, deps Deps) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("idnow config: %w", err)
 	}
-	o := options{now: time.Now}
-	for _, opt := range opts {
-		opt(&o)
-	}
+	reg, log := deps.Registry, deps.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	now := deps.Clock
+	if now == nil {
+		now = time.Now
 	}
 	secret := cfg.ClientSecret
 	if cfg.ClientSecretFile != "" {
@@ -95,9 +90,9 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 	}
 
 	transport := http.RoundTripper(nil)
-	custom := o.httpClient != nil && o.httpClient.Transport != nil
+	custom := deps.HTTPClient != nil && deps.HTTPClient.Transport != nil
 	if custom {
-		transport = o.httpClient.Transport
+		transport = deps.HTTPClient.Transport
 	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = cfg.MaxInFlight
@@ -138,7 +133,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		sem:    make(chan struct{}, cfg.MaxInFlight),
 		m:      m,
 		log:    log,
-		now:    o.now,
+		now:    now,
 		cancel: cancel,
 	}
 	if cfg.RateLimit > 0 {
@@ -153,7 +148,7 @@ func New(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.L
 		hc:      newTokenHTTPClient(transport, cfg.Timeout),
 		timeout: cfg.Timeout,
 		early:   cfg.TokenEarlyRefresh,
-		now:     o.now,
+		now:     now,
 		base:    base,
 		m:       m,
 		log:     log,

@@ -143,7 +143,7 @@ func TestNewReadsSecretFile(t *testing.T) {
 	cfg := f.config()
 	cfg.ClientSecret = ""
 	cfg.ClientSecretFile = filepath.Join(t.TempDir(), "missing")
-	if _, err := New(context.Background(), cfg, nil, nil); err == nil || !strings.Contains(err.Error(), "idnow.client_secret_file") {
+	if _, err := New(t.Context(), cfg, Deps{}); err == nil || !strings.Contains(err.Error(), "idnow.client_secret_file") {
 		t.Fatalf("New with missing secret file = %v, want an error naming idnow.client_secret_file", err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
@@ -38,7 +37,7 @@ func simClient(t *testing.T, sim *idnowsim.Simulator, mutate func(*idnow.Config)
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := idnow.New(context.Background(), cfg, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	c, err := idnow.New(context.Background(), cfg, idnow.Deps{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("idnow.New against the simulator: %v", err)
 	}

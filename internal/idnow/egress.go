@@ -194,7 +194,7 @@ func checkAfterDial(dial func(ctx context.Context, network, addr string) (net.Co
 func newDownloadTransport(base http.RoundTripper) (http.RoundTripper, error) {
 	bt, ok := base.(*http.Transport)
 	if !ok {
-		return nil, fmt.Errorf("idnow: WithHTTPClient transport %T cannot be used for presigned file downloads: only an *http.Transport lets the client check the addresses it dials; pass one, or set idnow.allow_insecure_http: true for development", base)
+		return nil, fmt.Errorf("idnow: Deps.HTTPClient transport %T cannot be used for presigned file downloads: only an *http.Transport lets the client check the addresses it dials; pass one, or set idnow.allow_insecure_http: true for development", base)
 	}
 	t := bt.Clone()
 	g := &guardedDialer{}

@@ -1,7 +1,6 @@
 package idnow
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -188,19 +187,25 @@ func (f *fakeIDnow) config() Config {
 	return cfg
 }
 
-// newTestClient builds a client for f; mutate adjusts the config first.
-func newTestClient(t *testing.T, f *fakeIDnow, mutate func(*Config), opts ...Option) (*Client, *prometheus.Registry) {
+// newTestClient builds a client for f; mutate adjusts the config first; deps, when given, are
+// the test's own (its Registry is replaced by the returned one).
+func newTestClient(t *testing.T, f *fakeIDnow, mutate func(*Config), given ...Deps) (*Client, *prometheus.Registry) {
 	t.Helper()
 	cfg := f.config()
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	reg := prometheus.NewRegistry()
-	if f.srv.TLS != nil {
-		// Trust the fake's certificate; later options (a test's own) still win.
-		opts = append([]Option{WithHTTPClient(f.srv.Client())}, opts...)
+	var deps Deps
+	if len(given) > 0 {
+		deps = given[0]
 	}
-	c, err := New(context.Background(), cfg, reg, nil, opts...)
+	reg := prometheus.NewRegistry()
+	deps.Registry = reg
+	if f.srv.TLS != nil && deps.HTTPClient == nil {
+		// Trust the fake's certificate unless the test brings its own client.
+		deps.HTTPClient = f.srv.Client()
+	}
+	c, err := New(t.Context(), cfg, deps)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -59,7 +59,7 @@ func TestTokenDiscovery(t *testing.T) {
 	cfg := f.config()
 	cfg.TokenURL = ""
 	cfg.AuthURL = f.srv.URL + "/nothing-here"
-	if _, err := New(context.Background(), cfg, nil, nil); err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "idnow.auth_url") {
+	if _, err := New(t.Context(), cfg, Deps{}); err == nil || !IsPermanent(err) || !strings.Contains(err.Error(), "idnow.auth_url") {
 		t.Fatalf("New with a wrong auth_url = %v, want a permanent error naming idnow.auth_url", err)
 	}
 }
@@ -71,7 +71,7 @@ func TestTokenCachedAndRefreshedBeforeExpiry(t *testing.T) {
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
-	c, _ := newTestClient(t, f, func(c *Config) { c.TokenEarlyRefresh = time.Minute }, WithClock(clock))
+	c, _ := newTestClient(t, f, func(c *Config) { c.TokenEarlyRefresh = time.Minute }, Deps{Clock: clock})
 	ctx := context.Background()
 	for range 5 {
 		if _, err := c.GetSession(ctx, "s1"); err != nil {
@@ -111,7 +111,7 @@ func TestShortLivedTokenUsedForHalfItsLife(t *testing.T) {
 	f.handle("GET /live/sessions/{id}", sessionHandler)
 	var now atomic.Int64
 	now.Store(time.Now().UnixNano())
-	c, _ := newTestClient(t, f, nil, WithClock(func() time.Time { return time.Unix(0, now.Load()) }))
+	c, _ := newTestClient(t, f, nil, Deps{Clock: func() time.Time { return time.Unix(0, now.Load()) }})
 	for range 3 {
 		if _, err := c.GetSession(context.Background(), "s1"); err != nil {
 			t.Fatal(err)

@@ -141,11 +141,11 @@ func TestDiscoveredTokenEndpointHeldToAuthOrigin(t *testing.T) {
 			cfg.TokenURL = ""
 			cfg.AuthURL = f.srv.URL + "/evil"
 			cfg.AllowInsecureHTTP = tt.insecure
-			var opts []Option
+			var deps Deps
 			if tt.tls {
-				opts = append(opts, WithHTTPClient(f.srv.Client()))
+				deps.HTTPClient = f.srv.Client()
 			}
-			c, err := New(t.Context(), cfg, nil, nil, opts...)
+			c, err := New(t.Context(), cfg, deps)
 			if err == nil {
 				// Show what accepting it would have cost.
 				tokErr := c.Token(t.Context())
@@ -328,7 +328,7 @@ func TestDownloadTransportChecksResolvedAddressAtDial(t *testing.T) {
 	// token URL is explicit). ProxyFromEnvironment never proxies loopback names.
 	cfg := validConfig()
 	cfg.AuthURL, cfg.TokenURL = "", "https://auth.example/token"
-	c, err := New(t.Context(), cfg, nil, nil)
+	c, err := New(t.Context(), cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -218,7 +218,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 // produceBacklog writes n SessionEvents for the given sessions, keyed by session id and encoded
 // as the ingress encodes them.
 func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, sessions []string, status map[string]string) error {
-	codec, err := serde.NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
+	codec, err := serde.NewCodec(ctx, serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	if err != nil {
 		return err
 	}

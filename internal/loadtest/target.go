@@ -128,7 +128,7 @@ func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *s
 	if err := kafka.EnsureTopics(ctx, kadm.NewClient(cl), spec.Topics, spec.Topics.Sessions); err != nil {
 		return err
 	}
-	codec, err := serde.NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
+	codec, err := serde.NewCodec(ctx, serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *
 	if spec.APITimeout > 0 {
 		ic.Timeout = spec.APITimeout
 	}
-	api, err := idnow.New(ctx, ic, reg, log)
+	api, err := idnow.New(ctx, ic, idnow.Deps{Registry: reg, Log: log})
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *
 	if err != nil {
 		return err
 	}
-	codec, err := serde.NewCodec(ctx, schemas.EnrichedSessionSchema(), nil, "", false)
+	codec, err := serde.NewCodec(ctx, serde.CodecConfig{Schema: schemas.EnrichedSessionSchema()}, nil)
 	if err != nil {
 		return err
 	}

@@ -62,11 +62,11 @@ func TestSchemaUpgrade(t *testing.T) {
 
 	// Before the upgrade: the connector knows v1 only and writes both encodings.
 	v1 := mustSchema(t, evoV1, evoV1)
-	soeV1, err := NewCodec(ctx, v1, nil, "", false)
+	soeV1, err := NewCodec(ctx, CodecConfig{Schema: v1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srV1, err := NewCodec(ctx, v1, cl, subject, true)
+	srV1, err := NewCodec(ctx, CodecConfig{Schema: v1, Subject: subject, Register: true}, cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +85,11 @@ func TestSchemaUpgrade(t *testing.T) {
 	if err := schemas.CheckFull(v2); err != nil {
 		t.Fatalf("the compatibility check refuses an allowed change: %v", err)
 	}
-	soeV2, err := NewCodec(ctx, v2, nil, "", false)
+	soeV2, err := NewCodec(ctx, CodecConfig{Schema: v2}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srV2, err := NewCodec(ctx, v2, cl, subject, true)
+	srV2, err := NewCodec(ctx, CodecConfig{Schema: v2, Subject: subject, Register: true}, cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestShippedHistoryDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewCodec(t.Context(), cur, nil, "", false)
+	c, err := NewCodec(t.Context(), CodecConfig{Schema: cur}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

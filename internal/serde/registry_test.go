@@ -173,14 +173,14 @@ func TestCodecSetsCompatibility(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewCodec(t.Context(), schemas.SessionEventSchema(), cl, "idnow.sessions-value", true, WithCompatibility("FULL")); err != nil {
+	if _, err := NewCodec(t.Context(), CodecConfig{Schema: schemas.SessionEventSchema(), Subject: "idnow.sessions-value", Register: true, Compatibility: "FULL"}, cl); err != nil {
 		t.Fatal(err)
 	}
 	res := cl.Compatibility(t.Context(), "idnow.sessions-value")
 	if len(res) != 1 || res[0].Err != nil || res[0].Level != sr.CompatFull {
 		t.Fatalf("subject compatibility = %+v, want FULL", res)
 	}
-	if _, err := NewCodec(t.Context(), schemas.SessionEventSchema(), cl, "x-value", true, WithCompatibility("SOMETIMES")); err == nil || !strings.Contains(err.Error(), "schema_registry.compatibility") {
+	if _, err := NewCodec(t.Context(), CodecConfig{Schema: schemas.SessionEventSchema(), Subject: "x-value", Register: true, Compatibility: "SOMETIMES"}, cl); err == nil || !strings.Contains(err.Error(), "schema_registry.compatibility") {
 		t.Fatalf("unknown level: want an error naming schema_registry.compatibility, got %v", err)
 	}
 }

@@ -64,26 +64,28 @@ type Codec struct {
 // decodes into whatever value the caller passes, so the type is only a key.
 type registryRecord struct{}
 
-// CodecOpt adjusts NewCodec.
-type CodecOpt func(*codecOpts)
-
-type codecOpts struct{ compatibility string }
-
-// WithCompatibility sets the subject's compatibility level in the registry (schema_registry.
-// compatibility) before registering, so the registry itself refuses a schema that would break the
-// topic's readers. Empty leaves the registry's level alone. It applies only when registering.
-func WithCompatibility(level string) CodecOpt {
-	return func(o *codecOpts) { o.compatibility = level }
+// CodecConfig says what a codec encodes and how it uses the registry.
+type CodecConfig struct {
+	// Schema is the schema the codec writes and reads into (required).
+	Schema schemas.Schema
+	// Subject is the registry subject (TopicNameStrategy: "<topic>-value"); required with a
+	// registry, ignored without one.
+	Subject string
+	// Register registers the schema under Subject; false looks up an already registered one
+	// (schema_registry.register).
+	Register bool
+	// Compatibility sets the subject's level in the registry (schema_registry.compatibility)
+	// before registering, so the registry itself refuses a schema that would break the
+	// topic's readers. Empty leaves the registry's level alone; it applies only when
+	// registering.
+	Compatibility string
 }
 
-// NewCodec prepares a codec. With a registry it registers (or, when register is false, looks up)
-// the schema under subject and encodes in the Confluent wire format; without one it uses Avro
+// NewCodec prepares a codec. With a registry it registers (or looks up) cfg.Schema under
+// cfg.Subject and encodes in the Confluent wire format; with a nil registry it uses Avro
 // single-object encoding.
-func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, subject string, register bool, opts ...CodecOpt) (*Codec, error) {
-	var o codecOpts
-	for _, opt := range opts {
-		opt(&o)
-	}
+func NewCodec(ctx context.Context, cfg CodecConfig, registry *sr.Client) (*Codec, error) {
+	schema, subject, register := cfg.Schema, cfg.Subject, cfg.Register
 	c := &Codec{
 		schema: schema, registry: registry, soeFP: schemas.Fingerprint(schema.Avro),
 		known:     map[[8]byte]schemas.Version{},
@@ -100,8 +102,8 @@ func NewCodec(ctx context.Context, schema schemas.Schema, registry *sr.Client, s
 	}
 	s := sr.Schema{Schema: schema.Text, Type: sr.TypeAvro}
 	if register {
-		if o.compatibility != "" {
-			if err := setCompatibility(ctx, registry, subject, o.compatibility); err != nil {
+		if cfg.Compatibility != "" {
+			if err := setCompatibility(ctx, registry, subject, cfg.Compatibility); err != nil {
 				return nil, err
 			}
 		}
@@ -141,7 +143,7 @@ func setCompatibility(ctx context.Context, registry *sr.Client, subject, level s
 // construction, and fetches writer schemas from registry (which may be nil) when a record names
 // one. Encoding with it uses single-object encoding.
 func NewDecoder(schema schemas.Schema, registry *sr.Client) *Codec {
-	c, _ := NewCodec(context.Background(), schema, nil, "", false)
+	c, _ := NewCodec(context.Background(), CodecConfig{Schema: schema}, nil)
 	c.registry = registry
 	return c
 }

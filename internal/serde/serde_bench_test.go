@@ -49,7 +49,7 @@ func benchEnriched() *schemas.EnrichedSession {
 // in-memory registry) for schema.
 func benchCodecs(b *testing.B, schema schemas.Schema) map[string]*Codec {
 	b.Helper()
-	soe, err := NewCodec(b.Context(), schema, nil, "", false)
+	soe, err := NewCodec(b.Context(), CodecConfig{Schema: schema}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func benchCodecs(b *testing.B, schema schemas.Schema) map[string]*Codec {
 	if err != nil {
 		b.Fatal(err)
 	}
-	wire, err := NewCodec(b.Context(), schema, cl, "bench-value", true)
+	wire, err := NewCodec(b.Context(), CodecConfig{Schema: schema, Subject: "bench-value", Register: true}, cl)
 	if err != nil {
 		b.Fatal(err)
 	}

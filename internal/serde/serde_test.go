@@ -19,7 +19,7 @@ func sampleEvent() *schemas.SessionEvent {
 }
 
 func TestSingleObjectRoundTrip(t *testing.T) {
-	c, err := NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false)
+	c, err := NewCodec(t.Context(), CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func TestRegistryRoundTripAndCrossDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	withSR, err := NewCodec(ctx, schemas.SessionEventSchema(), cl, "idnow.sessions-value", true)
+	withSR, err := NewCodec(ctx, CodecConfig{Schema: schemas.SessionEventSchema(), Subject: "idnow.sessions-value", Register: true}, cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestRegistryRoundTripAndCrossDecode(t *testing.T) {
 		t.Fatalf("want Confluent magic 0, got %x", b[0])
 	}
 	// A second codec that only looks the schema up decodes what the first wrote.
-	lookup, err := NewCodec(ctx, schemas.SessionEventSchema(), cl, "idnow.sessions-value", false)
+	lookup, err := NewCodec(ctx, CodecConfig{Schema: schemas.SessionEventSchema(), Subject: "idnow.sessions-value"}, cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestRegistryRoundTripAndCrossDecode(t *testing.T) {
 		t.Fatalf("decoded %+v", got)
 	}
 	// A registry codec also decodes single-object records (producers may switch formats).
-	soe, _ := NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
+	soe, _ := NewCodec(ctx, CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	sb, _ := soe.Encode(sampleEvent())
 	if err := withSR.Decode(ctx, sb, &got); err != nil {
 		t.Fatalf("registry codec decoding single-object: %v", err)
@@ -88,8 +88,8 @@ func TestRegistryRoundTripAndCrossDecode(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	ctx := t.Context()
-	soe, _ := NewCodec(ctx, schemas.SessionEventSchema(), nil, "", false)
-	enriched, _ := NewCodec(ctx, schemas.EnrichedSessionSchema(), nil, "", false)
+	soe, _ := NewCodec(ctx, CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
+	enriched, _ := NewCodec(ctx, CodecConfig{Schema: schemas.EnrichedSessionSchema()}, nil)
 	good, _ := soe.Encode(sampleEvent())
 	tests := []struct {
 		name string

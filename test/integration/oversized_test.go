@@ -16,6 +16,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim/simtest"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -244,11 +245,11 @@ func TestOversizedSession(t *testing.T) {
 	dlq := p.readCommitted(p.dlq)
 	_, dlqByID := decodeEvents(t, dlq)
 	for _, r := range dlq {
-		id := header(r, serde.HeaderEventID)
+		id := kafka.Header(r, serde.HeaderEventID)
 		if !oversizedEvents[id] {
-			t.Errorf("event %s of an ordinary session on the DLQ (class %q: %s)", id, header(r, enrich.HeaderDLQErrorClass), header(r, enrich.HeaderDLQError))
-		} else if class := header(r, enrich.HeaderDLQErrorClass); class != enrich.ClassRecordTooLarge {
-			t.Errorf("event %s of the oversized session on the DLQ with class %q, want %s: %s", id, class, enrich.ClassRecordTooLarge, header(r, enrich.HeaderDLQError))
+			t.Errorf("event %s of an ordinary session on the DLQ (class %q: %s)", id, kafka.Header(r, enrich.HeaderDLQErrorClass), kafka.Header(r, enrich.HeaderDLQError))
+		} else if class := kafka.Header(r, enrich.HeaderDLQErrorClass); class != enrich.ClassRecordTooLarge {
+			t.Errorf("event %s of the oversized session on the DLQ with class %q, want %s: %s", id, class, enrich.ClassRecordTooLarge, kafka.Header(r, enrich.HeaderDLQError))
 		}
 	}
 	handled := map[string]int{}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -349,10 +350,10 @@ func (p *pipeline) readCommitted(topic string) []*kgo.Record {
 func codecs(t testing.TB) (events, enriched *serde.Codec) {
 	t.Helper()
 	var err error
-	if events, err = serde.NewCodec(context.Background(), schemas.SessionEventSchema(), nil, "", false); err != nil {
+	if events, err = serde.NewCodec(context.Background(), serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil); err != nil {
 		t.Fatalf("SessionEvent codec: %v", err)
 	}
-	if enriched, err = serde.NewCodec(context.Background(), schemas.EnrichedSessionSchema(), nil, "", false); err != nil {
+	if enriched, err = serde.NewCodec(context.Background(), serde.CodecConfig{Schema: schemas.EnrichedSessionSchema()}, nil); err != nil {
 		t.Fatalf("EnrichedSession codec: %v", err)
 	}
 	return events, enriched
@@ -373,10 +374,10 @@ func decodeEvents(t testing.TB, recs []*kgo.Record) (events []*schemas.SessionEv
 		if string(r.Key) != ev.SessionID {
 			t.Errorf("SessionEvent %s: key %q is not its session id %q", ev.EventID, r.Key, ev.SessionID)
 		}
-		if h := header(r, serde.HeaderEventID); h != ev.EventID {
+		if h := kafka.Header(r, serde.HeaderEventID); h != ev.EventID {
 			t.Errorf("SessionEvent %s: header %s = %q", ev.EventID, serde.HeaderEventID, h)
 		}
-		if h := header(r, serde.HeaderSchema); h != schemas.SessionEventName {
+		if h := kafka.Header(r, serde.HeaderSchema); h != schemas.SessionEventName {
 			t.Errorf("SessionEvent %s: header %s = %q, want %q", ev.EventID, serde.HeaderSchema, h, schemas.SessionEventName)
 		}
 		events = append(events, &ev)
@@ -400,25 +401,16 @@ func decodeEnriched(t testing.TB, recs []*kgo.Record) (out []*schemas.EnrichedSe
 		if string(r.Key) != es.Session.SessionID {
 			t.Errorf("EnrichedSession for event %s: key %q is not its session id %q", es.Event.EventID, r.Key, es.Session.SessionID)
 		}
-		if h := header(r, serde.HeaderEventID); h != es.Event.EventID {
+		if h := kafka.Header(r, serde.HeaderEventID); h != es.Event.EventID {
 			t.Errorf("EnrichedSession for event %s: header %s = %q", es.Event.EventID, serde.HeaderEventID, h)
 		}
-		if h := header(r, serde.HeaderSchema); h != schemas.EnrichedSessionName {
+		if h := kafka.Header(r, serde.HeaderSchema); h != schemas.EnrichedSessionName {
 			t.Errorf("EnrichedSession for event %s: header %s = %q, want %q", es.Event.EventID, serde.HeaderSchema, h, schemas.EnrichedSessionName)
 		}
 		out = append(out, &es)
 		byID[es.Event.EventID]++
 	}
 	return out, byID
-}
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // checkOnePerEvent requires exactly as many enriched records per event id as SessionEvents on

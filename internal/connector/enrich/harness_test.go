@@ -69,10 +69,10 @@ func newCluster(t testing.TB) []string {
 func newCodecs(t testing.TB) (events, enriched *serde.Codec) {
 	t.Helper()
 	var err error
-	if events, err = serde.NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false); err != nil {
+	if events, err = serde.NewCodec(t.Context(), serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if enriched, err = serde.NewCodec(t.Context(), schemas.EnrichedSessionSchema(), nil, "", false); err != nil {
+	if enriched, err = serde.NewCodec(t.Context(), serde.CodecConfig{Schema: schemas.EnrichedSessionSchema()}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return events, enriched
@@ -88,7 +88,7 @@ func newSimAPI(t testing.TB, apiURL, tokenURL string, maxAttempts int) *idnow.Cl
 	cfg.AllowInsecureHTTP = true // the simulator serves plain http
 	cfg.RateLimit = 0
 	cfg.Retry = idnow.RetryConfig{MaxAttempts: maxAttempts, InitialBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, MaxRetryAfter: 50 * time.Millisecond}
-	cl, err := idnow.New(t.Context(), cfg, nil, nil)
+	cl, err := idnow.New(t.Context(), cfg, idnow.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

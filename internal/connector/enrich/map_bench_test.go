@@ -79,7 +79,7 @@ func BenchmarkMap(b *testing.B) {
 			}
 		})
 	}
-	codec, err := serde.NewCodec(b.Context(), schemas.EnrichedSessionSchema(), nil, "", false)
+	codec, err := serde.NewCodec(b.Context(), serde.CodecConfig{Schema: schemas.EnrichedSessionSchema()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

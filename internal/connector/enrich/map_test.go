@@ -56,7 +56,7 @@ func apiFromDir(t *testing.T, dir string) *idnow.Client {
 	cfg.ClientID, cfg.ClientSecret = "client", "secret"
 	cfg.AllowInsecureHTTP = true // httptest serves plain http
 	cfg.Retry.MaxAttempts = 1
-	cl, err := idnow.New(t.Context(), cfg, nil, nil)
+	cl, err := idnow.New(t.Context(), cfg, idnow.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestMapGolden(t *testing.T) {
 		{name: "running_not_fetched", dir: "running", session: "ses-run-1", status: "RUNNING", fetch: false, policy: full},
 		{name: "unknown_status_passthrough", dir: "unknown", session: "ses-unk-1", status: "ON_HOLD", fetch: false, policy: full},
 	}
-	codec, err := serde.NewCodec(t.Context(), schemas.EnrichedSessionSchema(), nil, "", false)
+	codec, err := serde.NewCodec(t.Context(), serde.CodecConfig{Schema: schemas.EnrichedSessionSchema()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -60,7 +60,7 @@ func newBenchHandler(b *testing.B) (*Handler, *webhooktest.KeySet) {
 		b.Fatal(err)
 	}
 	b.Cleanup(v.Close)
-	codec, err := serde.NewCodec(b.Context(), schemas.SessionEventSchema(), nil, "", false)
+	codec, err := serde.NewCodec(b.Context(), serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

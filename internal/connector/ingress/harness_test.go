@@ -108,7 +108,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Close)
-	h.codec, err = serde.NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false)
+	h.codec, err = serde.NewCodec(t.Context(), serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
