@@ -36,7 +36,7 @@ func TestListFlowsPaged(t *testing.T) {
 		writeJSON(w, http.StatusOK, map[string]any{"content": content, "page": map[string]any{"size": size, "number": page, "totalElements": total, "totalPages": pages}})
 	})
 	c, _ := newTestClient(t, f, nil)
-	flows, err := c.ListFlows(context.Background())
+	flows, err := c.ListFlows(t.Context())
 	if err != nil {
 		t.Fatalf("ListFlows: %v", err)
 	}
@@ -67,7 +67,7 @@ func TestListFlowsUnpagedAndPathForms(t *testing.T) {
 			f := newFake(t)
 			f.handle(tt.pattern, func(w http.ResponseWriter, r *http.Request) { writeRaw(w, http.StatusOK, tt.body) })
 			c, _ := newTestClient(t, f, func(c *Config) { c.FlowsPath = tt.flowsPath })
-			flows, err := c.ListFlows(context.Background())
+			flows, err := c.ListFlows(t.Context())
 			if err != nil {
 				t.Fatalf("ListFlows: %v", err)
 			}
@@ -97,7 +97,7 @@ func TestCreateSession(t *testing.T) {
 			"sessionContext":{"sessionId":"sess-1","sessionStatus":"CREATED","createdAt":"2026-01-02T03:04:05Z","expiresAt":"2026-01-03T03:04:05Z"}}`)
 	})
 	c, _ := newTestClient(t, f, func(c *Config) { c.Environment = EnvironmentStaging })
-	created, err := c.CreateSession(context.Background(), "flow 1", CreateSessionRequest{
+	created, err := c.CreateSession(t.Context(), "flow 1", CreateSessionRequest{
 		Input:    map[string]any{"basicIdentity": map[string]string{"givenName": "Erika"}},
 		Metadata: map[string]string{"subjectId": "subj-1"},
 		State:    "st",
@@ -127,7 +127,7 @@ func TestGetSession(t *testing.T) {
 			"lastStep":{"stepId":"s9","stepDescription":"Final","verdict":"PASSED"},"futureField":1}`)
 	})
 	c, reg := newTestClient(t, f, nil)
-	s, err := c.GetSession(context.Background(), "sess-1")
+	s, err := c.GetSession(t.Context(), "sess-1")
 	if err != nil {
 		t.Fatalf("GetSession: %v", err)
 	}
@@ -171,7 +171,7 @@ func TestGetDataBlocksShapesAndPaths(t *testing.T) {
 				writeRaw(w, http.StatusOK, tt.body)
 			})
 			c, _ := newTestClient(t, f, func(c *Config) { c.DataBlocksPath = tt.pathForm })
-			blocks, err := c.GetDataBlocks(context.Background(), "sess/1")
+			blocks, err := c.GetDataBlocks(t.Context(), "sess/1")
 			if err != nil {
 				t.Fatalf("GetDataBlocks: %v", err)
 			}
@@ -202,7 +202,7 @@ func TestListFlowSessions(t *testing.T) {
 			"page":{"size":2,"number":1,"totalElements":5,"totalPages":3}}`)
 	})
 	c, _ := newTestClient(t, f, nil)
-	page, err := c.ListFlowSessions(context.Background(), "flow-1", ListPage{Page: 1, Size: 2, SortBy: "createdAt", SortDesc: true})
+	page, err := c.ListFlowSessions(t.Context(), "flow-1", ListPage{Page: 1, Size: 2, SortBy: "createdAt", SortDesc: true})
 	if err != nil {
 		t.Fatalf("ListFlowSessions: %v", err)
 	}
@@ -217,7 +217,7 @@ func TestListFlowSessions(t *testing.T) {
 func TestEmptyIDsRejectedWithoutRequest(t *testing.T) {
 	f := newFake(t)
 	c, _ := newTestClient(t, f, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	checks := map[string]error{}
 	_, checks["GetSession"] = c.GetSession(ctx, "")
 	_, checks["GetDataBlocks"] = c.GetDataBlocks(ctx, "")
@@ -238,7 +238,7 @@ func TestUndecodableResponseIsPermanent(t *testing.T) {
 	f := newFake(t)
 	f.handle("GET /live/sessions/{id}", func(w http.ResponseWriter, r *http.Request) { writeRaw(w, http.StatusOK, `<html>oops</html>`) })
 	c, _ := newTestClient(t, f, nil)
-	_, err := c.GetSession(context.Background(), "s1")
+	_, err := c.GetSession(t.Context(), "s1")
 	if !errors.Is(err, ErrDecode) || !IsPermanent(err) {
 		t.Fatalf("err = %v, want permanent ErrDecode", err)
 	}
@@ -253,7 +253,7 @@ func TestResponseSizeLimit(t *testing.T) {
 		writeRaw(w, http.StatusOK, `{"sessionId":"s1","state":"`+string(make([]byte, 2048))+`"}`)
 	})
 	c, _ := newTestClient(t, f, func(c *Config) { c.MaxResponseSize = 1024 })
-	if _, err := c.GetSession(context.Background(), "s1"); !errors.Is(err, ErrResponseTooLarge) || !IsPermanent(err) {
+	if _, err := c.GetSession(t.Context(), "s1"); !errors.Is(err, ErrResponseTooLarge) || !IsPermanent(err) {
 		t.Fatalf("err = %v, want permanent ErrResponseTooLarge", err)
 	}
 }
@@ -278,7 +278,7 @@ func TestMaxInFlight(t *testing.T) {
 	errs := make(chan error, 30)
 	for i := range 30 {
 		wg.Go(func() {
-			if _, err := c.GetSession(context.Background(), fmt.Sprint("s", i)); err != nil {
+			if _, err := c.GetSession(t.Context(), fmt.Sprint("s", i)); err != nil {
 				errs <- err
 			}
 		})
@@ -305,7 +305,7 @@ func TestRateLimit(t *testing.T) {
 	c, _ := newTestClient(t, f, func(c *Config) { c.RateLimit = 20; c.RateBurst = 1 })
 	start := time.Now()
 	for range 6 {
-		if _, err := c.GetSession(context.Background(), "s"); err != nil {
+		if _, err := c.GetSession(t.Context(), "s"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -322,7 +322,7 @@ func TestRequestsCarryHeaders(t *testing.T) {
 		writeRaw(w, http.StatusOK, `{"sessionId":"s"}`)
 	})
 	c, _ := newTestClient(t, f, nil)
-	if _, err := c.GetSession(context.Background(), "s"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s"); err != nil {
 		t.Fatal(err)
 	}
 	if accept != "application/json" || ua != userAgent {
@@ -336,11 +336,11 @@ func TestRateLimitWaitBeyondDeadlineIsContextError(t *testing.T) {
 		writeRaw(w, http.StatusOK, `{"sessionId":"s"}`)
 	})
 	c, _ := newTestClient(t, f, func(c *Config) { c.RateLimit = 0.1; c.RateBurst = 1 })
-	if _, err := c.GetSession(context.Background(), "s"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s"); err != nil {
 		t.Fatal(err)
 	}
 	// The next slot is 10s away; a 1s deadline cannot fit it.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	_, err := c.GetSession(ctx, "s")
 	if !errors.Is(err, context.DeadlineExceeded) || IsPermanent(err) || IsRetryable(err) {

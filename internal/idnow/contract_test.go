@@ -37,7 +37,7 @@ func simClient(t *testing.T, sim *idnowsim.Simulator, mutate func(*idnow.Config)
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := idnow.New(context.Background(), cfg, idnow.Deps{Registry: prometheus.NewRegistry()})
+	c, err := idnow.New(t.Context(), cfg, idnow.Deps{Registry: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatalf("idnow.New against the simulator: %v", err)
 	}
@@ -48,7 +48,7 @@ func simClient(t *testing.T, sim *idnowsim.Simulator, mutate func(*idnow.Config)
 // waitTerminal polls GetSession until the session is terminal.
 func waitTerminal(t *testing.T, c *idnow.Client, id string) *idnow.Session {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for {
 		s, err := c.GetSession(ctx, id)
@@ -76,10 +76,10 @@ func TestContractDiscoveryTokenAndFlows(t *testing.T) {
 					if c.TokenURL() != sim.TokenURL() {
 						t.Fatalf("discovered token URL %q, want %q", c.TokenURL(), sim.TokenURL())
 					}
-					if err := c.Token(context.Background()); err != nil {
+					if err := c.Token(t.Context()); err != nil {
 						t.Fatalf("Token: %v", err)
 					}
-					flows, err := c.ListFlows(context.Background())
+					flows, err := c.ListFlows(t.Context())
 					if err != nil {
 						t.Fatalf("ListFlows: %v", err)
 					}
@@ -116,7 +116,7 @@ func TestContractSessionLifecycleAndDataBlocks(t *testing.T) {
 				c.DeletedBlockRate = 0
 			})
 			c := simClient(t, sim, func(c *idnow.Config) { c.DataBlocksPath = tt.pathForm })
-			ctx := context.Background()
+			ctx := t.Context()
 			flows, err := c.ListFlows(ctx)
 			if err != nil {
 				t.Fatalf("ListFlows: %v", err)
@@ -186,7 +186,7 @@ func TestContractFilesNeverSeeAuthorization(t *testing.T) {
 			c := simClient(t, sim, nil)
 			ids := sim.CreateSessions(8)
 			simtest.WaitIdle(t, sim, 10*time.Second)
-			ctx := context.Background()
+			ctx := t.Context()
 			fetched := 0
 			for _, id := range ids {
 				blocks, err := c.GetDataBlocks(ctx, id)
@@ -241,7 +241,7 @@ func TestContractFileSizeLimit(t *testing.T) {
 		if len(snap.Files) == 0 {
 			continue
 		}
-		_, err := c.GetFile(context.Background(), snap.Files[0])
+		_, err := c.GetFile(t.Context(), snap.Files[0])
 		if !errors.Is(err, idnow.ErrFileTooLarge) || !idnow.IsPermanent(err) {
 			t.Fatalf("GetFile with a 16-byte limit = %v, want permanent ErrFileTooLarge", err)
 		}
@@ -253,7 +253,7 @@ func TestContractFileSizeLimit(t *testing.T) {
 func TestContractTokenRefreshAfterExpiry(t *testing.T) {
 	sim := simtest.Start(t, func(c *idnowsim.Config) { c.TokenLifetime = time.Second })
 	c := simClient(t, sim, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := c.ListFlows(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestContractTokenRefreshAfterExpiry(t *testing.T) {
 func TestContractTokenRefreshAfter401(t *testing.T) {
 	sim := simtest.Start(t)
 	c := simClient(t, sim, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := c.ListFlows(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestContractTokenRefreshAfter401(t *testing.T) {
 func TestContractWrongCredentialsAndEnvironment(t *testing.T) {
 	sim := simtest.Start(t)
 	bad := simClient(t, sim, func(c *idnow.Config) { c.ClientSecret = "wrong" })
-	err := bad.Token(context.Background())
+	err := bad.Token(t.Context())
 	if !idnow.IsPermanent(err) || !errors.Is(err, idnow.ErrUnauthorized) {
 		t.Fatalf("Token with a wrong secret = %v, want permanent ErrUnauthorized", err)
 	}
@@ -301,7 +301,7 @@ func TestContractWrongCredentialsAndEnvironment(t *testing.T) {
 	}
 
 	staging := simClient(t, sim, func(c *idnow.Config) { c.Environment = idnow.EnvironmentStaging })
-	if _, err := staging.ListFlows(context.Background()); !idnow.IsPermanent(err) {
+	if _, err := staging.ListFlows(t.Context()); !idnow.IsPermanent(err) {
 		t.Fatalf("ListFlows in the other environment = %v, want a permanent error", err)
 	}
 }
@@ -313,7 +313,7 @@ func TestContractFaultsRetried(t *testing.T) {
 		c.Faults.Rate500 = 0.5
 	})
 	c := simClient(t, sim, func(c *idnow.Config) { c.Retry.MaxAttempts = 0 })
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
 	ids := sim.CreateSessions(3)
 	for range 5 {
@@ -337,7 +337,7 @@ func TestContractRetryAfterParsed(t *testing.T) {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			sim := simtest.Start(t)
 			c := simClient(t, sim, nil)
-			if err := c.Token(context.Background()); err != nil {
+			if err := c.Token(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			faults := sim.Config().Faults
@@ -352,7 +352,7 @@ func TestContractRetryAfterParsed(t *testing.T) {
 			}
 			// A deadline shorter than Retry-After: the client hands the retryable error back at
 			// once instead of sleeping past the caller's deadline.
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 			defer cancel()
 			_, err := c.ListFlows(ctx)
 			var apiErr *idnow.APIError

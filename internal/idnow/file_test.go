@@ -2,7 +2,6 @@ package idnow
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -77,7 +76,7 @@ func TestGetFileFollowsRedirectWithoutAuthorization(t *testing.T) {
 		redirectTo(p.srv.URL+"/bucket/v-front?sig=abc")(w, r)
 	})
 	c, _ := newTestClient(t, f, nil)
-	file, err := c.GetFile(context.Background(), "v-front")
+	file, err := c.GetFile(t.Context(), "v-front")
 	if err != nil {
 		t.Fatalf("GetFile: %v", err)
 	}
@@ -115,7 +114,7 @@ func TestGetFileRelativeLocationOnSameHost(t *testing.T) {
 	})
 	f.handle("GET /live/files/{id}", redirectTo("/presigned/x?sig=1"))
 	c, _ := newTestClient(t, f, nil)
-	file, err := c.GetFile(context.Background(), "x")
+	file, err := c.GetFile(t.Context(), "x")
 	if err != nil {
 		t.Fatalf("GetFile: %v", err)
 	}
@@ -149,7 +148,7 @@ func TestGetFileSizeLimit(t *testing.T) {
 			p := newPresignedHost(t, bytes.Repeat([]byte{'x'}, tt.size), tt.chunked)
 			f.handle("GET /live/files/{id}", redirectTo(p.srv.URL+"/f?sig=abc"))
 			c, _ := newTestClient(t, f, func(c *Config) { c.MaxFileSize = limit })
-			file, err := c.GetFile(context.Background(), "v1")
+			file, err := c.GetFile(t.Context(), "v1")
 			if !errors.Is(err, tt.wantOpen) || (err == nil) != (tt.wantOpen == nil) {
 				t.Fatalf("GetFile err = %v, want %v", err, tt.wantOpen)
 			}
@@ -180,7 +179,7 @@ func TestGetFileDownloadFailureRetriesWithFreshRedirect(t *testing.T) {
 	p.failFirst = http.StatusServiceUnavailable
 	f.handle("GET /live/files/{id}", redirectTo(p.srv.URL+"/f?sig=abc"))
 	c, _ := newTestClient(t, f, nil)
-	file, err := c.GetFile(context.Background(), "v1")
+	file, err := c.GetFile(t.Context(), "v1")
 	if err != nil {
 		t.Fatalf("GetFile: %v", err)
 	}
@@ -209,7 +208,7 @@ func TestGetFileErrors(t *testing.T) {
 			f := newFake(t)
 			f.handle("GET /live/files/{id}", tt.handler)
 			c, _ := newTestClient(t, f, nil)
-			_, err := c.GetFile(context.Background(), "v-7")
+			_, err := c.GetFile(t.Context(), "v-7")
 			if !tt.check(err) {
 				t.Fatalf("err = %v", err)
 			}

@@ -35,7 +35,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	f.handle("GET /live/sessions/{id}", scripted(&hits, "1", http.StatusTooManyRequests, http.StatusOK))
 	c, _ := newTestClient(t, f, nil) // backoff alone would wait ~5ms
 	start := time.Now()
-	if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 		t.Fatalf("GetSession: %v", err)
 	}
 	if el := time.Since(start); el < 950*time.Millisecond {
@@ -71,7 +71,7 @@ func TestRetryStatuses(t *testing.T) {
 			var hits atomic.Int64
 			f.handle("GET /live/sessions/{id}", scripted(&hits, "", tt.statuses...))
 			c, _ := newTestClient(t, f, func(c *Config) { c.Retry.MaxAttempts = tt.maxAttempts })
-			_, err := c.GetSession(context.Background(), "sess-42")
+			_, err := c.GetSession(t.Context(), "sess-42")
 			if !tt.wantErr(err) {
 				t.Fatalf("err = %v (retryable %v, permanent %v)", err, IsRetryable(err), IsPermanent(err))
 			}
@@ -94,7 +94,7 @@ func TestContextCancelStopsRetries(t *testing.T) {
 		c.Retry.InitialBackoff = 10 * time.Second
 		c.Retry.MaxBackoff = 10 * time.Second
 	})
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	go func() {
 		// Cancel once the client is waiting to retry (the retry counter moves before the wait).
 		for {
@@ -127,7 +127,7 @@ func TestRetryAfterBeyondDeadlineReturnsNow(t *testing.T) {
 	var hits atomic.Int64
 	f.handle("GET /live/sessions/{id}", scripted(&hits, "60", http.StatusTooManyRequests))
 	c, _ := newTestClient(t, f, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
 	_, err := c.GetSession(ctx, "s1")
@@ -154,7 +154,7 @@ func TestAttemptTimeoutRetried(t *testing.T) {
 		sessionHandler(w, r)
 	})
 	c, _ := newTestClient(t, f, func(c *Config) { c.Timeout = 100 * time.Millisecond })
-	if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 		t.Fatalf("GetSession: %v", err)
 	}
 	if n := hits.Load(); n != 2 {
@@ -179,7 +179,7 @@ func TestConnectionResetRetried(t *testing.T) {
 		sessionHandler(w, r)
 	})
 	c, _ := newTestClient(t, f, nil)
-	if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 		t.Fatalf("GetSession: %v", err)
 	}
 	if n := hits.Load(); n != 2 {
@@ -205,7 +205,7 @@ func TestCreateSessionRetriesOnlyWhenSafe(t *testing.T) {
 			var hits atomic.Int64
 			f.handle("POST /flows/{flow}/live/sessions", scripted(&hits, "", tt.statuses...))
 			c, _ := newTestClient(t, f, nil)
-			_, err := c.CreateSession(context.Background(), "flow-1", CreateSessionRequest{})
+			_, err := c.CreateSession(t.Context(), "flow-1", CreateSessionRequest{})
 			if !tt.wantErr(err) {
 				t.Fatalf("err = %v", err)
 			}

@@ -22,7 +22,7 @@ func TestTokenAuthStyles(t *testing.T) {
 			f.authStyle = style
 			f.handle("GET /live/sessions/{id}", sessionHandler)
 			c, _ := newTestClient(t, f, nil)
-			if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+			if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 				t.Fatalf("GetSession with %s credentials: %v", style, err)
 			}
 		})
@@ -32,7 +32,7 @@ func TestTokenAuthStyles(t *testing.T) {
 		f.authStyle = AuthStylePost
 		f.handle("GET /live/sessions/{id}", sessionHandler)
 		c, _ := newTestClient(t, f, func(c *Config) { c.AuthStyle = AuthStyleBasic })
-		_, err := c.GetSession(context.Background(), "s1")
+		_, err := c.GetSession(t.Context(), "s1")
 		if !IsPermanent(err) || !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), "idnow.client_id") {
 			t.Fatalf("err = %v, want permanent ErrUnauthorized naming the credential keys", err)
 		}
@@ -52,7 +52,7 @@ func TestTokenDiscovery(t *testing.T) {
 	if got, want := c.TokenURL(), f.srv.URL+"/oidc/token"; got != want {
 		t.Fatalf("TokenURL() = %q, want %q", got, want)
 	}
-	if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 		t.Fatalf("GetSession: %v", err)
 	}
 
@@ -72,7 +72,7 @@ func TestTokenCachedAndRefreshedBeforeExpiry(t *testing.T) {
 	now.Store(time.Now().UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }
 	c, _ := newTestClient(t, f, func(c *Config) { c.TokenEarlyRefresh = time.Minute }, Deps{Clock: clock})
-	ctx := context.Background()
+	ctx := t.Context()
 	for range 5 {
 		if _, err := c.GetSession(ctx, "s1"); err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestShortLivedTokenUsedForHalfItsLife(t *testing.T) {
 	now.Store(time.Now().UnixNano())
 	c, _ := newTestClient(t, f, nil, Deps{Clock: func() time.Time { return time.Unix(0, now.Load()) }})
 	for range 3 {
-		if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+		if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 			t.Fatal(err)
 		}
 		now.Add(int64(time.Second))
@@ -127,7 +127,7 @@ func TestTokenRefreshAfter401(t *testing.T) {
 	f := newFake(t)
 	f.handle("GET /live/sessions/{id}", sessionHandler)
 	c, reg := newTestClient(t, f, nil)
-	ctx := context.Background()
+	ctx := t.Context()
 	if _, err := c.GetSession(ctx, "s1"); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestUnauthorizedTwiceIsClearPermanentError(t *testing.T) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"code": "invalid_token"})
 	})
 	c, _ := newTestClient(t, f, nil)
-	_, err := c.GetSession(context.Background(), "sess-7")
+	_, err := c.GetSession(t.Context(), "sess-7")
 	if err == nil || !IsPermanent(err) || !errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("err = %v, want permanent ErrUnauthorized", err)
 	}
@@ -187,7 +187,7 @@ func TestConcurrentCallersShareOneTokenFetch(t *testing.T) {
 	errs := make(chan error, 50)
 	for range 50 {
 		wg.Go(func() {
-			if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+			if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 				errs <- err
 			}
 		})
@@ -206,7 +206,7 @@ func TestTokenWaiterHonoursItsContext(t *testing.T) {
 	f := newFake(t)
 	f.tokenDelay.Store(int64(time.Second))
 	c, _ := newTestClient(t, f, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	err := c.Token(ctx)
@@ -217,7 +217,7 @@ func TestTokenWaiterHonoursItsContext(t *testing.T) {
 		t.Fatalf("Token returned after %v, want promptly after the caller's deadline", el)
 	}
 	// The shared fetch was not aborted by that caller: a patient caller gets the token.
-	if err := c.Token(context.Background()); err != nil {
+	if err := c.Token(t.Context()); err != nil {
 		t.Fatalf("Token: %v", err)
 	}
 	if n := f.tokenHits.Load(); n != 1 {
@@ -230,7 +230,7 @@ func TestTokenEndpointUnavailableIsRetried(t *testing.T) {
 	f.handle("GET /live/sessions/{id}", sessionHandler)
 	f.tokenStatus.Store(http.StatusServiceUnavailable)
 	c, _ := newTestClient(t, f, func(c *Config) { c.Retry.MaxAttempts = 3 })
-	_, err := c.GetSession(context.Background(), "s1")
+	_, err := c.GetSession(t.Context(), "s1")
 	if !IsRetryable(err) {
 		t.Fatalf("err = %v, want retryable", err)
 	}
@@ -241,7 +241,7 @@ func TestTokenEndpointUnavailableIsRetried(t *testing.T) {
 		t.Fatalf("token refresh errors = %v, want 3", got)
 	}
 	f.tokenStatus.Store(0)
-	if _, err := c.GetSession(context.Background(), "s1"); err != nil {
+	if _, err := c.GetSession(t.Context(), "s1"); err != nil {
 		t.Fatalf("GetSession after recovery: %v", err)
 	}
 }
