@@ -136,7 +136,7 @@ func TestNewReadsSecretFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := newTestClient(t, f, func(c *Config) { c.ClientSecret = ""; c.ClientSecretFile = path })
-	if err := c.Token(context.Background()); err != nil {
+	if err := c.Token(t.Context()); err != nil {
 		t.Fatalf("Token with secret file: %v", err)
 	}
 
