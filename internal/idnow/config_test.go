@@ -1,7 +1,6 @@
 package idnow
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"os"
