@@ -653,3 +653,38 @@ func brief(v any) string {
 	}
 	return strings.ReplaceAll(s, "\n", " ")
 }
+
+// TestHelmValuesRejected: bad values fail at render time with a message naming the value,
+// through values.schema.json or the templates' own checks, instead of producing pods that
+// crash-loop or a Secret written into the chart.
+func TestHelmValuesRejected(t *testing.T) {
+	helm := helmBinary(t)
+	tests := []struct {
+		name string
+		set  []string
+		want string // a fragment of helm's error
+	}{
+		{name: "no secret name", set: []string{"secrets.existingSecret="}, want: "existingSecret"},
+		{name: "misspelt key", set: []string{"ingress.replica=3"}, want: "replica"},
+		{name: "one ingress replica", set: []string{"ingress.replicas=1"}, want: "/ingress/replicas"},
+		{name: "admin port not numeric", set: []string{"config.admin.listen=:admin"}, want: "admin"},
+		{name: "HPA min above max", set: []string{"ingress.autoscaling.minReplicas=8", "ingress.autoscaling.maxReplicas=4"}, want: "minReplicas"},
+		{name: "pull policy", set: []string{"image.pullPolicy=Sometimes"}, want: "pullPolicy"},
+		{name: "inline secret values", set: []string{"secrets.password=hunter2"}, want: "password"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"template", helmRelease, helmChartPath(), "--namespace", helmNamespace}
+			for _, s := range tt.set {
+				args = append(args, "--set", s)
+			}
+			out, err := exec.CommandContext(t.Context(), helm, args...).CombinedOutput()
+			if err == nil {
+				t.Fatalf("helm template --set %s rendered; want an error", strings.Join(tt.set, " --set "))
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("error does not mention %q:\n%s", tt.want, out)
+			}
+		})
+	}
+}
