@@ -53,7 +53,7 @@ if [[ ! -x "$bin" || ! -f "$dir/.kube-version" ]]; then
 			moddir="$(cd "$tmp" && GOFLAGS= go mod download -json "helm.sh/helm/v3@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 			[[ -n "$moddir" ]] || die "go mod download helm.sh/helm/v3@$VERSION failed (see output above)"
 			mkdir -p "$tmp/bin"
-			(cd "$moddir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$tmp/bin/helm" ./cmd/helm) ||
+			(cd "$moddir" && GOFLAGS=-mod=readonly CGO_ENABLED=0 go build -ldflags "$ldflags" -o "$tmp/bin/helm" ./cmd/helm) ||
 				die "go build of helm $VERSION in $moddir failed (see output above)"
 		fi
 		"$tmp/bin/helm" version --short >/dev/null || die "the built helm does not run"
