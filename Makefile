@@ -62,6 +62,17 @@ interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 
 promtool-check: build ## promtool: check and unit-test deploy/prometheus/alerts.yaml, check a live /metrics (promtool from Debian's package, cached)
 	BIN=$(BIN) scripts/promtool-check.sh
 
+.PHONY: helm-check
+HELM_CHART := deploy/helm/idnow-kafka-connector
+helm-check: ## Helm chart: helm lint --strict, helm template (default and ci/all-on-values.yaml, the latter at Kubernetes 1.30), then the Go tests validating the renderings and comparing them with deploy/kubernetes (helm v3.22.0 built once into the tool cache)
+	scripts/helm.sh lint --strict $(HELM_CHART)
+	scripts/helm.sh lint --strict --values $(HELM_CHART)/ci/all-on-values.yaml $(HELM_CHART)
+	@mkdir -p bin
+	scripts/helm.sh template idnow-connector $(HELM_CHART) --namespace idnow-connector >bin/helm-default.yaml
+	scripts/helm.sh template idnow-connector $(HELM_CHART) --namespace idnow-connector --kube-version 1.30.0 --values $(HELM_CHART)/ci/all-on-values.yaml >bin/helm-all-on.yaml
+	@for f in bin/helm-default.yaml bin/helm-all-on.yaml; do echo "$$f:"; grep '^kind:' $$f | sort | uniq -c; done
+	HELM="$$(scripts/helm.sh --path)" go test -race -count=1 -run '^TestHelm' ./internal/app/
+
 .PHONY: golangci-lint
 golangci-lint: ## golangci-lint v2.15.0 with .golangci.yml alone (built once into the tool cache); `make lint` runs it too
 	scripts/golangci-lint.sh run ./...
