@@ -49,7 +49,7 @@ func transportNotes(cfg Config, mode Mode) []transportNote {
 	}
 	if u, ok := plainHTTP(cfg.SchemaRegistry.URL); ok {
 		creds := ""
-		if cfg.SchemaRegistry.Username != "" {
+		if cfg.SchemaRegistry.Username != "" || cfg.SchemaRegistry.BearerTokenFile != "" {
 			creds = " with the registry credentials"
 		}
 		warn("schema_registry.url", "schema_registry.url %s uses plain http: schemas%s travel in clear text and can be substituted on the path; use https", u, creds)

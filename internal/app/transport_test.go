@@ -187,3 +187,37 @@ func kafkaSASL(mechanism string) kafka.SASLConfig {
 	}
 	return kafka.SASLConfig{Mechanism: mechanism, Username: "connector", Password: "pw"}
 }
+
+// TestTransportWarningNamesRegistryCredentials: a bearer token sent over plain http is as exposed
+// as a password, and the warning says so.
+func TestTransportWarningNamesRegistryCredentials(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		user, tok string
+		want      bool
+	}{
+		{"no credentials", "", "", false},
+		{"basic auth", "connector", "", true},
+		{"bearer token file", "", "/var/run/secrets/registry-token", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.SchemaRegistry.URL = "http://registry.internal:8081"
+			cfg.SchemaRegistry.Username, cfg.SchemaRegistry.BearerTokenFile = tc.user, tc.tok
+			h := &captureHandler{}
+			logTransportNotes(t.Context(), slog.New(h), cfg, ModeEnricher)
+			var msg string
+			for _, r := range h.recs {
+				if strings.Contains(r.Message, "schema_registry.url") {
+					msg = r.Message
+				}
+			}
+			if msg == "" {
+				t.Fatal("no schema_registry.url warning")
+			}
+			if got := strings.Contains(msg, "with the registry credentials"); got != tc.want {
+				t.Fatalf("warning %q: mentions credentials = %v, want %v", msg, got, tc.want)
+			}
+		})
+	}
+}
