@@ -54,6 +54,10 @@ Run 'idnow-connector <command> -h' for the command's flags.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the orderly shutdown; restoring the default handling then makes a
+	// second Ctrl-C or SIGTERM end the process at once, as an operator expects of a stop that
+	// takes too long.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return

@@ -127,6 +127,28 @@ func (a *App) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// simulatorStopTimeout bounds the simulator's stop: its HTTP server gets 5 s, then its
+// delivery workers end.
+const simulatorStopTimeout = 10 * time.Second
+
+// StopBudget is the longest the process of mode can take to stop after SIGTERM: the parts stop
+// one after another, each within its own timeout, then the clients are flushed and closed. It is
+// what the process's lifecycle.Group allows itself, computed from the configuration alone, so
+// a deployment can size terminationGracePeriodSeconds (plus any preStop sleep) from it.
+func StopBudget(cfg Config, mode Mode) time.Duration {
+	total := admin.StopTimeout + lifecycle.CleanupTimeout
+	if cfg.Simulator.Enabled {
+		total += simulatorStopTimeout
+	}
+	if mode.runsIngress() {
+		total += cfg.Ingress.StopTimeout()
+	}
+	if mode.runsEnricher() {
+		total += cfg.Enrich.StopTimeout()
+	}
+	return total
+}
+
 // Run starts the app (unless Start already did), serves until ctx ends or a part fails, then
 // stops the parts in reverse order, each within its own budget, and closes the clients. The
 // error names the part that failed.
@@ -185,7 +207,7 @@ func (a *App) startSimulator(ctx context.Context, ingressLn net.Listener) error 
 		return errors.Join(err, sim.Close())
 	}
 	a.sim = sim
-	a.group.Add(lifecycle.Part{Name: "simulator", Run: sim.Run, StopTimeout: 10 * time.Second, Release: sim.Close})
+	a.group.Add(lifecycle.Part{Name: "simulator", Run: sim.Run, StopTimeout: simulatorStopTimeout, Release: sim.Close})
 	w := &a.cfg.Webhook
 	if w.JWKSURL == "" {
 		w.JWKSURL = sim.JWKSURL()

@@ -293,3 +293,24 @@ func TestListenerLossStopsTheProcess(t *testing.T) {
 		})
 	}
 }
+
+// TestStopBudgetMatchesTheGroup: the budget deployments are sized from (StopBudget) is the one
+// the running process's lifecycle.Group allows itself.
+func TestStopBudgetMatchesTheGroup(t *testing.T) {
+	cfg := testConfig()
+	cfg.Enrich.ShutdownTimeout = 50 * time.Second // above the old fixed ingress+15s budget
+	a, err := New(cfg, ModeRun, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	stop := startApp(t, a, ctx)
+	defer func() { _ = stop() }()
+	if got, want := a.group.Budget(), StopBudget(cfg, ModeRun); got != want {
+		t.Fatalf("group budget %s, StopBudget %s", got, want)
+	}
+	if StopBudget(cfg, ModeRun) <= cfg.Enrich.ShutdownTimeout+cfg.Ingress.ShutdownTimeout {
+		t.Fatalf("StopBudget %s does not cover both parts' shutdown timeouts", StopBudget(cfg, ModeRun))
+	}
+}

@@ -719,4 +719,4 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 
 // StopTimeout is how long Run may take to return after its context ends: enrich.shutdown_timeout
 // to end the open transaction and leave the group, plus a margin for closing the client.
-func (e *Enricher) StopTimeout() time.Duration { return e.cfg.ShutdownTimeout + 5*time.Second }
+func (e *Enricher) StopTimeout() time.Duration { return e.cfg.StopTimeout() }
