@@ -301,10 +301,20 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stateCodec, err := a.codec(sctx, schemas.SessionStateSchema(), a.cfg.Topics.State)
+	if err != nil {
+		return err
+	}
+	kc := a.cfg.Kafka
+	kc.Brokers = a.brokers
+	stateOpts, err := newKafkaOpts(kc, "enricher-state")
+	if err != nil {
+		return err
+	}
 	enricher, err := enrich.New(a.cfg.Enrich, enrich.Deps{
 		KafkaOpts: opts, Topics: a.cfg.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
-		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token,
+		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token, State: stateCodec, StateOpts: stateOpts,
 	})
 	if err != nil {
 		return err
