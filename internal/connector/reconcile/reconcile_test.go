@@ -70,7 +70,9 @@ func (f *fakeIDnow) GetSession(_ context.Context, id string) (*idnow.Session, er
 	return nil, &idnow.APIError{Op: idnow.EndpointGetSession, SessionID: id, StatusCode: 404, Err: idnow.ErrNotFound}
 }
 
-func (f *fakeIDnow) GetDataBlocks(context.Context, string) ([]idnow.DataBlock, error) { return nil, nil }
+func (f *fakeIDnow) GetDataBlocks(context.Context, string) ([]idnow.DataBlock, error) {
+	return nil, nil
+}
 
 type env struct {
 	brokers []string
