@@ -51,6 +51,9 @@ type App struct {
 	sim     *idnowsim.Simulator
 	ingress *ingress.Ingress
 	brokers []string
+	// api is the one IDnow client of the process, shared by the enricher and the reconciler
+	// (one rate limit, one token, one set of idnow_connector_idnow_* series).
+	api *idnow.Client
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -112,6 +115,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	if a.mode.runsEnricher() {
 		if err := a.startEnricher(ctx); err != nil {
+			return err
+		}
+	}
+	if a.mode.runsReconciler(a.cfg) {
+		if err := a.startReconciler(ctx); err != nil {
 			return err
 		}
 	}
@@ -278,15 +286,28 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (a *App) startEnricher(ctx context.Context) error {
+// idnowClient returns the process's IDnow client, creating it on first use.
+func (a *App) idnowClient(ctx context.Context) (*idnow.Client, error) {
+	if a.api != nil {
+		return a.api, nil
+	}
 	if err := a.cfg.IDnow.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	api, err := idnow.New(ctx, a.cfg.IDnow, a.reg, a.log.With("component", "idnow"))
 	if err != nil {
-		return fmt.Errorf("IDnow API client: %w", err)
+		return nil, fmt.Errorf("IDnow API client: %w", err)
 	}
 	a.group.Defer("IDnow client", func(context.Context) error { api.Close(); return nil })
+	a.api = api
+	return api, nil
+}
+
+func (a *App) startEnricher(ctx context.Context) error {
+	api, err := a.idnowClient(ctx)
+	if err != nil {
+		return err
+	}
 	opts, err := a.kafkaOpts("enricher")
 	if err != nil {
 		return err
