@@ -32,6 +32,9 @@ type Simulator struct {
 	hookURL    atomic.Pointer[string]
 	extra      map[string]http.Handler
 	counters   counters
+	// pausedUntil is the Unix nanosecond time until which new webhook events are dropped
+	// (PauseWebhooks); 0 = not paused.
+	pausedUntil atomic.Int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -59,6 +62,7 @@ type counters struct {
 	tokensIssued, tokenBasic, tokenPost, tokenRejected                    atomic.Int64
 	sessionsCreated                                                       atomic.Int64
 	webhookAttempts, webhookFailed, webhookInjected, delivered, givenUp   atomic.Int64
+	dropped                                                               atomic.Int64
 	fileRedirects, presignedServed, presignedRejected, presignedWithAuthz atomic.Int64
 }
 
@@ -90,6 +94,8 @@ type Stats struct {
 	WebhooksDelivered int64
 	WebhooksGivenUp   int64
 	WebhooksPending   int
+	// WebhooksDropped counts events never attempted (faults.webhook_drop_rate, PauseWebhooks).
+	WebhooksDropped int64
 
 	FileRedirects     int64
 	PresignedServed   int64
@@ -368,7 +374,8 @@ func (s *Simulator) Stats() Stats {
 		WebhookAttempts: c.webhookAttempts.Load(), WebhookAttemptsFailed: c.webhookFailed.Load(),
 		WebhookInjectedFailures: c.webhookInjected.Load(), WebhooksDelivered: c.delivered.Load(),
 		WebhooksGivenUp: c.givenUp.Load(), WebhooksPending: s.outbox.pendingEvents(),
-		FileRedirects: c.fileRedirects.Load(), PresignedServed: c.presignedServed.Load(),
+		WebhooksDropped: c.dropped.Load(),
+		FileRedirects:   c.fileRedirects.Load(), PresignedServed: c.presignedServed.Load(),
 		PresignedRejected: c.presignedRejected.Load(), PresignedWithAuthorization: c.presignedWithAuthz.Load(),
 	}
 	s.mu.Lock()
