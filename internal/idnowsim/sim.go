@@ -35,6 +35,7 @@ type Simulator struct {
 	// pausedUntil is the Unix nanosecond time until which new webhook events are dropped
 	// (PauseWebhooks); 0 = not paused.
 	pausedUntil atomic.Int64
+	conns       newConns // connections without a request yet, closed first by Close
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -190,6 +191,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ConnState:         s.conns.track,
 	}
 	s.mu.Lock()
 	s.baseURL = base
@@ -259,6 +261,7 @@ func (s *Simulator) Close() error {
 	s.cancel()
 	var errs []error
 	if srv != nil {
+		s.conns.closeAll()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := srv.Shutdown(shutdownCtx); err != nil {
 			errs = append(errs, fmt.Errorf("idnowsim: shut down server: %w", err))
