@@ -142,7 +142,8 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions, out io.Writ
 	if opts.DryRun {
 		verb = "to write"
 	}
-	fmt.Fprintf(out, "flows %d, sessions seen %d, already complete %d, events %s %d%s\n", sum.Flows, sum.Seen, sum.Complete, verb, sum.WrittenTotal(), byStatus(sum.Written))
+	fmt.Fprintf(out, "flows %d, sessions seen %d, already complete %d, events %s %d%s, changed within reconcile.grace (left for later) %d\n",
+		sum.Flows, sum.Seen, sum.Complete, verb, sum.WrittenTotal(), byStatus(sum.Written), sum.Pending)
 	if err != nil {
 		return sum, fmt.Errorf("backfill: %w", err)
 	}

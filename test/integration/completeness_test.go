@@ -121,7 +121,7 @@ func TestCompletenessReconcile(t *testing.T) {
 
 	rcfg := p.enricherSettings(sim, "rec").with(state).with(settings{
 		"admin.listen": freeAddr(t), "reconcile.group": uniqueName(t, "reconcile"), "reconcile.interval": "1h",
-		"reconcile.rate_limit": "50",
+		"reconcile.rate_limit": "50", "reconcile.grace": "0s",
 	})
 	reconciler := startChild(t, "reconciler", "reconciler", rcfg)
 	deadline := time.Now().Add(2 * time.Minute)

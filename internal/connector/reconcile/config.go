@@ -31,13 +31,17 @@ type Config struct {
 	PageSize int `koanf:"page_size"`
 	// PassTimeout bounds one pass; a pass that runs over is abandoned and counted as failed.
 	PassTimeout time.Duration `koanf:"pass_timeout"`
+	// Grace leaves sessions that changed (updatedAt) more recently than this to the next pass:
+	// their webhook may still be on its way, and a reconciliation event racing it would double
+	// a non-terminal status (terminal ones are deduplicated by the enricher anyway).
+	Grace time.Duration `koanf:"grace"`
 }
 
 // DefaultConfig returns the documented defaults of `reconcile.*`.
 func DefaultConfig() Config {
 	return Config{
 		Enabled: true, Interval: 5 * time.Minute, Lookback: 72 * time.Hour, Group: "idnow-connector-reconciler",
-		RateLimit: 5, Concurrency: 2, PageSize: 100, PassTimeout: 4 * time.Minute,
+		RateLimit: 5, Concurrency: 2, PageSize: 100, PassTimeout: 4 * time.Minute, Grace: 2 * time.Minute,
 	}
 }
 
@@ -70,6 +74,9 @@ func (c Config) Validate() error {
 	}
 	if c.PassTimeout < time.Second {
 		bad("reconcile.pass_timeout %s is too short; set at least 1s (default 4m, below reconcile.interval)", c.PassTimeout)
+	}
+	if c.Grace < 0 || c.Grace >= c.Lookback {
+		bad("reconcile.grace %s must be within 0..reconcile.lookback (default 2m)", c.Grace)
 	}
 	return errors.Join(errs...)
 }

@@ -73,6 +73,8 @@ type Summary struct {
 	Seen int
 	// Complete is how many of them had their current status enriched already.
 	Complete int
+	// Pending is how many changed within reconcile.grace and were left for the next pass.
+	Pending int
 	// Written is the number of events written (or, in a dry run, that would be), by status.
 	Written map[string]int
 	// Flows is the number of flows listed.
@@ -151,6 +153,7 @@ func (p *passer) pass(ctx context.Context, opts PassOptions) (Summary, error) {
 					defer mu.Unlock()
 					sum.Seen += pageSum.Seen
 					sum.Complete += pageSum.Complete
+					sum.Pending += pageSum.Pending
 					for k, v := range pageSum.Written {
 						sum.Written[k] += v
 					}
@@ -224,6 +227,10 @@ func (p *passer) flow(ctx context.Context, flow string, opts PassOptions, report
 			status := strings.ToUpper(string(s.Status))
 			if status == "" || state.Complete(states[s.SessionID], status) {
 				pageSum.Complete++
+				continue
+			}
+			if !s.UpdatedAt.IsZero() && p.now().Sub(s.UpdatedAt) < p.cfg.Grace {
+				pageSum.Pending++
 				continue
 			}
 			pageSum.Written[status]++

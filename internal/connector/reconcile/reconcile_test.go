@@ -248,7 +248,16 @@ func TestRepairWithDroppedWebhooks(t *testing.T) {
 	cfg.PageSize = 7
 	cfg.RateLimit = 1000
 	since := now.Add(-72 * time.Hour)
-	sum, err := reconcile.Backfill(t.Context(), cfg, e.deps(), reconcile.PassOptions{Since: since})
+	// With the default grace, the two sessions that ended within the last 2 minutes wait.
+	sum, err := reconcile.Backfill(t.Context(), cfg, e.deps(), reconcile.PassOptions{Since: since, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Pending != 2 || sum.WrittenTotal() != 18 {
+		t.Fatalf("dry run with grace %s: %+v, want ses-00 and ses-01 pending and 18 to write", cfg.Grace, sum)
+	}
+	cfg.Grace = 0
+	sum, err = reconcile.Backfill(t.Context(), cfg, e.deps(), reconcile.PassOptions{Since: since})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func (r *Reconciler) runPass(ctx context.Context) {
 	m.passes.WithLabelValues("success").Inc()
 	m.lastSuccess.Set(float64(time.Now().UnixNano()) / 1e9)
 	r.log.Info("reconciliation pass done", slog.Int("flows", sum.Flows), slog.Int("seen", sum.Seen),
-		slog.Int("complete", sum.Complete), slog.Int("written", sum.WrittenTotal()), slog.Any("written_by_status", sum.Written),
+		slog.Int("complete", sum.Complete), slog.Int("pending", sum.Pending), slog.Int("written", sum.WrittenTotal()), slog.Any("written_by_status", sum.Written),
 		slog.Duration("took", d))
 }
 
