@@ -264,3 +264,66 @@ func TestRestore(t *testing.T) {
 		t.Fatalf("ReadAll = %d sessions, want a, c, d", len(all))
 	}
 }
+
+// TestViewCatchUp: the view reads only what was added since the last call, applies tombstones
+// and drops sessions last changed before the window.
+func TestViewCatchUp(t *testing.T) {
+	c, _ := cluster(t, kfake.SeedTopics(3, stTopic))
+	codec, err := serde.NewCodec(t.Context(), schemas.SessionStateSchema(), nil, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	p, err := kgo.NewClient(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	put := func(id string, st *schemas.SessionState) {
+		t.Helper()
+		var v []byte
+		if st != nil {
+			if v, err = codec.Encode(st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := p.ProduceSync(t.Context(), &kgo.Record{Topic: stTopic, Key: []byte(id), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	window := now.Add(-time.Hour)
+	put("a", Apply(nil, "a", "e1", "CREATED", "", now))
+	put("old", Apply(nil, "old", "e0", "COMPLETED", "", now.Add(-48*time.Hour)))
+	v := NewView(opts, stTopic, codec)
+	got, err := v.CatchUp(t.Context(), window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["a"] == nil {
+		t.Fatalf("first catch-up: %v, want only a (old is outside the window)", keysOf(got))
+	}
+	put("a", Apply(got["a"], "a", "e2", "COMPLETED", "accepted", now))
+	put("b", Apply(nil, "b", "x", "RUNNING", "", now))
+	put("b", nil)
+	put("c", Apply(nil, "c", "y", "RUNNING", "", now))
+	got, err = v.CatchUp(t.Context(), window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["a"] == nil || *got["a"].LatestStatus != "COMPLETED" || got["c"] == nil {
+		t.Fatalf("second catch-up: %v, want a (now COMPLETED) and c; b was erased", keysOf(got))
+	}
+	put("c", nil)
+	if got, err = v.CatchUp(t.Context(), window); err != nil || len(got) != 1 {
+		t.Fatalf("third catch-up: %v, %v; want a only", keysOf(got), err)
+	}
+}
+
+func keysOf(m map[string]*schemas.SessionState) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -135,37 +137,48 @@ func apply(ctx context.Context, m map[string]*schemas.SessionState, dec Decoder,
 }
 
 // ReadPartitions calls fn for every committed record of topic's partitions ps (nil: all) from
-// the log start to the last stable offset as it was when the read began. Control records are
-// kept by the client only so that the read position reaches the end even when the log ends in
-// a transaction marker; fn never sees them.
+// the log start to the last stable offset as it was when the read began.
 func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int32, fn func(*kgo.Record) error) error {
+	_, err := readFrom(ctx, opts, topic, ps, nil, fn)
+	return err
+}
+
+// readFrom reads partitions ps (nil: all) of topic from the offsets in from (the log start for
+// a partition missing there, or when the log start is past it) to the last stable offset as it
+// was when the read began, and returns the offsets to continue from. Control records are kept
+// by the client only so that the read position reaches the end even when the log ends in a
+// transaction marker; fn never sees them.
+func readFrom(ctx context.Context, opts []kgo.Opt, topic string, ps []int32, from map[int32]int64, fn func(*kgo.Record) error) (map[int32]int64, error) {
 	adm, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("state read: new client: %w", err)
+		return nil, fmt.Errorf("state read: new client: %w", err)
 	}
 	ends, starts, err := bounds(ctx, kadm.NewClient(adm), topic)
 	adm.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	for _, p := range ps {
+		if _, ok := ends[p]; !ok {
+			return nil, fmt.Errorf("state read: %s has no partition %d; topics.state must have as many partitions as topics.sessions", topic, p)
+		}
+	}
+	next := map[int32]int64{}
 	want := map[int32]kgo.Offset{}
 	remaining := map[int32]int64{}
 	for p, end := range ends {
 		if ps != nil && !slices.Contains(ps, p) {
 			continue
 		}
-		if end > starts[p] {
-			want[p] = kgo.NewOffset().At(starts[p])
+		at := max(from[p], starts[p])
+		next[p] = max(at, end)
+		if end > at {
+			want[p] = kgo.NewOffset().At(at)
 			remaining[p] = end
 		}
 	}
-	for _, p := range ps {
-		if _, ok := ends[p]; !ok {
-			return fmt.Errorf("state read: %s has no partition %d; topics.state must have as many partitions as topics.sessions", topic, p)
-		}
-	}
 	if len(want) == 0 {
-		return nil
+		return next, nil
 	}
 	cl, err := kgo.NewClient(append(slices.Clone(opts),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
@@ -173,13 +186,13 @@ func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int3
 		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
-		return fmt.Errorf("state read: new consumer: %w", err)
+		return nil, fmt.Errorf("state read: new consumer: %w", err)
 	}
 	defer cl.Close()
 	for len(remaining) > 0 {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("state read of %s stopped with %d partitions unfinished: %w", topic, len(remaining), err)
+			return nil, fmt.Errorf("state read of %s stopped with %d partitions unfinished: %w", topic, len(remaining), err)
 		}
 		var ferr error
 		fs.EachError(func(t string, p int32, err error) {
@@ -188,7 +201,7 @@ func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int3
 			}
 		})
 		if ferr != nil {
-			return ferr
+			return nil, ferr
 		}
 		for _, r := range fs.Records() {
 			end, ok := remaining[r.Partition]
@@ -197,7 +210,7 @@ func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int3
 			}
 			if !r.Attrs.IsControl() {
 				if err := fn(r); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			if r.Offset+1 >= end {
@@ -205,7 +218,57 @@ func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int3
 			}
 		}
 	}
-	return nil
+	return next, nil
+}
+
+// View is an incrementally maintained copy of the whole state topic, for the reconciler: each
+// CatchUp reads only what was committed since the previous one, so a pass every few minutes
+// does not re-read millions of sessions. It is not safe for concurrent use.
+type View struct {
+	topic   string
+	dec     Decoder
+	opts    []kgo.Opt
+	offsets map[int32]int64
+	states  map[string]*schemas.SessionState
+}
+
+// NewView returns an empty view of topic; the first CatchUp reads it from the start.
+func NewView(opts []kgo.Opt, topic string, dec Decoder) *View {
+	return &View{topic: topic, dec: dec, opts: opts, offsets: map[int32]int64{}, states: map[string]*schemas.SessionState{}}
+}
+
+// CatchUp reads what was committed since the last call and returns the states (the view's own
+// map: read it, do not keep or modify it). Sessions whose state changed before olderThan are
+// dropped: a pass over a window never needs them, and the view stays bounded by the window.
+// On error the view is left as it was before the call.
+func (v *View) CatchUp(ctx context.Context, olderThan time.Time) (map[string]*schemas.SessionState, error) {
+	staged := map[string]*schemas.SessionState{}
+	var deleted []string
+	next, err := readFrom(ctx, v.opts, v.topic, nil, v.offsets, func(r *kgo.Record) error {
+		key := string(r.Key)
+		if r.Value == nil {
+			delete(staged, key)
+			deleted = append(deleted, key)
+			return nil
+		}
+		return apply(ctx, staged, v.dec, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range deleted {
+		if _, again := staged[k]; !again {
+			delete(v.states, k)
+		}
+	}
+	maps.Copy(v.states, staged)
+	v.offsets = next
+	for k, st := range v.states {
+		if st.UpdatedAt.Before(olderThan) {
+			delete(v.states, k)
+		}
+	}
+	return v.states, nil
 }
 
 // bounds returns each partition's last stable offset (the read_committed end) and log start.

@@ -97,6 +97,8 @@ type passer struct {
 	limiter *rate.Limiter
 	m       *metrics // nil: no metrics (backfill)
 	now     func() time.Time
+	// view is topics.state as of the last pass; each pass reads only what was added since.
+	view *state.View
 }
 
 func newPasser(cfg Config, deps Deps, m *metrics) (*passer, error) {
@@ -109,13 +111,16 @@ func newPasser(cfg Config, deps Deps, m *metrics) (*passer, error) {
 	if len(deps.StateOpts) == 0 {
 		return nil, errors.New("reconcile: Deps.StateOpts are required")
 	}
-	return &passer{cfg: cfg, deps: deps, limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), 1), m: m, now: time.Now}, nil
+	return &passer{cfg: cfg, deps: deps, limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), 1), m: m, now: time.Now,
+		view: state.NewView(deps.StateOpts, deps.StateTopic, deps.States)}, nil
 }
 
 // pass runs one reconciliation pass.
 func (p *passer) pass(ctx context.Context, opts PassOptions) (Summary, error) {
 	sum := Summary{Written: map[string]int{}}
-	states, err := state.ReadAll(ctx, p.deps.StateOpts, p.deps.StateTopic, p.deps.States)
+	// A session listed in the window was created in it, so its state was updated in it too;
+	// the hour of margin covers clocks that disagree (IDnow's createdAt, the enricher's time).
+	states, err := p.view.CatchUp(ctx, opts.Since.Add(-time.Hour))
 	if err != nil {
 		return sum, fmt.Errorf("read %s: %w", p.deps.StateTopic, err)
 	}
