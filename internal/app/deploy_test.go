@@ -219,6 +219,7 @@ func TestKubernetesConfigValidates(t *testing.T) {
 	}{
 		{file: "ingress-deployment.yaml", container: "ingress", mode: ModeIngress},
 		{file: "enricher-statefulset.yaml", container: "enricher", mode: ModeEnricher},
+		{file: "reconciler-deployment.yaml", container: "reconciler", mode: ModeReconciler},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -307,7 +308,7 @@ func secretFiles(cfg Config, mode Mode) map[string]string {
 	if mode.runsIngress() {
 		files["webhook.static_header.value_file"] = cfg.Webhook.StaticHeader.ValueFile
 	}
-	if mode.runsEnricher() {
+	if mode.runsEnricher() || mode.runsReconciler(cfg) {
 		files["idnow.client_secret_file"] = cfg.IDnow.ClientSecretFile
 	}
 	return files
