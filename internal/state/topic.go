@@ -25,8 +25,11 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, t kafka.TopicsConfig) er
 		return fmt.Errorf("list topics %s, %s: %w", t.Sessions, t.State, err)
 	}
 	sess, ok := details[t.Sessions]
-	if !ok || sess.Err != nil {
-		return fmt.Errorf("topics.sessions %q must exist before the state topic is checked: %v", t.Sessions, sess.Err)
+	if !ok {
+		return fmt.Errorf("%w: topics.sessions %q must exist before the state topic is checked", kafka.ErrTopicMissing, t.Sessions)
+	}
+	if sess.Err != nil {
+		return fmt.Errorf("topics.sessions %q must exist before the state topic is checked: %w", t.Sessions, sess.Err)
 	}
 	want := len(sess.Partitions)
 	st, ok := details[t.State]

@@ -3,7 +3,6 @@ package reconcile_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"testing"
@@ -91,7 +90,7 @@ func newEnv(t *testing.T, api *fakeIDnow) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	e := &env{brokers: c.ListenAddrs(), api: api, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	e := &env{brokers: c.ListenAddrs(), api: api, log: slog.New(slog.DiscardHandler)}
 	if e.events, err = serde.NewCodec(t.Context(), schemas.SessionEventSchema(), nil, "", false); err != nil {
 		t.Fatal(err)
 	}
