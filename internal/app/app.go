@@ -63,6 +63,7 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}
 	// Before any component is built: the verifier and the IDnow client read the result.
 	cfg.resolveInsecureHTTP()
+	cfg.Topics.State = cfg.Topics.StateTopic()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{

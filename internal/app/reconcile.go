@@ -26,6 +26,7 @@ import (
 // closed by the returned function.
 func reconcileDeps(ctx context.Context, cfg Config, kc kafka.Config, api reconcile.API, log *slog.Logger) (reconcile.Deps, func(), error) {
 	var d reconcile.Deps
+	cfg.Topics.State = cfg.Topics.StateTopic()
 	base, err := newKafkaOpts(kc, "reconciler")
 	if err != nil {
 		return d, nil, err

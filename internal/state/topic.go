@@ -20,6 +20,7 @@ var ErrNotCoPartitioned = errors.New("state topic is not co-partitioned with the
 // count and cleanup.policy compact. A missing state topic is created that way when
 // topics.create is set. Every refusal says how to fix it.
 func EnsureTopic(ctx context.Context, adm *kadm.Client, t kafka.TopicsConfig) error {
+	t.State = t.StateTopic()
 	details, err := adm.ListTopics(ctx, t.Sessions, t.State)
 	if err != nil {
 		return fmt.Errorf("list topics %s, %s: %w", t.Sessions, t.State, err)

@@ -95,6 +95,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if err := deps.Topics.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich: %w", err)
 	}
+	deps.Topics.State = deps.Topics.StateTopic()
 	instance, err := cfg.instanceID()
 	if err != nil {
 		return nil, err
