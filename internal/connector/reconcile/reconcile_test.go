@@ -106,7 +106,7 @@ func newEnv(t *testing.T, api *fakeIDnow) *env {
 
 func (e *env) deps() reconcile.Deps {
 	return reconcile.Deps{API: e.api, Events: e.events, States: e.states, Producer: e.prod,
-		StateOpts: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, SessionsTopic: topics.Sessions, StateTopic: topics.State,
+		StateOpts: []kgo.Opt{kgo.SeedBrokers(e.brokers...)}, SessionsTopic: topics.Sessions, StateTopic: topics.StateTopic(),
 		Environment: "live", Log: e.log}
 }
 
