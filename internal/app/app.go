@@ -20,6 +20,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -51,6 +52,9 @@ type App struct {
 	sim     *idnowsim.Simulator
 	ingress *ingress.Ingress
 	brokers []string
+	// api is the one IDnow client of the process, shared by the enricher and the reconciler
+	// (one rate limit, one token, one set of idnow_connector_idnow_* series).
+	api *idnow.Client
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -63,6 +67,7 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}
 	// Before any component is built: the verifier and the IDnow client read the result.
 	cfg.resolveInsecureHTTP()
+	cfg.Topics.State = cfg.Topics.StateTopic()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -118,6 +123,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.mode.runsReconciler(a.cfg) {
+		if err := a.startReconciler(ctx); err != nil {
+			return err
+		}
+	}
 	if a.mode.runsIngress() {
 		if err := a.startIngress(ctx, ingressLn); err != nil {
 			return err
@@ -145,6 +155,9 @@ func StopBudget(cfg Config, mode Mode) time.Duration {
 	}
 	if mode.runsEnricher() {
 		total += cfg.Enrich.StopTimeout()
+	}
+	if mode.runsReconciler(cfg) {
+		total += reconcile.StopTimeout
 	}
 	return total
 }
@@ -303,15 +316,28 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (a *App) startEnricher(ctx context.Context) error {
+// idnowClient returns the process's IDnow client, creating it on first use.
+func (a *App) idnowClient(ctx context.Context) (*idnow.Client, error) {
+	if a.api != nil {
+		return a.api, nil
+	}
 	if err := a.cfg.IDnow.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	api, err := idnow.New(ctx, a.cfg.IDnow, idnow.Deps{Registry: a.reg, Log: a.log.With("component", "idnow")})
 	if err != nil {
-		return fmt.Errorf("IDnow API client: %w", err)
+		return nil, fmt.Errorf("IDnow API client: %w", err)
 	}
 	a.group.Defer("IDnow client", func(context.Context) error { api.Close(); return nil })
+	a.api = api
+	return api, nil
+}
+
+func (a *App) startEnricher(ctx context.Context) error {
+	api, err := a.idnowClient(ctx)
+	if err != nil {
+		return err
+	}
 	opts, err := a.kafkaOpts("enricher")
 	if err != nil {
 		return err
@@ -326,10 +352,20 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stateCodec, err := a.codec(sctx, schemas.SessionStateSchema(), a.cfg.Topics.State)
+	if err != nil {
+		return err
+	}
+	kc := a.cfg.Kafka
+	kc.Brokers = a.brokers
+	stateOpts, err := newKafkaOpts(kc, "enricher-state")
+	if err != nil {
+		return err
+	}
 	enricher, err := enrich.New(a.cfg.Enrich, enrich.Deps{
 		KafkaOpts: opts, Topics: a.cfg.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
-		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token,
+		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token, State: stateCodec, StateOpts: stateOpts,
 	})
 	if err != nil {
 		return err

@@ -170,7 +170,7 @@ func TestSchemaRegistryEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(subjects, ",") != "idnow.sessions-value,idnow.sessions.enriched-value" {
+	if strings.Join(subjects, ",") != "idnow.sessions-value,idnow.sessions.enriched-value,idnow.sessions.state-value" {
 		t.Fatalf("registered subjects %v", subjects)
 	}
 	for _, topic := range []string{cfg.Topics.Sessions, cfg.Topics.Enriched} {

@@ -219,6 +219,7 @@ func TestKubernetesConfigValidates(t *testing.T) {
 	}{
 		{file: "ingress-deployment.yaml", container: "ingress", mode: ModeIngress},
 		{file: "enricher-statefulset.yaml", container: "enricher", mode: ModeEnricher},
+		{file: "reconciler-deployment.yaml", container: "reconciler", mode: ModeReconciler},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -313,7 +314,7 @@ func secretFiles(cfg Config, mode Mode) map[string]string {
 	if mode.runsIngress() {
 		files["webhook.static_header.value_file"] = cfg.Webhook.StaticHeader.ValueFile
 	}
-	if mode.runsEnricher() {
+	if mode.runsEnricher() || mode.runsReconciler(cfg) {
 		files["idnow.client_secret_file"] = cfg.IDnow.ClientSecretFile
 	}
 	return files
@@ -382,7 +383,7 @@ func TestComposeConfigValidates(t *testing.T) {
 	}
 	// yaml.v3 resolves the x-connector anchor and its merge keys.
 	readYAML(t, filepath.Join(dir, "docker-compose.yml"), &compose)
-	for _, name := range []string{"kafka", "ingress", "enricher", "simulator"} {
+	for _, name := range []string{"kafka", "ingress", "enricher", "reconciler", "simulator"} {
 		if s, ok := compose.Services[name]; !ok || s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
 			t.Errorf("service %s is missing or has no healthcheck", name)
 		}
@@ -393,7 +394,7 @@ func TestComposeConfigValidates(t *testing.T) {
 		}
 	}
 
-	for _, mode := range []Mode{ModeIngress, ModeEnricher} {
+	for _, mode := range []Mode{ModeIngress, ModeEnricher, ModeReconciler} {
 		t.Run(string(mode), func(t *testing.T) {
 			s, ok := compose.Services[string(mode)]
 			if !ok {

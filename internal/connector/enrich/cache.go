@@ -76,7 +76,7 @@ func (c *resultCache) len() int {
 func freshRecords(res Result) []*kgo.Record {
 	out := make([]*kgo.Record, len(res.Records))
 	for i, r := range res.Records {
-		out[i] = &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
+		out[i] = &kgo.Record{Topic: r.Topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers}
 	}
 	return out
 }

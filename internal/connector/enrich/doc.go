@@ -100,4 +100,18 @@
 // with the topic/partition list), counted in idnow_connector_enrich_hanging_transactions, and it
 // sets idnow_connector_enrich_blocked and fails readiness until it is resolved (idnow-connector
 // doctor lists and aborts it).
+//
+// # Pipeline state
+//
+// With Deps.State the enricher keeps what it enriched per session in the compacted topic
+// topics.state (internal/state), co-partitioned with topics.sessions. Before the first batch of
+// a newly assigned partition it restores that partition of the state into memory (read
+// committed, to the end); it forgets it on revoke. Each event is checked against its session's
+// state before the API is called: an event id already enriched, or a terminal status already
+// enriched under another id, is skipped (counted in idnow_connector_enrich_events_skipped_total
+// when the batch commits, its offset committed like any other); an event whose status ranks
+// below the latest enriched one is enriched with outOfOrder set and leaves the latest status
+// alone. The session's new state is produced with the EnrichedSession, pinned to the input's
+// partition, in the batch's transaction, so output and state commit or abort together; the
+// in-memory state advances only when the batch committed.
 package enrich

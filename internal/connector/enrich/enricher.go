@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
 // Deps are what the enricher needs from the composition root.
@@ -41,6 +43,15 @@ type Deps struct {
 	// TokenCheck reports whether the IDnow token endpoint answers (idnow.Client.Token); nil
 	// skips that part of readiness.
 	TokenCheck func(ctx context.Context) error
+	// State encodes and decodes the SessionState records of Topics.State. When set, the
+	// enricher keeps the pipeline state: it restores the partitions it owns, skips event ids
+	// already enriched, flags out-of-order events and writes each session's state with its
+	// EnrichedSession (in the same transaction under exactly_once). nil runs without it.
+	State StateCodec
+	// StateOpts are client options for the short-lived clients that restore state partitions:
+	// KafkaOpts without metric hooks (kprom registers its series once per registry, and a
+	// restore client lives next to the group client). Required with State.
+	StateOpts []kgo.Opt
 }
 
 // Enricher consumes SessionEvents and writes EnrichedSessions (see the package documentation).
@@ -58,9 +69,11 @@ type Enricher struct {
 	mu          sync.Mutex
 	batchCancel context.CancelCauseFunc // cancels the batch being enriched; nil between batches
 
-	limits   limits      // output record size limits, read at each client start
-	cache    resultCache // results of the uncommitted batch, reused when it comes again
-	progress *progress   // lag, stall and hanging-transaction state
+	limits   limits        // output record size limits, read at each client start
+	cache    resultCache   // results of the uncommitted batch, reused when it comes again
+	progress *progress     // lag, stall and hanging-transaction state
+	store    *state.Store  // restored pipeline state of the owned partitions; nil without Deps.State
+	sm       *stateMetrics // nil without Deps.State
 
 	// offsetSource builds what the progress monitor reads; nil = kadm on the enricher's client.
 	// Tests replace it to present states kfake cannot produce.
@@ -84,6 +97,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if err := deps.Topics.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich: %w", err)
 	}
+	deps.Topics.State = deps.Topics.StateTopic()
 	instance, err := cfg.instanceID()
 	if err != nil {
 		return nil, err
@@ -94,6 +108,15 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	}
 	e := &Enricher{cfg: cfg, deps: deps, txnID: cfg.TransactionalID + "-" + instance, m: m,
 		log: deps.Log.With(slog.String("component", "enricher")), progress: newProgress()}
+	if deps.State != nil {
+		if len(deps.StateOpts) == 0 {
+			return nil, errors.New("enrich: Deps.StateOpts are required with Deps.State")
+		}
+		e.store = state.NewStore()
+		if e.sm, err = newStateMetrics(deps.Registry, e.store); err != nil {
+			return nil, fmt.Errorf("enrich state metrics: %w", err)
+		}
+	}
 	core := NewHandler(HandlerDeps{
 		API: deps.API, Events: deps.Events, Enriched: deps.Enriched, Topic: deps.Topics.Enriched,
 		Policy: cfg.DataBlocks, Version: deps.Version, Log: e.log,
@@ -184,7 +207,7 @@ func isFatal(err error) bool {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
 		errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) ||
 		errors.Is(err, kerr.InvalidTransactionTimeout) || errors.Is(err, kafka.ErrTopicMissing) ||
-		errors.Is(err, errClientConfig)
+		errors.Is(err, errClientConfig) || errors.Is(err, state.ErrNotCoPartitioned)
 }
 
 // errClientConfig marks options the client refuses; no retry can fix them.
@@ -213,6 +236,9 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onLost),
 	)
+	if e.store != nil {
+		opts = append(opts, kgo.RecordPartitioner(statePartitioner{topic: e.deps.Topics.State, def: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}))
+	}
 	if e.cfg.Delivery == DeliveryExactlyOnce {
 		// Offsets are fetched with RequireStable (a partition with a pending transactional
 		// commit answers "retry" instead of a stale offset): franz-go v1.22 always sets it for
@@ -267,6 +293,9 @@ func (e *Enricher) forgetAssignment() {
 	clear(p.assigned)
 	p.mu.Unlock()
 	p.pending.Store(0)
+	if e.store != nil {
+		e.store.DropAll()
+	}
 }
 
 // ensureTopics creates or checks the topics and reads the output limits before anything is
@@ -279,6 +308,14 @@ func (e *Enricher) ensureTopics(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		return fmt.Errorf("ensure topics: %w", err)
+	}
+	if e.store != nil {
+		if err := state.EnsureTopic(ctx, adm, t); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ensure state topic: %w", err)
+		}
 	}
 	e.resolveLimits(ctx, adm, t.Enriched, t.DLQ)
 	return nil
@@ -311,6 +348,9 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 		}
 		if len(recs) == 0 {
 			continue
+		}
+		if err := e.restoreFor(ctx, recs); err != nil {
+			return progressed, err
 		}
 		if err := sess.Begin(); err != nil {
 			return progressed, fmt.Errorf("begin transaction: %w", err)
@@ -367,6 +407,7 @@ func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
 	e.progress.pending.Store(0)
 	e.progress.lastCommit.Store(now.UnixNano())
 	e.m.committed(results, now)
+	e.commitState(recs, results)
 }
 
 // loopAtLeastOnce produces each batch, waits for every acknowledgement and only then commits
@@ -380,6 +421,9 @@ func (e *Enricher) loopAtLeastOnce(ctx context.Context, cl *kgo.Client) (progres
 		}
 		if len(recs) == 0 {
 			continue
+		}
+		if err := e.restoreFor(ctx, recs); err != nil {
+			return progressed, err
 		}
 		results, err := e.processBatch(ctx, recs, false)
 		if err != nil {
@@ -476,19 +520,28 @@ func (e *Enricher) processBatch(ctx context.Context, recs []*kgo.Record, cancelO
 		go func() {
 			defer wg.Done()
 			for idxs := range work {
+				var ks keyState
 				for _, i := range idxs {
-					if c, ok := e.cache.get(recs[i]); ok {
-						results[i] = c.res
-						continue
+					var (
+						ev *schemas.SessionEvent
+						d  state.Decision
+					)
+					if e.store != nil {
+						if ev, d = e.gate(bctx, &ks, recs[i]); d.Skip != "" {
+							results[i] = Result{Skipped: d.Skip}
+							continue
+						}
 					}
-					res, err := e.handler(bctx, &Message{Record: recs[i]})
+					res, err := e.handle(bctx, recs[i], d.OutOfOrder)
+					if err == nil && e.store != nil {
+						res, err = e.withState(&ks, recs[i], ev, res)
+					}
 					if err != nil {
 						errOnce.Do(func() { firstErr = err })
 						cancel(err)
 						break
 					}
 					results[i] = res
-					e.cache.put(recs[i], cachedResult{res: res})
 				}
 			}
 		}()
@@ -513,6 +566,19 @@ feed:
 		return nil, firstErr
 	}
 	return results, nil
+}
+
+// handle returns the cached result of r, or runs the handler chain and caches its result.
+func (e *Enricher) handle(ctx context.Context, r *kgo.Record, outOfOrder bool) (Result, error) {
+	if c, ok := e.cache.get(r); ok {
+		return c.res, nil
+	}
+	res, err := e.handler(ctx, &Message{Record: r, OutOfOrder: outOfOrder})
+	if err != nil {
+		return Result{}, err
+	}
+	e.cache.put(r, cachedResult{res: res})
+	return res, nil
 }
 
 // produceTxn produces the batch inside the open transaction. When a record is refused for good
@@ -706,6 +772,11 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
 	e.m.dropLag(ps)
 	e.progress.unassign(ps)
+	if e.store != nil {
+		// The next owner restores these partitions from the topic, including what this
+		// member committed last.
+		e.store.Drop(ps...)
+	}
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
 	// comes again without asking the API. commitDone bounds what is left behind.
 	// The polled batch is abandoned; whoever owns the partitions now consumes it.
