@@ -594,7 +594,7 @@ func printDoctorReport(out io.Writer, rep DoctorReport, opts DoctorOptions) {
 		if coord == "" {
 			coord = "-"
 		} else if !o.CoordinatorHolds {
-			coord += " (not this partition)"
+			coord += " (does not hold it)"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			o.Topic, o.Partition, o.Leader, o.ProducerID, o.ProducerEpoch, o.CoordinatorEpoch, o.StartOffset,
