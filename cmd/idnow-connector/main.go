@@ -189,8 +189,9 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var opts app.DoctorOptions
 	var brokers string
 	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
-	fs.DurationVar(&opts.TransactionTimeout, "transaction-timeout", 0, "a transaction open on a partition longer than this is hanging (default: enrich.transaction_timeout)")
-	fs.BoolVar(&opts.Abort, "abort", false, "abort the hanging transactions (writes abort markers, as kafka-transactions.sh abort)")
+	fs.DurationVar(&opts.TransactionTimeout, "transaction-timeout", 0, "threshold for a transaction whose producer timeout the coordinator does not report and whose leader's transaction.max.timeout.ms cannot be read; at least 1m (default: enrich.transaction_timeout, raised to 1m)")
+	fs.BoolVar(&opts.Abort, "abort", false, "abort the hanging transactions, those the coordinator no longer holds (writes abort markers, as kafka-transactions.sh abort)")
+	fs.BoolVar(&opts.Force, "force", false, "with --abort, also abort transactions the coordinator still holds (coordinator-stuck) and foreign ones on __consumer_offsets; may lose or duplicate events, see docs/operations.md")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err

@@ -51,7 +51,7 @@ func reconcileDeps(ctx context.Context, cfg Config, kc kafka.Config, api reconci
 		prod.Close()
 		return d, nil, err
 	}
-	events, err := serde.NewCodec(sctx, serde.CodecConfig{Schema: schemas.SessionEventSchema(), Subject: cfg.Topics.Sessions+"-value", Register: cfg.SchemaRegistry.Register, Compatibility: cfg.SchemaRegistry.Compatibility}, rc)
+	events, err := serde.NewCodec(sctx, serde.CodecConfig{Schema: schemas.SessionEventSchema(), Subject: cfg.Topics.Sessions + "-value", Register: cfg.SchemaRegistry.Register, Compatibility: cfg.SchemaRegistry.Compatibility}, rc)
 	if err != nil {
 		prod.Close()
 		return d, nil, err
