@@ -18,8 +18,9 @@ func posOf(r *kgo.Record) recordPos { return recordPos{r.Topic, r.Partition, r.O
 // cachedResult is a handled record's outcome kept until its batch commits.
 type cachedResult struct {
 	res Result
-	// alone: the broker refused this record as too large together with others of its batch;
-	// the next attempt produces it on its own to learn whether it is too large by itself.
+	// alone: the broker refused this record for good together with others of its batch (too
+	// large, invalid, policy); the next attempt produces it on its own to learn whether it is
+	// refused by itself.
 	alone bool
 }
 

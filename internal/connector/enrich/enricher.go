@@ -567,9 +567,10 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 // produceRound produces the records of results[idxs] (fresh copies) and waits for every
 // outcome. It returns the indexes that must be produced again: refused for good (their result
 // now being the DLQ record, also in the cache) or failed transiently (transient is the first
-// such error). Records the broker refused as too large together with others are produced one
-// by one next time, to tell a record too large by itself from a batch too large (the topic's
-// limit lowered since start-up). err is set when even a bare DLQ record is refused, or the
+// such error). Records the broker refused for good together with others (too large, invalid,
+// policy) are produced one by one next time, to tell a record refused by itself from the
+// healthy records that shared its batch (or a batch too large: the topic's limit lowered since
+// start-up). err is set when even a bare DLQ record is refused, or the
 // context ended.
 func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result, idxs []int) (failed []int, transient, err error) {
 	var together []*kgo.Record
@@ -597,7 +598,10 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		}
 		order = append(order, i)
 	}
-	tooLargeTogether := map[int]bool{}
+	// Records produced together and refused with a per-record class, by class. The broker
+	// answers too-large, INVALID_RECORD, CORRUPT_MESSAGE and POLICY_VIOLATION for a whole
+	// partition batch, so the healthy records sharing it get the same answer.
+	refusedTogether := map[string]map[int]bool{}
 	for _, r := range cl.ProduceSync(ctx, together...) {
 		if r.Err == nil {
 			continue
@@ -606,8 +610,11 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		if errsOf[i] == nil {
 			errsOf[i] = r.Err
 		}
-		if produceRejection(r.Err) == ClassRecordTooLarge {
-			tooLargeTogether[i] = true
+		if class := produceRejection(r.Err); class != "" {
+			if refusedTogether[class] == nil {
+				refusedTogether[class] = map[int]bool{}
+			}
+			refusedTogether[class][i] = true
 		}
 	}
 	if ctx.Err() != nil {
@@ -625,12 +632,13 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 			if transient == nil {
 				transient = perr
 			}
-		case class == ClassRecordTooLarge && len(tooLargeTogether) > 1 && tooLargeTogether[i]:
-			// Several records refused as too large at once: a batch was, not necessarily
-			// each of them. Produce each alone next time.
+		case len(refusedTogether[class]) > 1 && refusedTogether[class][i]:
+			// Several records refused with the same class at once: a batch was, not
+			// necessarily each of them. Produce each alone next time; only a record refused
+			// on its own is dead-lettered.
 			e.cache.put(recs[i], cachedResult{res: results[i], alone: true})
 			if transient == nil {
-				transient = fmt.Errorf("%d records refused as too large in one batch; producing each alone: %w", len(tooLargeTogether), perr)
+				transient = fmt.Errorf("%d records refused together (%s); producing each alone: %w", len(refusedTogether[class]), class, perr)
 			}
 		default:
 			res, derr := e.deadLetter(recs[i], results[i], class, perr)
