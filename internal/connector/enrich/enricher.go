@@ -58,6 +58,10 @@ type Enricher struct {
 	mu          sync.Mutex
 	batchCancel context.CancelCauseFunc // cancels the batch being enriched; nil between batches
 
+	// deniedTopic is the output topic refusing writes (TOPIC_AUTHORIZATION_FAILED), "" when
+	// none; only the poll loop touches it (outputDenied).
+	deniedTopic string
+
 	limits   limits      // output record size limits, read at each client start
 	cache    resultCache // results of the uncommitted batch, reused when it comes again
 	progress *progress   // lag, stall and hanging-transaction state
@@ -516,7 +520,7 @@ feed:
 }
 
 // produceTxn produces the batch inside the open transaction. When a record is refused for good
-// (too large, invalid, not authorised on its topic), the transaction cannot commit any more:
+// (too large, invalid, policy), the transaction cannot commit any more:
 // the record's result is replaced by a DLQ record, in the cache, and an error aborts the
 // transaction; the batch comes again and commits with the DLQ record, without asking the API
 // again. Transient errors abort too, and the batch is retried as it is.
@@ -579,14 +583,22 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 	togetherIdx := map[*kgo.Record]int{}
 	errsOf := map[int]error{}
 	var order []int
+	// An output topic refusing writes for lack of an ACL; see outputDenied.
+	var denied string
+	var deniedErr error
 	for _, i := range idxs {
 		c, _ := e.cache.get(recs[i])
 		out := freshRecords(results[i])
 		if c.alone {
 			// One at a time: each record is its own batch.
 			for _, r := range out {
-				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil && errsOf[i] == nil {
-					errsOf[i] = perr
+				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil {
+					if errsOf[i] == nil {
+						errsOf[i] = perr
+					}
+					if errors.Is(perr, kerr.TopicAuthorizationFailed) {
+						denied, deniedErr = r.Topic, perr
+					}
 				}
 			}
 			order = append(order, i)
@@ -610,6 +622,9 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		if errsOf[i] == nil {
 			errsOf[i] = r.Err
 		}
+		if errors.Is(r.Err, kerr.TopicAuthorizationFailed) {
+			denied, deniedErr = r.Record.Topic, r.Err
+		}
 		if class := produceRejection(r.Err); class != "" {
 			if refusedTogether[class] == nil {
 				refusedTogether[class] = map[int]bool{}
@@ -620,6 +635,7 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
+	e.outputDenied(denied, deniedErr)
 	for _, i := range order {
 		perr := errsOf[i]
 		if perr == nil {

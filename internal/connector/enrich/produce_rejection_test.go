@@ -124,3 +124,73 @@ func TestBatchRefusedOnceKeepsHealthyRecords(t *testing.T) {
 		})
 	}
 }
+
+// TestOutputTopicNotAuthorised reproduces the review finding on TOPIC_AUTHORIZATION_FAILED: it
+// was a per-record class, so a missing WRITE ACL on the enriched topic dead-lettered every event
+// and committed the input, silently draining the stream. Now nothing is dead-lettered or
+// committed while the broker refuses: the enricher retries with the blocked gauge at 1, logs an
+// ERROR naming the topic and the ACL, the stall watchdog fires, and once the ACL is granted
+// every event is enriched.
+func TestOutputTopicNotAuthorised(t *testing.T) {
+	for _, delivery := range []string{DeliveryExactlyOnce, DeliveryAtLeastOnce} {
+		t.Run(delivery, func(t *testing.T) {
+			c := newControlledCluster(t)
+			brokers := c.ListenAddrs()
+			fake, sent := sessionsAPI(20)
+			produceEvents(t, brokers, sent)
+			var denied, refused atomic.Bool
+			denied.Store(true)
+			c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+				c.KeepControl()
+				if !denied.Load() {
+					return nil, nil, false
+				}
+				refused.Store(true)
+				return answerProduce(kreq.(*kmsg.ProduceRequest), kerr.TopicAuthorizationFailed.Code), nil, true
+			})
+			cfg := testConfig("a")
+			cfg.Delivery = delivery
+			cfg.MaxPollRecords = 100
+			cfg.LagInterval = 50 * time.Millisecond
+			cfg.StallAfter = time.Second
+			logs := &syncBuffer{}
+			r := startEnricherLogged(t, brokers, &safeAPI{api: fake}, cfg, logs)
+
+			eventually(t, 20*time.Second, "blocked and stalled", func() bool {
+				return testutil.ToFloat64(r.e.m.blocked) == 1 && testutil.ToFloat64(r.e.m.stalled) == 1
+			}, func() string {
+				return fmt.Sprintf("blocked %v, stalled %v, refused %v", testutil.ToFloat64(r.e.m.blocked), testutil.ToFloat64(r.e.m.stalled), refused.Load())
+			})
+			if n := committedTotal(t, brokers, cfg.Group); n != 0 {
+				t.Errorf("%d offsets committed while the output topic refuses every write, want 0", n)
+			}
+			if n := testutil.ToFloat64(r.e.m.dlq.WithLabelValues(ClassOutputRejected)); n != 0 {
+				t.Errorf("dlq_records_total{reason=output_rejected} = %v while not authorised, want 0", n)
+			}
+			if l := logs.String(); !strings.Contains(l, `level=ERROR msg="the enricher is not authorised to write to an output topic`) ||
+				!strings.Contains(l, "topic="+testTopics.Enriched) || !strings.Contains(l, `acl="WRITE on topic `+testTopics.Enriched+`"`) {
+				t.Errorf("no ERROR naming the topic and the ACL:\n%s", l)
+			}
+
+			denied.Store(false)
+			waitConsumed(t, brokers, cfg.Group, 30*time.Second)
+			eventually(t, 10*time.Second, "unblocked", func() bool { return testutil.ToFloat64(r.e.m.blocked) == 0 },
+				func() string { return "blocked stays 1 after the ACL was granted" })
+			if err := r.stop(); err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			seen := map[string]int{}
+			for _, es := range decodeEnriched(t, readCommitted(t, brokers, testTopics.Enriched)) {
+				seen[es.Session.SessionID]++
+			}
+			for id := range fake.sessions {
+				if seen[id] != 1 {
+					t.Errorf("session %s: %d enriched records, want 1", id, seen[id])
+				}
+			}
+			if dlq := readCommitted(t, brokers, testTopics.DLQ); len(dlq) != 0 {
+				t.Errorf("%d events dead-lettered for a missing ACL, want 0", len(dlq))
+			}
+		})
+	}
+}
