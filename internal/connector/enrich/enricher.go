@@ -728,8 +728,7 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 		return
 	}
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
-	e.m.dropLag(ps)
-	e.progress.unassign(ps)
+	e.progress.unassign(ps, e.m.dropLag)
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
 	// comes again without asking the API. commitDone bounds what is left behind.
 	// The polled batch is abandoned; whoever owns the partitions now consumes it.

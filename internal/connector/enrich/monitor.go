@@ -82,13 +82,17 @@ func (p *progress) assign(parts []int32) {
 	}
 }
 
-func (p *progress) unassign(parts []int32) {
+// unassign forgets parts and calls dropLag for them, under p.mu: refresh sets the lag series
+// under p.mu too, so a refresh running meanwhile cannot re-create the series of a revoked
+// partition after it was dropped (it would never be deleted).
+func (p *progress) unassign(parts []int32, dropLag func([]int32)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, q := range parts {
 		delete(p.assigned, q)
 		delete(p.lag, q)
 	}
+	dropLag(parts)
 }
 
 // problem returns why readiness fails, or nil.
