@@ -94,7 +94,8 @@
 // committed offset on this member's partitions, as kafka-consumer-groups.sh reports it (a
 // partition whose last offset is a transaction marker shows 1, there as here). The watchdog sets
 // idnow_connector_enrich_stalled and fails readiness when input is waiting (polled records not
-// committed, or lag) and nothing has committed for enrich.stall_after. A partition whose group
+// committed, or lag) and neither a commit nor a handled event happened for enrich.stall_after.
+// A batch slowed by idnow.rate_limit still progresses event by event. A partition whose group
 // offsets keep answering UNSTABLE_OFFSET_COMMIT, or whose last stable offset stays behind its end
 // offset (an open transaction read_committed readers cannot pass), for longer than
 // enrich.transaction_timeout is a hanging transaction: logged at ERROR ("hanging transaction"

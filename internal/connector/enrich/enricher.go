@@ -493,6 +493,9 @@ func (e *Enricher) processBatch(ctx context.Context, recs []*kgo.Record, cancelO
 					}
 					results[i] = res
 					e.cache.put(recs[i], cachedResult{res: res})
+					// Progress for the stall watchdog, also while the batch is far from its
+					// commit (rate limit, Retry-After).
+					e.progress.lastHandled.Store(time.Now().UnixNano())
 				}
 			}
 		}()

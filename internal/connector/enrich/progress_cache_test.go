@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // signalOffsets is a fakeOffsets that closes read once refresh made its last read, so a test
@@ -49,5 +50,52 @@ func TestRevokeDropsLagUnderLock(t *testing.T) {
 		if n := series(); n != 0 {
 			t.Fatalf("round %d: %d consumer_lag series left after partition 0 was revoked, want 0", round, n)
 		}
+	}
+}
+
+// TestStallCountsHandledEvents reproduces the review finding on the stall watchdog: a batch of
+// max_poll_records at idnow.rate_limit takes longer than stall_after to commit, and a false
+// critical alert fired while every event progressed. An event finished by the handler now
+// counts as progress; input waiting with neither a commit nor a handled event is still a stall.
+func TestStallCountsHandledEvents(t *testing.T) {
+	e := &Enricher{cfg: DefaultConfig(), m: testMetrics(t), log: discardLog(), progress: newProgress()}
+	e.cfg.StallAfter = time.Minute
+	e.cfg.Concurrency = 2
+	t0 := time.Unix(1000, 0)
+	stalled := func() float64 { return testutil.ToFloat64(e.m.stalled) }
+
+	e.progress.pending.Store(100)
+	e.evalStall(t0) // the batch starts waiting
+	// Slow but moving: an event handled every 30s, no commit for 3 minutes.
+	for i := 1; i <= 6; i++ {
+		now := t0.Add(time.Duration(i) * 30 * time.Second)
+		e.progress.lastHandled.Store(now.Add(-time.Second).UnixNano())
+		e.evalStall(now)
+		if stalled() != 0 || e.progress.problem() != nil {
+			t.Fatalf("at %s: stalled while an event was handled a second ago", now.Sub(t0))
+		}
+	}
+	// Nothing handled or committed for longer than stall_after: stalled.
+	e.evalStall(t0.Add(3*time.Minute + 61*time.Second))
+	if stalled() != 1 || e.progress.problem() == nil {
+		t.Fatal("no stall after neither a commit nor a handled event for stall_after")
+	}
+
+	// processBatch records handled events (cached results are not new progress).
+	e2 := &Enricher{cfg: e.cfg, m: testMetrics(t), log: discardLog(), progress: newProgress(),
+		handler: func(context.Context, *Message) (Result, error) { return Result{}, nil }}
+	before := time.Now().UnixNano()
+	if _, err := e2.processBatch(t.Context(), []*kgo.Record{{Topic: "in", Key: []byte("k"), Offset: 1}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e2.progress.lastHandled.Load(); got < before {
+		t.Fatalf("lastHandled %d not set by a handled event (batch started at %d)", got, before)
+	}
+	e2.progress.lastHandled.Store(0)
+	if _, err := e2.processBatch(t.Context(), []*kgo.Record{{Topic: "in", Key: []byte("k"), Offset: 1}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got := e2.progress.lastHandled.Load(); got != 0 {
+		t.Fatal("a result taken from the cache counted as a handled event")
 	}
 }
