@@ -363,11 +363,9 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
 	now := time.Now()
 	e.cache.forget(recs)
-	if e.cache.len() > 2*e.cfg.MaxPollRecords {
-		// Results of partitions that moved to another member and never came back: that
-		// member enriched them. Dropping them all costs at most one batch of API calls.
-		e.cache.reset()
-	}
+	// Results of partitions that moved to another member and never came back: that member
+	// enriched them.
+	e.dropUnowned()
 	e.progress.pending.Store(0)
 	e.progress.lastCommit.Store(now.UnixNano())
 	e.m.committed(results, now)
@@ -711,6 +709,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (e *Enricher) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	e.joined.Store(true)
 	e.progress.assign(assigned[e.deps.Topics.Sessions])
+	e.dropUnowned()
 	e.log.Info("partitions assigned", slog.Any("partitions", assigned[e.deps.Topics.Sessions]))
 }
 
@@ -733,7 +732,8 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
 	e.progress.unassign(ps, e.m.dropLag)
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
-	// comes again without asking the API. commitDone bounds what is left behind.
+	// comes again without asking the API. The next assignment or commit drops the entries of
+	// partitions not handed back (dropUnowned).
 	// The polled batch is abandoned; whoever owns the partitions now consumes it.
 	e.progress.pending.Store(0)
 	e.mu.Lock()

@@ -99,3 +99,86 @@ func TestStallCountsHandledEvents(t *testing.T) {
 		t.Fatal("a result taken from the cache counted as a handled event")
 	}
 }
+
+func cachedOf(size int) cachedResult {
+	return cachedResult{res: Result{Records: []*kgo.Record{{Value: make([]byte, size)}}}}
+}
+
+// TestResultCacheBoundedByBytes reproduces the review finding on the result cache: it was bounded
+// by record count only, so max_poll_records results of up to max.message.bytes each stayed in
+// memory. Beyond its byte bound the oldest entries go; replaced and committed entries do not
+// count twice.
+func TestResultCacheBoundedByBytes(t *testing.T) {
+	c := &resultCache{maxBytes: 1000}
+	rec := func(p int32, off int64) *kgo.Record { return &kgo.Record{Topic: "in", Partition: p, Offset: off} }
+	for off := range int64(10) {
+		c.put(rec(0, off), cachedOf(100))
+	}
+	if c.len() != 10 || c.size() != 1000 {
+		t.Fatalf("%d entries of %d bytes, want 10 and 1000", c.len(), c.size())
+	}
+	c.put(rec(0, 0), cachedResult{res: cachedOf(100).res, alone: true}) // replaced: now the newest
+	if c.len() != 10 || c.size() != 1000 {
+		t.Fatalf("after a replacement: %d entries of %d bytes, want 10 and 1000", c.len(), c.size())
+	}
+	c.put(rec(0, 10), cachedOf(250))
+	if c.size() > 1000 {
+		t.Fatalf("cache holds %d bytes, bound 1000", c.size())
+	}
+	for _, off := range []int64{1, 2, 3} {
+		if _, ok := c.get(rec(0, off)); ok {
+			t.Errorf("offset %d (among the oldest) still cached beyond the byte bound", off)
+		}
+	}
+	for _, off := range []int64{0, 4, 10} {
+		if _, ok := c.get(rec(0, off)); !ok {
+			t.Errorf("offset %d (among the newest) dropped", off)
+		}
+	}
+	c.forget([]*kgo.Record{rec(0, 10)})
+	if want := 7 * 100; c.size() != want {
+		t.Errorf("after forgetting 250 bytes: %d bytes cached, want %d", c.size(), want)
+	}
+	// One result larger than the bound stays: its batch needs it when it comes again.
+	c.put(rec(1, 0), cachedOf(5000))
+	if _, ok := c.get(rec(1, 0)); !ok || c.len() != 1 {
+		t.Errorf("a result over the bound: cached %v, %d entries, want it alone", ok, c.len())
+	}
+	if len(c.order) > 2*c.len()+64 {
+		t.Errorf("insertion order holds %d places for %d entries", len(c.order), c.len())
+	}
+}
+
+// TestCacheDropsRevokedPartitions reproduces the review finding on stale cache entries: results
+// of partitions revoked and assigned to another member stayed cached. An assignment that does
+// not hand a partition back drops its entries; one that does keeps them (the batch comes again
+// without API calls).
+func TestCacheDropsRevokedPartitions(t *testing.T) {
+	s := testTopics.Sessions
+	e := &Enricher{cfg: DefaultConfig(), deps: Deps{Topics: testTopics}, m: testMetrics(t), log: discardLog(), progress: newProgress()}
+	rec := func(p int32) *kgo.Record { return &kgo.Record{Topic: s, Partition: p, Offset: 5} }
+	e.onAssigned(t.Context(), nil, map[string][]int32{s: {0, 1, 2}})
+	for p := range int32(3) {
+		e.cache.put(rec(p), cachedOf(10))
+	}
+	// Eager: everything revoked, 0 and 2 handed back.
+	e.onRevoked(t.Context(), nil, map[string][]int32{s: {0, 1, 2}})
+	if e.cache.len() != 3 {
+		t.Fatalf("revoking dropped cache entries before the new assignment: %d left, want 3", e.cache.len())
+	}
+	e.onAssigned(t.Context(), nil, map[string][]int32{s: {0, 2}})
+	for p, want := range map[int32]bool{0: true, 1: false, 2: true} {
+		if _, ok := e.cache.get(rec(p)); ok != want {
+			t.Errorf("partition %d cached %v after the assignment, want %v", p, ok, want)
+		}
+	}
+	// Cooperative: 2 revoked with no new assignment; the next commit drops it.
+	e.onRevoked(t.Context(), nil, map[string][]int32{s: {2}})
+	e.commitDone([]*kgo.Record{{Topic: s, Partition: 0, Offset: 9}}, nil)
+	if _, ok := e.cache.get(rec(2)); ok {
+		t.Error("partition 2 still cached after it was revoked and a batch committed")
+	}
+	if _, ok := e.cache.get(rec(0)); !ok {
+		t.Error("an owned partition's entry dropped by a commit of other records")
+	}
+}
