@@ -69,6 +69,10 @@ type Enricher struct {
 	mu          sync.Mutex
 	batchCancel context.CancelCauseFunc // cancels the batch being enriched; nil between batches
 
+	// deniedTopic is the output topic refusing writes (TOPIC_AUTHORIZATION_FAILED), "" when
+	// none; only the poll loop touches it (outputDenied).
+	deniedTopic string
+
 	limits   limits        // output record size limits, read at each client start
 	cache    resultCache   // results of the uncommitted batch, reused when it comes again
 	progress *progress     // lag, stall and hanging-transaction state
@@ -399,11 +403,9 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
 	now := time.Now()
 	e.cache.forget(recs)
-	if e.cache.len() > 2*e.cfg.MaxPollRecords {
-		// Results of partitions that moved to another member and never came back: that
-		// member enriched them. Dropping them all costs at most one batch of API calls.
-		e.cache.reset()
-	}
+	// Results of partitions that moved to another member and never came back: that member
+	// enriched them.
+	e.dropUnowned()
 	e.progress.pending.Store(0)
 	e.progress.lastCommit.Store(now.UnixNano())
 	e.m.committed(results, now)
@@ -578,11 +580,14 @@ func (e *Enricher) handle(ctx context.Context, r *kgo.Record, outOfOrder bool) (
 		return Result{}, err
 	}
 	e.cache.put(r, cachedResult{res: res})
+	// Progress for the stall watchdog, also while the batch is far from its commit (rate
+	// limit, Retry-After); a result taken from the cache is not progress.
+	e.progress.lastHandled.Store(time.Now().UnixNano())
 	return res, nil
 }
 
 // produceTxn produces the batch inside the open transaction. When a record is refused for good
-// (too large, invalid, not authorised on its topic), the transaction cannot commit any more:
+// (too large, invalid, policy), the transaction cannot commit any more:
 // the record's result is replaced by a DLQ record, in the cache, and an error aborts the
 // transaction; the batch comes again and commits with the DLQ record, without asking the API
 // again. Transient errors abort too, and the batch is retried as it is.
@@ -633,9 +638,10 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 // produceRound produces the records of results[idxs] (fresh copies) and waits for every
 // outcome. It returns the indexes that must be produced again: refused for good (their result
 // now being the DLQ record, also in the cache) or failed transiently (transient is the first
-// such error). Records the broker refused as too large together with others are produced one
-// by one next time, to tell a record too large by itself from a batch too large (the topic's
-// limit lowered since start-up). err is set when even a bare DLQ record is refused, or the
+// such error). Records the broker refused for good together with others (too large, invalid,
+// policy) are produced one by one next time, to tell a record refused by itself from the
+// healthy records that shared its batch (or a batch too large: the topic's limit lowered since
+// start-up). err is set when even a bare DLQ record is refused, or the
 // context ended.
 func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result, idxs []int) (failed []int, transient, err error) {
 	var together []*kgo.Record
@@ -644,14 +650,22 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 	togetherIdx := map[*kgo.Record]int{}
 	errsOf := map[int]error{}
 	var order []int
+	// An output topic refusing writes for lack of an ACL; see outputDenied.
+	var denied string
+	var deniedErr error
 	for _, i := range idxs {
 		c, _ := e.cache.get(recs[i])
 		out := freshRecords(results[i])
 		if c.alone {
 			// One at a time: each record is its own batch.
 			for _, r := range out {
-				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil && errsOf[i] == nil {
-					errsOf[i] = perr
+				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil {
+					if errsOf[i] == nil {
+						errsOf[i] = perr
+					}
+					if errors.Is(perr, kerr.TopicAuthorizationFailed) {
+						denied, deniedErr = r.Topic, perr
+					}
 				}
 			}
 			order = append(order, i)
@@ -663,7 +677,10 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		}
 		order = append(order, i)
 	}
-	tooLargeTogether := map[int]bool{}
+	// Records produced together and refused with a per-record class, by class. The broker
+	// answers too-large, INVALID_RECORD, CORRUPT_MESSAGE and POLICY_VIOLATION for a whole
+	// partition batch, so the healthy records sharing it get the same answer.
+	refusedTogether := map[string]map[int]bool{}
 	for _, r := range cl.ProduceSync(ctx, together...) {
 		if r.Err == nil {
 			continue
@@ -672,13 +689,20 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		if errsOf[i] == nil {
 			errsOf[i] = r.Err
 		}
-		if produceRejection(r.Err) == ClassRecordTooLarge {
-			tooLargeTogether[i] = true
+		if errors.Is(r.Err, kerr.TopicAuthorizationFailed) {
+			denied, deniedErr = r.Record.Topic, r.Err
+		}
+		if class := produceRejection(r.Err); class != "" {
+			if refusedTogether[class] == nil {
+				refusedTogether[class] = map[int]bool{}
+			}
+			refusedTogether[class][i] = true
 		}
 	}
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
+	e.outputDenied(denied, deniedErr)
 	for _, i := range order {
 		perr := errsOf[i]
 		if perr == nil {
@@ -691,12 +715,13 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 			if transient == nil {
 				transient = perr
 			}
-		case class == ClassRecordTooLarge && len(tooLargeTogether) > 1 && tooLargeTogether[i]:
-			// Several records refused as too large at once: a batch was, not necessarily
-			// each of them. Produce each alone next time.
+		case len(refusedTogether[class]) > 1 && refusedTogether[class][i]:
+			// Several records refused with the same class at once: a batch was, not
+			// necessarily each of them. Produce each alone next time; only a record refused
+			// on its own is dead-lettered.
 			e.cache.put(recs[i], cachedResult{res: results[i], alone: true})
 			if transient == nil {
-				transient = fmt.Errorf("%d records refused as too large in one batch; producing each alone: %w", len(tooLargeTogether), perr)
+				transient = fmt.Errorf("%d records refused together (%s); producing each alone: %w", len(refusedTogether[class]), class, perr)
 			}
 		default:
 			res, derr := e.deadLetter(recs[i], results[i], class, perr)
@@ -750,6 +775,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (e *Enricher) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	e.joined.Store(true)
 	e.progress.assign(assigned[e.deps.Topics.Sessions])
+	e.dropUnowned()
 	e.log.Info("partitions assigned", slog.Any("partitions", assigned[e.deps.Topics.Sessions]))
 }
 
@@ -770,15 +796,15 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 		return
 	}
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
-	e.m.dropLag(ps)
-	e.progress.unassign(ps)
+	e.progress.unassign(ps, e.m.dropLag)
 	if e.store != nil {
 		// The next owner restores these partitions from the topic, including what this
 		// member committed last.
 		e.store.Drop(ps...)
 	}
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
-	// comes again without asking the API. commitDone bounds what is left behind.
+	// comes again without asking the API. The next assignment or commit drops the entries of
+	// partitions not handed back (dropUnowned).
 	// The polled batch is abandoned; whoever owns the partitions now consumes it.
 	e.progress.pending.Store(0)
 	e.mu.Lock()
