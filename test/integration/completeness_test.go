@@ -3,12 +3,9 @@
 package integration
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,23 +30,14 @@ func withState(t *testing.T, p *pipeline) settings {
 	return settings{"topics.state": topic}
 }
 
-// metricValue reads one sample from a child's /metrics (0 when absent).
-func metricValue(t *testing.T, admin, series string) float64 {
+// scrapeMetric reads one sample from a child's /metrics (0 when absent).
+func scrapeMetric(t *testing.T, admin, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
+	v, err := metricValue(admin, series)
 	if err != nil {
-		return 0
+		return 0 // not scraped yet, or the series does not exist yet: nothing counted
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if name, val, ok := strings.Cut(sc.Text(), " "); ok && name == series {
-			v, _ := strconv.ParseFloat(val, 64)
-			return v
-		}
-	}
-	return 0
+	return v
 }
 
 // finalOnce checks the done-when of completeness: every terminal session has exactly one
@@ -125,7 +113,7 @@ func TestCompletenessReconcile(t *testing.T) {
 	})
 	reconciler := startChild(t, "reconciler", "reconciler", rcfg)
 	deadline := time.Now().Add(2 * time.Minute)
-	for metricValue(t, reconciler.admin, `idnow_connector_reconcile_passes_total{result="success"}`) < 1 {
+	for scrapeMetric(t, reconciler.admin, `idnow_connector_reconcile_passes_total{result="success"}`) < 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("no successful reconciliation pass within 2 minutes")
 		}
@@ -133,7 +121,7 @@ func TestCompletenessReconcile(t *testing.T) {
 	}
 	repaired := 0.0
 	for _, s := range []string{"COMPLETED", "ABORTED", "EXPIRED", "ERROR"} {
-		repaired += metricValue(t, reconciler.admin, `idnow_connector_reconcile_sessions_repaired_total{status="`+s+`"}`)
+		repaired += scrapeMetric(t, reconciler.admin, `idnow_connector_reconcile_sessions_repaired_total{status="`+s+`"}`)
 	}
 	reconciler.stop()
 	if repaired == 0 {
@@ -202,8 +190,8 @@ func TestCompletenessTwoIngressAndRestart(t *testing.T) {
 	first.kill()
 	second := startChild(t, "enricher-2", "enricher", ecfg.with(settings{"admin.listen": freeAddr(t)}))
 	p.waitConsumed(1, 3*time.Minute)
-	skipped := metricValue(t, second.admin, `idnow_connector_enrich_events_skipped_total{reason="already_enriched"}`)
-	restored := metricValue(t, second.admin, `idnow_connector_enrich_state_restored_sessions_total`)
+	skipped := scrapeMetric(t, second.admin, `idnow_connector_enrich_events_skipped_total{reason="already_enriched"}`)
+	restored := scrapeMetric(t, second.admin, `idnow_connector_enrich_state_restored_sessions_total`)
 	second.stop()
 
 	got, byID := decodeEnriched(t, p.readCommitted(p.enriched))
