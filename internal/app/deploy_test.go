@@ -292,6 +292,10 @@ func TestKubernetesConfigValidates(t *testing.T) {
 				if cfg.Enrich.InstanceID != "idnow-connector-enricher-0" {
 					t.Errorf("enrich.instance_id = %q, want the pod name from the downward API", cfg.Enrich.InstanceID)
 				}
+			case ModeReconciler:
+				if need := StopBudget(cfg, ModeReconciler); time.Duration(*grace)*time.Second <= need {
+					t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
+				}
 			}
 		})
 	}

@@ -498,6 +498,9 @@ func checkWorkload(t *testing.T, w k8sWorkload, mode Mode, configFile string) {
 		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 {
 			t.Error("the reconciler needs at least 1 replica")
 		}
+		if need := StopBudget(cfg, ModeReconciler); time.Duration(*grace)*time.Second <= need {
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
+		}
 	}
 }
 
