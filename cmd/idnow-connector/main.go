@@ -7,6 +7,7 @@
 //	idnow-connector tail      print a topic's records as JSON lines
 //	idnow-connector dlq-replay  write dead-lettered events back to the sessions topic
 //	idnow-connector doctor    list (and with --abort, abort) hanging transactions
+//	idnow-connector config    print the effective configuration, or check it
 //	idnow-connector version   print the version
 //
 // main only parses flags, wires signals and calls internal/app.
@@ -46,7 +47,9 @@ commands:
              (see 'idnow-connector dlq-replay -h')
   doctor     list open and hanging transactions on the connector's topics; --abort aborts
              the hanging ones (see 'idnow-connector doctor -h')
-  version    print the version
+  config     'config print' shows the effective configuration and each value's source;
+             'config check' lists every problem and exits 1 if there is any
+  version    print the version, Go version and commit (also --version)
 
 Run 'idnow-connector <command> -h' for the command's flags.
 `
@@ -84,9 +87,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return replay(ctx, args, stdout, stderr)
 	case "doctor":
 		return doctor(ctx, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version)
+	case "version", "--version", "-version":
+		printVersion(stdout)
 		return nil
+	case "config":
+		return configCmd(args, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -126,6 +131,7 @@ func serve(ctx context.Context, mode app.Mode, args []string, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	a.SetProgressOutput(stderr)
 	return a.Run(ctx)
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +52,8 @@ type App struct {
 	sim     *idnowsim.Simulator
 	ingress *ingress.Ingress
 	brokers []string
+	// progressOut receives the status line (progress.go); nil means none.
+	progressOut io.Writer
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -123,6 +126,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	a.addProgress()
 	a.log.Info("connector started", "mode", a.mode, "version", a.version, "admin", a.admin.Addr(), "brokers", a.brokers)
 	return nil
 }
