@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/app"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/config"
@@ -139,11 +140,17 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts app.TailOptions
-	var brokers string
+	var brokers, since string
+	follow := true
 	fs.StringVar(&opts.Topic, "topic", "", "topic to read, e.g. idnow.sessions.enriched (required)")
 	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
 	fs.BoolVar(&opts.FromBeginning, "from-beginning", false, "start at the earliest offset instead of the end")
-	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = until interrupted)")
+	fs.StringVar(&since, "since", "", "start at the first record at or after this time: a duration back from now (15m, 2h) or RFC 3339 (2026-12-01T08:00:00Z)")
+	fs.BoolVar(&opts.UntilEnd, "until-end", false, "stop at the end offsets current at start (an empty topic ends at once)")
+	fs.BoolVar(&follow, "follow", true, "keep printing new records until interrupted (the default; --follow=false is --until-end)")
+	fs.StringVar(&opts.Key, "key", "", "print only the records with this key (the sessionId on the connector's topics)")
+	fs.StringVar(&opts.Format, "format", app.TailFormatJSON, "json (one line a record) or pretty (indented)")
+	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = no limit)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -151,6 +158,12 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if brokers != "" {
 		opts.Brokers = strings.Split(brokers, ",")
 	}
+	if since != "" {
+		if opts.Since, err = app.ParseSince(since, time.Now()); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+	}
+	opts.UntilEnd = opts.UntilEnd || !follow
 	return app.Tail(ctx, cfg, opts, stdout)
 }
 
