@@ -50,6 +50,7 @@ commands:
              the hanging ones (see 'idnow-connector doctor -h')
   config     'config print' shows the effective configuration and each value's source;
              'config check' lists every problem and exits 1 if there is any
+  completion print a shell completion script: 'source <(idnow-connector completion bash)' (or zsh)
   version    print the version, Go version and commit (also --version)
 
 Run 'idnow-connector <command> -h' for the command's flags.
@@ -93,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "config":
 		return configCmd(args, stdout, stderr)
+	case "completion":
+		return completion(ctx, args, stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
