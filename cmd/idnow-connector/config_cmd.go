@@ -79,7 +79,7 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
 	cfg := app.DefaultConfig()
-	settings, loadErr := config.Explain(config.Source{Path: *path, Required: explicit, Environ: os.Environ()}, &cfg)
+	settings, loadErr := config.Explain(config.Source{Path: *path, Required: explicit, Environ: os.Environ()}, &cfg, app.SecretKeys...)
 	if sub == "print" {
 		if settings == nil {
 			return loadErr // the file could not be read at all

@@ -39,7 +39,7 @@ func TestConfigCheckPasses(t *testing.T) {
 }
 
 func TestConfigPrintSourcesAndSecrets(t *testing.T) {
-	p := writeConfig(t, "log:\n  format: text\nidnow:\n  client_secret: hunter2\n  client_secret_file: /run/secrets/idnow\n")
+	p := writeConfig(t, "log:\n  format: text\nidnow:\n  client_secret: hunter2\n  client_secret_file: /run/secrets/idnow\nwebhook:\n  static_header:\n    name: X-Shared\n    value: hunter4\nsimulator:\n  webhook_headers:\n    X-Shared: hunter5\n")
 	t.Setenv("IDNOW_CONNECTOR_LOG__LEVEL", "debug")
 	t.Setenv("IDNOW_CONNECTOR_KAFKA__SASL__PASSWORD", "hunter3")
 	var out bytes.Buffer

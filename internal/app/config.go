@@ -43,6 +43,10 @@ type LogConfig struct {
 	ProgressInterval time.Duration `koanf:"progress_interval"`
 }
 
+// SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
+// them as it does every *secret*, *password* and *token* key.
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers"}
+
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {
 	return Config{

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,8 @@ const Redacted = "<redacted>"
 // are redacted; the *_file keys naming where a secret is mounted and *_url keys are shown, the
 // files' contents are never read. The error is Load's: the settings are still returned, with
 // the defaults where a value was refused, so a caller can show them next to the problems.
-func Explain(src Source, cfg any) ([]Setting, error) {
+// extraSecrets names further keys to redact whose names do not say so (a shared header value).
+func Explain(src Source, cfg any, extraSecrets ...string) ([]Setting, error) {
 	l, err := load(src)
 	if err != nil {
 		return nil, err
@@ -35,7 +37,8 @@ func Explain(src Source, cfg any) ([]Setting, error) {
 	decodeErr := decode(l.merged, cfg)
 	var out []Setting
 	walk(reflect.ValueOf(cfg).Elem(), "", func(key string, v reflect.Value) {
-		out = append(out, Setting{Key: key, Value: printable(key, v), Source: l.source(key)})
+		secret := secretKey(key) || slices.Contains(extraSecrets, key)
+		out = append(out, Setting{Key: key, Value: printable(secret, v), Source: l.source(key)})
 	})
 	return out, decodeErr
 }
@@ -92,8 +95,8 @@ func secretKey(key string) bool {
 	return strings.Contains(last, "secret") || strings.Contains(last, "password") || strings.Contains(last, "token")
 }
 
-func printable(key string, v reflect.Value) string {
-	if secretKey(key) && (v.Kind() == reflect.String || v.Kind() == reflect.Slice || v.Kind() == reflect.Map) {
+func printable(secret bool, v reflect.Value) string {
+	if secret && (v.Kind() == reflect.String || v.Kind() == reflect.Slice || v.Kind() == reflect.Map) {
 		if v.Len() == 0 {
 			return `""`
 		}
