@@ -10,6 +10,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -30,6 +31,7 @@ type Config struct {
 	IDnow          idnow.Config       `koanf:"idnow"`
 	Enrich         enrich.Config      `koanf:"enrich"`
 	Simulator      idnowsim.Config    `koanf:"simulator"`
+	Reconcile      reconcile.Config   `koanf:"reconcile"`
 }
 
 // LogConfig is the `log.*` section.
@@ -60,6 +62,7 @@ func DefaultConfig() Config {
 		IDnow:          idnow.DefaultConfig(),
 		Enrich:         enrich.DefaultConfig(),
 		Simulator:      idnowsim.DefaultConfig(),
+		Reconcile:      reconcile.DefaultConfig(),
 	}
 }
 
@@ -71,10 +74,17 @@ const (
 	ModeIngress  Mode = "ingress"
 	ModeEnricher Mode = "enricher"
 	ModeRun      Mode = "run"
+	// ModeReconciler runs the reconciler only (one active per reconcile.group).
+	ModeReconciler Mode = "reconciler"
 )
 
 func (m Mode) runsIngress() bool  { return m == ModeIngress || m == ModeRun }
 func (m Mode) runsEnricher() bool { return m == ModeEnricher || m == ModeRun }
+
+// runsReconciler: the reconciler role always, `run` when reconcile.enabled (default true).
+func (m Mode) runsReconciler(c Config) bool {
+	return m == ModeReconciler || (m == ModeRun && c.Reconcile.Enabled)
+}
 
 // Validate checks the sections mode uses. Keys the simulator fills in (webhook and idnow
 // endpoints) are checked after it started.
@@ -107,6 +117,12 @@ func (c Config) Validate(mode Mode) error {
 	if mode.runsEnricher() {
 		add(c.Enrich.Validate())
 		if !c.Simulator.Enabled {
+			add(c.IDnow.Validate())
+		}
+	}
+	if mode.runsReconciler(c) {
+		add(c.Reconcile.Validate())
+		if !c.Simulator.Enabled && !mode.runsEnricher() {
 			add(c.IDnow.Validate())
 		}
 	}

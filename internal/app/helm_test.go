@@ -443,16 +443,16 @@ func checkWorkload(t *testing.T, w k8sWorkload, mode Mode, configFile string) {
 		if c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
 			t.Fatal("the ingress needs a preStop sleep so the load balancer drops the pod before it stops accepting")
 		}
-		need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + cfg.Ingress.ShutdownTimeout
+		need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + StopBudget(cfg, ModeIngress)
 		if time.Duration(*grace)*time.Second <= need {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus ingress.shutdown_timeout (%s)", *grace, need)
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus the process's stop budget (%s)", *grace, need)
 		}
 	case ModeEnricher:
 		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 || *w.Spec.Replicas > int(cfg.Topics.Partitions) {
 			t.Errorf("enricher replicas must be between 1 and topics.partitions (%d)", cfg.Topics.Partitions)
 		}
-		if time.Duration(*grace)*time.Second <= cfg.Enrich.ShutdownTimeout {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed enrich.shutdown_timeout %s", *grace, cfg.Enrich.ShutdownTimeout)
+		if need := StopBudget(cfg, ModeEnricher); time.Duration(*grace)*time.Second <= need {
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
 		}
 		if cfg.Enrich.InstanceID != "idnow-connector-enricher-0" {
 			t.Errorf("enrich.instance_id = %q, want the pod name from the downward API", cfg.Enrich.InstanceID)

@@ -31,6 +31,10 @@ const (
 	metricDLQ             = "idnow_connector_enrich_dlq_records_total"
 	metricLag             = "idnow_connector_enrich_consumer_lag"
 	metricEnrichDuration  = "idnow_connector_enrich_duration_seconds"
+	metricReconcileLeader = "idnow_connector_reconcile_leader"
+	metricReconcilePasses = "idnow_connector_reconcile_passes_total"
+	metricReconcileLast   = "idnow_connector_reconcile_last_success_timestamp_seconds"
+	metricReconcileFixed  = "idnow_connector_reconcile_sessions_repaired_total"
 )
 
 // SetProgressOutput makes the app write the status line (log.progress) to w, normally the
@@ -55,6 +59,8 @@ func progressEnabled(l LogConfig, w io.Writer) bool {
 	return l.Progress == ProgressAlways || isTerminal(w)
 }
 
+// isTerminal is the character-device test: no ioctl, so it builds everywhere without x/sys. It
+// also says yes for /dev/null, where the line costs nothing and is seen by no one.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
@@ -76,8 +82,10 @@ type progress struct {
 // progressSnapshot is what one Gather found; has* say whether the metric exists in this
 // process (an ingress has no enricher metrics, and the line leaves out what does not run).
 type progressSnapshot struct {
-	hasIngress, hasEnrich, hasLag, hasDuration bool
-	accepted, rejected, enriched, dlq, lag     float64
+	hasIngress, hasEnrich, hasLag, hasDuration, hasReconcile bool
+	accepted, rejected, enriched, dlq, lag                   float64
+	// The reconciler's: leader 0/1, failed passes, last successful pass (Unix s), repairs.
+	leader, failedPasses, lastPass, repaired float64
 	// buckets maps a histogram upper bound to its cumulative count, summed over label sets.
 	buckets map[float64]float64
 	count   float64
@@ -135,6 +143,19 @@ func (p *progress) snapshot() progressSnapshot {
 		case metricLag:
 			s.hasLag = true
 			s.lag = sum(mf)
+		case metricReconcileLeader:
+			s.hasReconcile = true
+			s.leader = sum(mf)
+		case metricReconcilePasses:
+			for _, m := range mf.GetMetric() {
+				if label(m, "result") == "failure" {
+					s.failedPasses += m.GetCounter().GetValue()
+				}
+			}
+		case metricReconcileLast:
+			s.lastPass = sum(mf)
+		case metricReconcileFixed:
+			s.repaired = sum(mf)
 		case metricEnrichDuration:
 			s.hasDuration = true
 			s.buckets = map[float64]float64{}
@@ -196,7 +217,25 @@ func (p *progress) line(cur progressSnapshot) string {
 			parts = append(parts, "enrich p50 - p99 -")
 		}
 	}
+	if cur.hasReconcile {
+		parts = append(parts, p.reconcilerPart(cur))
+	}
 	return strings.Join(parts, " | ")
+}
+
+// reconcilerPart: whether this process is the active reconciler, how long ago its last pass
+// succeeded, the sessions it repaired and the failed passes (a follower only waits).
+func (p *progress) reconcilerPart(cur progressSnapshot) string {
+	if cur.leader == 0 {
+		return "reconciler standby"
+	}
+	last := "no pass yet"
+	if cur.lastPass > 0 {
+		ago := p.now().Sub(time.Unix(0, int64(cur.lastPass*float64(time.Second)))).Round(time.Second)
+		last = "last pass " + ago.String() + " ago"
+	}
+	return fmt.Sprintf("reconciler leader, %s, repaired %s, failed passes %s",
+		last, withDelta(cur.repaired, p.prev.repaired), withDelta(cur.failedPasses, p.prev.failedPasses))
 }
 
 func withDelta(cur, prev float64) string {

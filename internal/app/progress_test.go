@@ -173,6 +173,33 @@ func TestProgressEnabled(t *testing.T) {
 	}
 }
 
+func TestProgressReconciler(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: metricReconcileLeader, Help: "h"})
+	passes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricReconcilePasses, Help: "h"}, []string{"result"})
+	last := prometheus.NewGauge(prometheus.GaugeOpts{Name: metricReconcileLast, Help: "h"})
+	repaired := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricReconcileFixed, Help: "h"}, []string{"status"})
+	reg.MustRegister(leader, passes, last, repaired)
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	p := &progress{g: reg, w: &out, interval: time.Second, now: func() time.Time { return now }}
+	p.tick()
+	if got := strings.TrimSpace(out.String()); got != "08:00:00 | reconciler standby" {
+		t.Fatalf("follower: got %q", got)
+	}
+	out.Reset()
+	leader.Set(1)
+	passes.WithLabelValues("success").Add(3)
+	passes.WithLabelValues("failure").Inc()
+	last.Set(float64(now.Add(-90 * time.Second).Unix()))
+	repaired.WithLabelValues("COMPLETED").Add(2)
+	p.tick()
+	want := "08:00:00 | reconciler leader, last pass 1m30s ago, repaired 2 (+2), failed passes 1 (+1)"
+	if got := strings.TrimSpace(out.String()); got != want {
+		t.Fatalf("leader:\n got %q\nwant %q", got, want)
+	}
+}
+
 func TestQuantile(t *testing.T) {
 	b := map[float64]float64{0.1: 50, 1: 100, math.Inf(1): 100}
 	if got := quantile(0.5, b); got != 0.1 {
