@@ -9,6 +9,7 @@
 //	idnow-connector tail      print a topic's records as JSON lines
 //	idnow-connector dlq-replay  write dead-lettered events back to the sessions topic
 //	idnow-connector doctor    list (and with --abort, abort) hanging transactions
+//	idnow-connector config    print the effective configuration, or check it
 //	idnow-connector version   print the version
 //
 // main only parses flags, wires signals and calls internal/app.
@@ -52,7 +53,10 @@ commands:
              (see 'idnow-connector dlq-replay -h')
   doctor     list open and hanging transactions on the connector's topics; --abort aborts
              the hanging ones (see 'idnow-connector doctor -h')
-  version    print the version
+  config     'config print' shows the effective configuration and each value's source;
+             'config check' lists every problem and exits 1 if there is any
+  completion print a shell completion script: 'source <(idnow-connector completion bash)' (or zsh)
+  version    print the version, Go version and commit (also --version)
 
 Run 'idnow-connector <command> -h' for the command's flags.
 `
@@ -98,9 +102,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return replay(ctx, args, stdout, stderr)
 	case "doctor":
 		return doctor(ctx, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version)
+	case "version", "--version", "-version":
+		printVersion(stdout)
 		return nil
+	case "config":
+		return configCmd(args, stdout, stderr)
+	case "completion":
+		return completion(ctx, args, stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -140,6 +148,7 @@ func serve(ctx context.Context, mode app.Mode, args []string, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	a.SetProgressOutput(stderr)
 	return a.Run(ctx)
 }
 
@@ -147,11 +156,17 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts app.TailOptions
-	var brokers string
+	var brokers, since string
+	follow := true
 	fs.StringVar(&opts.Topic, "topic", "", "topic to read, e.g. idnow.sessions.enriched (required)")
 	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
 	fs.BoolVar(&opts.FromBeginning, "from-beginning", false, "start at the earliest offset instead of the end")
-	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = until interrupted)")
+	fs.StringVar(&since, "since", "", "start at the first record at or after this time: a duration back from now (15m, 2h) or RFC 3339 (2026-12-01T08:00:00Z)")
+	fs.BoolVar(&opts.UntilEnd, "until-end", false, "stop at the end offsets current at start (an empty topic ends at once)")
+	fs.BoolVar(&follow, "follow", true, "keep printing new records until interrupted (the default; --follow=false is --until-end)")
+	fs.StringVar(&opts.Key, "key", "", "print only the records with this key (the sessionId on the connector's topics)")
+	fs.StringVar(&opts.Format, "format", app.TailFormatJSON, "json (one line a record) or pretty (indented)")
+	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = no limit)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -159,6 +174,12 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if brokers != "" {
 		opts.Brokers = strings.Split(brokers, ",")
 	}
+	if since != "" {
+		if opts.Since, err = app.ParseSince(since, time.Now()); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+	}
+	opts.UntilEnd = opts.UntilEnd || !follow
 	return app.Tail(ctx, cfg, opts, stdout)
 }
 

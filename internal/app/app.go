@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -55,6 +56,8 @@ type App struct {
 	// api is the one IDnow client of the process, shared by the enricher and the reconciler
 	// (one rate limit, one token, one set of idnow_connector_idnow_* series).
 	api *idnow.Client
+	// progressOut receives the status line (progress.go); nil means none.
+	progressOut io.Writer
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -133,6 +136,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	a.addProgress()
 	a.log.Info("connector started", "mode", a.mode, "version", a.version, "admin", a.admin.Addr(), "brokers", a.brokers)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
@@ -37,12 +38,21 @@ type Config struct {
 type LogConfig struct {
 	Level  string `koanf:"level"`  // debug, info, warn, error
 	Format string `koanf:"format"` // json or text
+	// Progress says when the status line is written to stderr: auto (only when stderr is a
+	// terminal), always, or never.
+	Progress string `koanf:"progress"`
+	// ProgressInterval is the status line's period; 0 disables it.
+	ProgressInterval time.Duration `koanf:"progress_interval"`
 }
+
+// SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
+// them as it does every *secret*, *password* and *token* key.
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers"}
 
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Log:            LogConfig{Level: "info", Format: "json"},
+		Log:            LogConfig{Level: "info", Format: "json", Progress: ProgressAuto, ProgressInterval: 10 * time.Second},
 		Kafka:          kafka.DefaultConfig(),
 		Topics:         kafka.DefaultTopicsConfig(),
 		SchemaRegistry: serde.DefaultConfig(),
@@ -135,6 +145,14 @@ func (l LogConfig) validate() error {
 	}
 	if l.Format != "json" && l.Format != "text" {
 		return fmt.Errorf("log.format %q must be json or text", l.Format)
+	}
+	switch l.Progress {
+	case ProgressAuto, ProgressAlways, ProgressNever:
+	default:
+		return fmt.Errorf("log.progress %q must be auto (status line when stderr is a terminal), always or never", l.Progress)
+	}
+	if l.ProgressInterval < 0 {
+		return fmt.Errorf("log.progress_interval %s must be 0 (no status line) or positive, e.g. 10s", l.ProgressInterval)
 	}
 	return nil
 }
