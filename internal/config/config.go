@@ -147,7 +147,7 @@ func decodeProblems(err error) []error {
 		return out
 	}
 	var de *mapstructure.DecodeError
-	if _, ok := err.(*mapstructure.DecodeError); !ok && errors.Unwrap(err) != nil {
+	if _, ok := err.(*mapstructure.DecodeError); !ok && errors.Unwrap(err) != nil { //nolint:errorlint // this layer only: a wrapper around the DecodeError is peeled one level per call
 		// mapstructure wraps the joined list in "decoding failed due to the following error(s)".
 		return decodeProblems(errors.Unwrap(err))
 	}
