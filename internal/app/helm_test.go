@@ -21,15 +21,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/config"
 )
 
 const (
@@ -429,78 +425,6 @@ func remarshal(t *testing.T, from, to any) {
 	}
 	if err := yaml.Unmarshal(b, to); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// checkWorkload is TestKubernetesConfigValidates's check of one workload against the config
-// file it mounts.
-func checkWorkload(t *testing.T, w k8sWorkload, mode Mode, configFile string) {
-	t.Helper()
-	if len(w.Spec.Template.Spec.Containers) != 1 || w.Spec.Template.Spec.Containers[0].Name != string(mode) {
-		t.Fatalf("want exactly one container %q", mode)
-	}
-	c := w.Spec.Template.Spec.Containers[0]
-	if want := []string{string(mode), "--config", configMountPath}; !slices.Equal(c.Args, want) {
-		t.Errorf("args = %q, want %q", c.Args, want)
-	}
-	if !w.mountedFile(c, configMountPath) {
-		t.Errorf("%s is not mounted", configMountPath)
-	}
-	cfg := DefaultConfig()
-	src := config.Source{Path: configFile, Required: true, Environ: c.environ()}
-	if err := config.Load(src, &cfg); err != nil {
-		t.Fatalf("load with the container's environment: %v", err)
-	}
-	if err := cfg.Validate(mode); err != nil {
-		t.Fatalf("Validate(%s): %v", mode, err)
-	}
-	if cfg.Simulator.Enabled {
-		t.Error("simulator.enabled in the chart's configuration")
-	}
-	if cfg.Kafka.UsesEmbedded() {
-		t.Error("kafka.brokers is empty: the chart's configuration would start the embedded development broker")
-	}
-	for key, path := range secretFiles(cfg, mode) {
-		if path != "" && !w.mountedFile(c, path) {
-			t.Errorf("%s %s is not provided by any volume mount", key, path)
-		}
-	}
-	checkK8sProbes(t, c, cfg)
-	checkK8sSecurity(t, w, c)
-	grace := w.Spec.Template.Spec.TerminationGracePeriodSeconds
-	if grace == nil {
-		t.Fatal("terminationGracePeriodSeconds is not set")
-	}
-	switch mode {
-	case ModeIngress:
-		if w.Spec.Replicas == nil || *w.Spec.Replicas < 2 {
-			t.Error("the ingress needs at least 2 replicas")
-		}
-		if c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
-			t.Fatal("the ingress needs a preStop sleep so the load balancer drops the pod before it stops accepting")
-		}
-		need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + StopBudget(cfg, ModeIngress)
-		if time.Duration(*grace)*time.Second <= need {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus the process's stop budget (%s)", *grace, need)
-		}
-	case ModeEnricher:
-		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 || *w.Spec.Replicas > int(cfg.Topics.Partitions) {
-			t.Errorf("enricher replicas must be between 1 and topics.partitions (%d)", cfg.Topics.Partitions)
-		}
-		if need := StopBudget(cfg, ModeEnricher); time.Duration(*grace)*time.Second <= need {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
-		}
-		if cfg.Enrich.InstanceID != "idnow-connector-enricher-0" {
-			t.Errorf("enrich.instance_id = %q, want the pod name from the downward API", cfg.Enrich.InstanceID)
-		}
-	case ModeReconciler:
-		// One replica is active, the rest stand by; none at all leaves lost webhooks unrepaired.
-		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 {
-			t.Error("the reconciler needs at least 1 replica")
-		}
-		if need := StopBudget(cfg, ModeReconciler); time.Duration(*grace)*time.Second <= need {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
-		}
 	}
 }
 
