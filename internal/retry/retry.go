@@ -101,6 +101,9 @@ func (b *BackOff) NextBackOff() time.Duration {
 		lo, hi := float64(b.current)-delta, float64(b.current)+delta
 		// +1 so that hi itself can be drawn.
 		next = time.Duration(lo + b.random()*(hi-lo+1))
+		// MaxBackoff is a promise to the operator ("never wait longer than"): jitter spreads
+		// waits below it, never above.
+		next = min(next, b.maxInterval)
 	}
 	if float64(b.current) >= float64(b.maxInterval)/b.multiplier {
 		// Checked before multiplying, so a large interval cannot overflow.

@@ -71,7 +71,7 @@ func TestNextBackOffSequence(t *testing.T) {
 		{"jitter low end", Config{InitialBackoff: ms(100), MaxBackoff: ms(400), Jitter: 0.5}, 0,
 			[]time.Duration{ms(50), ms(100), ms(200), ms(200)}},
 		{"jitter high end", Config{InitialBackoff: ms(100), MaxBackoff: ms(400), Jitter: 0.5}, 0.999999999,
-			[]time.Duration{ms(150), ms(300), ms(600), ms(600)}},
+			[]time.Duration{ms(150), ms(300), ms(400), ms(400)}}, // capped at MaxBackoff
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +99,14 @@ func TestReset(t *testing.T) {
 
 func TestJitterStaysInBand(t *testing.T) {
 	b := Config{InitialBackoff: ms(200), MaxBackoff: ms(800), Jitter: 0.5}.NewBackOff()
-	bands := [][2]time.Duration{{ms(100), ms(300)}, {ms(200), ms(600)}, {ms(400), ms(1200)}, {ms(400), ms(1200)}}
+	// Jitter spreads around the interval but never above MaxBackoff (800 ms).
+	bands := [][2]time.Duration{{ms(100), ms(300)}, {ms(200), ms(600)}, {ms(400), ms(800)}, {ms(400), ms(800)}}
+	for range 50 {
+		b := Config{InitialBackoff: ms(800), MaxBackoff: ms(800), Jitter: 0.5}.NewBackOff()
+		if got := b.NextBackOff(); got > ms(800) {
+			t.Fatalf("wait %v above MaxBackoff 800ms", got)
+		}
+	}
 	for i, band := range bands {
 		if got := b.NextBackOff(); got < band[0] || got > band[1]+time.Nanosecond {
 			t.Fatalf("wait %d = %v outside [%v, %v]", i+1, got, band[0], band[1])
