@@ -101,7 +101,7 @@
 // enrich.transaction_timeout is a hanging transaction: logged at ERROR ("hanging transaction"
 // with the topic/partition list), counted in idnow_connector_enrich_hanging_transactions, and it
 // sets idnow_connector_enrich_blocked and fails readiness until it is resolved (idnow-connector
-// doctor lists and aborts it).
+// doctor tells a transaction its coordinator forgot, which --abort ends, from one still held).
 //
 // # Pipeline state
 //

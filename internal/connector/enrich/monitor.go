@@ -312,10 +312,10 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 		names[i] = tp.String()
 	}
 	p.hangingReason = fmt.Sprintf("hanging transaction on %s for longer than enrich.transaction_timeout (%s): %s; "+
-		"list and abort it with `idnow-connector doctor` (docs/operations.md)", strings.Join(names, ", "), limit, strings.Join(causes, "; "))
+		"diagnose with `idnow-connector doctor`: it aborts (--abort) only transactions the coordinator no longer holds (docs/operations.md)", strings.Join(names, ", "), limit, strings.Join(causes, "; "))
 	if changed {
 		e.log.Error("hanging transaction: a transaction stays open past enrich.transaction_timeout and blocks consumption; "+
-			"list and abort it with `idnow-connector doctor`",
+			"diagnose with `idnow-connector doctor` (it tells a transaction the coordinator forgot, which --abort may end, from one still held)",
 			slog.String("partitions", strings.Join(names, ",")), slog.String("causes", strings.Join(causes, "; ")),
 			slog.Duration("transaction_timeout", limit))
 	}
