@@ -39,6 +39,9 @@ type Result struct {
 	// Truncated is the truncation level label ("content" or "metadata") when the EnrichedSession
 	// was shortened to fit the output limit, empty otherwise.
 	Truncated string
+	// ReceivedAt and CreatedAt are the SessionEvent's receive time and IDnow's event time (zero
+	// when absent), for the end-to-end latency histograms observed when the batch commits.
+	ReceivedAt, CreatedAt time.Time
 }
 
 // Truncation level labels of idnow_connector_enrich_records_truncated_total, in degrade order.
@@ -138,7 +141,11 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 		if out.Session.Outcome != nil {
 			outcome = *out.Session.Outcome
 		}
-		return Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated}, nil
+		res := Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated, ReceivedAt: ev.ReceivedAt}
+		if ev.CreatedAt != nil {
+			res.CreatedAt = *ev.CreatedAt
+		}
+		return res, nil
 	}
 }
 
