@@ -1,7 +1,10 @@
 package enrich
 
 import (
+	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -113,4 +116,87 @@ func TestRecentDLQRing(t *testing.T) {
 	if want := at.Add(5 * time.Second); !got[len(got)-1].At.Equal(want) {
 		t.Errorf("oldest kept entry at %v, want %v", got[len(got)-1].At, want)
 	}
+}
+
+// holdingAPI answers like api except for session hold, which it keeps waiting until the call's
+// context ends; handled counts the other sessions answered.
+type holdingAPI struct {
+	SessionAPI
+	hold    string
+	held    chan struct{}
+	once    sync.Once
+	handled atomic.Int32
+}
+
+func (h *holdingAPI) GetSession(ctx context.Context, id string) (*idnow.Session, error) {
+	if id == h.hold {
+		h.once.Do(func() { close(h.held) })
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	s, err := h.SessionAPI.GetSession(ctx, id)
+	h.handled.Add(1)
+	return s, err
+}
+
+// TestEndToEndLatencyNotObservedForAbortedBatch: records enriched in a batch that never
+// commits (the enricher shuts down while one event of the batch still waits on the IDnow API,
+// so the transaction aborts) are not observed: the histograms count exactly the records that
+// committed, not the ones handled. Observing when a record is handled would count them.
+func TestEndToEndLatencyNotObservedForAbortedBatch(t *testing.T) {
+	brokers := newCluster(t)
+	fake := &fakeAPI{sessions: map[string]*idnow.Session{"ses-hold": {SessionID: "ses-hold", Status: idnow.StatusRunning}}}
+	var sent []sentEvent
+	const others = 10
+	for i := range others {
+		id := fmt.Sprintf("ses-%02d", i)
+		fake.sessions[id] = &idnow.Session{SessionID: id, Status: idnow.StatusRunning}
+	}
+	for id := range fake.sessions {
+		sent = append(sent, sentEvent{ev: testEvent(id, "RUNNING")})
+	}
+	// All events wait before the enricher starts, so that its first poll takes them together.
+	produceEvents(t, brokers, sent)
+	api := &holdingAPI{SessionAPI: &safeAPI{api: fake}, hold: "ses-hold", held: make(chan struct{})}
+	cfg := testConfig("a")
+	cfg.Delivery = DeliveryExactlyOnce
+	cfg.MaxPollRecords = 100
+	r := startEnricherLogged(t, brokers, api, cfg, &syncBuffer{})
+	select {
+	case <-api.held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the held session was never requested")
+	}
+	eventually(t, 20*time.Second, "the other sessions handled", func() bool { return api.handled.Load() == others },
+		func() string { return fmt.Sprintf("%d of %d handled", api.handled.Load(), others) })
+	if err := r.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	committed := 0.0
+	for _, mt := range gatherFamily(t, r.reg, "idnow_connector_enrich_records_enriched_total") {
+		committed += mt.GetCounter().GetValue()
+	}
+	if committed >= others {
+		t.Fatalf("%v records committed: the held session's batch did not hold any other record, the test proves nothing", committed)
+	}
+	for name, h := range map[string]prometheus.Histogram{"end_to_end_seconds": r.e.m.endToEnd, "event_age_seconds": r.e.m.eventAge} {
+		if count, _ := histogram(t, h); float64(count) != committed {
+			t.Errorf("%s counts %d records; %v committed, %d were handled (records of the aborted batch must not count)", name, count, committed, others)
+		}
+	}
+}
+
+// gatherFamily returns the series of metric family name; none when it has no series.
+func gatherFamily(t *testing.T, g prometheus.Gatherer, name string) []*dto.Metric {
+	t.Helper()
+	fams, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == name {
+			return f.GetMetric()
+		}
+	}
+	return nil // a vector without series yet is not gathered
 }
