@@ -82,6 +82,8 @@ type SessionEvent struct {
 	ReceivedAt      time.Time  `avro:"receivedAt" json:"receivedAt"`
 	DeliveryVariant string     `avro:"deliveryVariant" json:"deliveryVariant"`
 	SignedToken     *string    `avro:"signedToken" json:"signedToken,omitempty"`
+	// Origin is OriginWebhook or OriginReconciliation.
+	Origin string `avro:"origin" json:"origin"`
 }
 
 // EnrichedSession is a session's state read from the IDnow API after an event
@@ -93,6 +95,8 @@ type EnrichedSession struct {
 	DataBlocks        []DataBlock     `avro:"dataBlocks" json:"dataBlocks"`
 	FileRefs          []FileRef       `avro:"fileRefs" json:"fileRefs"`
 	Enrichment        EnrichmentInfo  `avro:"enrichment" json:"enrichment"`
+	// OutOfOrder is true when the triggering event's status ranks below one already enriched.
+	OutOfOrder bool `avro:"outOfOrder" json:"outOfOrder"`
 }
 
 // TriggeringEvent identifies the SessionEvent an EnrichedSession answers.
@@ -103,6 +107,7 @@ type TriggeringEvent struct {
 	SessionStatus *string    `avro:"sessionStatus" json:"sessionStatus,omitempty"`
 	CreatedAt     *time.Time `avro:"createdAt" json:"createdAt,omitempty"`
 	ReceivedAt    time.Time  `avro:"receivedAt" json:"receivedAt"`
+	Origin        string     `avro:"origin" json:"origin"`
 }
 
 // SessionDetails is the session as the IDnow API reported it.

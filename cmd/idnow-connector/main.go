@@ -3,10 +3,13 @@
 //	idnow-connector run       ingress + enricher in one process (embedded broker, simulator by config)
 //	idnow-connector ingress   receive IDnow webhooks, write SessionEvents
 //	idnow-connector enricher  enrich SessionEvents from the IDnow API, write EnrichedSessions
+//	idnow-connector reconciler  repair sessions whose webhooks never arrived (one active per group)
+//	idnow-connector backfill  one reconciliation pass over an explicit window
 //	idnow-connector sim       run the local IDnow simulator
 //	idnow-connector tail      print a topic's records as JSON lines
 //	idnow-connector dlq-replay  write dead-lettered events back to the sessions topic
 //	idnow-connector doctor    list (and with --abort, abort) hanging transactions
+//	idnow-connector config    print the effective configuration, or check it
 //	idnow-connector version   print the version
 //
 // main only parses flags, wires signals and calls internal/app.
@@ -23,6 +26,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/app"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/config"
@@ -40,13 +44,19 @@ commands:
   ingress    receive IDnow webhooks and write SessionEvents to topics.sessions
   enricher   enrich SessionEvents from the IDnow API into topics.enriched
              (both need kafka.brokers, or kafka.embedded.enabled: true for the embedded broker)
+  reconciler every reconcile.interval, write the session statuses no webhook brought to
+             topics.sessions (one active per reconcile.group; also part of run)
+  backfill   one reconciliation pass over an explicit window (see 'idnow-connector backfill -h')
   sim        run the local IDnow simulator (see 'idnow-connector sim -h')
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
   dlq-replay write dead-lettered events back to topics.sessions once their cause is fixed
              (see 'idnow-connector dlq-replay -h')
   doctor     list open and hanging transactions on the connector's topics; --abort aborts
              the hanging ones (see 'idnow-connector doctor -h')
-  version    print the version
+  config     'config print' shows the effective configuration and each value's source;
+             'config check' lists every problem and exits 1 if there is any
+  completion print a shell completion script: 'source <(idnow-connector completion bash)' (or zsh)
+  version    print the version, Go version and commit (also --version)
 
 Run 'idnow-connector <command> -h' for the command's flags.
 `
@@ -54,6 +64,10 @@ Run 'idnow-connector <command> -h' for the command's flags.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the orderly shutdown; restoring the default handling then makes a
+	// second Ctrl-C or SIGTERM end the process at once, as an operator expects of a stop that
+	// takes too long.
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -76,6 +90,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, app.ModeIngress, args, stderr)
 	case "enricher":
 		return serve(ctx, app.ModeEnricher, args, stderr)
+	case "reconciler":
+		return serve(ctx, app.ModeReconciler, args, stderr)
+	case "backfill":
+		return backfill(ctx, args, stdout, stderr)
 	case "sim":
 		return idnowsim.RunCLI(ctx, args, stdout, slog.New(slog.NewTextHandler(stderr, nil)))
 	case "tail":
@@ -84,9 +102,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return replay(ctx, args, stdout, stderr)
 	case "doctor":
 		return doctor(ctx, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, version)
+	case "version", "--version", "-version":
+		printVersion(stdout)
 		return nil
+	case "config":
+		return configCmd(args, stdout, stderr)
+	case "completion":
+		return completion(ctx, args, stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -126,6 +148,7 @@ func serve(ctx context.Context, mode app.Mode, args []string, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
+	a.SetProgressOutput(stderr)
 	return a.Run(ctx)
 }
 
@@ -133,11 +156,17 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts app.TailOptions
-	var brokers string
+	var brokers, since string
+	follow := true
 	fs.StringVar(&opts.Topic, "topic", "", "topic to read, e.g. idnow.sessions.enriched (required)")
 	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
 	fs.BoolVar(&opts.FromBeginning, "from-beginning", false, "start at the earliest offset instead of the end")
-	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = until interrupted)")
+	fs.StringVar(&since, "since", "", "start at the first record at or after this time: a duration back from now (15m, 2h) or RFC 3339 (2026-12-01T08:00:00Z)")
+	fs.BoolVar(&opts.UntilEnd, "until-end", false, "stop at the end offsets current at start (an empty topic ends at once)")
+	fs.BoolVar(&follow, "follow", true, "keep printing new records until interrupted (the default; --follow=false is --until-end)")
+	fs.StringVar(&opts.Key, "key", "", "print only the records with this key (the sessionId on the connector's topics)")
+	fs.StringVar(&opts.Format, "format", app.TailFormatJSON, "json (one line a record) or pretty (indented)")
+	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = no limit)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -145,6 +174,12 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if brokers != "" {
 		opts.Brokers = strings.Split(brokers, ",")
 	}
+	if since != "" {
+		if opts.Since, err = app.ParseSince(since, time.Now()); err != nil {
+			return fmt.Errorf("tail: %w", err)
+		}
+	}
+	opts.UntilEnd = opts.UntilEnd || !follow
 	return app.Tail(ctx, cfg, opts, stdout)
 }
 
@@ -175,8 +210,9 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var opts app.DoctorOptions
 	var brokers string
 	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
-	fs.DurationVar(&opts.TransactionTimeout, "transaction-timeout", 0, "a transaction open on a partition longer than this is hanging (default: enrich.transaction_timeout)")
-	fs.BoolVar(&opts.Abort, "abort", false, "abort the hanging transactions (writes abort markers, as kafka-transactions.sh abort)")
+	fs.DurationVar(&opts.TransactionTimeout, "transaction-timeout", 0, "threshold for a transaction whose producer timeout the coordinator does not report and whose leader's transaction.max.timeout.ms cannot be read; at least 1m (default: enrich.transaction_timeout, raised to 1m)")
+	fs.BoolVar(&opts.Abort, "abort", false, "abort the hanging transactions, those the coordinator no longer holds (writes abort markers, as kafka-transactions.sh abort)")
+	fs.BoolVar(&opts.Force, "force", false, "with --abort, also abort transactions the coordinator still holds (coordinator-stuck) and foreign ones on __consumer_offsets; may lose or duplicate events, see docs/operations.md")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err
@@ -185,5 +221,43 @@ func doctor(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		opts.Brokers = strings.Split(brokers, ",")
 	}
 	_, err = app.Doctor(ctx, cfg, opts, stdout)
+	return err
+}
+
+// flowList collects repeated --flow flags.
+type flowList []string
+
+func (f *flowList) String() string     { return strings.Join(*f, ",") }
+func (f *flowList) Set(v string) error { *f = append(*f, v); return nil }
+
+func backfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.BackfillOptions
+	var since, brokers string
+	var flows flowList
+	fs.StringVar(&since, "since", "", "oldest session createdAt to list, RFC 3339, e.g. 2026-11-01T00:00:00Z (required)")
+	fs.Var(&flows, "flow", "flow id to list (repeatable; default reconcile.flows, else every flow GET /flows returns)")
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "count what would be written, write nothing")
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if since == "" {
+		return errors.New("backfill: --since is required, e.g. --since 2026-11-01T00:00:00Z")
+	}
+	if opts.Since, err = time.Parse(time.RFC3339, since); err != nil {
+		return fmt.Errorf("backfill: --since %q is not RFC 3339 (e.g. 2026-11-01T00:00:00Z): %w", since, err)
+	}
+	opts.Flows = flows
+	if brokers != "" {
+		opts.Brokers = strings.Split(brokers, ",")
+	}
+	log, err := app.NewLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	_, err = app.Backfill(ctx, cfg, opts, stdout, log)
 	return err
 }

@@ -178,7 +178,11 @@ func (s *Server) Run(ctx context.Context) error {
 const shutdownTimeout = 5 * time.Second
 
 // StopTimeout is how long Run may take to return after ctx ends.
-func (s *Server) StopTimeout() time.Duration { return shutdownTimeout + time.Second }
+func (s *Server) StopTimeout() time.Duration { return StopTimeout }
+
+// StopTimeout is how long an admin server may take to stop: in-flight scrapes and probes get
+// shutdownTimeout, plus a margin.
+const StopTimeout = shutdownTimeout + time.Second
 
 // Addr returns the bound address (useful with port 0).
 func (s *Server) Addr() string { return s.ln.Addr().String() }

@@ -62,14 +62,15 @@ type DLQEntry struct {
 
 // Status is the content of the status page, served as JSON at /status.
 type Status struct {
-	GeneratedAt time.Time       `json:"generated_at"`
-	Uptime      string          `json:"uptime"`
-	Ready       bool            `json:"ready"`
-	Roles       []RoleStatus    `json:"roles"`
-	Webhooks    *WebhookStatus  `json:"webhooks,omitempty"`
-	Enricher    *EnricherStatus `json:"enricher,omitempty"`
-	RecentDLQ   []DLQEntry      `json:"recent_dlq"`
-	Config      Summary         `json:"config"`
+	GeneratedAt time.Time         `json:"generated_at"`
+	Uptime      string            `json:"uptime"`
+	Ready       bool              `json:"ready"`
+	Roles       []RoleStatus      `json:"roles"`
+	Webhooks    *WebhookStatus    `json:"webhooks,omitempty"`
+	Enricher    *EnricherStatus   `json:"enricher,omitempty"`
+	Reconciler  *ReconcilerStatus `json:"reconciler,omitempty"`
+	RecentDLQ   []DLQEntry        `json:"recent_dlq"`
+	Config      Summary           `json:"config"`
 }
 
 // RoleStatus is one role's health: ready when all its checks pass, degraded when ready but
@@ -122,6 +123,16 @@ type EnricherStatus struct {
 	EventAgeP50 *float64           `json:"event_age_p50_seconds,omitempty"`
 	EventAgeP99 *float64           `json:"event_age_p99_seconds,omitempty"`
 	Rates       *Rates             `json:"rates_per_second,omitempty"`
+}
+
+// ReconcilerStatus is the reconciler's passes since the process started.
+type ReconcilerStatus struct {
+	Leader          bool       `json:"leader"`
+	PassesSucceeded float64    `json:"passes_succeeded"`
+	PassesFailed    float64    `json:"passes_failed"`
+	LastSuccess     *time.Time `json:"last_success,omitempty"`
+	SessionsListed  float64    `json:"sessions_listed"`
+	Repaired        float64    `json:"sessions_repaired"`
 }
 
 // Rates are per-second rates over the window since the oldest kept sample (up to a minute).
@@ -182,6 +193,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	m := indexFamilies(fams)
 	st.Webhooks = webhookStatus(m)
 	st.Enricher = enricherStatus(m)
+	st.Reconciler = reconcilerStatus(m)
 	s.addRates(&st, now)
 
 	// Checks by role; a check no role claims is listed under "process".
@@ -359,6 +371,32 @@ func enricherStatus(m map[string]*dto.MetricFamily) *EnricherStatus {
 	return e
 }
 
+func reconcilerStatus(m map[string]*dto.MetricFamily) *ReconcilerStatus {
+	const ns = "idnow_connector_reconcile_"
+	f := m[ns+"passes_total"]
+	if f == nil {
+		return nil
+	}
+	passes := byLabel(f, "result")
+	r := &ReconcilerStatus{PassesSucceeded: passes["success"], PassesFailed: passes["failure"]}
+	if f := m[ns+"leader"]; f != nil {
+		r.Leader = sum(f) > 0
+	}
+	if f := m[ns+"last_success_timestamp_seconds"]; f != nil {
+		if v := sum(f); v > 0 {
+			at := time.Unix(0, int64(v*1e9)).UTC()
+			r.LastSuccess = &at
+		}
+	}
+	if f := m[ns+"sessions_listed_total"]; f != nil {
+		r.SessionsListed = sum(f)
+	}
+	if f := m[ns+"sessions_repaired_total"]; f != nil {
+		r.Repaired = sum(f)
+	}
+	return r
+}
+
 // quantile estimates the q-quantile of a histogram's observations since start-up the way
 // PromQL's histogram_quantile does: linear interpolation inside the bucket holding the rank,
 // the highest finite bound when the rank falls in +Inf. nil without observations.
@@ -523,6 +561,16 @@ th{font-weight:600;color:#555} td.n{text-align:right;font-variant-numeric:tabula
 {{end}}
 </table></div>{{end}}
 </div>
+
+{{with .Reconciler}}<h2>Reconciler (since start)</h2>
+<table>
+<tr><th>leader</th><td data-key="reconciler.leader">{{.Leader}}</td></tr>
+<tr><th>last successful pass</th><td>{{with .LastSuccess}}{{time .}}{{else}}<span class="muted">none yet</span>{{end}}</td></tr>
+<tr><th>passes succeeded</th><td class="n" data-key="reconciler.passes_succeeded">{{count .PassesSucceeded}}</td></tr>
+<tr><th>passes failed</th><td class="n {{if .PassesFailed}}bad{{end}}" data-key="reconciler.passes_failed">{{count .PassesFailed}}</td></tr>
+<tr><th>sessions listed</th><td class="n" data-key="reconciler.sessions_listed">{{count .SessionsListed}}</td></tr>
+<tr><th>sessions repaired</th><td class="n" data-key="reconciler.sessions_repaired">{{count .Repaired}}</td></tr>
+</table>{{end}}
 
 {{if .Enricher}}<h2>Newest dead letters</h2>
 {{if .RecentDLQ}}<table>

@@ -58,7 +58,12 @@ func statusRegistry(t *testing.T) *prometheus.Registry {
 		e2e.Observe(0.2)
 	}
 	e2e.Observe(20)
-	reg.MustRegister(requests, enriched, dlq, lag, blocked, e2e)
+	passes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "idnow_connector_reconcile_passes_total", Help: "h"}, []string{"result"})
+	passes.WithLabelValues("success").Add(4)
+	passes.WithLabelValues("failure").Add(1)
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "idnow_connector_reconcile_leader", Help: "h"})
+	leader.Set(1)
+	reg.MustRegister(requests, enriched, dlq, lag, blocked, e2e, passes, leader)
 	return reg
 }
 
@@ -145,6 +150,9 @@ func TestStatusPageMatchesJSON(t *testing.T) {
 	if e.EventAgeP50 != nil {
 		t.Errorf("event age p50 %v without the histogram", *e.EventAgeP50)
 	}
+	if r := st.Reconciler; r == nil || !r.Leader || r.PassesSucceeded != 4 || r.PassesFailed != 1 || r.LastSuccess != nil {
+		t.Errorf("reconciler = %+v, want leader, 4 passes succeeded, 1 failed, no last success", st.Reconciler)
+	}
 	if st.Ready || len(st.Roles) != 2 || st.Roles[0].Health != HealthUnhealthy || st.Roles[1].Health != HealthDegraded {
 		t.Errorf("ready %v roles %+v: want not ready, ingress unhealthy (jwks), enricher degraded (blocked)", st.Ready, st.Roles)
 	}
@@ -157,7 +165,7 @@ func TestStatusPageMatchesJSON(t *testing.T) {
 
 	keys := compareStatusPage(t, page, body)
 	for _, want := range []string{"webhooks.accepted", "webhooks.rejected", "enricher.enriched", "enricher.dlq", "enricher.consumer_lag",
-		"enricher.dlq_by_reason.undecodable", "enricher.end_to_end_p99_seconds", "roles.0.checks.1.ready", "recent_dlq.0.event_id", "config.topics.dlq", "config.brokers"} {
+		"enricher.dlq_by_reason.undecodable", "enricher.end_to_end_p99_seconds", "roles.0.checks.1.ready", "recent_dlq.0.event_id", "config.topics.dlq", "config.brokers", "reconciler.passes_failed", "reconciler.leader"} {
 		if !keys[want] {
 			t.Errorf("the page shows no %s", want)
 		}
@@ -200,7 +208,7 @@ func TestStatusWithoutProvider(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Webhooks != nil || st.Enricher != nil || len(st.Roles) != 1 || st.Roles[0].Name != "process" || len(st.Roles[0].Checks) != 3 {
+	if st.Webhooks != nil || st.Enricher != nil || st.Reconciler != nil || len(st.Roles) != 1 || st.Roles[0].Name != "process" || len(st.Roles[0].Checks) != 3 {
 		t.Errorf("status without provider or metrics = %+v", st)
 	}
 	compareStatusPage(t, page, body)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -51,6 +53,11 @@ type App struct {
 	sim     *idnowsim.Simulator
 	ingress *ingress.Ingress
 	brokers []string
+	// api is the one IDnow client of the process, shared by the enricher and the reconciler
+	// (one rate limit, one token, one set of idnow_connector_idnow_* series).
+	api *idnow.Client
+	// progressOut receives the status line (progress.go); nil means none.
+	progressOut io.Writer
 	// enricher feeds the status page's newest DLQ entries (nil unless the mode runs it).
 	enricher *enrich.Enricher
 }
@@ -65,6 +72,7 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}
 	// Before any component is built: the verifier and the IDnow client read the result.
 	cfg.resolveInsecureHTTP()
+	cfg.Topics.State = cfg.Topics.StateTopic()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -121,13 +129,44 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.mode.runsReconciler(a.cfg) {
+		if err := a.startReconciler(ctx); err != nil {
+			return err
+		}
+	}
 	if a.mode.runsIngress() {
 		if err := a.startIngress(ctx, ingressLn); err != nil {
 			return err
 		}
 	}
+	a.addProgress()
 	a.log.Info("connector started", "mode", a.mode, "version", a.version, "admin", a.admin.Addr(), "brokers", a.brokers)
 	return nil
+}
+
+// simulatorStopTimeout bounds the simulator's stop: its HTTP server gets 5 s, then its
+// delivery workers end.
+const simulatorStopTimeout = 10 * time.Second
+
+// StopBudget is the longest the process of mode can take to stop after SIGTERM: the parts stop
+// one after another, each within its own timeout, then the clients are flushed and closed. It is
+// what the process's lifecycle.Group allows itself, computed from the configuration alone, so
+// a deployment can size terminationGracePeriodSeconds (plus any preStop sleep) from it.
+func StopBudget(cfg Config, mode Mode) time.Duration {
+	total := admin.StopTimeout + lifecycle.CleanupTimeout
+	if cfg.Simulator.Enabled {
+		total += simulatorStopTimeout
+	}
+	if mode.runsIngress() {
+		total += cfg.Ingress.StopTimeout()
+	}
+	if mode.runsEnricher() {
+		total += cfg.Enrich.StopTimeout()
+	}
+	if mode.runsReconciler(cfg) {
+		total += reconcile.StopTimeout
+	}
+	return total
 }
 
 // Run starts the app (unless Start already did), serves until ctx ends or a part fails, then
@@ -188,7 +227,7 @@ func (a *App) startSimulator(ctx context.Context, ingressLn net.Listener) error 
 		return errors.Join(err, sim.Close())
 	}
 	a.sim = sim
-	a.group.Add(lifecycle.Part{Name: "simulator", Run: sim.Run, StopTimeout: 10 * time.Second, Release: sim.Close})
+	a.group.Add(lifecycle.Part{Name: "simulator", Run: sim.Run, StopTimeout: simulatorStopTimeout, Release: sim.Close})
 	w := &a.cfg.Webhook
 	if w.JWKSURL == "" {
 		w.JWKSURL = sim.JWKSURL()
@@ -284,15 +323,28 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-func (a *App) startEnricher(ctx context.Context) error {
+// idnowClient returns the process's IDnow client, creating it on first use.
+func (a *App) idnowClient(ctx context.Context) (*idnow.Client, error) {
+	if a.api != nil {
+		return a.api, nil
+	}
 	if err := a.cfg.IDnow.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	api, err := idnow.New(ctx, a.cfg.IDnow, idnow.Deps{Registry: a.reg, Log: a.log.With("component", "idnow")})
 	if err != nil {
-		return fmt.Errorf("IDnow API client: %w", err)
+		return nil, fmt.Errorf("IDnow API client: %w", err)
 	}
 	a.group.Defer("IDnow client", func(context.Context) error { api.Close(); return nil })
+	a.api = api
+	return api, nil
+}
+
+func (a *App) startEnricher(ctx context.Context) error {
+	api, err := a.idnowClient(ctx)
+	if err != nil {
+		return err
+	}
 	opts, err := a.kafkaOpts("enricher")
 	if err != nil {
 		return err
@@ -307,10 +359,20 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stateCodec, err := a.codec(sctx, schemas.SessionStateSchema(), a.cfg.Topics.State)
+	if err != nil {
+		return err
+	}
+	kc := a.cfg.Kafka
+	kc.Brokers = a.brokers
+	stateOpts, err := newKafkaOpts(kc, "enricher-state")
+	if err != nil {
+		return err
+	}
 	enricher, err := enrich.New(a.cfg.Enrich, enrich.Deps{
 		KafkaOpts: opts, Topics: a.cfg.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
-		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token,
+		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token, State: stateCodec, StateOpts: stateOpts,
 	})
 	if err != nil {
 		return err

@@ -170,7 +170,7 @@ func TestSchemaRegistryEncoding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(subjects, ",") != "idnow.sessions-value,idnow.sessions.enriched-value" {
+	if strings.Join(subjects, ",") != "idnow.sessions-value,idnow.sessions.enriched-value,idnow.sessions.state-value" {
 		t.Fatalf("registered subjects %v", subjects)
 	}
 	for _, topic := range []string{cfg.Topics.Sessions, cfg.Topics.Enriched} {
@@ -291,5 +291,26 @@ func TestListenerLossStopsTheProcess(t *testing.T) {
 				t.Fatalf("error %q does not say what happened to %s", err, part)
 			}
 		})
+	}
+}
+
+// TestStopBudgetMatchesTheGroup: the budget deployments are sized from (StopBudget) is the one
+// the running process's lifecycle.Group allows itself.
+func TestStopBudgetMatchesTheGroup(t *testing.T) {
+	cfg := testConfig()
+	cfg.Enrich.ShutdownTimeout = 50 * time.Second // above the old fixed ingress+15s budget
+	a, err := New(cfg, ModeRun, nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	stop := startApp(t, a, ctx)
+	defer func() { _ = stop() }()
+	if got, want := a.group.Budget(), StopBudget(cfg, ModeRun); got != want {
+		t.Fatalf("group budget %s, StopBudget %s", got, want)
+	}
+	if StopBudget(cfg, ModeRun) <= cfg.Enrich.ShutdownTimeout+cfg.Ingress.ShutdownTimeout {
+		t.Fatalf("StopBudget %s does not cover both parts' shutdown timeouts", StopBudget(cfg, ModeRun))
 	}
 }

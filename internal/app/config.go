@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -29,18 +31,28 @@ type Config struct {
 	IDnow          idnow.Config       `koanf:"idnow"`
 	Enrich         enrich.Config      `koanf:"enrich"`
 	Simulator      idnowsim.Config    `koanf:"simulator"`
+	Reconcile      reconcile.Config   `koanf:"reconcile"`
 }
 
 // LogConfig is the `log.*` section.
 type LogConfig struct {
 	Level  string `koanf:"level"`  // debug, info, warn, error
 	Format string `koanf:"format"` // json or text
+	// Progress says when the status line is written to stderr: auto (only when stderr is a
+	// terminal), always, or never.
+	Progress string `koanf:"progress"`
+	// ProgressInterval is the status line's period; 0 disables it.
+	ProgressInterval time.Duration `koanf:"progress_interval"`
 }
+
+// SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
+// them as it does every *secret*, *password* and *token* key.
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers"}
 
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Log:            LogConfig{Level: "info", Format: "json"},
+		Log:            LogConfig{Level: "info", Format: "json", Progress: ProgressAuto, ProgressInterval: 10 * time.Second},
 		Kafka:          kafka.DefaultConfig(),
 		Topics:         kafka.DefaultTopicsConfig(),
 		SchemaRegistry: serde.DefaultConfig(),
@@ -50,6 +62,7 @@ func DefaultConfig() Config {
 		IDnow:          idnow.DefaultConfig(),
 		Enrich:         enrich.DefaultConfig(),
 		Simulator:      idnowsim.DefaultConfig(),
+		Reconcile:      reconcile.DefaultConfig(),
 	}
 }
 
@@ -61,10 +74,17 @@ const (
 	ModeIngress  Mode = "ingress"
 	ModeEnricher Mode = "enricher"
 	ModeRun      Mode = "run"
+	// ModeReconciler runs the reconciler only (one active per reconcile.group).
+	ModeReconciler Mode = "reconciler"
 )
 
 func (m Mode) runsIngress() bool  { return m == ModeIngress || m == ModeRun }
 func (m Mode) runsEnricher() bool { return m == ModeEnricher || m == ModeRun }
+
+// runsReconciler: the reconciler role always, `run` when reconcile.enabled (default true).
+func (m Mode) runsReconciler(c Config) bool {
+	return m == ModeReconciler || (m == ModeRun && c.Reconcile.Enabled)
+}
 
 // Validate checks the sections mode uses. Keys the simulator fills in (webhook and idnow
 // endpoints) are checked after it started.
@@ -100,6 +120,12 @@ func (c Config) Validate(mode Mode) error {
 			add(c.IDnow.Validate())
 		}
 	}
+	if mode.runsReconciler(c) {
+		add(c.Reconcile.Validate())
+		if !c.Simulator.Enabled && !mode.runsEnricher() {
+			add(c.IDnow.Validate())
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -119,6 +145,14 @@ func (l LogConfig) validate() error {
 	}
 	if l.Format != "json" && l.Format != "text" {
 		return fmt.Errorf("log.format %q must be json or text", l.Format)
+	}
+	switch l.Progress {
+	case ProgressAuto, ProgressAlways, ProgressNever:
+	default:
+		return fmt.Errorf("log.progress %q must be auto (status line when stderr is a terminal), always or never", l.Progress)
+	}
+	if l.ProgressInterval < 0 {
+		return fmt.Errorf("log.progress_interval %s must be 0 (no status line) or positive, e.g. 10s", l.ProgressInterval)
 	}
 	return nil
 }

@@ -219,6 +219,7 @@ func TestKubernetesConfigValidates(t *testing.T) {
 	}{
 		{file: "ingress-deployment.yaml", container: "ingress", mode: ModeIngress},
 		{file: "enricher-statefulset.yaml", container: "enricher", mode: ModeEnricher},
+		{file: "reconciler-deployment.yaml", container: "reconciler", mode: ModeReconciler},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -277,19 +278,23 @@ func TestKubernetesConfigValidates(t *testing.T) {
 				if c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
 					t.Fatal("the ingress needs a preStop sleep so the load balancer drops the pod before it stops accepting")
 				}
-				need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + cfg.Ingress.ShutdownTimeout
+				need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + StopBudget(cfg, ModeIngress)
 				if time.Duration(*grace)*time.Second <= need {
-					t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus ingress.shutdown_timeout (%s)", *grace, need)
+					t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus the process's stop budget (%s)", *grace, need)
 				}
 			case ModeEnricher:
 				if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 || *w.Spec.Replicas > int(cfg.Topics.Partitions) {
 					t.Errorf("enricher replicas must be between 1 and topics.partitions (%d)", cfg.Topics.Partitions)
 				}
-				if time.Duration(*grace)*time.Second <= cfg.Enrich.ShutdownTimeout {
-					t.Errorf("terminationGracePeriodSeconds %d must exceed enrich.shutdown_timeout %s", *grace, cfg.Enrich.ShutdownTimeout)
+				if need := StopBudget(cfg, ModeEnricher); time.Duration(*grace)*time.Second <= need {
+					t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
 				}
 				if cfg.Enrich.InstanceID != "idnow-connector-enricher-0" {
 					t.Errorf("enrich.instance_id = %q, want the pod name from the downward API", cfg.Enrich.InstanceID)
+				}
+			case ModeReconciler:
+				if need := StopBudget(cfg, ModeReconciler); time.Duration(*grace)*time.Second <= need {
+					t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
 				}
 			}
 		})
@@ -313,7 +318,7 @@ func secretFiles(cfg Config, mode Mode) map[string]string {
 	if mode.runsIngress() {
 		files["webhook.static_header.value_file"] = cfg.Webhook.StaticHeader.ValueFile
 	}
-	if mode.runsEnricher() {
+	if mode.runsEnricher() || mode.runsReconciler(cfg) {
 		files["idnow.client_secret_file"] = cfg.IDnow.ClientSecretFile
 	}
 	return files
@@ -382,7 +387,7 @@ func TestComposeConfigValidates(t *testing.T) {
 	}
 	// yaml.v3 resolves the x-connector anchor and its merge keys.
 	readYAML(t, filepath.Join(dir, "docker-compose.yml"), &compose)
-	for _, name := range []string{"kafka", "ingress", "enricher", "simulator"} {
+	for _, name := range []string{"kafka", "ingress", "enricher", "reconciler", "simulator"} {
 		if s, ok := compose.Services[name]; !ok || s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
 			t.Errorf("service %s is missing or has no healthcheck", name)
 		}
@@ -393,7 +398,7 @@ func TestComposeConfigValidates(t *testing.T) {
 		}
 	}
 
-	for _, mode := range []Mode{ModeIngress, ModeEnricher} {
+	for _, mode := range []Mode{ModeIngress, ModeEnricher, ModeReconciler} {
 		t.Run(string(mode), func(t *testing.T) {
 			s, ok := compose.Services[string(mode)]
 			if !ok {

@@ -178,17 +178,41 @@ var helmCases = []struct {
 	name   string
 	values []string
 	kinds  map[string]int
+	// workloads are the Deployments and StatefulSets rendered, by kind/name, and the role each
+	// runs; TestHelmWorkloadsValidate checks each against the rendered config.
+	workloads map[string]Mode
 }{
 	{
 		name: "default",
-		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 1, "StatefulSet": 1,
-			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 2},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 2, "StatefulSet": 1,
+			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 3},
+		workloads: map[string]Mode{
+			"Deployment/idnow-connector-ingress":    ModeIngress,
+			"StatefulSet/idnow-connector-enricher":  ModeEnricher,
+			"Deployment/idnow-connector-reconciler": ModeReconciler,
+		},
 	},
 	{
 		name:   "all-on",
 		values: []string{"ci/all-on-values.yaml"},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 2, "StatefulSet": 1,
+			"PodDisruptionBudget": 2, "NetworkPolicy": 3, "ServiceMonitor": 1, "PrometheusRule": 1},
+		workloads: map[string]Mode{
+			"Deployment/idnow-connector-ingress":    ModeIngress,
+			"StatefulSet/idnow-connector-enricher":  ModeEnricher,
+			"Deployment/idnow-connector-reconciler": ModeReconciler,
+		},
+	},
+	{
+		// reconciler.enabled=false drops the reconciler's Deployment and NetworkPolicy only.
+		name:   "reconciler-off",
+		values: []string{"ci/reconciler-off-values.yaml"},
 		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 1, "StatefulSet": 1,
-			"PodDisruptionBudget": 2, "NetworkPolicy": 2, "ServiceMonitor": 1, "PrometheusRule": 1},
+			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 2},
+		workloads: map[string]Mode{
+			"Deployment/idnow-connector-ingress":   ModeIngress,
+			"StatefulSet/idnow-connector-enricher": ModeEnricher,
+		},
 	},
 }
 
@@ -364,18 +388,30 @@ func TestHelmWorkloadsValidate(t *testing.T) {
 			if err := os.WriteFile(configFile, []byte(configYAML), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			for kind, mode := range map[string]Mode{"Deployment": ModeIngress, "StatefulSet": ModeEnricher} {
+			rendered := 0
+			for _, o := range objs {
+				if k := o.kind(); k == "Deployment" || k == "StatefulSet" {
+					rendered++
+					if _, ok := tc.workloads[k+"/"+o.name()]; !ok {
+						t.Errorf("unexpected workload %s/%s rendered", k, o.name())
+					}
+				}
+			}
+			if rendered != len(tc.workloads) {
+				t.Errorf("%d workloads rendered, want %d", rendered, len(tc.workloads))
+			}
+			for id, mode := range tc.workloads {
 				t.Run(string(mode), func(t *testing.T) {
 					var w k8sWorkload
 					found := false
 					for _, o := range objs {
-						if o.kind() == kind {
+						if o.kind()+"/"+o.name() == id {
 							remarshal(t, o, &w)
 							found = true
 						}
 					}
 					if !found {
-						t.Fatalf("no %s rendered", kind)
+						t.Fatalf("%s is not rendered", id)
 					}
 					checkWorkload(t, w, mode, configFile)
 				})
@@ -443,19 +479,27 @@ func checkWorkload(t *testing.T, w k8sWorkload, mode Mode, configFile string) {
 		if c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds <= 0 {
 			t.Fatal("the ingress needs a preStop sleep so the load balancer drops the pod before it stops accepting")
 		}
-		need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + cfg.Ingress.ShutdownTimeout
+		need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + StopBudget(cfg, ModeIngress)
 		if time.Duration(*grace)*time.Second <= need {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus ingress.shutdown_timeout (%s)", *grace, need)
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the preStop sleep plus the process's stop budget (%s)", *grace, need)
 		}
 	case ModeEnricher:
 		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 || *w.Spec.Replicas > int(cfg.Topics.Partitions) {
 			t.Errorf("enricher replicas must be between 1 and topics.partitions (%d)", cfg.Topics.Partitions)
 		}
-		if time.Duration(*grace)*time.Second <= cfg.Enrich.ShutdownTimeout {
-			t.Errorf("terminationGracePeriodSeconds %d must exceed enrich.shutdown_timeout %s", *grace, cfg.Enrich.ShutdownTimeout)
+		if need := StopBudget(cfg, ModeEnricher); time.Duration(*grace)*time.Second <= need {
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
 		}
 		if cfg.Enrich.InstanceID != "idnow-connector-enricher-0" {
 			t.Errorf("enrich.instance_id = %q, want the pod name from the downward API", cfg.Enrich.InstanceID)
+		}
+	case ModeReconciler:
+		// One replica is active, the rest stand by; none at all leaves lost webhooks unrepaired.
+		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 {
+			t.Error("the reconciler needs at least 1 replica")
+		}
+		if need := StopBudget(cfg, ModeReconciler); time.Duration(*grace)*time.Second <= need {
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
 		}
 	}
 }

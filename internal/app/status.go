@@ -16,6 +16,9 @@ type statusProvider struct{ a *App }
 var roleChecks = map[string][]string{
 	"ingress":  {"kafka", "jwks"},
 	"enricher": {"enricher"},
+	// The reconciler registers no readiness check (a follower is as ready as the leader); the
+	// page shows its passes.
+	"reconciler": {},
 }
 
 func (p statusProvider) Summary() admin.Summary {
@@ -33,6 +36,9 @@ func (p statusProvider) Summary() admin.Summary {
 	if a.mode.runsEnricher() {
 		s.Roles = append(s.Roles, admin.Role{Name: "enricher", Checks: roleChecks["enricher"]})
 		s.Delivery = a.cfg.Enrich.Delivery
+	}
+	if a.mode.runsReconciler(a.cfg) {
+		s.Roles = append(s.Roles, admin.Role{Name: "reconciler", Checks: roleChecks["reconciler"]})
 	}
 	return s
 }

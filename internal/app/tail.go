@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"time"
 
@@ -21,7 +22,37 @@ type TailOptions struct {
 	Topic         string
 	Brokers       []string // empty: kafka.brokers, else the embedded broker's listen address
 	FromBeginning bool
-	Max           int // stop after this many records; 0 = until interrupted
+	// Since starts at the first record at or after this time (wins over FromBeginning).
+	Since time.Time
+	// UntilEnd stops once every partition is read up to the end offsets current at start (the
+	// last stable offsets: what a read_committed reader can see). Otherwise tail follows.
+	UntilEnd bool
+	// Key prints only the records with this key (the sessionId on the connector's topics).
+	Key string
+	// Format is "json" (one line a record, the default) or "pretty" (indented).
+	Format string
+	Max    int // stop after this many records; 0 = no limit
+}
+
+// Tail output formats.
+const (
+	TailFormatJSON   = "json"
+	TailFormatPretty = "pretty"
+)
+
+// ParseSince reads --since: a duration back from now ("15m", "2h") or an RFC 3339 time.
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %q: give a positive duration back from now, e.g. 15m", s)
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--since %q is neither a duration (15m, 2h) nor an RFC 3339 time (2026-12-01T08:00:00Z)", s)
+	}
+	return t, nil
 }
 
 // tailLine is one printed record.
@@ -44,6 +75,12 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 	if opts.Topic == "" {
 		return errors.New("tail: --topic is required, e.g. --topic " + cfg.Topics.Enriched)
 	}
+	if opts.Format == "" {
+		opts.Format = TailFormatJSON
+	}
+	if opts.Format != TailFormatJSON && opts.Format != TailFormatPretty {
+		return fmt.Errorf("tail: --format %q must be json or pretty", opts.Format)
+	}
 	rc, err := serde.NewRegistryClient(cfg.SchemaRegistry)
 	if err != nil {
 		return err
@@ -52,29 +89,51 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 		schemas.SessionEventName:    serde.NewDecoder(schemas.SessionEventSchema(), rc),
 		schemas.EnrichedSessionName: serde.NewDecoder(schemas.EnrichedSessionSchema(), rc),
 	}
-	start := kgo.NewOffset().AtEnd()
-	if opts.FromBeginning {
-		start = kgo.NewOffset().AtStart()
-	}
 	kc := cfg.Kafka
 	kc.Brokers = cfg.Kafka.ToolBrokers(opts.Brokers)
 	base, err := newKafkaOpts(kc, "tail")
 	if err != nil {
 		return err
 	}
+	admin, err := kgo.NewClient(base...)
+	if err != nil {
+		return fmt.Errorf("tail: kafka client for %v: %w", kc.Brokers, err)
+	}
+	defer admin.Close()
+	if err := topicExists(ctx, admin, opts.Topic); err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
+	starts, ends, err := tailBounds(ctx, kadm.NewClient(admin), opts)
+	if err != nil {
+		return fmt.Errorf("tail: %w", err)
+	}
+	// remaining holds the partitions still to read up to their end offset (--until-end).
+	remaining := map[int32]int64{}
+	assign := map[int32]kgo.Offset{}
+	for p, start := range starts {
+		assign[p] = kgo.NewOffset().At(start)
+		if start < ends[p] {
+			remaining[p] = ends[p]
+		}
+	}
+	if opts.UntilEnd && len(remaining) == 0 {
+		return nil // nothing between the start and the end: an empty topic ends at once
+	}
 	cl, err := kgo.NewClient(append(base,
-		kgo.ConsumeTopics(opts.Topic),
-		kgo.ConsumeResetOffset(start),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{opts.Topic: assign}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers are kept so the position is known exactly: the last offset
+		// below the end is often a commit marker, which would otherwise never be seen.
+		kgo.KeepControlRecords(),
 	)...)
 	if err != nil {
 		return fmt.Errorf("tail: kafka client for %v: %w", kc.Brokers, err)
 	}
 	defer cl.Close()
-	if err := topicExists(ctx, cl, opts.Topic); err != nil {
-		return fmt.Errorf("tail: %w", err)
-	}
 	enc := json.NewEncoder(out)
+	if opts.Format == TailFormatPretty {
+		enc.SetIndent("", "  ")
+	}
 	printed := 0
 	for {
 		fs := cl.PollFetches(ctx)
@@ -89,7 +148,17 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 			return ferr
 		}
 		for it := fs.RecordIter(); !it.Done(); {
-			if err := enc.Encode(describe(ctx, it.Next(), codecs)); err != nil {
+			r := it.Next()
+			if end, ok := remaining[r.Partition]; ok && r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+			if opts.UntilEnd && r.Offset >= ends[r.Partition] {
+				continue // written after tail started
+			}
+			if r.Attrs.IsControl() || (opts.Key != "" && string(r.Key) != opts.Key) {
+				continue
+			}
+			if err := enc.Encode(describe(ctx, r, codecs)); err != nil {
 				return fmt.Errorf("tail: write: %w", err)
 			}
 			printed++
@@ -97,7 +166,41 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 				return nil
 			}
 		}
+		if opts.UntilEnd && len(remaining) == 0 {
+			return nil
+		}
 	}
+}
+
+// tailBounds resolves where each partition starts (--since, --from-beginning or the end) and
+// the end offsets current now (last stable offsets, the end for a read_committed reader).
+func tailBounds(ctx context.Context, adm *kadm.Client, opts TailOptions) (starts, ends map[int32]int64, err error) {
+	collect := func(what string, l kadm.ListedOffsets, lerr error) (map[int32]int64, error) {
+		if lerr == nil {
+			lerr = l.Error()
+		}
+		if lerr != nil {
+			return nil, fmt.Errorf("%s offsets of %s: %w", what, opts.Topic, lerr)
+		}
+		m := map[int32]int64{}
+		l.Each(func(o kadm.ListedOffset) { m[o.Partition] = o.Offset })
+		return m, nil
+	}
+	l, lerr := adm.ListCommittedOffsets(ctx, opts.Topic)
+	if ends, err = collect("end", l, lerr); err != nil {
+		return nil, nil, err
+	}
+	switch {
+	case !opts.Since.IsZero():
+		l, lerr = adm.ListOffsetsAfterMilli(ctx, opts.Since.UnixMilli(), opts.Topic)
+		starts, err = collect("--since", l, lerr)
+	case opts.FromBeginning:
+		l, lerr = adm.ListStartOffsets(ctx, opts.Topic)
+		starts, err = collect("start", l, lerr)
+	default:
+		starts = maps.Clone(ends)
+	}
+	return starts, ends, err
 }
 
 // describe decodes a record with the codec its schema header names, or with each known codec in

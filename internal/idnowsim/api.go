@@ -22,6 +22,8 @@ func (s *Simulator) routes() http.Handler {
 	mux.HandleFunc("GET /oidc/.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("GET /oidc/.well-known/jwks.json", s.handleJWKS)
 	mux.HandleFunc("/oidc/token", s.handleToken)
+	mux.HandleFunc("POST /_sim/webhooks/pause", s.handlePauseWebhooks)
+	mux.HandleFunc("POST /_sim/webhooks/resume", s.handleResumeWebhooks)
 
 	mux.Handle("GET /api/v1/flows", s.api("list_flows", s.handleListFlows))
 	mux.Handle("GET /api/v1/flows/{env}", s.api("list_flows", s.handleListFlows))

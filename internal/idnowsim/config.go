@@ -63,6 +63,10 @@ type Faults struct {
 	// WebhookFail drops a webhook delivery attempt before it is sent (counted as failed, retried
 	// with a new eventDeliverId like any other failure).
 	WebhookFail float64 `koanf:"webhook_fail"`
+	// WebhookDropRate loses whole events: a dropped event's webhook is never attempted, not
+	// even retried, as when IDnow gave up during an outage or a misconfigured URL. Only the
+	// reconciler can then bring its status.
+	WebhookDropRate float64 `koanf:"webhook_drop_rate"`
 }
 
 // Config is the `simulator.*` config section and also the `sim` subcommand's flags.
@@ -91,6 +95,10 @@ type Config struct {
 	WebhookURL string `koanf:"webhook_url"`
 	// WebhookVariant is jwt, header or mixed.
 	WebhookVariant string `koanf:"webhook_variant"`
+	// WebhookMirrorURL, when set, also receives every delivery attempt (signed with itself as the
+	// audience, same eventId and eventDeliverId), e.g. a second ingress replica; its answer
+	// does not decide retries.
+	WebhookMirrorURL string `koanf:"webhook_mirror_url"`
 	// WebhookHeaders are static extra headers sent with every webhook (e.g. Authorization).
 	WebhookHeaders map[string]string `koanf:"webhook_headers"`
 	// WebhookTimeout bounds one delivery attempt (IDnow: the receiver must answer within 10 s).
@@ -223,6 +231,11 @@ func (c Config) Validate() error {
 			bad("webhook_url", "%q must be an absolute http(s) URL such as http://127.0.0.1:8080/webhooks/idnow, or empty to send none", c.WebhookURL)
 		}
 	}
+	if c.WebhookMirrorURL != "" {
+		if u, err := url.Parse(c.WebhookMirrorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("webhook_mirror_url", "%q must be an absolute http(s) URL such as http://127.0.0.1:8081/webhooks/idnow, or empty", c.WebhookMirrorURL)
+		}
+	}
 	switch c.WebhookVariant {
 	case WebhookVariantJWT, WebhookVariantHeader, VariantMixed:
 	default:
@@ -296,7 +309,7 @@ func (f Faults) validate(prefix string) []error {
 	for _, r := range []struct {
 		key string
 		v   float64
-	}{{"rate_429", f.Rate429}, {"rate_500", f.Rate500}, {"rate_503", f.Rate503}, {"rate_slow", f.RateSlow}, {"webhook_fail", f.WebhookFail}} {
+	}{{"rate_429", f.Rate429}, {"rate_500", f.Rate500}, {"rate_503", f.Rate503}, {"rate_slow", f.RateSlow}, {"webhook_fail", f.WebhookFail}, {"webhook_drop_rate", f.WebhookDropRate}} {
 		if !validRate(r.v) {
 			bad(r.key, "%v must be within 0..1", r.v)
 		}

@@ -45,14 +45,14 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 			Name: "idnow_sim_session_transitions_total", Help: "Session status transitions by status reached.",
 		}, []string{"status"}),
 		webhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "idnow_sim_webhook_attempts_total", Help: "Webhook delivery attempts by outcome (ok, status_4xx, status_5xx, error, injected_failure).",
+			Name: "idnow_sim_webhook_attempts_total", Help: "Webhook delivery attempts by outcome (ok, status_4xx, status_5xx, error, injected_failure; mirror_<outcome> for simulator.webhook_mirror_url).",
 		}, []string{"outcome"}),
 		webhookDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "idnow_sim_webhook_attempt_duration_seconds", Help: "Duration of webhook delivery attempts.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}),
 		webhookEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "idnow_sim_webhook_events_total", Help: "Webhook events finished, by outcome (delivered or given_up).",
+			Name: "idnow_sim_webhook_events_total", Help: "Webhook events finished, by outcome (delivered, given_up, or dropped: never attempted because of faults.webhook_drop_rate or a delivery pause).",
 		}, []string{"outcome"}),
 		presigned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_sim_presigned_requests_total", Help: "Presigned file URL requests by outcome.",

@@ -190,6 +190,7 @@ type event struct {
 	deliverIDs []string
 	delivered  bool
 	givenUp    bool
+	dropped    bool // never attempted (webhook_drop_rate or a delivery pause)
 }
 
 // session is the simulator's internal state of one IDnow session; guarded by Simulator.mu.
@@ -271,6 +272,9 @@ type EventSnapshot struct {
 	DeliverIDs []string
 	Delivered  bool
 	GivenUp    bool
+	// Dropped is true when the webhook was never attempted (faults.webhook_drop_rate or
+	// PauseWebhooks).
+	Dropped bool
 }
 
 func (s *session) snapshot() SessionSnapshot {
@@ -290,7 +294,7 @@ func (s *session) snapshot() SessionSnapshot {
 		out.Events = append(out.Events, EventSnapshot{
 			EventID: e.id, EventName: e.name, EventSequence: e.seq, SessionStatus: e.status,
 			Variant: e.variant, DeliverIDs: append([]string(nil), e.deliverIDs...),
-			Delivered: e.delivered, GivenUp: e.givenUp,
+			Delivered: e.delivered, GivenUp: e.givenUp, Dropped: e.dropped,
 		})
 	}
 	return out

@@ -32,6 +32,10 @@ type Simulator struct {
 	hookURL    atomic.Pointer[string]
 	extra      map[string]http.Handler
 	counters   counters
+	// pausedUntil is the Unix nanosecond time until which new webhook events are dropped
+	// (PauseWebhooks); 0 = not paused.
+	pausedUntil atomic.Int64
+	conns       newConns // connections without a request yet, closed first by Close
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -59,6 +63,7 @@ type counters struct {
 	tokensIssued, tokenBasic, tokenPost, tokenRejected                    atomic.Int64
 	sessionsCreated                                                       atomic.Int64
 	webhookAttempts, webhookFailed, webhookInjected, delivered, givenUp   atomic.Int64
+	dropped                                                               atomic.Int64
 	fileRedirects, presignedServed, presignedRejected, presignedWithAuthz atomic.Int64
 }
 
@@ -90,6 +95,8 @@ type Stats struct {
 	WebhooksDelivered int64
 	WebhooksGivenUp   int64
 	WebhooksPending   int
+	// WebhooksDropped counts events never attempted (faults.webhook_drop_rate, PauseWebhooks).
+	WebhooksDropped int64
 
 	FileRedirects     int64
 	PresignedServed   int64
@@ -194,6 +201,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ConnState:         s.conns.track,
 	}
 	s.mu.Lock()
 	s.baseURL = base
@@ -263,6 +271,7 @@ func (s *Simulator) Close() error {
 	s.cancel()
 	var errs []error
 	if srv != nil {
+		s.conns.closeAll()
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := srv.Shutdown(shutdownCtx); err != nil {
 			errs = append(errs, fmt.Errorf("idnowsim: shut down server: %w", err))
@@ -378,7 +387,8 @@ func (s *Simulator) Stats() Stats {
 		WebhookAttempts: c.webhookAttempts.Load(), WebhookAttemptsFailed: c.webhookFailed.Load(),
 		WebhookInjectedFailures: c.webhookInjected.Load(), WebhooksDelivered: c.delivered.Load(),
 		WebhooksGivenUp: c.givenUp.Load(), WebhooksPending: s.outbox.pendingEvents(),
-		FileRedirects: c.fileRedirects.Load(), PresignedServed: c.presignedServed.Load(),
+		WebhooksDropped: c.dropped.Load(),
+		FileRedirects:   c.fileRedirects.Load(), PresignedServed: c.presignedServed.Load(),
 		PresignedRejected: c.presignedRejected.Load(), PresignedWithAuthorization: c.presignedWithAuthz.Load(),
 	}
 	s.mu.Lock()

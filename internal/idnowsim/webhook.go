@@ -121,6 +121,9 @@ func (s *Simulator) enqueue(ev *event) {
 	if s.WebhookURL() == "" {
 		return
 	}
+	if s.dropEvent(ev) {
+		return
+	}
 	due := time.Now()
 	if s.cfg.Shuffle {
 		due = due.Add(s.rng.Duration(0, s.cfg.ShuffleWindow))
@@ -205,8 +208,11 @@ func (s *Simulator) attempt(d *delivery) {
 		s.m.faults.WithLabelValues("webhook_fail").Inc()
 	} else {
 		start := time.Now()
-		outcome = s.send(d.ev, deliverID, data)
+		outcome = s.send(d.ev, deliverID, data, s.WebhookURL())
 		s.m.webhookDuration.Observe(time.Since(start).Seconds())
+		if mirror := s.cfg.WebhookMirrorURL; mirror != "" {
+			s.m.webhookAttempts.WithLabelValues("mirror_" + s.send(d.ev, deliverID, data, mirror)).Inc()
+		}
 	}
 	s.m.webhookAttempts.WithLabelValues(outcome).Inc()
 	if s.ctx.Err() != nil {
@@ -268,8 +274,7 @@ type webhookClaims struct {
 }
 
 // send performs one HTTP delivery and returns its outcome label.
-func (s *Simulator) send(ev *event, deliverID string, data map[string]any) string {
-	target := s.WebhookURL()
+func (s *Simulator) send(ev *event, deliverID string, data map[string]any, target string) string {
 	now := time.Now()
 	token, err := s.keys.sign(webhookClaims{
 		RegisteredClaims: jwt.RegisteredClaims{

@@ -65,6 +65,7 @@ type TopicsConfig struct {
 	Sessions          string `koanf:"sessions"`
 	Enriched          string `koanf:"enriched"`
 	DLQ               string `koanf:"dlq"`
+	State             string `koanf:"state"`              // compacted pipeline state, co-partitioned with Sessions; empty = Sessions + ".state"
 	Create            bool   `koanf:"create"`             // create missing topics at start-up
 	Partitions        int32  `koanf:"partitions"`         // for created topics
 	ReplicationFactor int16  `koanf:"replication_factor"` // for created topics; -1 = broker default
@@ -88,6 +89,16 @@ func DefaultTopicsConfig() TopicsConfig {
 		Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
 		Create: true, Partitions: 6, ReplicationFactor: -1,
 	}
+}
+
+// StateTopic returns topics.state, or topics.sessions + ".state" when it is empty (the default:
+// idnow.sessions.state). The state belongs to one sessions topic, so a deployment that renames
+// its sessions topic gets its own state topic too.
+func (t TopicsConfig) StateTopic() string {
+	if t.State != "" {
+		return t.State
+	}
+	return t.Sessions + ".state"
 }
 
 // UsesEmbedded reports whether the configuration asks for the embedded development broker.
@@ -180,7 +191,7 @@ func (c Config) Validate() error {
 
 // Validate reports configuration mistakes by key.
 func (t TopicsConfig) Validate() error {
-	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ} {
+	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ, "topics.state": t.StateTopic()} {
 		if name == "" {
 			return fmt.Errorf("%s must name a topic", key)
 		}
@@ -193,6 +204,9 @@ func (t TopicsConfig) Validate() error {
 	}
 	if t.Sessions == t.Enriched || t.Sessions == t.DLQ || t.Enriched == t.DLQ {
 		return fmt.Errorf("topics.sessions, topics.enriched and topics.dlq must be three different topics")
+	}
+	if st := t.StateTopic(); st == t.Sessions || st == t.Enriched || st == t.DLQ {
+		return fmt.Errorf("topics.state %q must be a topic of its own (compacted, written only by the enricher)", st)
 	}
 	if t.Partitions <= 0 {
 		return fmt.Errorf("topics.partitions must be positive, e.g. 6")

@@ -91,6 +91,11 @@ func TestVerifyRejectsAmbiguousTokens(t *testing.T) {
 		{name: "two data claims, one escaped", header: hdr("RS256", ""),
 			claims: claims(`,"data":{"eventId":"evt-1","payload":{"sessionId":"sess-1"}},"d\u0061ta":{"eventId":"evt-2"}`),
 			reason: webhook.ReasonDuplicateKey},
+		{name: "data and Data (encoding/json folds case, other readers do not)", header: hdr("RS256", ""),
+			claims: claims(`,"data":{"eventId":"evt-1","payload":{"sessionId":"sess-1"}},"Data":{"eventId":"evt-2","payload":{"sessionId":"sess-2"}}`),
+			reason: webhook.ReasonDuplicateKey, inErr: `"Data" appears more than once`},
+		{name: "exp and EXP", header: hdr("RS256", ""), claims: claims(fmt.Sprintf(`,"EXP":%d`, now+1e9)),
+			reason: webhook.ReasonDuplicateKey},
 		{name: "duplicate exp", header: hdr("ES256", ""), claims: claims(fmt.Sprintf(`,"exp":%d,"exp":%d`, now+300, now+600)),
 			reason: webhook.ReasonDuplicateKey},
 		{name: "duplicate kid in header", header: fmt.Appendf(nil, `{"alg":"RS256","kid":"other","kid":%q}`, ks.KID("RS256")),
@@ -158,7 +163,7 @@ func TestVerifyRejectsAmbiguousTokens(t *testing.T) {
 		})
 	}
 	for code, want := range map[string]float64{
-		"duplicate_key": 7, "invalid_utf8": 4, "crit_header": 3, "claim_not_numeric": 4, "too_old": 2,
+		"duplicate_key": 9, "invalid_utf8": 4, "crit_header": 3, "claim_not_numeric": 4, "too_old": 2,
 	} {
 		if got := metricValue(t, h.reg, "idnow_connector_webhook_verifications_total", map[string]string{"result": code}); got != want {
 			t.Errorf("verifications_total{result=%q} = %v, want %v", code, got, want)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -172,17 +173,22 @@ func (s *jsonScanner) object(depth int) error {
 			}
 			name = []byte(dec)
 		}
+		// Names are compared as encoding/json matches them to struct fields: case-insensitively
+		// (with its Unicode folds, e.g. U+212A KELVIN SIGN is "k"), last one winning. "data"
+		// and "Data" would be one field to Go and two to a case-sensitive reader.
+		shown := name
+		name = foldName(name)
 		own := s.names[start:]
 		switch {
 		case set != nil:
 			if _, dup := set[string(name)]; dup {
-				return duplicateName(at, name)
+				return duplicateName(at, shown)
 			}
 			set[string(name)] = struct{}{}
 		case len(own) < linearKeyLimit:
 			for _, prev := range own {
 				if bytes.Equal(prev, name) {
-					return duplicateName(at, name)
+					return duplicateName(at, shown)
 				}
 			}
 		default:
@@ -191,7 +197,7 @@ func (s *jsonScanner) object(depth int) error {
 				set[string(prev)] = struct{}{}
 			}
 			if _, dup := set[string(name)]; dup {
-				return duplicateName(at, name)
+				return duplicateName(at, shown)
 			}
 			set[string(name)] = struct{}{}
 		}
@@ -208,7 +214,7 @@ func (s *jsonScanner) object(depth int) error {
 			return err
 		}
 		if depth == 1 && s.top != nil {
-			s.top(name, kind)
+			s.top(shown, kind)
 		}
 		s.skipSpace()
 		if s.i >= len(s.b) {
@@ -227,6 +233,33 @@ func (s *jsonScanner) object(depth int) error {
 	}
 }
 
+// foldName is the key two member names share exactly when bytes.EqualFold says they are equal,
+// which is how encoding/json matches names to struct fields: every rune is replaced by the
+// smallest rune of its Unicode simple-folding orbit ("k", "K" and U+212A KELVIN SIGN all become
+// "K"; "s", "S" and U+017F LONG S become "S"). ASCII names, the usual case, take a fast path
+// with the same result (the smallest of an ASCII letter's orbit is its upper case).
+func foldName(name []byte) []byte {
+	ascii := true
+	for _, c := range name {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return bytes.ToUpper(name)
+	}
+	out := make([]byte, 0, len(name))
+	for _, r := range string(name) {
+		low := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			low = min(low, f)
+		}
+		out = utf8.AppendRune(out, low)
+	}
+	return out
+}
+
 // duplicateName reports a repeated member name. The name is quoted and cut short: it is chosen by
 // whoever built the token and ends up in logs.
 func duplicateName(at int, name []byte) error {
@@ -235,7 +268,7 @@ func duplicateName(at int, name []byte) error {
 	if len(shown) > maxShown {
 		shown = string(bytes.ToValidUTF8(name[:maxShown], nil)) + "..."
 	}
-	return fmt.Errorf("%w at byte %d: %q appears more than once in the same object", errJSONDuplicateKey, at, shown)
+	return fmt.Errorf("%w at byte %d: %q appears more than once in the same object (names are compared ignoring case, as encoding/json matches them)", errJSONDuplicateKey, at, shown)
 }
 
 func (s *jsonScanner) array(depth int) error {

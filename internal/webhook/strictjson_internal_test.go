@@ -38,6 +38,10 @@ func TestCheckJSONObject(t *testing.T) {
 		{name: "duplicate", in: `{"a":1,"a":2}`, wantErr: errJSONDuplicateKey},
 		{name: "duplicate with different values and types", in: `{"data":{"x":1},"iss":"i","data":null}`, wantErr: errJSONDuplicateKey},
 		{name: "duplicate through an escape", in: `{"data":1,"d\u0061ta":2}`, wantErr: errJSONDuplicateKey},
+		{name: "duplicate differing in case", in: `{"data":{"eventId":"A"},"Data":{"eventId":"B"}}`, wantErr: errJSONDuplicateKey},
+		{name: "duplicate claim in upper case", in: `{"exp":1,"iat":1,"EXP":99999999999}`, wantErr: errJSONDuplicateKey},
+		{name: "duplicate nested, differing in case", in: `{"data":{"eventId":"A","EventID":"B"}}`, wantErr: errJSONDuplicateKey},
+		{name: "duplicate through the Kelvin sign", in: "{\"kid\":1,\"\u212aid\":2}", wantErr: errJSONDuplicateKey},
 		{name: "duplicate through an escaped slash", in: `{"a/b":1,"a\/b":2}`, wantErr: errJSONDuplicateKey},
 		{name: "duplicate nested in an array", in: `{"a":[1,{"b":{"c":1,"c":1}}]}`, wantErr: errJSONDuplicateKey},
 		{name: "duplicate after the pairwise limit", in: many(100, `,"k3":0`), wantErr: errJSONDuplicateKey},
@@ -156,7 +160,8 @@ func FuzzCheckJSONObject(f *testing.F) {
 }
 
 // referenceDuplicate walks b with encoding/json's tokenizer and returns the first name repeated in
-// one object, or "".
+// one object, or "". Names are compared with strings.EqualFold, as encoding/json matches them to
+// struct fields.
 func referenceDuplicate(t *testing.T, b []byte) string {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -187,8 +192,10 @@ func referenceDuplicate(t *testing.T, b []byte) string {
 				continue
 			}
 			name := tok.(string)
-			if top.names[name] {
-				return name
+			for prev := range top.names {
+				if strings.EqualFold(prev, name) {
+					return name
+				}
 			}
 			top.names[name] = true
 			top.expectKey = false

@@ -5,9 +5,12 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"os"
@@ -18,7 +21,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim/simtest"
 )
@@ -45,16 +51,21 @@ const (
 	hangingMetric = "idnow_connector_enrich_hanging_transactions"
 )
 
-// TestHangingTransaction reproduces problem 10 of issue 9 as closely as Kafka allows: a
-// transactional producer begins a transaction on partition 0 of the sessions topic (the
-// enricher's input), writes one record and is abandoned without ending it, with a transaction
-// timeout of 10 minutes, so the coordinator does not abort it during the test. The partition's
-// last stable offset stays at that record: the enricher (read_committed) cannot consume the
-// events behind it. The test shows the enricher reporting it (ERROR log naming the partition,
-// the hanging-transactions gauge above 0, /readyz failing with the reason) within
-// enrich.transaction_timeout plus a minute; `idnow-connector doctor` listing it and exiting
-// non-zero; `doctor --abort` releasing it; and the enricher resuming by itself with every
-// event enriched exactly once.
+// TestHangingTransaction reproduces problem 10 of issue 9 on a real broker: a transaction left
+// open on partition 0 of the sessions topic (the enricher's input) while its coordinator
+// considers the transactional id idle (Empty), the state a broker that skipped its commit or
+// abort markers leaves behind (the coordinator finished the transaction, the partition never
+// learnt). It is made with a raw transactional Produce to a partition never added to the
+// transaction, which the broker accepts with transaction.partition.verification.enable=false
+// (see openHangingTransaction). The partition's last stable offset stays at that record: the
+// enricher (read_committed) cannot consume the events behind it. The test shows the enricher
+// reporting it (ERROR log naming the partition, the hanging-transactions gauge above 0, /readyz
+// failing with the reason) within enrich.transaction_timeout plus a minute; `idnow-connector
+// doctor` listing it as HANGING and exiting non-zero; `doctor --abort` releasing it; and the
+// enricher resuming by itself with every event enriched exactly once. Alongside, an ordinary
+// abandoned transaction the coordinator still holds (on the DLQ topic, 10-minute timeout, older
+// than enrich.transaction_timeout) must be listed as open and left alone by --abort: aborting a
+// transaction the coordinator holds could contradict its commit decision.
 func TestHangingTransaction(t *testing.T) {
 	seeds := brokers(t)
 	p := newPipeline(t, seeds)
@@ -78,24 +89,26 @@ func TestHangingTransaction(t *testing.T) {
 	simtest.WaitIdle(t, sim, 2*time.Minute)
 	p.waitConsumed(1, 2*time.Minute)
 
-	// The abandoned transaction on the input partition 0.
-	hanging := newClient(t, seeds, kgo.TransactionalID(uniqueName(t, "abandoned")),
-		kgo.TransactionTimeout(10*time.Minute), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	// The hanging transaction on the input partition 0.
 	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
 	defer cancel()
-	if err := hanging.BeginTransaction(); err != nil {
-		t.Fatalf("begin the transaction to abandon: %v", err)
-	}
-	rec := &kgo.Record{Topic: p.sessions, Partition: 0, Key: []byte(hangingKey), Value: []byte("never committed")}
-	if err := hanging.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		t.Fatalf("produce in the transaction to abandon: %v", err)
-	}
-	pid, epoch, err := hanging.ProducerID(ctx)
-	if err != nil {
-		t.Fatalf("producer id of the abandoned transaction: %v", err)
-	}
+	pid, epoch, offset := openHangingTransaction(t, seeds, p.sessions, 0, hangingTxnTimeout)
 	abandoned := time.Now()
-	t.Logf("transaction of producer %d (epoch %d) left open on %s[0] at offset %d", pid, epoch, p.sessions, rec.Offset)
+	t.Logf("transaction of producer %d (epoch %d) left open on %s[0] at offset %d, its coordinator idle", pid, epoch, p.sessions, offset)
+
+	// A transaction the coordinator holds: begun, written to the DLQ topic, abandoned.
+	held := newClient(t, seeds, kgo.TransactionalID(uniqueName(t, "held")),
+		kgo.TransactionTimeout(10*time.Minute), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := held.BeginTransaction(); err != nil {
+		t.Fatalf("begin the held transaction: %v", err)
+	}
+	if err := held.ProduceSync(ctx, &kgo.Record{Topic: p.dlq, Partition: 0, Value: []byte("held")}).FirstErr(); err != nil {
+		t.Fatalf("produce in the held transaction: %v", err)
+	}
+	heldPID, _, err := held.ProducerID(ctx)
+	if err != nil {
+		t.Fatalf("producer id of the held transaction: %v", err)
+	}
 
 	// More events: those on partition 0 wait behind the open transaction.
 	sim.CreateSessions(20)
@@ -132,11 +145,15 @@ func TestHangingTransaction(t *testing.T) {
 	switch {
 	case row == "":
 		t.Errorf("doctor does not list producer %d on %s[0]", pid, p.sessions)
-	case !strings.Contains(row, "HANGING"):
-		t.Errorf("doctor lists producer %d on %s[0] but not as hanging: %s", pid, p.sessions, row)
+	case !strings.Contains(row, "HANGING") || !strings.Contains(row, "Empty"):
+		t.Errorf("doctor lists producer %d on %s[0] but not as hanging with its coordinator Empty: %s", pid, p.sessions, row)
+	}
+	if row := doctorRow(out, p.dlq, 0, heldPID); !strings.HasSuffix(strings.TrimSpace(row), " open") {
+		t.Errorf("doctor does not list the held transaction of producer %d on %s[0] as open: %q", heldPID, p.dlq, row)
 	}
 
-	// --abort releases it; the enricher resumes by itself.
+	// --abort releases the hanging one and leaves the held one alone; the enricher resumes by
+	// itself.
 	out, code = runDoctor(t, doctorCfg, "--abort")
 	t.Logf("idnow-connector doctor --abort (exit %d):\n%s", code, out)
 	if code != 0 {
@@ -144,6 +161,13 @@ func TestHangingTransaction(t *testing.T) {
 	}
 	if row := doctorRow(out, p.sessions, 0, pid); !strings.Contains(row, "aborted") {
 		t.Errorf("doctor --abort does not report producer %d on %s[0] as aborted: %q", pid, p.sessions, row)
+	}
+	if row := doctorRow(out, p.dlq, 0, heldPID); row == "" || strings.Contains(row, "aborted") {
+		t.Errorf("doctor --abort touched the transaction the coordinator holds (producer %d on %s[0]): %q", heldPID, p.dlq, row)
+	}
+	// Its producer ends it, as the coordinator would at its timeout.
+	if err := held.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatalf("abort the held transaction: %v", err)
 	}
 	// The abort marker is now the last offset of partition 0. Consumers never see a marker, so
 	// a group's committed offset stops before it and "committed = end offset" could never
@@ -303,4 +327,92 @@ func endOffset(t testing.TB, adm *kadm.Client, topic string, partition int32) in
 		t.Fatalf("no end offset for %s[%d]", topic, partition)
 	}
 	return o.Offset
+}
+
+// openHangingTransaction leaves a transaction open on topic[partition] that its coordinator does
+// not hold, as a broker that skipped the partition's marker leaves it: it gets a producer id for
+// a fresh transactional id (InitProducerId, with txnTimeout) and writes one transactional batch
+// straight to the partition (Produce v11, before transaction version 2), never adding the
+// partition to the transaction. The broker accepts that only without partition verification
+// (KIP-890), so transaction.partition.verification.enable is switched off for the cluster
+// while the batch is written and restored right after. The coordinator keeps the id Empty.
+// It returns the producer id and epoch and the record's offset.
+func openHangingTransaction(t testing.TB, seeds []string, topic string, partition int32, txnTimeout time.Duration) (int64, int16, int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	const verification = "transaction.partition.verification.enable"
+	adm := newAdmin(t, seeds)
+	set := func(v *string) {
+		t.Helper()
+		op := kadm.SetConfig
+		if v == nil {
+			op = kadm.DeleteConfig
+		}
+		resps, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Op: op, Name: verification, Value: v}})
+		for _, r := range resps {
+			err = cmp.Or(err, r.Err)
+		}
+		if err != nil {
+			t.Fatalf("alter %s on the cluster: %v", verification, err)
+		}
+	}
+	off := "false"
+	set(&off)
+	defer set(nil)
+	// The broker applies a dynamic config asynchronously; give it a moment.
+	time.Sleep(2 * time.Second)
+
+	// Produce v11: version 12 adds partitions to the transaction implicitly.
+	cl := newClient(t, seeds, kgo.MaxVersions(kversion.V3_9_0()))
+	txnID := uniqueName(t, "hanging")
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID = &txnID
+	init.TransactionTimeoutMillis = int32(txnTimeout / time.Millisecond)
+	ir, err := init.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(ir.ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("InitProducerId for %s: %v", txnID, err)
+	}
+
+	rec := kmsg.Record{Key: []byte(hangingKey), Value: []byte("never committed"), TimestampDelta64: 0}
+	body := rec.AppendTo(nil)
+	rec.Length = int32(len(body) - 1) // the varint 0 of Length took one byte
+	now := time.Now().UnixMilli()
+	batch := kmsg.RecordBatch{
+		PartitionLeaderEpoch: -1, Magic: 2,
+		Attributes:     0x10, // transactional, no compression
+		FirstTimestamp: now, MaxTimestamp: now,
+		ProducerID: ir.ProducerID, ProducerEpoch: ir.ProducerEpoch, FirstSequence: 0,
+		NumRecords: 1, Records: rec.AppendTo(nil),
+	}
+	raw := batch.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))                                          // Length: after itself
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))) // CRC: from Attributes on
+
+	req := kmsg.NewPtrProduceRequest()
+	req.TransactionID, req.Acks, req.TimeoutMillis = &txnID, -1, int32(opTimeout/time.Millisecond)
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = partition, raw
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	// The request must reach the partition's leader.
+	md, err := adm.Metadata(ctx, topic)
+	if err != nil {
+		t.Fatalf("metadata of %s: %v", topic, err)
+	}
+	leader := md.Topics[topic].Partitions[partition].Leader
+	resp, err := req.RequestWith(ctx, cl.Broker(int(leader)))
+	if err != nil {
+		t.Fatalf("transactional produce to %s[%d]: %v", topic, partition, err)
+	}
+	pr := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(pr.ErrorCode); err != nil {
+		t.Fatalf("transactional produce to %s[%d] (partition verification still on?): %v %v", topic, partition, err, pr.ErrorMessage)
+	}
+	return ir.ProducerID, ir.ProducerEpoch, pr.BaseOffset
 }

@@ -21,7 +21,7 @@ const (
 	ClassSchemaMismatch  = "schema_mismatch"   // the EnrichedSession does not encode with the schema
 	ClassInternal        = "internal"          // an error no classifier knows; shipped to the DLQ with its message
 	ClassRecordTooLarge  = "record_too_large"  // the EnrichedSession exceeds the output limit even with metadata only, or the broker refused it as too large
-	ClassOutputRejected  = "output_rejected"   // the broker refused the output record for good (invalid record, policy, authorization on that topic)
+	ClassOutputRejected  = "output_rejected"   // the broker refused the output record for good (invalid or corrupt record, policy; produced alone)
 
 	// Retryable: retried with backoff for as long as they last.
 	ClassRateLimited    = "rate_limited"    // IDnow 429

@@ -94,6 +94,10 @@ type DataBlocksConfig struct {
 	Content string `koanf:"content"`
 }
 
+// StopTimeout is how long the enricher may take to stop: enrich.shutdown_timeout to end the
+// open transaction and leave the group, plus a margin for closing the client.
+func (c Config) StopTimeout() time.Duration { return c.ShutdownTimeout + 5*time.Second }
+
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{

@@ -78,11 +78,12 @@
 // records.
 //
 // A produce error that is permanent for one record (MESSAGE_TOO_LARGE, INVALID_RECORD,
-// authorization or policy on that topic) dead-letters that record (record_too_large or
+// CORRUPT_MESSAGE, POLICY_VIOLATION) dead-letters that record (record_too_large or
 // output_rejected); under exactly_once the transaction is aborted and the batch comes again with
-// the DLQ record in place. Records refused as too large together are produced alone on the next
-// attempt, so a batch too large for a limit lowered since start-up does not dead-letter its
-// records. Results are cached per record position until their batch commits, also across
+// the DLQ record in place. The broker answers these for a whole partition batch, so records
+// refused together with the same class are produced alone on the next attempt and only a record
+// refused on its own is dead-lettered: the healthy records that shared its batch, or a batch too
+// large for a limit lowered since start-up, are not. Results are cached per record position until their batch commits, also across
 // rebalances and client restarts: a batch consumed again never asks the IDnow API again. Only
 // transient or whole-client errors are retried as before.
 //
@@ -93,11 +94,26 @@
 // committed offset on this member's partitions, as kafka-consumer-groups.sh reports it (a
 // partition whose last offset is a transaction marker shows 1, there as here). The watchdog sets
 // idnow_connector_enrich_stalled and fails readiness when input is waiting (polled records not
-// committed, or lag) and nothing has committed for enrich.stall_after. A partition whose group
+// committed, or lag) and neither a commit nor a handled event happened for enrich.stall_after.
+// A batch slowed by idnow.rate_limit still progresses event by event. A partition whose group
 // offsets keep answering UNSTABLE_OFFSET_COMMIT, or whose last stable offset stays behind its end
 // offset (an open transaction read_committed readers cannot pass), for longer than
 // enrich.transaction_timeout is a hanging transaction: logged at ERROR ("hanging transaction"
 // with the topic/partition list), counted in idnow_connector_enrich_hanging_transactions, and it
 // sets idnow_connector_enrich_blocked and fails readiness until it is resolved (idnow-connector
 // doctor lists and aborts it).
+//
+// # Pipeline state
+//
+// With Deps.State the enricher keeps what it enriched per session in the compacted topic
+// topics.state (internal/state), co-partitioned with topics.sessions. Before the first batch of
+// a newly assigned partition it restores that partition of the state into memory (read
+// committed, to the end); it forgets it on revoke. Each event is checked against its session's
+// state before the API is called: an event id already enriched, or a terminal status already
+// enriched under another id, is skipped (counted in idnow_connector_enrich_events_skipped_total
+// when the batch commits, its offset committed like any other); an event whose status ranks
+// below the latest enriched one is enriched with outOfOrder set and leaves the latest status
+// alone. The session's new state is produced with the EnrichedSession, pinned to the input's
+// partition, in the batch's transaction, so output and state commit or abort together; the
+// in-memory state advances only when the batch committed.
 package enrich

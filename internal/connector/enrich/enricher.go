@@ -16,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
 // Deps are what the enricher needs from the composition root.
@@ -41,6 +43,15 @@ type Deps struct {
 	// TokenCheck reports whether the IDnow token endpoint answers (idnow.Client.Token); nil
 	// skips that part of readiness.
 	TokenCheck func(ctx context.Context) error
+	// State encodes and decodes the SessionState records of Topics.State. When set, the
+	// enricher keeps the pipeline state: it restores the partitions it owns, skips event ids
+	// already enriched, flags out-of-order events and writes each session's state with its
+	// EnrichedSession (in the same transaction under exactly_once). nil runs without it.
+	State StateCodec
+	// StateOpts are client options for the short-lived clients that restore state partitions:
+	// KafkaOpts without metric hooks (kprom registers its series once per registry, and a
+	// restore client lives next to the group client). Required with State.
+	StateOpts []kgo.Opt
 }
 
 // Enricher consumes SessionEvents and writes EnrichedSessions (see the package documentation).
@@ -58,9 +69,15 @@ type Enricher struct {
 	mu          sync.Mutex
 	batchCancel context.CancelCauseFunc // cancels the batch being enriched; nil between batches
 
-	limits   limits      // output record size limits, read at each client start
-	cache    resultCache // results of the uncommitted batch, reused when it comes again
-	progress *progress   // lag, stall and hanging-transaction state
+	// deniedTopic is the output topic refusing writes (TOPIC_AUTHORIZATION_FAILED), "" when
+	// none; only the poll loop touches it (outputDenied).
+	deniedTopic string
+
+	limits   limits        // output record size limits, read at each client start
+	cache    resultCache   // results of the uncommitted batch, reused when it comes again
+	progress *progress     // lag, stall and hanging-transaction state
+	store    *state.Store  // restored pipeline state of the owned partitions; nil without Deps.State
+	sm       *stateMetrics // nil without Deps.State
 
 	// offsetSource builds what the progress monitor reads; nil = kadm on the enricher's client.
 	// Tests replace it to present states kfake cannot produce.
@@ -84,6 +101,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	if err := deps.Topics.Validate(); err != nil {
 		return nil, fmt.Errorf("enrich: %w", err)
 	}
+	deps.Topics.State = deps.Topics.StateTopic()
 	instance, err := cfg.instanceID()
 	if err != nil {
 		return nil, err
@@ -94,6 +112,15 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	}
 	e := &Enricher{cfg: cfg, deps: deps, txnID: cfg.TransactionalID + "-" + instance, m: m,
 		log: deps.Log.With(slog.String("component", "enricher")), progress: newProgress()}
+	if deps.State != nil {
+		if len(deps.StateOpts) == 0 {
+			return nil, errors.New("enrich: Deps.StateOpts are required with Deps.State")
+		}
+		e.store = state.NewStore()
+		if e.sm, err = newStateMetrics(deps.Registry, e.store); err != nil {
+			return nil, fmt.Errorf("enrich state metrics: %w", err)
+		}
+	}
 	core := NewHandler(HandlerDeps{
 		API: deps.API, Events: deps.Events, Enriched: deps.Enriched, Topic: deps.Topics.Enriched,
 		Policy: cfg.DataBlocks, Version: deps.Version, Log: e.log,
@@ -184,7 +211,7 @@ func isFatal(err error) bool {
 		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
 		errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) ||
 		errors.Is(err, kerr.InvalidTransactionTimeout) || errors.Is(err, kafka.ErrTopicMissing) ||
-		errors.Is(err, errClientConfig)
+		errors.Is(err, errClientConfig) || errors.Is(err, state.ErrNotCoPartitioned)
 }
 
 // errClientConfig marks options the client refuses; no retry can fix them.
@@ -213,6 +240,9 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onLost),
 	)
+	if e.store != nil {
+		opts = append(opts, kgo.RecordPartitioner(statePartitioner{topic: e.deps.Topics.State, def: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}))
+	}
 	if e.cfg.Delivery == DeliveryExactlyOnce {
 		// Offsets are fetched with RequireStable (a partition with a pending transactional
 		// commit answers "retry" instead of a stale offset): franz-go v1.22 always sets it for
@@ -267,6 +297,9 @@ func (e *Enricher) forgetAssignment() {
 	clear(p.assigned)
 	p.mu.Unlock()
 	p.pending.Store(0)
+	if e.store != nil {
+		e.store.DropAll()
+	}
 }
 
 // ensureTopics creates or checks the topics and reads the output limits before anything is
@@ -279,6 +312,14 @@ func (e *Enricher) ensureTopics(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		return fmt.Errorf("ensure topics: %w", err)
+	}
+	if e.store != nil {
+		if err := state.EnsureTopic(ctx, adm, t); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("ensure state topic: %w", err)
+		}
 	}
 	e.resolveLimits(ctx, adm, t.Enriched, t.DLQ)
 	return nil
@@ -311,6 +352,9 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 		}
 		if len(recs) == 0 {
 			continue
+		}
+		if err := e.restoreFor(ctx, recs); err != nil {
+			return progressed, err
 		}
 		if err := sess.Begin(); err != nil {
 			return progressed, fmt.Errorf("begin transaction: %w", err)
@@ -359,14 +403,13 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
 	now := time.Now()
 	e.cache.forget(recs)
-	if e.cache.len() > 2*e.cfg.MaxPollRecords {
-		// Results of partitions that moved to another member and never came back: that
-		// member enriched them. Dropping them all costs at most one batch of API calls.
-		e.cache.reset()
-	}
+	// Results of partitions that moved to another member and never came back: that member
+	// enriched them.
+	e.dropUnowned()
 	e.progress.pending.Store(0)
 	e.progress.lastCommit.Store(now.UnixNano())
 	e.m.committed(results, now)
+	e.commitState(recs, results)
 }
 
 // loopAtLeastOnce produces each batch, waits for every acknowledgement and only then commits
@@ -380,6 +423,9 @@ func (e *Enricher) loopAtLeastOnce(ctx context.Context, cl *kgo.Client) (progres
 		}
 		if len(recs) == 0 {
 			continue
+		}
+		if err := e.restoreFor(ctx, recs); err != nil {
+			return progressed, err
 		}
 		results, err := e.processBatch(ctx, recs, false)
 		if err != nil {
@@ -476,19 +522,28 @@ func (e *Enricher) processBatch(ctx context.Context, recs []*kgo.Record, cancelO
 		go func() {
 			defer wg.Done()
 			for idxs := range work {
+				var ks keyState
 				for _, i := range idxs {
-					if c, ok := e.cache.get(recs[i]); ok {
-						results[i] = c.res
-						continue
+					var (
+						ev *schemas.SessionEvent
+						d  state.Decision
+					)
+					if e.store != nil {
+						if ev, d = e.gate(bctx, &ks, recs[i]); d.Skip != "" {
+							results[i] = Result{Skipped: d.Skip}
+							continue
+						}
 					}
-					res, err := e.handler(bctx, &Message{Record: recs[i]})
+					res, err := e.handle(bctx, recs[i], d.OutOfOrder)
+					if err == nil && e.store != nil {
+						res, err = e.withState(&ks, recs[i], ev, res)
+					}
 					if err != nil {
 						errOnce.Do(func() { firstErr = err })
 						cancel(err)
 						break
 					}
 					results[i] = res
-					e.cache.put(recs[i], cachedResult{res: res})
 				}
 			}
 		}()
@@ -515,8 +570,24 @@ feed:
 	return results, nil
 }
 
+// handle returns the cached result of r, or runs the handler chain and caches its result.
+func (e *Enricher) handle(ctx context.Context, r *kgo.Record, outOfOrder bool) (Result, error) {
+	if c, ok := e.cache.get(r); ok {
+		return c.res, nil
+	}
+	res, err := e.handler(ctx, &Message{Record: r, OutOfOrder: outOfOrder})
+	if err != nil {
+		return Result{}, err
+	}
+	e.cache.put(r, cachedResult{res: res})
+	// Progress for the stall watchdog, also while the batch is far from its commit (rate
+	// limit, Retry-After); a result taken from the cache is not progress.
+	e.progress.lastHandled.Store(time.Now().UnixNano())
+	return res, nil
+}
+
 // produceTxn produces the batch inside the open transaction. When a record is refused for good
-// (too large, invalid, not authorised on its topic), the transaction cannot commit any more:
+// (too large, invalid, policy), the transaction cannot commit any more:
 // the record's result is replaced by a DLQ record, in the cache, and an error aborts the
 // transaction; the batch comes again and commits with the DLQ record, without asking the API
 // again. Transient errors abort too, and the batch is retried as it is.
@@ -567,9 +638,10 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 // produceRound produces the records of results[idxs] (fresh copies) and waits for every
 // outcome. It returns the indexes that must be produced again: refused for good (their result
 // now being the DLQ record, also in the cache) or failed transiently (transient is the first
-// such error). Records the broker refused as too large together with others are produced one
-// by one next time, to tell a record too large by itself from a batch too large (the topic's
-// limit lowered since start-up). err is set when even a bare DLQ record is refused, or the
+// such error). Records the broker refused for good together with others (too large, invalid,
+// policy) are produced one by one next time, to tell a record refused by itself from the
+// healthy records that shared its batch (or a batch too large: the topic's limit lowered since
+// start-up). err is set when even a bare DLQ record is refused, or the
 // context ended.
 func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result, idxs []int) (failed []int, transient, err error) {
 	var together []*kgo.Record
@@ -578,14 +650,22 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 	togetherIdx := map[*kgo.Record]int{}
 	errsOf := map[int]error{}
 	var order []int
+	// An output topic refusing writes for lack of an ACL; see outputDenied.
+	var denied string
+	var deniedErr error
 	for _, i := range idxs {
 		c, _ := e.cache.get(recs[i])
 		out := freshRecords(results[i])
 		if c.alone {
 			// One at a time: each record is its own batch.
 			for _, r := range out {
-				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil && errsOf[i] == nil {
-					errsOf[i] = perr
+				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil {
+					if errsOf[i] == nil {
+						errsOf[i] = perr
+					}
+					if errors.Is(perr, kerr.TopicAuthorizationFailed) {
+						denied, deniedErr = r.Topic, perr
+					}
 				}
 			}
 			order = append(order, i)
@@ -597,7 +677,10 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		}
 		order = append(order, i)
 	}
-	tooLargeTogether := map[int]bool{}
+	// Records produced together and refused with a per-record class, by class. The broker
+	// answers too-large, INVALID_RECORD, CORRUPT_MESSAGE and POLICY_VIOLATION for a whole
+	// partition batch, so the healthy records sharing it get the same answer.
+	refusedTogether := map[string]map[int]bool{}
 	for _, r := range cl.ProduceSync(ctx, together...) {
 		if r.Err == nil {
 			continue
@@ -606,13 +689,20 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 		if errsOf[i] == nil {
 			errsOf[i] = r.Err
 		}
-		if produceRejection(r.Err) == ClassRecordTooLarge {
-			tooLargeTogether[i] = true
+		if errors.Is(r.Err, kerr.TopicAuthorizationFailed) {
+			denied, deniedErr = r.Record.Topic, r.Err
+		}
+		if class := produceRejection(r.Err); class != "" {
+			if refusedTogether[class] == nil {
+				refusedTogether[class] = map[int]bool{}
+			}
+			refusedTogether[class][i] = true
 		}
 	}
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
+	e.outputDenied(denied, deniedErr)
 	for _, i := range order {
 		perr := errsOf[i]
 		if perr == nil {
@@ -625,12 +715,13 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 			if transient == nil {
 				transient = perr
 			}
-		case class == ClassRecordTooLarge && len(tooLargeTogether) > 1 && tooLargeTogether[i]:
-			// Several records refused as too large at once: a batch was, not necessarily
-			// each of them. Produce each alone next time.
+		case len(refusedTogether[class]) > 1 && refusedTogether[class][i]:
+			// Several records refused with the same class at once: a batch was, not
+			// necessarily each of them. Produce each alone next time; only a record refused
+			// on its own is dead-lettered.
 			e.cache.put(recs[i], cachedResult{res: results[i], alone: true})
 			if transient == nil {
-				transient = fmt.Errorf("%d records refused as too large in one batch; producing each alone: %w", len(tooLargeTogether), perr)
+				transient = fmt.Errorf("%d records refused together (%s); producing each alone: %w", len(refusedTogether[class]), class, perr)
 			}
 		default:
 			res, derr := e.deadLetter(recs[i], results[i], class, perr)
@@ -684,6 +775,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (e *Enricher) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	e.joined.Store(true)
 	e.progress.assign(assigned[e.deps.Topics.Sessions])
+	e.dropUnowned()
 	e.log.Info("partitions assigned", slog.Any("partitions", assigned[e.deps.Topics.Sessions]))
 }
 
@@ -704,10 +796,15 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 		return
 	}
 	e.log.Info("partitions "+how, slog.Any("partitions", ps))
-	e.m.dropLag(ps)
-	e.progress.unassign(ps)
+	e.progress.unassign(ps, e.m.dropLag)
+	if e.store != nil {
+		// The next owner restores these partitions from the topic, including what this
+		// member committed last.
+		e.store.Drop(ps...)
+	}
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
-	// comes again without asking the API. commitDone bounds what is left behind.
+	// comes again without asking the API. The next assignment or commit drops the entries of
+	// partitions not handed back (dropUnowned).
 	// The polled batch is abandoned; whoever owns the partitions now consumes it.
 	e.progress.pending.Store(0)
 	e.mu.Lock()
@@ -719,4 +816,4 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 
 // StopTimeout is how long Run may take to return after its context ends: enrich.shutdown_timeout
 // to end the open transaction and leave the group, plus a margin for closing the client.
-func (e *Enricher) StopTimeout() time.Duration { return e.cfg.ShutdownTimeout + 5*time.Second }
+func (e *Enricher) StopTimeout() time.Duration { return e.cfg.StopTimeout() }

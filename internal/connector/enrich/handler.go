@@ -26,6 +26,9 @@ type Message struct {
 	Record *kgo.Record
 	// Attempts counts the handler invocations so far; the Retry middleware maintains it.
 	Attempts int
+	// OutOfOrder is set by the enricher when the pipeline state ranks the event's status below
+	// one already enriched; the handler writes it into EnrichedSession.outOfOrder.
+	OutOfOrder bool
 }
 
 // Result is what handling a message produced.
@@ -42,6 +45,16 @@ type Result struct {
 	// ReceivedAt and CreatedAt are the SessionEvent's receive time and IDnow's event time (zero
 	// when absent), for the end-to-end latency histograms observed when the batch commits.
 	ReceivedAt, CreatedAt time.Time
+	// Skipped is a state.Skip* reason when the event was not enriched because the pipeline
+	// state shows it enriched already; Records is then empty.
+	Skipped string
+	// OutOfOrder mirrors EnrichedSession.outOfOrder.
+	OutOfOrder bool
+
+	// sessionOutcome is the normalised outcome written into the EnrichedSession, for the state.
+	sessionOutcome string
+	// state is the session's state after this event, written with it; nil without a state store.
+	state *schemas.SessionState
 }
 
 // Truncation level labels of idnow_connector_enrich_records_truncated_total, in degrade order.
@@ -119,6 +132,7 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 			}
 		}
 		out := Map(&ev, s, blocks, fetched, d.Policy, now(), d.Version)
+		out.OutOfOrder = m.OutOfOrder
 		value, err := d.Enriched.Encode(out)
 		if err != nil {
 			return Result{}, &stageError{stage: stageEncode, err: err}
@@ -141,7 +155,8 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 		if out.Session.Outcome != nil {
 			outcome = *out.Session.Outcome
 		}
-		res := Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated, ReceivedAt: ev.ReceivedAt}
+		res := Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated,
+			OutOfOrder: out.OutOfOrder, sessionOutcome: outcome, ReceivedAt: ev.ReceivedAt}
 		if ev.CreatedAt != nil {
 			res.CreatedAt = *ev.CreatedAt
 		}

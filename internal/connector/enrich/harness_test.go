@@ -35,7 +35,7 @@ const (
 
 var testTopics = kafka.TopicsConfig{
 	Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
-	Create: true, Partitions: testPartitions, ReplicationFactor: -1,
+	State: "idnow.sessions.state", Create: true, Partitions: testPartitions, ReplicationFactor: -1,
 }
 
 // testLog writes warnings and errors to the test log, so a failing test shows why.

@@ -181,21 +181,43 @@ func describeMaxMessageBytes(ctx context.Context, adm *kadm.Client) (int, error)
 var ErrRecordTooLarge = errors.New("record exceeds the output topic's size limit")
 
 // produceRejection classifies a produce error of one record: the DLQ class when the error is
-// permanent for that record alone (retrying the same bytes can never succeed, and other records
-// are unaffected), "" when it is transient or concerns the whole client.
+// permanent for that record (retrying the same bytes can never succeed), "" when it is
+// transient or concerns the whole client. The broker answers these classes for a whole
+// partition batch, so produceRound produces records refused together alone before believing it.
+// TOPIC_AUTHORIZATION_FAILED is not one of them: a missing WRITE ACL on an output topic refuses
+// every record, and dead-lettering them would commit (drain) the whole input; it is retried
+// like a transient error, with the blocked gauge set (see Enricher.outputDenied).
 func produceRejection(err error) string {
 	switch {
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
 		return ClassRecordTooLarge
 	case errors.Is(err, kerr.InvalidRecord), errors.Is(err, kerr.CorruptMessage),
-		errors.Is(err, kerr.PolicyViolation), errors.Is(err, kerr.InvalidTopicException),
-		errors.Is(err, kerr.TopicAuthorizationFailed):
+		errors.Is(err, kerr.PolicyViolation), errors.Is(err, kerr.InvalidTopicException):
 		// CorruptMessage: the broker also answers it for a null key on a compacted topic;
-		// franz-go does not retry it either. TopicAuthorizationFailed: this topic only; the
-		// other topics of the batch still take records.
+		// franz-go does not retry it either.
 		return ClassOutputRejected
 	}
 	return ""
+}
+
+// outputDenied tracks an output topic refusing the enricher's writes (TOPIC_AUTHORIZATION_FAILED)
+// across produce rounds: denied is the topic of this round's refusal, "" when the round had
+// none. The first refusal logs at ERROR naming the topic and the ACL to grant and sets the
+// blocked gauge; nothing is dead-lettered or committed meanwhile, so lag grows and the stall
+// watchdog fires. Only the poll loop calls it.
+func (e *Enricher) outputDenied(denied string, err error) {
+	switch {
+	case denied != "" && e.deniedTopic == "":
+		e.deniedTopic = denied
+		e.m.block()
+		e.log.Error("the enricher is not authorised to write to an output topic (TOPIC_AUTHORIZATION_FAILED); "+
+			"grant its principal WRITE (and DESCRIBE) on the topic; events are retried, neither dead-lettered nor committed, until then",
+			slog.String("topic", denied), slog.String("acl", "WRITE on topic "+denied), slog.Any("err", err))
+	case denied == "" && e.deniedTopic != "":
+		e.log.Info("output topic accepts the enricher's writes again", slog.String("topic", e.deniedTopic))
+		e.deniedTopic = ""
+		e.m.unblock()
+	}
 }
 
 // rejectionError wraps a produce error with the record's position for the DLQ header.

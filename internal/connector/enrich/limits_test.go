@@ -157,7 +157,8 @@ func TestProduceRejection(t *testing.T) {
 		{kerr.MessageTooLarge, ClassRecordTooLarge},
 		{fmt.Errorf("wrapped: %w", kerr.RecordListTooLarge), ClassRecordTooLarge},
 		{kerr.InvalidRecord, ClassOutputRejected},
-		{kerr.TopicAuthorizationFailed, ClassOutputRejected},
+		{kerr.TopicAuthorizationFailed, ""}, // the whole client: retried and blocked, never dead-lettered
+		{kerr.CorruptMessage, ClassOutputRejected},
 		{kerr.PolicyViolation, ClassOutputRejected},
 		{kerr.NotLeaderForPartition, ""},
 		{kerr.RequestTimedOut, ""},

@@ -33,6 +33,7 @@ func Map(ev *schemas.SessionEvent, s *idnow.Session, blocks []idnow.DataBlock, f
 			SessionStatus: ev.SessionStatus,
 			CreatedAt:     msPtr(ev.CreatedAt),
 			ReceivedAt:    ms(ev.ReceivedAt),
+			Origin:        origin(ev.Origin),
 		},
 		Session:           mapSession(ev, s),
 		DataBlocksFetched: fetched,
@@ -207,4 +208,13 @@ func msPtr(t *time.Time) *time.Time {
 	}
 	v := ms(*t)
 	return &v
+}
+
+// origin names where the event came from; records written before the field existed (or by a
+// producer that left it empty) are webhooks, as the schema's default says.
+func origin(o string) string {
+	if o == "" {
+		return schemas.OriginWebhook
+	}
+	return o
 }

@@ -196,6 +196,9 @@ func (m *metrics) dropLag(partitions []int32) {
 // committed records the results of a committed batch.
 func (m *metrics) committed(results []Result, at time.Time) {
 	for _, r := range results {
+		if r.Skipped != "" {
+			continue // counted by idnow_connector_enrich_events_skipped_total
+		}
 		if r.DLQClass != "" {
 			m.dlq.WithLabelValues(r.DLQClass).Inc()
 			m.recent.add(r, at)

@@ -53,10 +53,14 @@ type lsoMark struct {
 }
 
 // progress is the enricher's view of its own progress, shared by the poll loop, the monitor
-// and Ready. The loop writes pending and lastCommit; the monitor the rest.
+// and Ready. The loop writes pending, lastCommit and lastHandled; the monitor the rest.
 type progress struct {
 	pending    atomic.Int64 // records polled and not committed yet
 	lastCommit atomic.Int64 // unix nanoseconds of the last commit; 0 = none yet
+	// lastHandled is the unix nanoseconds of the last event the handler finished; 0 = none
+	// yet. A batch of max_poll_records at idnow.rate_limit (plus a Retry-After) can take longer
+	// than stall_after to commit while every event progresses.
+	lastHandled atomic.Int64
 
 	mu            sync.Mutex
 	assigned      map[int32]bool // input partitions this member owns
@@ -82,13 +86,17 @@ func (p *progress) assign(parts []int32) {
 	}
 }
 
-func (p *progress) unassign(parts []int32) {
+// unassign forgets parts and calls dropLag for them, under p.mu: refresh sets the lag series
+// under p.mu too, so a refresh running meanwhile cannot re-create the series of a revoked
+// partition after it was dropped (it would never be deleted).
+func (p *progress) unassign(parts []int32, dropLag func([]int32)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, q := range parts {
 		delete(p.assigned, q)
 		delete(p.lag, q)
 	}
+	dropLag(parts)
 }
 
 // problem returns why readiness fails, or nil.
@@ -321,8 +329,9 @@ func (e *Enricher) refreshFailed(ctx context.Context, what string, err error) {
 }
 
 // evalStall sets the stalled state: input is waiting (records polled and not committed, or lag
-// on this member's partitions) and nothing has committed for enrich.stall_after, counted from
-// the later of the last commit and the moment input started waiting.
+// on this member's partitions) and neither a commit nor a handled event happened for
+// enrich.stall_after, counted from the latest of the last commit, the last handled event and
+// the moment input started waiting.
 func (e *Enricher) evalStall(now time.Time) {
 	p := e.progress
 	p.mu.Lock()
@@ -345,24 +354,26 @@ func (e *Enricher) evalStall(now time.Time) {
 		p.waitingSince = now
 	}
 	ref := p.waitingSince
-	if last := p.lastCommit.Load(); last > 0 && time.Unix(0, last).After(ref) {
-		ref = time.Unix(0, last)
+	for _, last := range []int64{p.lastCommit.Load(), p.lastHandled.Load()} {
+		if last > 0 && time.Unix(0, last).After(ref) {
+			ref = time.Unix(0, last)
+		}
 	}
 	idle := now.Sub(ref)
 	if idle < e.cfg.StallAfter {
 		if p.stalledReason != "" {
-			e.log.Info("enricher no longer stalled: a batch committed")
+			e.log.Info("enricher no longer stalled: a batch committed or an event was handled")
 		}
 		p.stalledReason = ""
 		e.m.stalled.Set(0)
 		return
 	}
 	was := p.stalledReason != ""
-	p.stalledReason = fmt.Sprintf("enricher stalled: input is waiting (%d records polled and uncommitted, lag %d) and nothing has committed for %s (enrich.stall_after %s); the log says why (aborted transactions, retries, hanging transactions)",
+	p.stalledReason = fmt.Sprintf("enricher stalled: input is waiting (%d records polled and uncommitted, lag %d) and neither a commit nor a handled event for %s (enrich.stall_after %s); the log says why (aborted transactions, retries, hanging transactions)",
 		pending, lag, idle.Round(time.Second), e.cfg.StallAfter)
 	e.m.stalled.Set(1)
 	if !was {
-		e.log.Error("enricher stalled: input is waiting and nothing has committed for enrich.stall_after",
+		e.log.Error("enricher stalled: input is waiting and neither a commit nor a handled event for enrich.stall_after",
 			slog.Int64("pending", pending), slog.Int64("lag", lag), slog.Duration("idle", idle), slog.Duration("stall_after", e.cfg.StallAfter))
 	}
 }

@@ -65,6 +65,10 @@ type DedupeConfig struct {
 	MaxEntries int           `koanf:"max_entries"` // memory bound; the oldest ids are forgotten first
 }
 
+// StopTimeout is how long the ingress may take to stop: ingress.shutdown_timeout to answer the
+// webhooks in flight plus a margin for closing connections.
+func (c Config) StopTimeout() time.Duration { return c.ShutdownTimeout + 5*time.Second }
+
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{

@@ -116,6 +116,7 @@ func ParseEvent(data []byte) (*schemas.SessionEvent, error) {
 		LastStepID:     raw.LastStepID.ptr(),
 		LastStepType:   raw.LastStepType.ptr(),
 		LastStepStatus: raw.LastStepStatus.ptr(),
+		Origin:         schemas.OriginWebhook,
 	}
 	if p := raw.Payload; p != nil {
 		if p.SessionID.value != "" {

@@ -167,7 +167,7 @@ func (in *Ingress) Run(ctx context.Context) error {
 
 // StopTimeout is how long Run may take to return after ctx ends: ingress.shutdown_timeout
 // plus a margin for closing connections.
-func (in *Ingress) StopTimeout() time.Duration { return in.cfg.ShutdownTimeout + 5*time.Second }
+func (in *Ingress) StopTimeout() time.Duration { return in.cfg.StopTimeout() }
 
 func (in *Ingress) scheme() string {
 	if in.tls != nil {

@@ -72,7 +72,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- include "idnow.port" (dict "listen" (dig "ingress" "listen" "" .Values.config) "default" ":8080" "key" "config.ingress.listen") -}}
 {{- end -}}
 
-{{/* Pod annotations shared by both workloads: prometheus.io/*, the config checksum, user's. */}}
+{{/* Pod annotations shared by all workloads: prometheus.io/*, the config checksum, user's. */}}
 {{- define "idnow.podAnnotations" -}}
 {{- if .Values.metrics.podAnnotations }}
 prometheus.io/scrape: "true"
@@ -86,7 +86,7 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 {{- end -}}
 
 {{/*
-The container's volume mounts and the pod's volumes, shared by both workloads: pass
+The container's volume mounts and the pod's volumes, shared by all workloads: pass
 (dict "ctx" $ "keys" <secret keys>).
 */}}
 {{- define "idnow.volumeMounts" -}}

@@ -1,0 +1,297 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+// Decoder decodes SessionState record values in either wire format; *serde.Codec satisfies it.
+type Decoder interface {
+	Decode(ctx context.Context, b []byte, v any) error
+}
+
+// Store holds the restored state of the partitions one enricher owns: one map per partition of
+// topics.state (the same partition number as the sessions partition it describes). It is safe
+// for concurrent use.
+type Store struct {
+	mu    sync.RWMutex
+	parts map[int32]map[string]*schemas.SessionState
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store { return &Store{parts: map[int32]map[string]*schemas.SessionState{}} }
+
+// Restored reports whether partition p has been restored and not dropped since.
+func (s *Store) Restored(p int32) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.parts[p]
+	return ok
+}
+
+// Get returns the state of a session in partition p, or nil. The value must not be modified.
+func (s *Store) Get(p int32, sessionID string) *schemas.SessionState {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.parts[p][sessionID]
+}
+
+// Put records committed state; it is ignored for a partition that is not restored (dropped
+// meanwhile: the next owner restores it from the topic).
+func (s *Store) Put(p int32, st *schemas.SessionState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m, ok := s.parts[p]; ok {
+		m[st.SessionID] = st
+	}
+}
+
+// Drop forgets partitions (revoked, lost, or the client closed).
+func (s *Store) Drop(ps ...int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range ps {
+		delete(s.parts, p)
+	}
+}
+
+// DropAll forgets every partition.
+func (s *Store) DropAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.parts)
+}
+
+// Len returns the number of sessions held, over all partitions.
+func (s *Store) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, m := range s.parts {
+		n += len(m)
+	}
+	return n
+}
+
+// Restore reads partitions ps of topic from the start to their last stable offset (read
+// committed: aborted enrichments never count) and installs them, replacing what was held.
+// opts are the base client options (brokers, TLS, SASL); Restore builds its own short-lived
+// client. It returns the number of sessions restored.
+func (s *Store) Restore(ctx context.Context, opts []kgo.Opt, topic string, dec Decoder, ps []int32) (int, error) {
+	maps := make(map[int32]map[string]*schemas.SessionState, len(ps))
+	for _, p := range ps {
+		maps[p] = map[string]*schemas.SessionState{}
+	}
+	err := ReadPartitions(ctx, opts, topic, ps, func(r *kgo.Record) error {
+		return apply(ctx, maps[r.Partition], dec, r)
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p, m := range maps {
+		s.parts[p] = m
+		n += len(m)
+	}
+	return n, nil
+}
+
+// ReadAll reads every partition of topic to its last stable offset and returns the state of
+// every session, for the reconciler.
+func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, dec Decoder) (map[string]*schemas.SessionState, error) {
+	all := map[string]*schemas.SessionState{}
+	err := ReadPartitions(ctx, opts, topic, nil, func(r *kgo.Record) error { return apply(ctx, all, dec, r) })
+	return all, err
+}
+
+// apply folds one state record into m: a tombstone (the erase tool's, or a topic cleanup)
+// removes the session, anything else replaces it. A record that does not decode is an error:
+// skipping it would silently drop what it protects against (duplicates).
+func apply(ctx context.Context, m map[string]*schemas.SessionState, dec Decoder, r *kgo.Record) error {
+	key := string(r.Key)
+	if r.Value == nil {
+		delete(m, key)
+		return nil
+	}
+	var st schemas.SessionState
+	if err := dec.Decode(ctx, r.Value, &st); err != nil {
+		return fmt.Errorf("state record %s/%d@%d (key %q) does not decode: %w; if the topic holds foreign records, point topics.state at a topic only the enricher writes", r.Topic, r.Partition, r.Offset, key, err)
+	}
+	if st.SessionID == "" {
+		st.SessionID = key
+	}
+	m[key] = &st
+	return nil
+}
+
+// ReadPartitions calls fn for every committed record of topic's partitions ps (nil: all) from
+// the log start to the last stable offset as it was when the read began.
+func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int32, fn func(*kgo.Record) error) error {
+	_, err := readFrom(ctx, opts, topic, ps, nil, fn)
+	return err
+}
+
+// readFrom reads partitions ps (nil: all) of topic from the offsets in from (the log start for
+// a partition missing there, or when the log start is past it) to the last stable offset as it
+// was when the read began, and returns the offsets to continue from. Control records are kept
+// by the client only so that the read position reaches the end even when the log ends in a
+// transaction marker; fn never sees them.
+func readFrom(ctx context.Context, opts []kgo.Opt, topic string, ps []int32, from map[int32]int64, fn func(*kgo.Record) error) (map[int32]int64, error) {
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("state read: new client: %w", err)
+	}
+	ends, starts, err := bounds(ctx, kadm.NewClient(adm), topic)
+	adm.Close()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if _, ok := ends[p]; !ok {
+			return nil, fmt.Errorf("state read: %s has no partition %d; topics.state must have as many partitions as topics.sessions", topic, p)
+		}
+	}
+	next := map[int32]int64{}
+	want := map[int32]kgo.Offset{}
+	remaining := map[int32]int64{}
+	for p, end := range ends {
+		if ps != nil && !slices.Contains(ps, p) {
+			continue
+		}
+		at := max(from[p], starts[p])
+		next[p] = max(at, end)
+		if end > at {
+			want[p] = kgo.NewOffset().At(at)
+			remaining[p] = end
+		}
+	}
+	if len(want) == 0 {
+		return next, nil
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(opts),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: want}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("state read: new consumer: %w", err)
+	}
+	defer cl.Close()
+	for len(remaining) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("state read of %s stopped with %d partitions unfinished: %w", topic, len(remaining), err)
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) {
+			if ferr == nil {
+				ferr = fmt.Errorf("state read %s/%d: %w", t, p, err)
+			}
+		})
+		if ferr != nil {
+			return nil, ferr
+		}
+		for _, r := range fs.Records() {
+			end, ok := remaining[r.Partition]
+			if !ok || r.Offset >= end {
+				continue
+			}
+			if !r.Attrs.IsControl() {
+				if err := fn(r); err != nil {
+					return nil, err
+				}
+			}
+			if r.Offset+1 >= end {
+				delete(remaining, r.Partition)
+			}
+		}
+	}
+	return next, nil
+}
+
+// View is an incrementally maintained copy of the whole state topic, for the reconciler: each
+// CatchUp reads only what was committed since the previous one, so a pass every few minutes
+// does not re-read millions of sessions. It is not safe for concurrent use.
+type View struct {
+	topic   string
+	dec     Decoder
+	opts    []kgo.Opt
+	offsets map[int32]int64
+	states  map[string]*schemas.SessionState
+}
+
+// NewView returns an empty view of topic; the first CatchUp reads it from the start.
+func NewView(opts []kgo.Opt, topic string, dec Decoder) *View {
+	return &View{topic: topic, dec: dec, opts: opts, offsets: map[int32]int64{}, states: map[string]*schemas.SessionState{}}
+}
+
+// CatchUp reads what was committed since the last call and returns the states (the view's own
+// map: read it, do not keep or modify it). Sessions whose state changed before olderThan are
+// dropped: a pass over a window never needs them, and the view stays bounded by the window.
+// On error the view is left as it was before the call.
+func (v *View) CatchUp(ctx context.Context, olderThan time.Time) (map[string]*schemas.SessionState, error) {
+	staged := map[string]*schemas.SessionState{}
+	var deleted []string
+	next, err := readFrom(ctx, v.opts, v.topic, nil, v.offsets, func(r *kgo.Record) error {
+		key := string(r.Key)
+		if r.Value == nil {
+			delete(staged, key)
+			deleted = append(deleted, key)
+			return nil
+		}
+		return apply(ctx, staged, v.dec, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range deleted {
+		if _, again := staged[k]; !again {
+			delete(v.states, k)
+		}
+	}
+	maps.Copy(v.states, staged)
+	v.offsets = next
+	for k, st := range v.states {
+		if st.UpdatedAt.Before(olderThan) {
+			delete(v.states, k)
+		}
+	}
+	return v.states, nil
+}
+
+// bounds returns each partition's last stable offset (the read_committed end) and log start.
+func bounds(ctx context.Context, adm *kadm.Client, topic string) (ends, starts map[int32]int64, err error) {
+	endOffs, err := adm.ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = endOffs.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("state read: list end offsets of %s: %w", topic, err)
+	}
+	startOffs, err := adm.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = startOffs.Error()
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("state read: list start offsets of %s: %w", topic, err)
+	}
+	ends, starts = map[int32]int64{}, map[int32]int64{}
+	endOffs.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	startOffs.Each(func(o kadm.ListedOffset) { starts[o.Partition] = o.Offset })
+	if len(ends) == 0 {
+		return nil, nil, errors.New("state read: topic " + topic + " has no partitions (does it exist?)")
+	}
+	return ends, starts, nil
+}
