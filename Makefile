@@ -83,3 +83,8 @@ registry-up: ## Start Apicurio Registry 3.3.3 on 127.0.0.1:$(REGISTRY_PORT) (cco
 
 registry-down: ## Stop the local Apicurio Registry (in-memory: its schemas are gone)
 	@REGISTRY_PORT='$(REGISTRY_PORT)' REGISTRY_MANAGEMENT_PORT='$(REGISTRY_MANAGEMENT_PORT)' scripts/registry-down.sh
+
+.PHONY: status-screenshot
+status-screenshot: ## Renew docs/status-page.png from a running `run` in headless Chromium (installs Chromium from Debian's packages once)
+	CHROMIUM="$$(scripts/chromium.sh)" STATUS_PAGE_SCREENSHOT="$(CURDIR)/docs/status-page.png" \
+		$(GO) test -count=1 -run '^TestStatusPageInChromium$$' ./internal/app

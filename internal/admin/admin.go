@@ -1,6 +1,7 @@
 // Package admin serves the operational endpoints every component shares: Prometheus metrics,
-// liveness and readiness. It knows nothing about what it reports on: components register named
-// readiness checks.
+// liveness, readiness, and a status page (/ as HTML, /status as JSON). It knows nothing about
+// what it reports on: components register named readiness checks, and the application supplies
+// a StatusProvider.
 package admin
 
 import (
@@ -21,7 +22,7 @@ import (
 
 // Config is the `admin.*` config section.
 type Config struct {
-	Listen string `koanf:"listen"` // e.g. :9090; /metrics, /healthz, /readyz
+	Listen string `koanf:"listen"` // e.g. :9090; /metrics, /healthz, /readyz, / and /status
 }
 
 // DefaultConfig returns the documented defaults.
@@ -44,8 +45,15 @@ type Server struct {
 	ln  net.Listener
 	log *slog.Logger
 
+	gatherer prometheus.Gatherer
+	started  time.Time
+
 	mu     sync.RWMutex
 	checks map[string]Check
+	status StatusProvider
+
+	sampleMu sync.Mutex
+	samples  []sample // counter samples for the status page's rates
 }
 
 // Deps are the admin server's collaborators (the project's constructor convention: Config holds
@@ -71,7 +79,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("admin server: listen on %s (admin.listen): %w", cfg.Listen, err)
 	}
-	s := &Server{ln: ln, log: log, checks: map[string]Check{}}
+	s := &Server{ln: ln, log: log, checks: map[string]Check{}, gatherer: gatherer, started: time.Now()}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -79,6 +87,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /{$}", s.statusPage)
+	mux.HandleFunc("GET /status", s.statusJSON)
 	s.srv = &http.Server{
 		Addr:              cfg.Listen,
 		Handler:           mux,

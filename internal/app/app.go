@@ -58,6 +58,8 @@ type App struct {
 	api *idnow.Client
 	// progressOut receives the status line (progress.go); nil means none.
 	progressOut io.Writer
+	// enricher feeds the status page's newest DLQ entries (nil unless the mode runs it).
+	enricher *enrich.Enricher
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -100,6 +102,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.group.Add(lifecycle.Part{Name: "admin", Run: a.admin.Run, StopTimeout: a.admin.StopTimeout(), Release: a.admin.Close})
+	a.admin.SetStatusProvider(statusProvider{a})
 	if err := a.startKafka(); err != nil {
 		return err
 	}
@@ -375,6 +378,7 @@ func (a *App) startEnricher(ctx context.Context) error {
 		return err
 	}
 	a.group.Add(lifecycle.Part{Name: "enricher", Run: enricher.Run, StopTimeout: enricher.StopTimeout()})
+	a.enricher = enricher
 	a.admin.AddCheck("enricher", enricher.Ready)
 	return nil
 }

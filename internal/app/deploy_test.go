@@ -788,6 +788,8 @@ func TestAlertRules(t *testing.T) {
 		`absent(idnow_connector_build_info{mode=~"enricher|run"})`,
 		`up{job="idnow-connector-ingress"}`,
 		`up{job="idnow-connector-enricher"}`,
+		// Issue 15: the end-to-end latency SLO.
+		`histogram_quantile(0.99, sum(rate(idnow_connector_enrich_end_to_end_seconds_bucket[10m])) by (le)) > 30`,
 	} {
 		if !strings.Contains(exprs, want) {
 			t.Errorf("no alert expression contains %s", want)
@@ -1025,6 +1027,9 @@ func TestGrafanaDashboard(t *testing.T) {
 		"idnow_connector_kafka_produce_records_total",
 		"idnow_connector_kafka_fetch_records_total",
 		"idnow_connector_kafka_buffered_produce_records{",
+		// Issue 15: p50/p99 of both latency histograms.
+		"histogram_quantile(0.5, sum by (le) (rate(idnow_connector_enrich_end_to_end_seconds_bucket",
+		"histogram_quantile(0.99, sum by (le) (rate(idnow_connector_enrich_event_age_seconds_bucket",
 	} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("no dashboard query uses %s", want)

@@ -42,6 +42,9 @@ type Result struct {
 	// Truncated is the truncation level label ("content" or "metadata") when the EnrichedSession
 	// was shortened to fit the output limit, empty otherwise.
 	Truncated string
+	// ReceivedAt and CreatedAt are the SessionEvent's receive time and IDnow's event time (zero
+	// when absent), for the end-to-end latency histograms observed when the batch commits.
+	ReceivedAt, CreatedAt time.Time
 	// Skipped is a state.Skip* reason when the event was not enriched because the pipeline
 	// state shows it enriched already; Records is then empty.
 	Skipped string
@@ -152,8 +155,12 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 		if out.Session.Outcome != nil {
 			outcome = *out.Session.Outcome
 		}
-		return Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated,
-			OutOfOrder: out.OutOfOrder, sessionOutcome: outcome}, nil
+		res := Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated,
+			OutOfOrder: out.OutOfOrder, sessionOutcome: outcome, ReceivedAt: ev.ReceivedAt}
+		if ev.CreatedAt != nil {
+			res.CreatedAt = *ev.CreatedAt
+		}
+		return res, nil
 	}
 }
 

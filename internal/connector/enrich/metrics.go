@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 )
 
 // metrics are the enricher's collectors. Labels are bounded: status and outcome through
@@ -28,6 +30,10 @@ type metrics struct {
 	truncated    *prometheus.CounterVec
 	stalled      prometheus.Gauge
 	hanging      prometheus.Gauge
+	endToEnd     prometheus.Histogram
+	eventAge     prometheus.Histogram
+
+	recent recentDLQ // metadata of the newest committed DLQ records, for the status page
 
 	mu           sync.Mutex
 	blockedCount int  // events waiting in Retry
@@ -94,6 +100,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: ns + "hanging_transactions",
 			Help: "Partitions whose group offsets stay unstable, or whose last stable offset stays behind the end offset (an open transaction), for longer than enrich.transaction_timeout.",
 		}),
+		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    ns + "end_to_end_seconds",
+			Help:    "Time from the ingress accepting the webhook (SessionEvent receivedAt) to its EnrichedSession record committing, per committed record.",
+			Buckets: latencyBuckets,
+		}),
+		eventAge: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    ns + "event_age_seconds",
+			Help:    "Time from IDnow creating the event (createdAt) to its EnrichedSession record committing, per committed record with a createdAt.",
+			Buckets: latencyBuckets,
+		}),
 	}
 	// Every labelled series an alert or dashboard reads exists from the start at 0, so that
 	// increase() sees the first event of each kind.
@@ -125,7 +141,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.enriched, m.dlq, m.duration, m.inFlight, m.transactions, m.lag, m.retries,
-		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging}
+		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging, m.endToEnd, m.eventAge}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {
@@ -185,11 +201,13 @@ func (m *metrics) committed(results []Result, at time.Time) {
 		}
 		if r.DLQClass != "" {
 			m.dlq.WithLabelValues(r.DLQClass).Inc()
+			m.recent.add(r, at)
 		} else {
 			m.enriched.WithLabelValues(r.Status, r.Outcome).Inc()
 			if r.Truncated != "" {
 				m.truncated.WithLabelValues(r.Truncated).Inc()
 			}
+			m.observeLatency(r, at)
 		}
 	}
 	m.transactions.WithLabelValues("committed").Inc()
@@ -220,3 +238,73 @@ func Metrics(m *metrics) Middleware {
 		}
 	}
 }
+
+// latencyBuckets span a healthy pipeline (tens of milliseconds) to a backlog of minutes; the
+// IdnowEndToEndLatencyHigh alert's threshold (30 s by default) must stay a bucket boundary for
+// histogram_quantile to be exact there.
+var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
+
+// observeLatency records a committed enriched record's end-to-end latency and event age. Clocks
+// of the ingress, IDnow and this host differ slightly: a negative span counts as 0 rather than
+// being dropped, so the histogram's count stays the number of committed records.
+func (m *metrics) observeLatency(r Result, at time.Time) {
+	if !r.ReceivedAt.IsZero() {
+		m.endToEnd.Observe(max(at.Sub(r.ReceivedAt).Seconds(), 0))
+	}
+	if !r.CreatedAt.IsZero() {
+		m.eventAge.Observe(max(at.Sub(r.CreatedAt).Seconds(), 0))
+	}
+}
+
+// DLQEntry is the metadata of one record the enricher committed to the dead-letter topic: no
+// record content, only what an operator needs to find it (the DLQ record's key is the session
+// id, its idnow.event_id header the event id).
+type DLQEntry struct {
+	EventID   string
+	SessionID string
+	Reason    string // the error class (dlq_records_total's reason label)
+	At        time.Time
+}
+
+// recentDLQSize is how many DLQ entries the status page can show.
+const recentDLQSize = 20
+
+// recentDLQ is a ring of the newest committed DLQ entries.
+type recentDLQ struct {
+	mu      sync.Mutex
+	entries [recentDLQSize]DLQEntry
+	next, n int
+}
+
+func (q *recentDLQ) add(r Result, at time.Time) {
+	e := DLQEntry{Reason: r.DLQClass, At: at}
+	if len(r.Records) > 0 {
+		rec := r.Records[0]
+		e.SessionID = string(rec.Key)
+		for _, h := range rec.Headers {
+			if h.Key == serde.HeaderEventID {
+				e.EventID = string(h.Value)
+			}
+		}
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.entries[q.next] = e
+	q.next = (q.next + 1) % recentDLQSize
+	q.n = min(q.n+1, recentDLQSize)
+}
+
+// newest returns the entries, newest first.
+func (q *recentDLQ) newest() []DLQEntry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]DLQEntry, 0, q.n)
+	for i := 1; i <= q.n; i++ {
+		out = append(out, q.entries[(q.next-i+recentDLQSize)%recentDLQSize])
+	}
+	return out
+}
+
+// RecentDLQ returns the metadata of the newest records committed to topics.dlq (at most 20),
+// newest first; the status page shows them.
+func (e *Enricher) RecentDLQ() []DLQEntry { return e.m.recent.newest() }
