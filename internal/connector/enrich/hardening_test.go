@@ -318,6 +318,7 @@ func testBrokerRefuses(t *testing.T, delivery string) {
 	logs := &syncBuffer{}
 	r := startEnricherLogged(t, brokers, api, cfg, logs)
 	eventually(t, 20*time.Second, "joined", r.e.joined.Load, func() string { return "not joined" })
+	waitLimitsResolved(t, r)
 
 	adm := kadm.NewClient(newProducer(t, brokers))
 	limit := "3000"
@@ -653,4 +654,18 @@ func TestCountersPreCreated(t *testing.T) {
 			t.Errorf("DLQ reason %s is not pre-created", c)
 		}
 	}
+}
+
+// waitLimitsResolved waits until the enricher has read the output topics' size limits. A test
+// that lowers a limit afterwards then meets the broker's refusal, not a limit the enricher
+// already knew (joining the group and reading the limits race at start-up).
+func waitLimitsResolved(t *testing.T, r *running) {
+	t.Helper()
+	resolved := func() bool {
+		r.e.limits.mu.Lock()
+		defer r.e.limits.mu.Unlock()
+		_, ok := r.e.limits.topics[testTopics.Enriched]
+		return ok
+	}
+	eventually(t, 20*time.Second, "output limits read", resolved, func() string { return "limits not read" })
 }

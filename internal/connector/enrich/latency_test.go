@@ -46,6 +46,7 @@ func TestEndToEndLatencyCountsCommittedRecords(t *testing.T) {
 	logs := &syncBuffer{}
 	r := startEnricherLogged(t, brokers, &safeAPI{api: fake}, cfg, logs)
 	eventually(t, 20*time.Second, "joined", r.e.joined.Load, func() string { return "not joined" })
+	waitLimitsResolved(t, r)
 
 	adm := kadm.NewClient(newProducer(t, brokers))
 	limit := "3000"
