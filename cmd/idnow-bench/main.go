@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&ec.RunTimeout, "run-timeout", ec.RunTimeout, "enricher: bound on each drain")
 	fs.BoolVar(&ic.WhatIfLinger0, "what-if-linger0", ic.WhatIfLinger0, "ingress: also measure the ingress with kgo.ProducerLinger(0)")
 	fs.IntVar(&rc.Sessions, "sessions", rc.Sessions, "restore: session states in the state topic")
+	fs.IntVar(&rc.Versions, "versions", rc.Versions, "restore: records per session in the state topic (1 = compacted; the enricher writes one per enriched event)")
 	fs.IntVar(&rc.Partitions, "partitions", rc.Partitions, "restore: partitions of the state topic (all restored by one child)")
 	fs.IntVar(&rc.EventIDs, "event-ids", rc.EventIDs, "restore: enriched event ids per session state")
 	fs.DurationVar(&rc.RunTimeout, "restore-timeout", rc.RunTimeout, "restore: bound on the restore")

@@ -222,6 +222,8 @@ func TestRestoreConfigValidate(t *testing.T) {
 		func(c *RestoreConfig) { c.Exe = "" },
 		func(c *RestoreConfig) { c.Sessions = 0 },
 		func(c *RestoreConfig) { c.Partitions = 0 },
+		func(c *RestoreConfig) { c.Versions = 0 },
+		func(c *RestoreConfig) { c.Sessions, c.Versions = 1_000_000, 21 },
 		func(c *RestoreConfig) { c.EventIDs = state.MaxEventIDs + 1 },
 		func(c *RestoreConfig) { c.TxnRecords = 0 },
 		func(c *RestoreConfig) { c.RunTimeout = 0 },
@@ -244,7 +246,7 @@ func TestRestoreTargetRestoresTheFilledTopic(t *testing.T) {
 	}
 	defer e.Close()
 	cfg := DefaultRestoreConfig()
-	cfg.Sessions, cfg.Partitions, cfg.TxnRecords = 2500, 3, 1000
+	cfg.Sessions, cfg.Versions, cfg.Partitions, cfg.TxnRecords = 2500, 3, 3, 1000
 	topic := "bench.restore.test"
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.TransactionalID("fill"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -27,18 +28,22 @@ const TargetRestore = "restore"
 
 // RestoreConfig bounds the state restore benchmark.
 type RestoreConfig struct {
-	Exe        string
-	Brokers    []string // a real cluster; empty starts an embedded broker in this process
-	Sessions   int      // session states written, one record per session (a compacted topic)
-	Partitions int      // partitions of the state topic
-	EventIDs   int      // enriched event ids per session state
-	TxnRecords int      // records per fill transaction
+	Exe      string
+	Brokers  []string // a real cluster; empty starts an embedded broker in this process
+	Sessions int      // session states written
+	// Versions is the records written per session (the last one wins). 1 is a fully compacted
+	// topic; the enricher writes one record per enriched event, and Kafka never compacts the
+	// active segment, so an uncompacted topic holds about as many records as events enriched.
+	Versions   int
+	Partitions int // partitions of the state topic
+	EventIDs   int // enriched event ids per session state
+	TxnRecords int // records per fill transaction
 	RunTimeout time.Duration
 }
 
 // DefaultRestoreConfig is the issue's figure: 1 000 000 sessions over 6 partitions.
 func DefaultRestoreConfig() RestoreConfig {
-	return RestoreConfig{Sessions: 1_000_000, Partitions: 6, EventIDs: 4, TxnRecords: 10000, RunTimeout: 10 * time.Minute}
+	return RestoreConfig{Sessions: 1_000_000, Versions: 1, Partitions: 6, EventIDs: 4, TxnRecords: 10000, RunTimeout: 10 * time.Minute}
 }
 
 // Validate reports a config the runner cannot honour.
@@ -49,6 +54,9 @@ func (c RestoreConfig) Validate() error {
 	}
 	if c.Sessions <= 0 || c.Sessions > 5_000_000 {
 		errs = append(errs, errors.New("restore bench: -sessions must be between 1 and 5000000, e.g. 1000000"))
+	}
+	if c.Versions < 1 || c.Versions > 64 || int64(c.Sessions)*int64(c.Versions) > 20_000_000 {
+		errs = append(errs, errors.New("restore bench: -versions must be between 1 and 64, with -sessions x -versions at most 20000000"))
 	}
 	if c.Partitions <= 0 || c.Partitions > 1000 {
 		errs = append(errs, errors.New("restore bench: -partitions must be between 1 and 1000, e.g. 6"))
@@ -69,6 +77,9 @@ func (c RestoreConfig) Validate() error {
 type RestoreResult struct {
 	Sessions int           `json:"sessions"`
 	Took     time.Duration `json:"took"`
+	// LiveHeap is the heap still allocated after a GC once the restore is done: what holding
+	// the restored sessions costs, without the garbage of decoding them.
+	LiveHeap int64 `json:"liveHeap"`
 }
 
 // RestoreReport is the outcome of the restore benchmark.
@@ -155,8 +166,10 @@ func RunRestore(ctx context.Context, cfg RestoreConfig, log *slog.Logger) (*Rest
 	return rep, nil
 }
 
-// fillState writes one SessionState per session, keyed by session id and spread over the
-// partitions, in transactions of cfg.TxnRecords records, and returns the value bytes written.
+// fillState writes cfg.Versions SessionStates per session (all of a session's versions after
+// every session's previous one, as sessions progress side by side), keyed by session id and
+// spread over the partitions, in transactions of cfg.TxnRecords records, and returns the value
+// bytes written.
 func fillState(ctx context.Context, cl *kgo.Client, topic string, cfg RestoreConfig) (int64, error) {
 	codec, err := serde.NewCodec(ctx, serde.CodecConfig{Schema: schemas.SessionStateSchema()}, nil)
 	if err != nil {
@@ -165,12 +178,13 @@ func fillState(ctx context.Context, cl *kgo.Client, topic string, cfg RestoreCon
 	var bytes int64
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	status, outcome := "COMPLETED", "SUCCESS"
-	for lo := 0; lo < cfg.Sessions; lo += cfg.TxnRecords {
+	total := cfg.Sessions * cfg.Versions
+	for lo := 0; lo < total; lo += cfg.TxnRecords {
 		if err := cl.BeginTransaction(); err != nil {
 			return bytes, fmt.Errorf("begin fill transaction: %w", err)
 		}
-		for i := lo; i < min(lo+cfg.TxnRecords, cfg.Sessions); i++ {
-			sid := fmt.Sprintf("bench-session-%08d", i)
+		for i := lo; i < min(lo+cfg.TxnRecords, total); i++ {
+			sid := fmt.Sprintf("bench-session-%08d", i%cfg.Sessions)
 			ids := make([]string, cfg.EventIDs)
 			for j := range ids {
 				ids[j] = fmt.Sprintf("%s-event-%d", sid, j)
@@ -180,7 +194,7 @@ func fillState(ctx context.Context, cl *kgo.Client, topic string, cfg RestoreCon
 				return bytes, err
 			}
 			bytes += int64(len(v))
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % cfg.Partitions), Key: []byte(sid), Value: v}, nil)
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(i % cfg.Sessions % cfg.Partitions), Key: []byte(sid), Value: v}, nil)
 		}
 		if err := cl.Flush(ctx); err != nil {
 			return bytes, fmt.Errorf("flush fill transaction: %w", err)
@@ -210,7 +224,11 @@ func serveRestore(ctx context.Context, spec TargetSpec, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	b, err := json.Marshal(RestoreResult{Sessions: n, Took: time.Since(start)})
+	took := time.Since(start)
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b, err := json.Marshal(RestoreResult{Sessions: n, Took: took, LiveHeap: int64(ms.HeapAlloc)})
 	if err != nil {
 		return err
 	}
@@ -225,11 +243,11 @@ func serveRestore(ctx context.Context, spec TargetSpec, stdout io.Writer) error 
 // Write renders the report as the table BENCHMARKS.md quotes.
 func (r *RestoreReport) Write(w io.Writer) {
 	fmt.Fprintf(w, "\n## State restore (broker: %s)\n\n", r.Broker)
-	fmt.Fprintln(w, "| sessions | partitions | event ids/session | records in topic | value bytes | fill | restore | sessions/s | restore child peak RSS | runner peak RSS |")
-	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	fmt.Fprintf(w, "| %d | %d | %d | %d | %s | %s | **%s** | %.0f | **%s** | %s |\n", r.Result.Sessions, r.Config.Partitions, r.Config.EventIDs,
+	fmt.Fprintln(w, "| sessions | records/session | partitions | event ids/session | records in topic | value bytes | fill | restore | sessions/s | restore child peak RSS | live heap after restore | runner peak RSS |")
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| %d | %d | %d | %d | %d | %s | %s | **%s** | %.0f | **%s** | %s | %s |\n", r.Result.Sessions, r.Config.Versions, r.Config.Partitions, r.Config.EventIDs,
 		r.RecordsRead, mib(r.Bytes), r.Fill.Round(100*time.Millisecond), r.Result.Took.Round(10*time.Millisecond),
-		float64(r.Result.Sessions)/r.Result.Took.Seconds(), mib(r.PeakRSS), mib(r.RunnerPeak))
+		float64(r.Result.Sessions)/r.Result.Took.Seconds(), mib(r.PeakRSS), mib(r.Result.LiveHeap), mib(r.RunnerPeak))
 }
 
 // selfKiB reads a field of this process's /proc status, in KiB.
