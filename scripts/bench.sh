@@ -4,7 +4,8 @@
 #      ingress handler path, the enrichment mapping;
 #   2. ingress load vs a minimal reference receiver at concurrency 16/64/256;
 #   3. enricher throughput vs the API-bound limit at C=64/256 in both delivery modes;
-#   4. enricher memory while draining a backlog.
+#   4. enricher memory while draining a backlog;
+#   5. state restore of 1 000 000 session states (issue 11; ~10 s, embedded broker).
 #
 #   scripts/bench.sh                 (or: make bench)
 #   KAFKA_BROKERS=127.0.0.1:19092 scripts/bench.sh    also against a real broker (make kafka-up)
@@ -28,6 +29,7 @@ echo "== load benchmarks"
 "$GO" build -o "$OUT/idnow-bench" ./cmd/idnow-bench
 # The embedded broker always runs; with KAFKA_BROKERS the ingress load runs again against it.
 KAFKA_BROKERS= "$OUT/idnow-bench" all -cpuprofile-dir "$OUT" "$@" | tee "$OUT/load.txt"
+KAFKA_BROKERS= "$OUT/idnow-bench" restore | tee "$OUT/restore.txt"
 if [ -n "${KAFKA_BROKERS:-}" ]; then
 	"$OUT/idnow-bench" ingress -brokers "$KAFKA_BROKERS" "$@" | tee "$OUT/load-kafka.txt"
 fi

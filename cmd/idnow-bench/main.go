@@ -37,6 +37,7 @@ func usage() error {
   idnow-bench ingress  [flags]   ingress vs reference receiver at fixed concurrency levels
   idnow-bench enricher [flags]   enricher throughput vs the API-bound limit, and its memory
   idnow-bench all      [flags]   both (what make bench runs)
+  idnow-bench restore  [flags]   state restore time of -sessions session states (not part of all)
 run "idnow-bench <mode> -h" for the flags`)
 }
 
@@ -48,11 +49,12 @@ func run(ctx context.Context, args []string) error {
 		return serveTarget(ctx, args[1:])
 	}
 	mode := args[0]
-	if mode != "ingress" && mode != "enricher" && mode != "all" {
+	if mode != "ingress" && mode != "enricher" && mode != "all" && mode != "restore" {
 		return usage()
 	}
 	ic := loadtest.DefaultIngressConfig()
 	ec := loadtest.DefaultEnrichConfig()
+	rc := loadtest.DefaultRestoreConfig()
 	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
 	brokers := fs.String("brokers", os.Getenv("KAFKA_BROKERS"), "seed brokers of a real cluster (default $KAFKA_BROKERS); empty = embedded broker")
 	levels := fs.String("levels", joinInts(ic.Levels), "ingress: concurrency levels")
@@ -62,11 +64,17 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&ec.Latency, "latency", ec.Latency, "enricher: fixed simulator API latency L")
 	conc := fs.String("concurrency", joinInts(ec.Concurrency), "enricher: concurrency levels C")
 	modes := fs.String("delivery", strings.Join(ec.Deliveries, ","), "enricher: delivery modes")
+	stateModes := fs.String("state", "on", "enricher: state store settings each drain runs with, in order (on, off, or e.g. on,off to compare: off leaves Deps.State nil)")
 	fs.IntVar(&ec.MemoryEvents, "memory-events", ec.MemoryEvents, "enricher: backlog drained for the memory measurement (0 skips it)")
 	fs.DurationVar(&ec.MemoryLatency, "memory-latency", ec.MemoryLatency, "enricher: API latency during the memory drain")
 	fs.IntVar(&ec.MaxPollRecords, "max-poll-records", 0, "enricher: what-if override of enrich.max_poll_records (0 = product default)")
 	fs.DurationVar(&ec.RunTimeout, "run-timeout", ec.RunTimeout, "enricher: bound on each drain")
 	fs.BoolVar(&ic.WhatIfLinger0, "what-if-linger0", ic.WhatIfLinger0, "ingress: also measure the ingress with kgo.ProducerLinger(0)")
+	fs.IntVar(&rc.Sessions, "sessions", rc.Sessions, "restore: session states in the state topic")
+	fs.IntVar(&rc.Versions, "versions", rc.Versions, "restore: records per session in the state topic (1 = compacted; the enricher writes one per enriched event)")
+	fs.IntVar(&rc.Partitions, "partitions", rc.Partitions, "restore: partitions of the state topic (all restored by one child)")
+	fs.IntVar(&rc.EventIDs, "event-ids", rc.EventIDs, "restore: enriched event ids per session state")
+	fs.DurationVar(&rc.RunTimeout, "restore-timeout", rc.RunTimeout, "restore: bound on the restore")
 	profDir := fs.String("cpuprofile-dir", "", "write CPU profiles of the ingress targets and of the enricher's memory drain into this directory")
 	verbose := fs.Bool("v", false, "log progress")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -83,15 +91,26 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("-concurrency: %w", err)
 	}
 	ec.Deliveries = strings.Split(*modes, ",")
+	ec.StateStore = nil
+	for m := range strings.SplitSeq(*stateModes, ",") {
+		switch strings.TrimSpace(m) {
+		case "on":
+			ec.StateStore = append(ec.StateStore, true)
+		case "off":
+			ec.StateStore = append(ec.StateStore, false)
+		default:
+			return fmt.Errorf("-state %q: list on and/or off, e.g. on,off", *stateModes)
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find own executable: %w", err)
 	}
-	ic.Exe, ec.Exe = exe, exe
+	ic.Exe, ec.Exe, rc.Exe = exe, exe, exe
 	ic.ProfileDir, ec.ProfileDir = *profDir, *profDir
 	if *brokers != "" {
 		ic.Brokers = strings.Split(*brokers, ",")
-		ec.Brokers = ic.Brokers
+		ec.Brokers, rc.Brokers = ic.Brokers, ic.Brokers
 	}
 	level := slog.LevelWarn
 	if *verbose {
@@ -108,6 +127,13 @@ func run(ctx context.Context, args []string) error {
 	}
 	if mode == "enricher" || mode == "all" {
 		rep, err := loadtest.RunEnrich(ctx, ec, log)
+		if err != nil {
+			return err
+		}
+		rep.Write(os.Stdout)
+	}
+	if mode == "restore" {
+		rep, err := loadtest.RunRestore(ctx, rc, log)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"slices"
 	"time"
@@ -23,12 +24,16 @@ import (
 
 // EnrichConfig bounds the enricher benchmark.
 type EnrichConfig struct {
-	Exe           string
-	Brokers       []string      // a real cluster; empty starts an embedded broker in this process
-	Events        int           // backlog per throughput run
-	Latency       time.Duration // fixed simulator API latency L
-	Concurrency   []int         // enrich.concurrency levels C
-	Deliveries    []string      // enrich.delivery modes
+	Exe         string
+	Brokers     []string      // a real cluster; empty starts an embedded broker in this process
+	Events      int           // backlog per throughput run
+	Latency     time.Duration // fixed simulator API latency L
+	Concurrency []int         // enrich.concurrency levels C
+	Deliveries  []string      // enrich.delivery modes
+	// StateStore lists the state-store settings each (C, delivery) drain runs with, in order:
+	// true wires Deps.State as internal/app does (the product's only mode), false leaves it nil,
+	// the enricher as it was before the state store, to measure what the store costs.
+	StateStore    []bool
 	MemoryEvents  int           // backlog drained for the memory measurement; 0 skips it
 	MemoryLatency time.Duration // API latency during the memory drain
 	RunTimeout    time.Duration // bound on each drain
@@ -43,6 +48,7 @@ func DefaultEnrichConfig() EnrichConfig {
 	return EnrichConfig{
 		Events: 20000, Latency: 50 * time.Millisecond, Concurrency: []int{64, 256},
 		Deliveries:   []string{enrich.DeliveryExactlyOnce, enrich.DeliveryAtLeastOnce},
+		StateStore:   []bool{true},
 		MemoryEvents: 200000, MemoryLatency: 5 * time.Millisecond, RunTimeout: 5 * time.Minute,
 	}
 }
@@ -67,6 +73,9 @@ func (c EnrichConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("enricher bench: -delivery %q: use exactly_once and/or at_least_once", d))
 		}
 	}
+	if len(c.StateStore) == 0 {
+		errs = append(errs, errors.New("enricher bench: -state must list on and/or off, e.g. on,off"))
+	}
 	if c.MemoryEvents < 0 || c.MemoryEvents > 2_000_000 {
 		errs = append(errs, errors.New("enricher bench: -memory-events must be between 0 and 2000000"))
 	}
@@ -83,6 +92,7 @@ func (c EnrichConfig) Validate() error {
 type EnrichRun struct {
 	Concurrency   int
 	Delivery      string
+	State         bool // the state store was on (Deps.State set)
 	Latency       time.Duration
 	Events        int
 	Elapsed       time.Duration // steady-state window: from 5 % committed to 100 % committed
@@ -186,11 +196,13 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	}
 	for _, c := range cfg.Concurrency {
 		for _, d := range cfg.Deliveries {
-			r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d", run, d, c), c, d, cfg.Events, cfg.Latency, "", log)
-			if err != nil {
-				return nil, err
+			for i, st := range cfg.StateStore {
+				r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d", run, d, c, i), c, d, st, cfg.Events, cfg.Latency, "", log)
+				if err != nil {
+					return nil, err
+				}
+				rep.Runs = append(rep.Runs, r)
 			}
-			rep.Runs = append(rep.Runs, r)
 		}
 	}
 	if cfg.MemoryEvents > 0 {
@@ -206,7 +218,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 		if cfg.ProfileDir != "" {
 			profile = filepath.Join(cfg.ProfileDir, "enricher.pprof")
 		}
-		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
+		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
 		if err != nil {
 			return nil, err
 		}
@@ -216,7 +228,10 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 }
 
 // produceBacklog writes n SessionEvents for the given sessions, keyed by session id and encoded
-// as the ingress encodes them.
+// as the ingress encodes them. A session's events announce CREATED, then RUNNING, and its final
+// status on its last event in the backlog, as IDnow's webhooks do: with the state store on, every
+// event is then enriched (a terminal status repeated under another event id would be skipped as
+// already enriched, and the comparison with the store off would measure skipped work).
 func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, sessions []string, status map[string]string) error {
 	codec, err := serde.NewCodec(ctx, serde.CodecConfig{Schema: schemas.SessionEventSchema()}, nil)
 	if err != nil {
@@ -226,8 +241,8 @@ func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, se
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for i := range n {
 		sid := sessions[i%len(sessions)]
-		st := status[sid]
 		seq := int64(i/len(sessions) + 1)
+		st := backlogStatus(i, n, len(sessions), status[sid])
 		ev := &schemas.SessionEvent{
 			EventID: fmt.Sprintf("%s-%d", topic, i), EventName: "session.status", EventSequence: &seq,
 			SessionID: sid, SessionStatus: &st, ReceivedAt: now, DeliveryVariant: schemas.DeliveryJWTBody,
@@ -256,17 +271,32 @@ func produceBacklog(ctx context.Context, cl *kgo.Client, topic string, n int, se
 	}
 }
 
+// backlogStatus is the status event i of an n-event backlog over sessions sessions announces:
+// CREATED on a session's first event, its final status on its last, RUNNING in between.
+func backlogStatus(i, n, sessions int, final string) string {
+	switch {
+	case i+sessions >= n:
+		return final
+	case i < sessions:
+		return "CREATED"
+	}
+	return "RUNNING"
+}
+
 // drain starts one enricher child on the backlog and waits until its group committed every
 // offset, measuring the steady-state rate between 5 % and 100 % committed.
 func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, brokers []string, tp kafka.TopicsConfig,
-	id string, conc int, delivery string, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
-	r := EnrichRun{Concurrency: conc, Delivery: delivery, Events: n, Latency: latency}
+	id string, conc int, delivery string, withState bool, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
+	r := EnrichRun{Concurrency: conc, Delivery: delivery, State: withState, Events: n, Latency: latency}
+	// Each drain gets its own state topic: a second drain of the same backlog must start with
+	// nothing enriched, or it would skip every event the previous drain enriched.
+	tp.State = "bench.state." + id
 	apiBefore := sim.Stats().APIRequests
 	spec := TargetSpec{
 		Kind: TargetEnricher, Brokers: brokers, Topics: tp,
 		APIURL: sim.APIURL(), TokenURL: sim.TokenURL(), ClientID: sim.Config().ClientID, ClientSecret: sim.Config().ClientSecret,
 		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
-		MaxPollRecords: cfg.MaxPollRecords,
+		MaxPollRecords: cfg.MaxPollRecords, State: withState,
 	}
 	spec.CPUProfile = profile
 	child, err := StartChild(cfg.Exe, spec, 30*time.Second)
@@ -320,7 +350,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		return r, fmt.Errorf("read DLQ end offsets: %w", err)
 	}
 	ends.Each(func(o kadm.ListedOffset) { r.DLQ += o.Offset })
-	log.Info("enricher drain done", "concurrency", conc, "delivery", delivery, "events_per_sec", int(r.EventsPerSec),
+	log.Info("enricher drain done", "concurrency", conc, "delivery", delivery, "state", withState, "events_per_sec", int(r.EventsPerSec),
 		"limit", int(r.Limit), "calls_per_event", r.CallsPerEvent, "dlq", r.DLQ)
 	return r, nil
 }
@@ -346,27 +376,42 @@ func (r *EnrichReport) Write(w io.Writer) {
 	if r.MaxPollRecords > 0 {
 		fmt.Fprintf(w, "enrich.max_poll_records overridden to %d (what-if)\n\n", r.MaxPollRecords)
 	}
-	fmt.Fprintln(w, "| C | delivery | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS |")
-	fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| C | delivery | state store | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS |")
+	fmt.Fprintln(w, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, x := range r.Runs {
-		fmt.Fprintf(w, "| %d | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s |\n", x.Concurrency, x.Delivery, x.Latency,
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s |\n", x.Concurrency, x.Delivery, onOff(x.State), x.Latency,
 			x.Events, x.EventsPerSec, x.CallsPerEvent, x.Limit, x.Ratio(), x.DLQ, mib(x.PeakRSS))
 	}
+	// The delivery comparison uses the runs with the first state setting; the state comparison
+	// pairs on and off runs of the same C and delivery.
 	byC := map[int]map[string]float64{}
+	byState := map[string]map[bool]float64{}
 	for _, x := range r.Runs {
 		if byC[x.Concurrency] == nil {
 			byC[x.Concurrency] = map[string]float64{}
 		}
-		byC[x.Concurrency][x.Delivery] = x.EventsPerSec
+		if _, seen := byC[x.Concurrency][x.Delivery]; !seen {
+			byC[x.Concurrency][x.Delivery] = x.EventsPerSec
+		}
+		k := fmt.Sprintf("C=%d, %s", x.Concurrency, x.Delivery)
+		if byState[k] == nil {
+			byState[k] = map[bool]float64{}
+		}
+		byState[k][x.State] = x.EventsPerSec
+	}
+	for _, k := range slices.Sorted(maps.Keys(byState)) {
+		if m := byState[k]; m[true] > 0 && m[false] > 0 {
+			fmt.Fprintf(w, "\nstate store cost at %s: on/off throughput %.2f\n", k, m[true]/m[false])
+		}
 	}
 	for _, x := range r.Runs {
 		m := byC[x.Concurrency]
-		if x.Delivery == enrich.DeliveryExactlyOnce && m[enrich.DeliveryAtLeastOnce] > 0 {
+		if x.Delivery == enrich.DeliveryExactlyOnce && x.State == r.Runs[0].State && m[enrich.DeliveryAtLeastOnce] > 0 {
 			fmt.Fprintf(w, "\nexactly-once cost at C=%d: %.0f%% of at-least-once throughput\n", x.Concurrency, 100*m[enrich.DeliveryExactlyOnce]/m[enrich.DeliveryAtLeastOnce])
 		}
 	}
 	if m := r.Memory; m != nil {
-		fmt.Fprintf(w, "\n## Enricher memory: drained %d events (C=%d, %s, L=%s) at %.0f events/s\n\n", m.Events, m.Concurrency, m.Delivery, m.Latency, m.EventsPerSec)
+		fmt.Fprintf(w, "\n## Enricher memory: drained %d events (C=%d, %s, state store %s, L=%s) at %.0f events/s\n\n", m.Events, m.Concurrency, m.Delivery, onOff(m.State), m.Latency, m.EventsPerSec)
 		fmt.Fprintf(w, "Peak RSS (VmHWM) %s; %s\n", mib(m.PeakRSS), growth(m.RSSSamples))
 	}
 }
@@ -386,4 +431,11 @@ func growth(samples []int64) string {
 	a, b := med(samples[q:2*q]), med(samples[3*q:])
 	return fmt.Sprintf("median RSS in the 2nd quarter of the drain %s, in the last quarter %s (%+.1f%%)",
 		mib(a<<10), mib(b<<10), 100*float64(b-a)/float64(a))
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

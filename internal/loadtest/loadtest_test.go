@@ -1,6 +1,10 @@
 package loadtest
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,7 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -134,6 +144,7 @@ func TestConfigValidate(t *testing.T) {
 		func(c *EnrichConfig) { c.Concurrency = nil },
 		func(c *EnrichConfig) { c.Deliveries = []string{"twice"} },
 		func(c *EnrichConfig) { c.MemoryEvents = -1 },
+		func(c *EnrichConfig) { c.StateStore = nil },
 	}
 	for i, mod := range badEnrich {
 		c := ec
@@ -176,5 +187,100 @@ func TestTailBufferKeepsTheEnd(t *testing.T) {
 	_, _ = b.Write([]byte("ab"))
 	if got := b.String(); got != "456789ab" {
 		t.Fatalf("tail = %q, want %q", got, "456789ab")
+	}
+}
+
+// TestBacklogEventsAreAllEnrichedWithState checks that the enricher benchmark's backlog compares
+// like with like: with the state store on, no event of it is skipped (a repeated terminal status
+// would be), so both settings enrich every event.
+func TestBacklogEventsAreAllEnrichedWithState(t *testing.T) {
+	const n, sessions = 20000, 6000
+	st := map[int]*schemas.SessionState{}
+	for i := range n {
+		s := i % sessions
+		id := fmt.Sprintf("e%d", i)
+		status := backlogStatus(i, n, sessions, "COMPLETED")
+		if d := state.Decide(st[s], id, status); d.Skip != "" || d.OutOfOrder {
+			t.Fatalf("event %d (%s) of session %d: decision %+v, want enriched in order", i, status, s, d)
+		}
+		st[s] = state.Apply(st[s], fmt.Sprint(s), id, status, "", time.Now())
+	}
+	for s, x := range st {
+		if x.LatestStatus == nil || *x.LatestStatus != "COMPLETED" {
+			t.Fatalf("session %d ends with status %v, want COMPLETED", s, x.LatestStatus)
+		}
+	}
+}
+
+func TestRestoreConfigValidate(t *testing.T) {
+	rc := DefaultRestoreConfig()
+	rc.Exe = "/bin/true"
+	if err := rc.Validate(); err != nil {
+		t.Fatalf("default restore config: %v", err)
+	}
+	for i, mod := range []func(*RestoreConfig){
+		func(c *RestoreConfig) { c.Exe = "" },
+		func(c *RestoreConfig) { c.Sessions = 0 },
+		func(c *RestoreConfig) { c.Partitions = 0 },
+		func(c *RestoreConfig) { c.Versions = 0 },
+		func(c *RestoreConfig) { c.Sessions, c.Versions = 1_000_000, 21 },
+		func(c *RestoreConfig) { c.EventIDs = state.MaxEventIDs + 1 },
+		func(c *RestoreConfig) { c.TxnRecords = 0 },
+		func(c *RestoreConfig) { c.RunTimeout = 0 },
+	} {
+		c := rc
+		mod(&c)
+		if c.Validate() == nil {
+			t.Errorf("restore case %d: invalid config accepted", i)
+		}
+	}
+}
+
+// TestRestoreTargetRestoresTheFilledTopic runs the restore benchmark's two halves in process on
+// an embedded broker: the transactional fill and the child's restore, which must find every
+// session (read_committed over the commit markers) and report them on its READY line.
+func TestRestoreTargetRestoresTheFilledTopic(t *testing.T) {
+	e, err := kafka.StartEmbedded(kafka.EmbeddedConfig{Listen: "127.0.0.1:0", Partitions: 3}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	cfg := DefaultRestoreConfig()
+	cfg.Sessions, cfg.Versions, cfg.Partitions, cfg.TxnRecords = 2500, 3, 3, 1000
+	topic := "bench.restore.test"
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Addrs()...), kgo.TransactionalID("fill"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(t.Context(), 3, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fillState(t.Context(), cl, topic, cfg); err != nil {
+		t.Fatal(err)
+	}
+	tc := kafka.DefaultTopicsConfig()
+	tc.State = topic
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- serveRestore(ctx, TargetSpec{Kind: TargetRestore, Brokers: e.Addrs(), Topics: tc, Partitions: []int32{0, 1, 2}}, pw)
+		_ = pw.Close()
+	}()
+	line, rerr := bufio.NewReader(pr).ReadString('\n')
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rerr != nil {
+		t.Fatalf("no READY line from the restore target: %v", rerr)
+	}
+	var res RestoreResult
+	if err := json.Unmarshal([]byte(strings.TrimSpace(strings.TrimPrefix(line, readyPrefix))), &res); err != nil {
+		t.Fatalf("READY line %q: %v", line, err)
+	}
+	if res.Sessions != cfg.Sessions || res.Took <= 0 {
+		t.Fatalf("restore reported %+v, want %d sessions and a positive duration", res, cfg.Sessions)
 	}
 }

@@ -52,6 +52,11 @@ type TargetSpec struct {
 	APITimeout   time.Duration `json:"apiTimeout,omitempty"`
 	// MaxPollRecords overrides enrich.max_poll_records when positive (a what-if knob).
 	MaxPollRecords int `json:"maxPollRecords,omitempty"`
+	// State wires the state store (Deps.State and StateOpts) as internal/app does; false leaves
+	// it out, to measure what it costs.
+	State bool `json:"state,omitempty"`
+	// Restore target: the partitions of Topics.State to restore.
+	Partitions []int32 `json:"partitions,omitempty"`
 	// ProducerLinger, when set, is appended to the ingress's client options (a what-if run that
 	// shows the effect of kgo.ProducerLinger on the ingress; the product uses franz-go's default).
 	ProducerLinger *time.Duration `json:"producerLinger,omitempty"`
@@ -91,8 +96,10 @@ func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Log
 		return serveReference(ctx, spec, stdout, log)
 	case TargetEnricher:
 		return serveEnricher(ctx, spec, stdout, log)
+	case TargetRestore:
+		return serveRestore(ctx, spec, stdout)
 	}
-	return fmt.Errorf("loadtest: unknown target kind %q (want %s, %s or %s)", spec.Kind, TargetIngress, TargetReference, TargetEnricher)
+	return fmt.Errorf("loadtest: unknown target kind %q (want %s, %s, %s or %s)", spec.Kind, TargetIngress, TargetReference, TargetEnricher, TargetRestore)
 }
 
 func webhookConfig(spec TargetSpec) webhook.Config {
@@ -239,11 +246,21 @@ func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *
 	if spec.MaxPollRecords > 0 {
 		ec.MaxPollRecords = spec.MaxPollRecords
 	}
-	e, err := enrich.New(ec, enrich.Deps{
+	deps := enrich.Deps{
 		KafkaOpts: opts, Topics: spec.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), nil), Enriched: codec,
 		Registry: reg, Log: log, Version: "bench", TokenCheck: api.Token,
-	})
+	}
+	if spec.State {
+		if deps.State, err = serde.NewCodec(ctx, serde.CodecConfig{Schema: schemas.SessionStateSchema()}, nil); err != nil {
+			return err
+		}
+		// Without metrics hooks, as internal/app builds the restore clients' options.
+		if deps.StateOpts, err = kafka.ClientOpts(kafkaConfig(spec), "enricher-state", nil); err != nil {
+			return err
+		}
+	}
+	e, err := enrich.New(ec, deps)
 	if err != nil {
 		return err
 	}
