@@ -4,13 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin/statustest"
 	"html"
 	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -253,7 +252,7 @@ func compareStatusPage(t *testing.T, page, body string) map[string]bool {
 	for _, m := range dataKey.FindAllStringSubmatch(page, -1) {
 		key, text := m[1], strings.TrimSpace(html.UnescapeString(m[2]))
 		seen[key] = true
-		if err := matchJSON(doc, key, text); err != nil {
+		if err := statustest.Match(doc, key, text); err != nil {
 			t.Errorf("page %s: %v", key, err)
 		}
 	}
@@ -261,49 +260,4 @@ func compareStatusPage(t *testing.T, page, body string) map[string]bool {
 		t.Fatal("the page has no data-key elements")
 	}
 	return seen
-}
-
-func matchJSON(doc any, path, text string) error {
-	v := doc
-	for _, part := range strings.Split(path, ".") {
-		switch c := v.(type) {
-		case map[string]any:
-			v = c[part]
-		case []any:
-			i, err := strconv.Atoi(part)
-			if err != nil || i >= len(c) {
-				return fmt.Errorf("no element %q in the JSON", part)
-			}
-			v = c[i]
-		default:
-			return fmt.Errorf("the JSON has no %s", path)
-		}
-	}
-	switch want := v.(type) {
-	case float64:
-		got, err := strconv.ParseFloat(text, 64)
-		if err != nil || got-want > 0.0005 || want-got > 0.0005 {
-			return fmt.Errorf("page shows %q, JSON has %v", text, want)
-		}
-	case bool:
-		got := text == "yes" || text == "ready" || text == "true"
-		if got != want || (!got && text != "no" && text != "not ready" && text != "false") {
-			return fmt.Errorf("page shows %q, JSON has %v", text, want)
-		}
-	case string:
-		if text != want {
-			return fmt.Errorf("page shows %q, JSON has %q", text, want)
-		}
-	case []any:
-		parts := make([]string, len(want))
-		for i, p := range want {
-			parts[i] = fmt.Sprint(p)
-		}
-		if j := strings.Join(parts, ", "); text != j {
-			return fmt.Errorf("page shows %q, JSON has %q", text, j)
-		}
-	default:
-		return fmt.Errorf("the JSON has no value at %s (page shows %q)", path, text)
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin/statustest"
 	"html"
 	"io"
 	"log/slog"
@@ -178,7 +179,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	shown := map[string]string{}
 	for _, m := range regexp.MustCompile(`data-key="([^"]+)"[^>]*>([^<]*)<`).FindAllStringSubmatch(dom, -1) {
 		shown[m[1]] = strings.TrimSpace(html.UnescapeString(m[2]))
-		if err := matchStatusJSON(doc, m[1], shown[m[1]]); err != nil {
+		if err := statustest.Match(doc, m[1], shown[m[1]]); err != nil {
 			t.Errorf("page %s: %v", m[1], err)
 		}
 	}
@@ -225,52 +226,6 @@ func TestStatusPageInChromium(t *testing.T) {
 }
 
 func count(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) }
-
-// matchStatusJSON checks that text, shown on the page under data-key path, is the value at
-// path in the /status document.
-func matchStatusJSON(doc any, path, text string) error {
-	v := doc
-	for _, part := range strings.Split(path, ".") {
-		switch c := v.(type) {
-		case map[string]any:
-			v = c[part]
-		case []any:
-			i, err := strconv.Atoi(part)
-			if err != nil || i >= len(c) {
-				return fmt.Errorf("no element %q in /status", part)
-			}
-			v = c[i]
-		default:
-			return fmt.Errorf("/status has no %s", path)
-		}
-	}
-	switch want := v.(type) {
-	case float64:
-		got, err := strconv.ParseFloat(text, 64)
-		if err != nil || got-want > 0.0005 || want-got > 0.0005 {
-			return fmt.Errorf("page shows %q, /status has %v", text, want)
-		}
-	case bool:
-		if got := text == "yes" || text == "ready" || text == "true"; got != want {
-			return fmt.Errorf("page shows %q, /status has %v", text, want)
-		}
-	case string:
-		if text != want {
-			return fmt.Errorf("page shows %q, /status has %q", text, want)
-		}
-	case []any:
-		parts := make([]string, len(want))
-		for i, p := range want {
-			parts[i] = fmt.Sprint(p)
-		}
-		if j := strings.Join(parts, ", "); text != j {
-			return fmt.Errorf("page shows %q, /status has %q", text, j)
-		}
-	default:
-		return fmt.Errorf("/status has no value at %s (page shows %q)", path, text)
-	}
-	return nil
-}
 
 // TestStatusSummary: the configuration summary names the roles of the mode with the checks
 // they register, and shows a registry URL without its credentials.
