@@ -124,33 +124,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// startEnricherLogged is startEnricher with the logs (warnings and above) also kept in logs,
-// and an optional hook on the Enricher before Run.
+// startEnricherLogged is startEnricher with the logs (warnings and above) also kept in logs.
 func startEnricherLogged(t *testing.T, brokers []string, api SessionAPI, cfg Config, logs *syncBuffer) *running {
 	t.Helper()
-	events, enriched := newCodecs(t)
-	reg := prometheus.NewRegistry()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = brokers
-	opts, err := kafka.ClientOpts(kcfg, "enricher", reg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	e, err := New(cfg, Deps{KafkaOpts: opts, Topics: testTopics, API: api, Events: events, Enriched: enriched,
-		Registry: reg, Log: log, Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		if err := r.stop(); err != nil {
-			t.Errorf("enricher Run: %v", err)
-		}
-	})
-	return r
+	return runEnricher(t, brokers, cfg, Deps{API: api, Log: log})
 }
 
 // eventually polls cond every 20ms until it holds or timeout passes; then it fails with what

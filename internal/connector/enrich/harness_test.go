@@ -131,6 +131,14 @@ func (r *running) stop() error {
 
 func startEnricher(t testing.TB, brokers []string, api SessionAPI, cfg Config) *running {
 	t.Helper()
+	return runEnricher(t, brokers, cfg, Deps{API: api, Log: testLog(t)})
+}
+
+// runEnricher builds an enricher on brokers with the test codecs, topics and a fresh registry
+// filled into deps (deps brings the API, the logger and any state options), runs it until the
+// test ends and fails the test if Run returns an error.
+func runEnricher(t testing.TB, brokers []string, cfg Config, deps Deps) *running {
+	t.Helper()
 	events, enriched := newCodecs(t)
 	reg := prometheus.NewRegistry()
 	kcfg := kafka.DefaultConfig()
@@ -139,14 +147,13 @@ func startEnricher(t testing.TB, brokers []string, api SessionAPI, cfg Config) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(cfg, Deps{
-		KafkaOpts: opts, Topics: testTopics, API: api, Events: events, Enriched: enriched,
-		Registry: reg, Log: testLog(t), Version: "test",
-	})
+	deps.KafkaOpts, deps.Topics, deps.Events, deps.Enriched = opts, testTopics, events, enriched
+	deps.Registry, deps.Version = reg, "test"
+	e, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- e.Run(ctx) }()
 	t.Cleanup(func() {

@@ -6,12 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -51,30 +49,8 @@ func newStateCodec(t testing.TB) *serde.Codec {
 // startStatefulEnricher starts an enricher with the state store on.
 func startStatefulEnricher(t testing.TB, brokers []string, api SessionAPI, cfg Config) *running {
 	t.Helper()
-	events, enriched := newCodecs(t)
-	reg := prometheus.NewRegistry()
-	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = brokers
-	opts, err := kafka.ClientOpts(kcfg, "enricher", reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := New(cfg, Deps{
-		KafkaOpts: opts, Topics: testTopics, API: api, Events: events, Enriched: enriched,
-		Registry: reg, Log: testLog(t), Version: "test", State: newStateCodec(t), StateOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		if err := r.stop(); err != nil {
-			t.Errorf("enricher Run: %v", err)
-		}
-	})
-	return r
+	return runEnricher(t, brokers, cfg, Deps{API: api, Log: testLog(t),
+		State: newStateCodec(t), StateOpts: []kgo.Opt{kgo.SeedBrokers(brokers...)}})
 }
 
 func ev(session, id, status string) sentEvent {
