@@ -96,7 +96,7 @@ func (c *Client) attempt(ctx context.Context, req *request, handle func(*http.Re
 		}
 	}
 
-	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	actx, cancel := context.WithTimeout(c.withEndpoint(ctx, req.endpoint), c.cfg.Timeout)
 	defer cancel()
 	var body io.Reader
 	if req.body != nil {
