@@ -129,11 +129,11 @@ func (p *tokenProvider) fetch(f *tokenFetch, parent trace.SpanContext) {
 	if err != nil {
 		err = p.tokenError(ctx, err)
 		p.m.tokenRefreshes.WithLabelValues("error").Inc()
-		p.log.Warn("idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("err", err))
+		p.log.WarnContext(ctx, "idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("err", err))
 	} else {
 		p.m.tokenRefreshes.WithLabelValues("success").Inc()
 		p.m.requests.WithLabelValues(EndpointToken, "2xx").Inc()
-		p.log.Debug("idnow token fetched", slog.Time("expiry", tok.Expiry))
+		p.log.DebugContext(ctx, "idnow token fetched", slog.Time("expiry", tok.Expiry))
 	}
 	p.mu.Lock()
 	if err == nil {
