@@ -82,7 +82,7 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}
 	tcfg, err := tracing.ConfigFromEnv(os.Getenv)
 	if err != nil {
-		return nil, fmt.Errorf("invalid tracing configuration (OTEL_* environment, docs/operations.md#tracing):\n%w", err)
+		return nil, fmt.Errorf("invalid tracing configuration (OTEL_* environment variables, see docs/tracing.md):\n%w", err)
 	}
 	// Before any component is built: the verifier and the IDnow client read the result.
 	cfg.resolveInsecureHTTP()
