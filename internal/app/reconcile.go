@@ -16,6 +16,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
+	cliprogress "github.com/idnow-kafka-connector/idnow-kafka-connector/internal/progress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -90,6 +91,9 @@ type BackfillOptions struct {
 	Flows   []string
 	DryRun  bool
 	Brokers []string // empty: kafka.brokers, else the embedded broker's listen address
+	// Progress receives the progress display (internal/progress): a bar when it is a terminal,
+	// else a line per second at most. Nil: plain lines into out.
+	Progress io.Writer
 }
 
 // Backfill runs one reconciliation pass over [Since, now] and prints progress lines and a
@@ -128,17 +132,31 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions, out io.Writ
 		mode = " (dry run: nothing is written)"
 	}
 	fmt.Fprintf(out, "backfill from %s to now%s\n", opts.Since.UTC().Format(time.RFC3339), mode)
-	last := time.Time{}
+	pw := opts.Progress
+	if pw == nil {
+		pw = out
+	}
+	// A bar on a terminal; one line per second at most otherwise, so a long backfill stays
+	// readable in a log.
+	bar := cliprogress.New(pw, cliprogress.Options{Name: "backfill", Unit: "flows"})
+	detail := func(s reconcile.Summary) string {
+		return fmt.Sprintf("sessions seen %d, already complete %d, events written %d", s.Seen, s.Complete, s.WrittenTotal())
+	}
+	var flowsDone, flowsTotal int
 	popts := reconcile.PassOptions{Since: opts.Since, Flows: opts.Flows, DryRun: opts.DryRun, Progress: func(p reconcile.Progress) {
-		// One line per second at most: a long backfill stays readable in a terminal and a log.
-		if time.Since(last) < time.Second {
-			return
+		if p.FlowsTotal != flowsTotal {
+			flowsTotal = p.FlowsTotal
+			bar.SetTotal(int64(flowsTotal))
 		}
-		last = time.Now()
-		fmt.Fprintf(out, "flows %d/%d, sessions seen %d, already complete %d, events written %d\n",
-			p.FlowsDone, p.FlowsTotal, p.Summary.Seen, p.Summary.Complete, p.Summary.WrittenTotal())
+		flowsDone = p.FlowsDone
+		bar.Update(int64(p.FlowsDone), detail(p.Summary))
 	}}
 	sum, err := reconcile.Backfill(ctx, cfg.Reconcile, deps, popts)
+	if err == nil {
+		flowsDone = sum.Flows
+		bar.SetTotal(int64(sum.Flows))
+	}
+	bar.Finish(int64(flowsDone), detail(sum))
 	verb := "written"
 	if opts.DryRun {
 		verb = "to write"
