@@ -128,14 +128,14 @@ idnow:
 		}
 		return out
 	}
-	spans := receiver.WaitFor(t, 30*time.Second, func(s []tracingtest.Span) bool {
+	receiver.WaitFor(t, 30*time.Second, func(s []tracingtest.Span) bool {
 		return len(byName(s, "idnow-connector-enricher", "commit idnow.sessions.enriched")) > 0 &&
 			len(byName(s, "idnow-connector-ingress", "send idnow.sessions")) > 0
 	})
 	// Stop both processes: their shutdown flushes whatever is still queued.
 	ingress.stop(t)
 	enricher.stop(t)
-	spans = receiver.Spans()
+	spans := receiver.Spans()
 
 	traces := map[string]bool{}
 	for _, s := range spans {

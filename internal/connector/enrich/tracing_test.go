@@ -68,7 +68,7 @@ func TestTraceMiddleware(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range process.Attributes() {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["idnow.event_id"] != "evt-1" || attrs["messaging.kafka.offset"] != "41" || attrs["idnow.enrich.result"] != "enriched" {
 		t.Errorf("attributes %v", attrs)
