@@ -265,7 +265,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	if lead {
 		// The produce outlives the request (see produce); only the webhook span's identity
 		// goes with it, as the parent of the record's send span.
-		go h.produce(trace.SpanContextFromContext(r.Context()), ev, f)
+		var parent trace.SpanContext
+		if h.tracer != nil {
+			parent = trace.SpanContextFromContext(r.Context())
+		}
+		go h.produce(parent, ev, f)
 	} else {
 		h.metrics.inflightJoins.Inc()
 	}
