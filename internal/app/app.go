@@ -161,6 +161,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// TracingProblems checks the OTEL_* environment read through getenv (os.Getenv) as New does,
+// returning every problem joined, or nil; for `config check`.
+func TracingProblems(getenv func(string) string) error {
+	_, err := tracing.ConfigFromEnv(getenv)
+	return err
+}
+
 // startTracing builds the tracer provider the environment asks for. Its shutdown is the first
 // cleanup registered, so it runs last: the spans of the final batch, the flushed producers and
 // the closed clients are exported before the process ends.
