@@ -77,6 +77,7 @@ func (a *App) startReconciler(ctx context.Context) error {
 		return err
 	}
 	a.group.Defer("reconciler producer", func(context.Context) error { closeProducer(); return nil })
+	deps.Tracer = a.tracer
 	r, err := reconcile.New(a.cfg.Reconcile, deps, deps.StateOpts, a.reg)
 	if err != nil {
 		return err
