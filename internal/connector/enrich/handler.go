@@ -12,6 +12,7 @@ import (
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -142,6 +143,9 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 			return Result{}, &stageError{stage: stageEncode, err: err}
 		}
 		rec := serde.NewRecord(d.Topic, ev.SessionID, ev.EventID, d.Enriched.Schema(), value)
+		// The event's trace context (the Trace middleware's span, when tracing is on) goes on
+		// the record before its size is checked against the limit, which counts headers.
+		tracing.InjectRecord(ctx, rec)
 		truncated := ""
 		if d.MaxRecordBytes != nil {
 			if limit := d.MaxRecordBytes(); limit > 0 && recordSize(rec) > limit {

@@ -49,6 +49,8 @@ func Trace(tp trace.TracerProvider) Middleware {
 				return res, err
 			}
 			span.SetAttributes(attribute.String("idnow.enrich.result", resultLabel(res)), attribute.Int("idnow.enrich.attempts", max(m.Attempts, 1)))
+			// The core handler put the context on the EnrichedSession already (before its size
+			// check); this covers the DLQ record, which carries the source's headers.
 			for _, out := range res.Records {
 				tracing.InjectRecord(ctx, out)
 			}

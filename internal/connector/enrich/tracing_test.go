@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 )
@@ -130,5 +132,41 @@ func TestCommitSpans(t *testing.T) {
 	off := &Enricher{}
 	if s := off.startCommitSpans(results); s != nil {
 		t.Errorf("tracing off made %d spans", len(s))
+	}
+}
+
+// TestHandlerCountsTraceHeader: the EnrichedSession carries the event span's traceparent, and
+// the output limit counts it: a record that fits only without the header is shortened.
+func TestHandlerCountsTraceHeader(t *testing.T) {
+	tp, _ := testTracer(t)
+	events, enriched := newCodecs(t)
+	v, err := events.Encode(testEvent("ses-done", "COMPLETED"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &fakeAPI{sessions: map[string]*idnow.Session{"ses-done": {SessionID: "ses-done", Status: idnow.StatusCompleted}},
+		blocks: map[string][]idnow.DataBlock{"ses-done": {{ID: "b1", Type: "basicIdentity", Status: "STORED", Content: json.RawMessage(`{"givenName":"A"}`)}}}}
+	limit := 0
+	h := NewHandler(HandlerDeps{API: api, Events: events, Enriched: enriched, Topic: "out",
+		Policy: DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull}, Version: "v",
+		MaxRecordBytes: func() int { return limit }})
+	ctx, span := tp.Tracer("t").Start(context.Background(), "process")
+	defer span.End()
+	full, err := h(ctx, &Message{Record: &kgo.Record{Topic: "in", Value: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := full.Records[0]
+	if got := trace.SpanContextFromContext(tracing.ExtractRecord(context.Background(), rec)); got.SpanID() != span.SpanContext().SpanID() {
+		t.Fatalf("EnrichedSession trace context %v, want the event span", got)
+	}
+	// One byte less than the record with its header: without counting the header it would fit.
+	limit = recordSize(rec) - 1
+	short, err := h(ctx, &Message{Record: &kgo.Record{Topic: "in", Value: v}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if short.Truncated == "" || recordSize(short.Records[0]) > limit {
+		t.Fatalf("record of %d bytes with limit %d not shortened (truncated %q)", recordSize(short.Records[0]), limit, short.Truncated)
 	}
 }
