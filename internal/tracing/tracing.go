@@ -128,7 +128,7 @@ func (c Config) sampler() (sdktrace.Sampler, error) {
 		return sdktrace.AlwaysSample(), nil
 	case "always_off":
 		return sdktrace.NeverSample(), nil
-	case "parentbased_always_on":
+	case "parentbased_always_on", "":
 		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
 	case "parentbased_always_off":
 		return sdktrace.ParentBased(sdktrace.NeverSample()), nil

@@ -95,6 +95,27 @@ func TestOffIsNil(t *testing.T) {
 	}
 }
 
+// TestExporterOverride: an exporter given in Deps turns tracing on with a zero Config (the
+// default sampler), as the app's tests use it.
+func TestExporterOverride(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	p, err := tracing.New(t.Context(), tracing.Config{}, tracing.Deps{ServiceName: "svc", Exporter: exp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := p.TracerProvider().Tracer("t").Start(t.Context(), "s")
+	span.End()
+	if err := p.TracerProvider().(*sdktrace.TracerProvider).ForceFlush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := exp.GetSpans(); len(got) != 1 || got[0].Resource.String() == "" {
+		t.Fatalf("spans %v", got)
+	}
+	if err := p.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type grpcCollector struct {
 	coltracepb.UnimplementedTraceServiceServer
 	r *tracingtest.Receiver
