@@ -118,6 +118,14 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions, out io.Writ
 	if len(kc.Brokers) == 0 {
 		kc.Brokers = []string{cfg.Kafka.Embedded.Listen}
 	}
+	pw := opts.Progress
+	if pw == nil {
+		pw = out
+	}
+	// A bar on a terminal; one line per second at most otherwise, so a long backfill stays
+	// readable in a log. Log lines written meanwhile interrupt the bar instead of landing in it.
+	bar := cliprogress.New(pw, cliprogress.Options{Name: "backfill", Unit: "flows"})
+	log = slog.New(bar.LogHandler(log.Handler()))
 	api, err := idnow.New(ctx, cfg.IDnow, idnow.Deps{Log: log.With("component", "idnow")})
 	if err != nil {
 		return reconcile.Summary{}, fmt.Errorf("IDnow API client: %w", err)
@@ -133,13 +141,6 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions, out io.Writ
 		mode = " (dry run: nothing is written)"
 	}
 	fmt.Fprintf(out, "backfill from %s to now%s\n", opts.Since.UTC().Format(time.RFC3339), mode)
-	pw := opts.Progress
-	if pw == nil {
-		pw = out
-	}
-	// A bar on a terminal; one line per second at most otherwise, so a long backfill stays
-	// readable in a log.
-	bar := cliprogress.New(pw, cliprogress.Options{Name: "backfill", Unit: "flows"})
 	detail := func(s reconcile.Summary) string {
 		return fmt.Sprintf("sessions seen %d, already complete %d, events written %d", s.Seen, s.Complete, s.WrittenTotal())
 	}

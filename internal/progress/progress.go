@@ -11,8 +11,10 @@
 package progress
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -138,6 +140,35 @@ func (r *Reporter) Interrupt(write func()) {
 		_ = r.bar.Clear()
 	}
 	write()
+}
+
+// LogHandler wraps h so that each log line is written like an Interrupt: a line logged to the
+// terminal the bar is drawn on gets a line of its own instead of landing in the bar. In line mode
+// h is returned as it is.
+func (r *Reporter) LogHandler(h slog.Handler) slog.Handler {
+	if !r.barMode {
+		return h
+	}
+	return &logHandler{Handler: h, r: r}
+}
+
+type logHandler struct {
+	slog.Handler
+	r *Reporter
+}
+
+func (h *logHandler) Handle(ctx context.Context, rec slog.Record) error {
+	var err error
+	h.r.Interrupt(func() { err = h.Handler.Handle(ctx, rec) })
+	return err
+}
+
+func (h *logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &logHandler{Handler: h.Handler.WithAttrs(attrs), r: h.r}
+}
+
+func (h *logHandler) WithGroup(name string) slog.Handler {
+	return &logHandler{Handler: h.Handler.WithGroup(name), r: h.r}
 }
 
 // Finish shows the final state (a full bar when the total was reached, and always a last line

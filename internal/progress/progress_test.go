@@ -3,6 +3,7 @@ package progress
 import (
 	"bytes"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -171,5 +172,24 @@ func TestAutoDetectsTerminal(t *testing.T) {
 	defer f.Close()
 	if New(f, Options{}).Bar() {
 		t.Fatal("a regular file got a bar")
+	}
+}
+
+// TestLogHandlerInterruptsBar: a log line written while the bar is drawn clears the bar first,
+// so it starts on a line of its own; in line mode the handler is unchanged.
+func TestLogHandlerInterruptsBar(t *testing.T) {
+	var out bytes.Buffer
+	r := New(&out, Options{Name: "backfill", Unit: "flows", Total: 4, Mode: ModeBar})
+	log := slog.New(r.LogHandler(slog.NewTextHandler(&out, nil))).With("component", "idnow")
+	r.Update(1, "sessions seen 3")
+	before := out.Len()
+	log.Warn("idnow token fetch failed")
+	logged := out.String()[before:]
+	if !strings.HasPrefix(logged, "\r") || !strings.Contains(logged, "msg=\"idnow token fetch failed\" component=idnow\n") {
+		t.Fatalf("log line while the bar is drawn: %q", logged)
+	}
+	h := slog.NewTextHandler(&out, nil)
+	if New(&out, Options{Mode: ModeLines}).LogHandler(h) != slog.Handler(h) {
+		t.Fatal("line mode wrapped the log handler")
 	}
 }
