@@ -20,6 +20,8 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -29,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 )
 
 // The values of OTEL_EXPORTER_OTLP_PROTOCOL this package supports.
@@ -197,9 +200,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Provider, error) {
 	// Export failures (collector down, refused) are reported by the SDK through the global
 	// handler; route them into the process's log instead of the standard logger.
 	log := deps.Log
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("tracing: exporting spans failed; spans are dropped, the pipeline is not affected", slog.Any("err", err))
-	}))
+	otel.SetErrorHandler(newErrorLog(log, errorLogEvery))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
 	if deps.Exporter == nil {
 		endpoint := cfg.Endpoint
@@ -230,6 +231,38 @@ func newResource(ctx context.Context, deps Deps) (*resource.Resource, error) {
 		return nil, fmt.Errorf("tracing: resource: %w", err)
 	}
 	return res, nil
+}
+
+// errorLogEvery is how often an export failure is logged at most: a collector that is down
+// fails every batch (every OTEL_BSP_SCHEDULE_DELAY), and one line a minute says as much.
+const errorLogEvery = time.Minute
+
+// errorLog logs the SDK's errors, the first at once and then at most one per interval with the
+// number of failures left out in between.
+type errorLog struct {
+	log        *slog.Logger
+	limiter    *rate.Limiter
+	mu         sync.Mutex
+	suppressed int
+}
+
+func newErrorLog(log *slog.Logger, every time.Duration) *errorLog {
+	return &errorLog{log: log, limiter: rate.NewLimiter(rate.Every(every), 1)}
+}
+
+// Handle implements otel.ErrorHandler.
+func (l *errorLog) Handle(err error) {
+	l.mu.Lock()
+	if !l.limiter.Allow() {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.suppressed = 0
+	l.mu.Unlock()
+	l.log.Warn("tracing: exporting spans failed; spans are dropped, the pipeline is not affected",
+		slog.Any("err", err), slog.Int("failures_not_logged_since_last", n))
 }
 
 // TracerProvider returns the provider to hand to the components, or nil when tracing is off
