@@ -139,7 +139,7 @@ func New(cfg Config, deps Deps) (*Commander, error) {
 		a, _ := parseAllowed(p) // checked by Validate
 		c.allow = append(c.allow, a)
 	}
-	c.flows = &flowResolver{api: deps.API, ttl: cfg.FlowCacheTTL, minGap: cfg.FlowRefreshInterval, now: deps.Clock, m: m, limiterW: c.wait}
+	c.flows = &flowResolver{api: deps.API, env: deps.Environment, ttl: cfg.FlowCacheTTL, minGap: cfg.FlowRefreshInterval, now: deps.Clock, m: m, limiterW: c.wait}
 	return c, nil
 }
 

@@ -15,6 +15,7 @@ import (
 // at most once per commands.flow_refresh_interval.
 type flowResolver struct {
 	api      API
+	env      string
 	ttl      time.Duration
 	minGap   time.Duration
 	now      func() time.Time
@@ -53,7 +54,7 @@ func (f *flowResolver) resolve(ctx context.Context, name string) (id, reason, ms
 	}
 	switch {
 	case !ok:
-		return "", "unknown_flow", fmt.Sprintf("no flow of environment is named %q (GET /flows lists the names); check the name or send flowId", name), nil
+		return "", "unknown_flow", fmt.Sprintf("no flow of environment %s is named %q (GET /flows/%s lists the names); check the name or send flowId", f.env, name, f.env), nil
 	case len(matches) > 1:
 		return "", "ambiguous_flow_name", fmt.Sprintf("%d flows are named %q; send flowId instead", len(matches), name), nil
 	}
