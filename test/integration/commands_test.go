@@ -48,51 +48,7 @@ func TestCommandsExactlyOneSession(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sim.Close() })
 
-	topics := kafka.TopicsConfig{Commands: uniqueName(t, "commands"), Replies: uniqueName(t, "replies"), CommandsState: uniqueName(t, "cmdstate")}
-	group, txn := uniqueName(t, "group"), uniqueName(t, "txn")
-	adm := newAdmin(t, seeds)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_, _ = adm.DeleteGroups(ctx, group)
-		if _, err := adm.DeleteTopics(ctx, topics.Commands, topics.Replies, topics.CommandsState); err != nil {
-			t.Logf("delete topics: %v", err)
-		}
-	})
-	cfg := settings{
-		"kafka.brokers":                  strings.Join(seeds, ","),
-		"topics.commands":                topics.Commands,
-		"topics.replies":                 topics.Replies,
-		"topics.commands_state":          topics.CommandsState,
-		"topics.partitions":              "3",
-		"admin.listen":                   freeAddr(t),
-		"log.level":                      "info",
-		"idnow.api_url":                  sim.APIURL(),
-		"idnow.token_url":                sim.TokenURL(),
-		"idnow.client_id":                sc.ClientID,
-		"idnow.client_secret":            sc.ClientSecret,
-		"idnow.environment":              sc.Environment,
-		"idnow.allow_insecure_http":      "true",
-		"idnow.rate_limit":               "0",
-		"idnow.timeout":                  "1s",
-		"idnow.retry.max_attempts":       "3",
-		"idnow.retry.initial_backoff":    "20ms",
-		"idnow.retry.max_backoff":        "200ms",
-		"commands.group":                 group,
-		"commands.transactional_id":      txn,
-		"commands.instance_id":           "c1", // the restarted process fences its predecessor at once
-		"commands.rate_limit":            "500",
-		"commands.max_poll_records":      "40",
-		"commands.concurrency":           "8",
-		"commands.redirect_allowlist":    "https://onboarding.example.com/idnow/",
-		"commands.lookup_delay":          "1500ms",
-		"commands.lookup_clock_skew":     "5s",
-		"commands.retry.initial_backoff": "50ms",
-		"commands.retry.max_backoff":     "500ms",
-		"commands.session_timeout":       "6s",
-		"commands.transaction_timeout":   "20s",
-		"commands.shutdown_timeout":      "10s",
-	}
+	topics, cfg := commandsRig(t, seeds, sim)
 
 	codec, err := serde.NewCodec(t.Context(), serde.CodecConfig{Schema: schemas.CreateSessionCommandSchema()}, nil)
 	if err != nil {
@@ -143,8 +99,6 @@ func TestCommandsExactlyOneSession(t *testing.T) {
 		orig := recs[3+10*i] // valid commands (i%10 == 3), sent again unchanged
 		recs = append(recs, &kgo.Record{Topic: orig.Topic, Key: orig.Key, Value: orig.Value, Headers: orig.Headers})
 	}
-	// Callers own topics.commands; the role creates topics.replies and topics.commands_state.
-	createTopic(t, adm, topics.Commands, 3)
 	prod := newClient(t, seeds)
 	produce := func(rs []*kgo.Record) {
 		t.Helper()
@@ -256,6 +210,62 @@ func TestCommandsExactlyOneSession(t *testing.T) {
 	t.Logf("%d command records (%d valid ids, %d invalid, %d repeated) -> %d replies in %s; simulator: %d sessions, %d create calls made ambiguous (%.0f %%); %d replies recovered by lookup, %d replayed",
 		total, len(valid), len(wantReason), duplicates, len(got), took.Round(time.Millisecond), st.SessionsCreated, st.CreateTimeouts,
 		100*float64(st.CreateTimeouts)/float64(st.SessionsCreated), recovered, replayed)
+}
+
+// commandsRig picks unique topics, group and transactional id for a commands test (deleted at
+// the end) and returns the settings of a commands child against sim.
+func commandsRig(t testing.TB, seeds []string, sim *idnowsim.Simulator) (kafka.TopicsConfig, settings) {
+	t.Helper()
+	sc := sim.Config()
+	topics := kafka.TopicsConfig{Commands: uniqueName(t, "commands"), Replies: uniqueName(t, "replies"), CommandsState: uniqueName(t, "cmdstate")}
+	group, txn := uniqueName(t, "group"), uniqueName(t, "txn")
+	adm := newAdmin(t, seeds)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = adm.DeleteGroups(ctx, group)
+		if _, err := adm.DeleteTopics(ctx, topics.Commands, topics.Replies, topics.CommandsState); err != nil {
+			t.Logf("delete topics: %v", err)
+		}
+	})
+	cfg := settings{
+		"kafka.brokers":                  strings.Join(seeds, ","),
+		"topics.commands":                topics.Commands,
+		"topics.replies":                 topics.Replies,
+		"topics.commands_state":          topics.CommandsState,
+		"topics.partitions":              "3",
+		"admin.listen":                   freeAddr(t),
+		"log.level":                      "info",
+		"idnow.api_url":                  sim.APIURL(),
+		"idnow.token_url":                sim.TokenURL(),
+		"idnow.client_id":                sc.ClientID,
+		"idnow.client_secret":            sc.ClientSecret,
+		"idnow.environment":              sc.Environment,
+		"idnow.allow_insecure_http":      "true",
+		"idnow.rate_limit":               "0",
+		"idnow.timeout":                  "1s",
+		"idnow.retry.max_attempts":       "3",
+		"idnow.retry.initial_backoff":    "20ms",
+		"idnow.retry.max_backoff":        "200ms",
+		"commands.group":                 group,
+		"commands.transactional_id":      txn,
+		"commands.instance_id":           "c1", // the restarted process fences its predecessor at once
+		"commands.rate_limit":            "500",
+		"commands.max_poll_records":      "40",
+		"commands.concurrency":           "8",
+		"commands.redirect_allowlist":    "https://onboarding.example.com/idnow/",
+		"commands.lookup_delay":          "1500ms",
+		"commands.lookup_clock_skew":     "5s",
+		"commands.retry.initial_backoff": "50ms",
+		"commands.retry.max_backoff":     "500ms",
+		"commands.session_timeout":       "6s",
+		"commands.transaction_timeout":   "20s",
+		"commands.shutdown_timeout":      "10s",
+	}
+
+	// Callers own topics.commands; the role creates topics.replies and topics.commands_state.
+	createTopic(t, adm, topics.Commands, 3)
+	return topics, cfg
 }
 
 func ptr[T any](v T) *T { return &v }
