@@ -5,7 +5,6 @@ import (
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/commands"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -26,12 +25,14 @@ func (a *App) startCommands(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rc, err := serde.NewRegistryClient(a.cfg.SchemaRegistry)
+	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
+	defer cancel()
+	// The role owns the contract of all three topics: in registry mode it registers the command
+	// schema too (with the subject's compatibility level), so callers can look it up.
+	cmds, err := a.codec(sctx, schemas.CreateSessionCommandSchema(), a.cfg.Topics.Commands)
 	if err != nil {
 		return err
 	}
-	sctx, cancel := context.WithTimeout(ctx, startupTimeout)
-	defer cancel()
 	replies, err := a.codec(sctx, schemas.CommandReplySchema(), a.cfg.Topics.Replies)
 	if err != nil {
 		return err
@@ -42,7 +43,7 @@ func (a *App) startCommands(ctx context.Context) error {
 	}
 	c, err := commands.New(a.cfg.Commands, commands.Deps{
 		KafkaOpts: opts, TableOpts: tableOpts, Topics: a.cfg.Topics, API: api, Environment: a.cfg.IDnow.Environment,
-		Commands: serde.NewDecoder(schemas.CreateSessionCommandSchema(), rc), Replies: replies, States: states, StatesDecoder: states,
+		Commands: cmds, Replies: replies, States: states, StatesDecoder: states,
 		Registry: a.reg, Log: a.log, TokenCheck: api.Token,
 	})
 	if err != nil {

@@ -59,5 +59,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, fmt.Errorf("commands metrics: %w", err)
 		}
 	}
+	// Every series exists at 0 from start-up, so rates and alerts see a zero, not a gap.
+	m.replies.WithLabelValues("created", "none")
+	for _, r := range []string{"malformed", "unknown_flow", "ambiguous_flow_name", "environment_mismatch", "redirect_not_allowed",
+		"deadline_passed", "rejected", "unavailable"} {
+		m.replies.WithLabelValues("failed", r)
+	}
+	for _, r := range []string{"found", "not_found", "error"} {
+		m.lookups.WithLabelValues(r)
+	}
+	for _, k := range []string{"intent", "reply"} {
+		m.transactions.WithLabelValues(k, "committed")
+		m.transactions.WithLabelValues(k, "aborted")
+	}
+	m.flowRefresh.WithLabelValues("success")
+	m.flowRefresh.WithLabelValues("error")
 	return m, nil
 }
