@@ -449,7 +449,7 @@ func (c *Commander) batch(ctx, shutdownCtx context.Context, sess *kgo.GroupTrans
 	ok, err := sess.End(shutdownCtx, try)
 	if err != nil {
 		c.m.transactions.WithLabelValues("reply", "aborted").Inc()
-		return false, fmt.Errorf("end transaction: %w (batch: %v)", err, perr)
+		return false, fmt.Errorf("end transaction: %w", errors.Join(err, perr))
 	}
 	if !ok {
 		c.m.transactions.WithLabelValues("reply", "aborted").Inc()
@@ -547,7 +547,7 @@ func (c *Commander) commitIntents(ctx, shutdownCtx context.Context, cl *kgo.Clie
 	}
 	if err := cl.EndTransaction(shutdownCtx, try); err != nil {
 		c.m.transactions.WithLabelValues("intent", "aborted").Inc()
-		return fmt.Errorf("end intent transaction: %w (produce: %v)", err, perr)
+		return fmt.Errorf("end intent transaction: %w", errors.Join(err, perr))
 	}
 	if perr != nil {
 		c.m.transactions.WithLabelValues("intent", "aborted").Inc()

@@ -130,8 +130,11 @@ func (c Config) instanceID() (string, error) {
 		return c.InstanceID, nil
 	}
 	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "", fmt.Errorf("commands.instance_id is empty and the host name is unavailable (%v): set commands.instance_id", err)
+	if err != nil {
+		return "", fmt.Errorf("commands.instance_id is empty and the host name is unavailable (%w): set commands.instance_id", err)
+	}
+	if h == "" {
+		return "", errors.New("commands.instance_id is empty and so is the host name: set commands.instance_id")
 	}
 	return strings.Map(func(r rune) rune {
 		if r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
