@@ -338,8 +338,8 @@ func checkHelmReferences(t *testing.T, objs []k8sObject, byKindName map[string]k
 					}
 				}
 			}
-			if n != 2 {
-				t.Errorf("ServiceMonitor selects %d Services, want both (ingress and enricher)", n)
+			if n != 3 {
+				t.Errorf("ServiceMonitor selects %d Services, want the ingress's, the enricher's and the commands role's", n)
 			}
 			continue
 		case "PrometheusRule":
