@@ -348,7 +348,8 @@ func TestAmbiguousCreates(t *testing.T) {
 }
 
 // TestIntentFromEarlierOwner: an intent without a reply (an owner died mid-call) and a session
-// carrying the command id: the command is answered with that session, without a create.
+// carrying the command id: the command is answered with that session, without a create, even
+// though its deadline passed in between.
 func TestIntentFromEarlierOwner(t *testing.T) {
 	h := newHarness(t, nil)
 	api := h.api
@@ -373,7 +374,9 @@ func TestIntentFromEarlierOwner(t *testing.T) {
 	if err := cl.ProduceSync(t.Context(), &kgo.Record{Topic: testTopics.CommandsState, Key: []byte("orphan"), Value: v}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	h.produce(h.command("subj-o", &schemas.CreateSessionCommand{CommandID: "orphan", FlowName: ptr("AutoIdent")}))
+	// Its deadline has passed meanwhile: the session the earlier owner created is still the answer.
+	past := time.Now().Add(-time.Millisecond)
+	h.produce(h.command("subj-o", &schemas.CreateSessionCommand{CommandID: "orphan", FlowName: ptr("AutoIdent"), Deadline: &past}))
 	h.start(cfg)
 	got, n := h.readReplies(1, 30*time.Second)
 	if n != 1 || got["orphan"][0].Created == nil || got["orphan"][0].Created.SessionID != s.SessionID || !got["orphan"][0].Created.Recovered ||

@@ -168,7 +168,9 @@ func (c *Commander) validate(w *work) (reason, msg string) {
 		return schemas.ReasonEnvironmentMismatch, fmt.Sprintf("environment %q is not this connector's (%s): the IDnow API client belongs to one environment; send the command to the connector of that environment or leave environment null",
 			*cmd.Environment, c.deps.Environment)
 	}
-	if cmd.Deadline != nil && !c.now().Before(*cmd.Deadline) {
+	// A command taken over with an intent is looked up first (call): a session its previous
+	// owner created is the answer even after the deadline.
+	if cmd.Deadline != nil && !w.lookupFirst && !c.now().Before(*cmd.Deadline) {
 		return schemas.ReasonDeadlinePassed, fmt.Sprintf("the command's deadline %s passed before it was processed (at %s); no session was created",
 			cmd.Deadline.UTC().Format(time.RFC3339Nano), c.now().UTC().Format(time.RFC3339Nano))
 	}
@@ -216,11 +218,6 @@ func (c *Commander) call(ctx context.Context, w *work) error {
 	attempts := 0
 	var lastErr error
 	for {
-		if w.cmd.Deadline != nil && !c.now().Before(*w.cmd.Deadline) {
-			c.failed(w, schemas.ReasonDeadlinePassed, fmt.Sprintf("the command's deadline passed while IDnow was failing (%d create attempts; last: %v); a session may exist for this command id and will expire unused",
-				attempts, errText(lastErr)))
-			return nil
-		}
 		if !c.now().Before(giveUp) {
 			c.failed(w, schemas.ReasonUnavailable, fmt.Sprintf("IDnow did not create the session within commands.give_up_after (%s; %d create attempts; last: %v); send a new command once IDnow answers again",
 				c.cfg.GiveUpAfter, attempts, errText(lastErr)))
@@ -254,6 +251,11 @@ func (c *Commander) call(ctx context.Context, w *work) error {
 			}
 			c.m.lookups.WithLabelValues("not_found").Inc()
 			w.lookupFirst = false
+		}
+		if w.cmd.Deadline != nil && !c.now().Before(*w.cmd.Deadline) {
+			c.failed(w, schemas.ReasonDeadlinePassed, fmt.Sprintf("the command's deadline passed before a session could be created (%d create attempts here; last error: %v); no session exists for this command id",
+				attempts, errText(lastErr)))
+			return nil
 		}
 		w.lastAttempt = c.now().UTC()
 		attempts++
