@@ -120,6 +120,7 @@ func TestCommandsExactlyOneSession(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	first.kill()
+	killedAt := time.Now()
 	atKill := sim.Stats()
 	t.Logf("killed after %d sessions (%d ambiguous creates so far)", atKill.SessionsCreated, atKill.CreateTimeouts)
 	produce(recs[firstPart:])
@@ -135,9 +136,20 @@ func TestCommandsExactlyOneSession(t *testing.T) {
 		t.Fatalf("%d replies for %d command records", len(got), total)
 	}
 	buckets := map[int]int{}
+	answeredBeforeKill := 0
 	for _, r := range got {
 		buckets[int(r.Timestamp.Sub(began).Seconds())/5*5]++
+		var rep schemas.CommandReply
+		if err := replies.Decode(t.Context(), r.Value, &rep); err == nil && rep.Created != nil && !rep.Replayed && r.Timestamp.Before(killedAt) {
+			answeredBeforeKill++
+		}
 	}
+	// The kill must land mid-work: sessions created by the first process whose reply it never
+	// committed, which the second one has to find instead of creating them again.
+	if int(atKill.SessionsCreated) <= answeredBeforeKill {
+		t.Errorf("at the kill %d sessions existed and %d had a committed reply: the kill did not interrupt a create", atKill.SessionsCreated, answeredBeforeKill)
+	}
+	t.Logf("at the kill: %d sessions created, %d of them answered", atKill.SessionsCreated, answeredBeforeKill)
 	t.Logf("replies by commit time (seconds after the first start: count): %v", buckets)
 	for _, r := range got {
 		var rep schemas.CommandReply
