@@ -91,15 +91,18 @@ type Commander struct {
 
 	mu          sync.Mutex
 	batchCancel context.CancelCauseFunc
+	// owned are the partitions of topics.commands this member holds.
+	owned map[int32]bool
 	// answers are replies made in batches whose transaction has not committed (yet): a batch
 	// consumed again after an abort reuses them instead of calling IDnow again.
 	answers map[string]answer
 }
 
 type answer struct {
-	reply  *schemas.CommandReply
-	state  *schemas.CommandState
-	flowID string
+	reply     *schemas.CommandReply
+	state     *schemas.CommandState
+	flowID    string
+	partition int32
 }
 
 var errRebalance = errors.New("consumer group rebalanced: partitions revoked or lost")
@@ -134,7 +137,7 @@ func New(cfg Config, deps Deps) (*Commander, error) {
 	}
 	c := &Commander{cfg: cfg, deps: deps, txnID: cfg.TransactionalID + "-" + instance, m: m,
 		log: deps.Log.With(slog.String("component", "commands")), now: deps.Clock, table: newTable(cfg.DedupeWindow),
-		limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit))), answers: map[string]answer{}}
+		limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), max(1, int(cfg.RateLimit))), answers: map[string]answer{}, owned: map[int32]bool{}}
 	for _, p := range cfg.RedirectAllowlist {
 		a, _ := parseAllowed(p) // checked by Validate
 		c.allow = append(c.allow, a)
@@ -236,6 +239,12 @@ func isFatal(err error) bool {
 
 func (c *Commander) runClient(ctx, shutdownCtx context.Context) (progressed bool, err error) {
 	c.joined.Store(false)
+	defer func() {
+		// Whatever this client owned, it owns nothing once it is gone.
+		c.mu.Lock()
+		clear(c.owned)
+		c.mu.Unlock()
+	}()
 	opts := slices.Clone(c.deps.KafkaOpts)
 	opts = append(opts,
 		kgo.ConsumerGroup(c.cfg.Group),
@@ -374,6 +383,19 @@ func (c *Commander) checkStateTopic(ctx context.Context, adm *kadm.Client) error
 
 func (c *Commander) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	c.joined.Store(true)
+	c.mu.Lock()
+	for _, p := range assigned[c.deps.Topics.Commands] {
+		c.owned[p] = true
+	}
+	// Answers of partitions that went to another member and did not come back: that member
+	// looks their sessions up (most rebalances hand the same partitions back, so they are kept
+	// until now).
+	for id, a := range c.answers {
+		if !c.owned[a.partition] {
+			delete(c.answers, id)
+		}
+	}
+	c.mu.Unlock()
 	// Another member may have written intents or replies for these partitions' commands.
 	c.needCatchUp.Store(true)
 	c.log.Info("partitions assigned", slog.Any("partitions", assigned[c.deps.Topics.Commands]))
@@ -390,6 +412,9 @@ func (c *Commander) onRevoked(_ context.Context, _ *kgo.Client, parts map[string
 	}
 	c.log.Info("partitions revoked", slog.Any("partitions", parts[c.deps.Topics.Commands]))
 	c.mu.Lock()
+	for _, p := range parts[c.deps.Topics.Commands] {
+		delete(c.owned, p)
+	}
 	if c.batchCancel != nil {
 		c.batchCancel(errRebalance)
 	}
@@ -586,7 +611,7 @@ func (c *Commander) callAll(ctx context.Context, works []*work) error {
 				return
 			}
 			c.mu.Lock()
-			c.answers[w.id] = answer{reply: w.reply, state: w.state, flowID: w.flowID}
+			c.answers[w.id] = answer{reply: w.reply, state: w.state, flowID: w.flowID, partition: w.rec.Partition}
 			c.mu.Unlock()
 		})
 	}

@@ -468,3 +468,15 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpagedFlowList resolves a flow name against a simulator answering the flow list the way
+// older builds do: everything at once, without a page object.
+func TestUnpagedFlowList(t *testing.T) {
+	h := newHarness(t, func(c *idnowsim.Config) { c.FlowsPaging = idnowsim.PagingUnpaged })
+	h.start(testConfig())
+	h.produce(h.command("subj-u", &schemas.CreateSessionCommand{CommandID: "unpaged", FlowName: ptr("Reusable identity")}))
+	got, n := h.readReplies(1, 30*time.Second)
+	if n != 1 || got["unpaged"][0].Created == nil || got["unpaged"][0].Created.FlowID != "flw-reusable-id" {
+		t.Fatalf("reply %+v, want a session of flw-reusable-id", got["unpaged"])
+	}
+}
