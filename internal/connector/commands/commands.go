@@ -448,13 +448,13 @@ func (c *Commander) batch(ctx, shutdownCtx context.Context, sess *kgo.GroupTrans
 
 	works, err := c.prepareAll(bctx, recs)
 	if err != nil {
-		return false, c.batchErr(ctx, bctx, err)
+		return false, c.abandon(ctx, bctx, shutdownCtx, sess, err)
 	}
 	if err := c.commitIntents(bctx, shutdownCtx, sess.Client(), works); err != nil {
-		return false, c.batchErr(ctx, bctx, err)
+		return false, c.abandon(ctx, bctx, shutdownCtx, sess, err)
 	}
 	if err := c.callAll(bctx, works); err != nil {
-		return false, c.batchErr(ctx, bctx, err)
+		return false, c.abandon(ctx, bctx, shutdownCtx, sess, err)
 	}
 	for _, w := range works {
 		if w.dupOf != nil {
@@ -493,11 +493,20 @@ func (c *Commander) batch(ctx, shutdownCtx context.Context, sess *kgo.GroupTrans
 	return true, nil
 }
 
-// batchErr turns a batch cut short into the client's outcome: a rebalance or shutdown is not
-// an error (the batch is consumed again by whoever owns it), anything else is.
-func (c *Commander) batchErr(ctx, bctx context.Context, err error) error {
-	if ctx.Err() != nil || errors.Is(context.Cause(bctx), errRebalance) {
-		c.log.Info("batch abandoned; it will be consumed again", slog.Any("cause", context.Cause(bctx)))
+// abandon ends a batch cut short before its reply transaction. On a rebalance the client goes
+// on, so it is rewound to the committed offsets (an aborting End does that): the records of
+// partitions it still owns come again instead of being skipped, the others go to their new
+// owner. On shutdown nothing more is needed; any other error re-creates the client, which
+// starts from the committed offsets too.
+func (c *Commander) abandon(ctx, bctx, shutdownCtx context.Context, sess *kgo.GroupTransactSession, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(context.Cause(bctx), errRebalance):
+		c.log.Info("batch abandoned after a rebalance; it will be consumed again")
+		if _, endErr := sess.End(shutdownCtx, kgo.TryAbort); endErr != nil {
+			return fmt.Errorf("rewind after a rebalance: %w", endErr)
+		}
 		return nil
 	}
 	return err

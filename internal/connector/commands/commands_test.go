@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -112,7 +113,7 @@ func (h *harness) start(cfg Config) *runningCommander {
 	reg := prometheus.NewRegistry()
 	c, err := New(cfg, Deps{KafkaOpts: opts, TableOpts: opts, Topics: testTopics, API: h.api, Environment: "live",
 		Commands: h.cmds, Replies: h.replies, States: h.states, StatesDecoder: h.states, Registry: reg,
-		Log: slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelError}))})
+		Log: testLog(h.t)})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -137,6 +138,15 @@ func (r *runningCommander) stop(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Error("Run did not return")
 	}
+}
+
+// testLog writes errors to the test log; COMMANDS_TEST_VERBOSE=1 adds everything from info up.
+func testLog(t *testing.T) *slog.Logger {
+	level := slog.LevelError
+	if os.Getenv("COMMANDS_TEST_VERBOSE") != "" {
+		level = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
 type testWriter struct{ t *testing.T }
@@ -478,5 +488,52 @@ func TestUnpagedFlowList(t *testing.T) {
 	got, n := h.readReplies(1, 30*time.Second)
 	if n != 1 || got["unpaged"][0].Created == nil || got["unpaged"][0].Created.FlowID != "flw-reusable-id" {
 		t.Fatalf("reply %+v, want a session of flw-reusable-id", got["unpaged"])
+	}
+}
+
+// TestRebalance runs two members: a second one joins while the first works (ambiguous creates
+// slow it down), then the first stops. Partitions move twice mid-batch; every command still gets
+// one reply and one session.
+func TestRebalance(t *testing.T) {
+	h := newHarness(t, func(c *idnowsim.Config) {
+		c.Faults.CreateTimeoutRate = 0.3
+		c.Faults.CreateTimeoutHang = 5 * time.Second
+	})
+	const n = 90
+	var recs []*kgo.Record
+	for i := range n {
+		recs = append(recs, h.command(fmt.Sprintf("subj-%d", i%11), &schemas.CreateSessionCommand{CommandID: fmt.Sprintf("rb-%03d", i), FlowID: ptr("flw-auto-ident")}))
+	}
+	h.produce(recs...)
+	cfg1, cfg2 := testConfig(), testConfig()
+	cfg1.MaxPollRecords, cfg2.MaxPollRecords = 10, 10
+	cfg2.InstanceID = "t2"
+	r1 := h.start(cfg1)
+	deadline := time.Now().Add(20 * time.Second)
+	for h.sim.Stats().SessionsCreated < 15 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.start(cfg2)
+	for h.sim.Stats().SessionsCreated < 45 && time.Now().Before(deadline.Add(20*time.Second)) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	r1.stop(t)
+	got, cnt := h.readReplies(n, 60*time.Second)
+	if cnt != n || len(got) != n {
+		t.Fatalf("%d replies for %d command ids, want %d", cnt, len(got), n)
+	}
+	for id, reps := range got {
+		if len(reps) != 1 || reps[0].Outcome != schemas.OutcomeCreated {
+			t.Fatalf("%s: %+v", id, reps)
+		}
+	}
+	sessions := h.sessionsByCommand()
+	for id, k := range sessions {
+		if k != 1 {
+			t.Errorf("command %s has %d sessions", id, k)
+		}
+	}
+	if len(sessions) != n {
+		t.Fatalf("%d commands have a session, want %d", len(sessions), n)
 	}
 }
