@@ -328,7 +328,7 @@ func TestComposeConfigValidates(t *testing.T) {
 	}
 	// yaml.v3 resolves the x-connector anchor and its merge keys.
 	readYAML(t, filepath.Join(dir, "docker-compose.yml"), &compose)
-	for _, name := range []string{"kafka", "ingress", "enricher", "reconciler", "simulator"} {
+	for _, name := range []string{"kafka", "ingress", "enricher", "reconciler", "commands", "simulator"} {
 		if s, ok := compose.Services[name]; !ok || s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
 			t.Errorf("service %s is missing or has no healthcheck", name)
 		}
@@ -339,7 +339,7 @@ func TestComposeConfigValidates(t *testing.T) {
 		}
 	}
 
-	for _, mode := range []Mode{ModeIngress, ModeEnricher, ModeReconciler} {
+	for _, mode := range []Mode{ModeIngress, ModeEnricher, ModeReconciler, ModeCommands} {
 		t.Run(string(mode), func(t *testing.T) {
 			s, ok := compose.Services[string(mode)]
 			if !ok {
