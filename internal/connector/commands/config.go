@@ -67,7 +67,7 @@ func DefaultConfig() Config {
 	return Config{
 		Enabled: true, Group: "idnow-connector-commands", TransactionalID: "idnow-connector-commands",
 		Concurrency: 8, MaxPollRecords: 500, RateLimit: 10,
-		DedupeWindow: 7 * 24 * time.Hour, FlowCacheTTL: 5 * time.Minute, FlowRefreshInterval: 10 * time.Second,
+		DedupeWindow: 24 * time.Hour, FlowCacheTTL: 5 * time.Minute, FlowRefreshInterval: 10 * time.Second,
 		LookupPages: 10, LookupDelay: 15 * time.Second, LookupClockSkew: 2 * time.Minute, GiveUpAfter: 5 * time.Minute,
 		Retry:              retry.Config{InitialBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second, Jitter: 0.2},
 		TransactionTimeout: time.Minute, SessionTimeout: 45 * time.Second, ShutdownTimeout: 30 * time.Second,
@@ -99,7 +99,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.DedupeWindow < time.Minute {
-		bad("commands.dedupe_window %s is too short; set at least 1m (default 168h)", c.DedupeWindow)
+		bad("commands.dedupe_window %s is too short; set at least 1m (default 24h)", c.DedupeWindow)
 	}
 	if c.FlowCacheTTL <= 0 || c.FlowRefreshInterval < 0 {
 		bad("commands.flow_cache_ttl must be positive and commands.flow_refresh_interval not negative (defaults 5m and 10s)")
