@@ -537,3 +537,27 @@ func TestRebalance(t *testing.T) {
 		t.Fatalf("%d commands have a session, want %d", len(sessions), n)
 	}
 }
+
+// TestUnavailable: IDnow answers every call 503 (provably not performed); the command is tried
+// again until commands.give_up_after and then answered unavailable, with no session anywhere.
+func TestUnavailable(t *testing.T) {
+	h := newHarness(t, func(c *idnowsim.Config) {
+		c.Faults.Rate503 = 1
+		c.Faults.RetryAfter = time.Second
+	})
+	cfg := testConfig()
+	cfg.GiveUpAfter = 2 * time.Second
+	r := h.start(cfg)
+	h.produce(h.command("subj-x", &schemas.CreateSessionCommand{CommandID: "down", FlowID: ptr("flw-auto-ident")}))
+	got, n := h.readReplies(1, 30*time.Second)
+	if n != 1 || got["down"][0].Failed == nil || got["down"][0].Failed.Reason != schemas.ReasonUnavailable ||
+		!strings.Contains(got["down"][0].Failed.Message, "commands.give_up_after") {
+		t.Fatalf("reply %+v, want failed unavailable naming commands.give_up_after", got["down"])
+	}
+	if st := h.sim.Stats(); st.SessionsCreated != 0 || st.Faults503 < 2 {
+		t.Fatalf("simulator: %d sessions, %d injected 503s; want none and several attempts", st.SessionsCreated, st.Faults503)
+	}
+	if v := testutil.ToFloat64(r.c.m.ambiguous); v != 0 {
+		t.Fatalf("a 503 counted as ambiguous (%v): it proves the create was not performed", v)
+	}
+}
