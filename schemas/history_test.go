@@ -69,7 +69,7 @@ func TestHistoryCoversEverySchema(t *testing.T) {
 
 // TestEmbeddedSchemasCarryHistory checks the schemas the codecs use know their released versions.
 func TestEmbeddedSchemasCarryHistory(t *testing.T) {
-	for _, s := range []Schema{SessionEventSchema(), EnrichedSessionSchema()} {
+	for _, s := range []Schema{SessionEventSchema(), EnrichedSessionSchema(), CreateSessionCommandSchema(), CommandReplySchema(), CommandStateSchema()} {
 		if len(s.History) == 0 {
 			t.Fatalf("%s has no embedded history", s.FullName)
 		}

@@ -60,6 +60,9 @@ const interopDir = "testdata/interop"
 const (
 	sessionEventSchemaID    = 1
 	enrichedSessionSchemaID = 2
+	commandSchemaID         = 3
+	replySchemaID           = 4
+	commandStateSchemaID    = 5
 )
 
 // probe is one field the Java reader must find with exactly this value. Paths are
@@ -192,10 +195,104 @@ func interopCases() []interopCase {
 			Truncation: str(schemas.TruncationContentDropped)},
 	}
 
+	deadline := ms("2026-03-01T10:13:41.207Z")
+	fullCommand := &schemas.CreateSessionCommand{
+		CommandID: "7d7c1f0e-3a52-4f0b-9e77-0c1d2e3f4a5b", FlowName: str("Basic identity verification"), Environment: str("live"),
+		Input: map[string]string{
+			"basicIdentity": basicContent,
+			"documentData":  docContent,
+		},
+		Metadata:    map[string]string{"subjectId": "customer-42", "channel": "web 📱"},
+		RedirectURL: str("https://onboarding.example.com/done?step=ident"), State: str("ctx-Köln-17"), Deadline: &deadline,
+	}
+	minimalCommand := &schemas.CreateSessionCommand{CommandID: "c-1", FlowID: str("flw-auto-ident"),
+		Input: map[string]string{}, Metadata: map[string]string{}}
+	createdReply := &schemas.CommandReply{
+		CommandID: fullCommand.CommandID, Outcome: schemas.OutcomeCreated, RepliedAt: enriched,
+		Created: &schemas.SessionCreated{SessionID: "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e", FlowID: "flw-basic-identity", FlowVersion: str("3"),
+			Environment: "live", Status: "CREATED", PlayerURL: str("https://player.eu.platform.idnow.io/?token=eyJhbGciOiJkaXIifQ..x.y.z"),
+			SDKToken: str("sdk-8a7b6c"), CreatedAt: &created, ExpiresAt: &expires},
+	}
+	failedReply := &schemas.CommandReply{CommandID: "c-2", Outcome: schemas.OutcomeFailed, RepliedAt: enriched, Replayed: true,
+		Failed: &schemas.CommandFailed{Reason: schemas.ReasonRedirectNotAllowed, Message: "redirectUrl is not on commands.redirect_allowlist"}}
+	intentState := &schemas.CommandState{CommandID: "c-3", FlowID: str("flw-auto-ident"), AttemptedAt: &created, UpdatedAt: created}
+	answeredState := &schemas.CommandState{CommandID: createdReply.CommandID, FlowID: str("flw-basic-identity"), AttemptedAt: &created,
+		Reply: createdReply, UpdatedAt: enriched}
+	cs, rs, ss := schemas.CreateSessionCommandSchema(), schemas.CommandReplySchema(), schemas.CommandStateSchema()
+	newCommand := func() any { return &schemas.CreateSessionCommand{} }
+	newReply := func() any { return &schemas.CommandReply{} }
+	newState := func() any { return &schemas.CommandState{} }
+	commandCases := []interopCase{
+		{
+			name: "create_session_command_full", avsc: "create_session_command.avsc", schema: cs, subject: "idnow.commands-value",
+			schemaID: commandSchemaID, value: fullCommand, fresh: newCommand,
+			probes: []probe{
+				{"commandId", &fullCommand.CommandID},
+				{"flowId", nil},
+				strProbe("flowName", fullCommand.FlowName),
+				{"input.basicIdentity", str(basicContent)},
+				{"metadata.subjectId", str("customer-42")},
+				strProbe("state", fullCommand.State),
+				tsProbe("deadline", deadline),
+			},
+		},
+		{
+			name: "create_session_command_minimal", avsc: "create_session_command.avsc", schema: cs, subject: "idnow.commands-value",
+			schemaID: commandSchemaID, value: minimalCommand, fresh: newCommand,
+			probes: []probe{
+				strProbe("flowId", minimalCommand.FlowID),
+				{"flowName", nil},
+				{"environment", nil},
+				{"redirectUrl", nil},
+				{"deadline", nil},
+			},
+		},
+		{
+			name: "command_reply_created", avsc: "command_reply.avsc", schema: rs, subject: "idnow.commands.replies-value",
+			schemaID: replySchemaID, value: createdReply, fresh: newReply,
+			probes: []probe{
+				{"outcome", str("created")},
+				{"created.sessionId", &createdReply.Created.SessionID},
+				strProbe("created.playerUrl", createdReply.Created.PlayerURL),
+				tsProbe("created.expiresAt", expires),
+				{"created.recovered", str("false")},
+				{"failed", nil},
+				{"replayed", str("false")},
+			},
+		},
+		{
+			name: "command_reply_failed", avsc: "command_reply.avsc", schema: rs, subject: "idnow.commands.replies-value",
+			schemaID: replySchemaID, value: failedReply, fresh: newReply,
+			probes: []probe{
+				{"outcome", str("failed")},
+				{"created", nil},
+				{"failed.reason", str(schemas.ReasonRedirectNotAllowed)},
+				{"replayed", str("true")},
+			},
+		},
+		{
+			name: "command_state_intent", avsc: "command_state.avsc", schema: ss, subject: "idnow.commands.state-value",
+			schemaID: commandStateSchemaID, value: intentState, fresh: newState,
+			probes: []probe{
+				{"commandId", str("c-3")},
+				tsProbe("attemptedAt", created),
+				{"reply", nil},
+			},
+		},
+		{
+			name: "command_state_answered", avsc: "command_state.avsc", schema: ss, subject: "idnow.commands.state-value",
+			schemaID: commandStateSchemaID, value: answeredState, fresh: newState,
+			probes: []probe{
+				{"reply.outcome", str("created")},
+				{"reply.created.sessionId", &createdReply.Created.SessionID},
+			},
+		},
+	}
+
 	se, es := schemas.SessionEventSchema(), schemas.EnrichedSessionSchema()
 	newEvent := func() any { return &schemas.SessionEvent{} }
 	newEnriched := func() any { return &schemas.EnrichedSession{} }
-	return []interopCase{
+	return append([]interopCase{
 		{
 			name: "session_event_full", avsc: "session_event.avsc", schema: se, subject: "idnow.sessions-value",
 			schemaID: sessionEventSchemaID, value: fullEvent, fresh: newEvent,
@@ -280,7 +377,7 @@ func interopCases() []interopCase {
 				{"fileRefs[0].vaultEntryId", &truncatedEnriched.FileRefs[0].VaultEntryID},
 			},
 		},
-	}
+	}, commandCases...)
 }
 
 // interopFiles builds the content of every file under testdata/interop, by name.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares the Python environment of examples/python-duckdb (confluent-kafka, fastavro, pyarrow,
+# Prepares the Python environment of examples/python-duckdb and examples/python-commands
+# (confluent-kafka, fastavro, pyarrow,
 # duckdb, pinned in its requirements.txt) in a virtualenv in the project's tool cache outside
 # the clone (scripts/cache-common.sh), and prints the path of its python. A venv whose
 # requirements match is reused as it is; pip runs only on a new machine or after a change.

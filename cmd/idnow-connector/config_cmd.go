@@ -73,8 +73,8 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("config %s: unexpected arguments %q", sub, fs.Args())
 	}
 	m := app.Mode(*mode)
-	if m != app.ModeRun && m != app.ModeIngress && m != app.ModeEnricher && m != app.ModeReconciler {
-		return fmt.Errorf("config %s: --mode %q must be run, ingress, enricher or reconciler", sub, *mode)
+	if m != app.ModeRun && m != app.ModeIngress && m != app.ModeEnricher && m != app.ModeReconciler && m != app.ModeCommands {
+		return fmt.Errorf("config %s: --mode %q must be run, ingress, enricher, reconciler or commands", sub, *mode)
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })

@@ -46,6 +46,10 @@ commands:
              (both need kafka.brokers, or kafka.embedded.enabled: true for the embedded broker)
   reconciler every reconcile.interval, write the session statuses no webhook brought to
              topics.sessions (one active per reconcile.group; also part of run)
+  commands   answer CreateSessionCommands from topics.commands with IDnow sessions on
+             topics.replies (also part of run; docs/commands.md)
+  create-session  send one CreateSessionCommand and print the reply's player URL
+             (see 'idnow-connector create-session -h')
   backfill   one reconciliation pass over an explicit window (see 'idnow-connector backfill -h')
   sim        run the local IDnow simulator (see 'idnow-connector sim -h')
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
@@ -92,6 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, app.ModeEnricher, args, stderr)
 	case "reconciler":
 		return serve(ctx, app.ModeReconciler, args, stderr)
+	case "commands":
+		return serve(ctx, app.ModeCommands, args, stderr)
+	case "create-session":
+		return createSession(ctx, args, stdout, stderr)
 	case "backfill":
 		return backfill(ctx, args, stdout, stderr)
 	case "sim":
@@ -181,6 +189,29 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	opts.UntilEnd = opts.UntilEnd || !follow
 	return app.Tail(ctx, cfg, opts, stdout)
+}
+
+func createSession(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("create-session", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.CreateSessionOptions
+	var brokers string
+	fs.StringVar(&opts.FlowName, "flow", "", "the flow's name as GET /flows lists it, e.g. AutoIdent (or --flow-id)")
+	fs.StringVar(&opts.FlowID, "flow-id", "", "the flow id instead of --flow")
+	fs.StringVar(&opts.Subject, "subject", "", "the person's pseudonymous subject id: metadata.subjectId and the record key (required)")
+	fs.StringVar(&opts.RedirectURL, "redirect-url", "", "where the player sends the person afterwards; must be on commands.redirect_allowlist")
+	fs.StringVar(&opts.CommandID, "command-id", "", "the command id (default: a new UUID); the same id again is answered from the first reply")
+	fs.DurationVar(&opts.Timeout, "timeout", 30*time.Second, "how long to wait for the reply")
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
+	cfg, err := loadConfig(fs, args)
+	if err != nil {
+		return err
+	}
+	if brokers != "" {
+		opts.Brokers = strings.Split(brokers, ",")
+	}
+	_, err = app.CreateSession(ctx, cfg, opts, stdout, stderr)
+	return err
 }
 
 func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error {

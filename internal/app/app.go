@@ -151,6 +151,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.mode.runsCommands(a.cfg) {
+		if err := a.startCommands(ctx); err != nil {
+			return err
+		}
+	}
 	if a.mode.runsIngress() {
 		if err := a.startIngress(ctx, ingressLn); err != nil {
 			return err
@@ -204,6 +209,9 @@ func StopBudget(cfg Config, mode Mode) time.Duration {
 	}
 	if mode.runsReconciler(cfg) {
 		total += reconcile.StopTimeout
+	}
+	if mode.runsCommands(cfg) {
+		total += cfg.Commands.StopTimeout()
 	}
 	return total
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/commands"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
@@ -33,6 +34,7 @@ type Config struct {
 	Enrich         enrich.Config      `koanf:"enrich"`
 	Simulator      idnowsim.Config    `koanf:"simulator"`
 	Reconcile      reconcile.Config   `koanf:"reconcile"`
+	Commands       commands.Config    `koanf:"commands"`
 }
 
 // LogConfig is the `log.*` section.
@@ -64,6 +66,7 @@ func DefaultConfig() Config {
 		Enrich:         enrich.DefaultConfig(),
 		Simulator:      idnowsim.DefaultConfig(),
 		Reconcile:      reconcile.DefaultConfig(),
+		Commands:       commands.DefaultConfig(),
 	}
 }
 
@@ -77,6 +80,8 @@ const (
 	ModeRun      Mode = "run"
 	// ModeReconciler runs the reconciler only (one active per reconcile.group).
 	ModeReconciler Mode = "reconciler"
+	// ModeCommands runs the commands role only (CreateSessionCommand -> IDnow session -> reply).
+	ModeCommands Mode = "commands"
 )
 
 func (m Mode) runsIngress() bool  { return m == ModeIngress || m == ModeRun }
@@ -85,6 +90,11 @@ func (m Mode) runsEnricher() bool { return m == ModeEnricher || m == ModeRun }
 // runsReconciler: the reconciler role always, `run` when reconcile.enabled (default true).
 func (m Mode) runsReconciler(c Config) bool {
 	return m == ModeReconciler || (m == ModeRun && c.Reconcile.Enabled)
+}
+
+// runsCommands: the commands role always, `run` when commands.enabled (default true).
+func (m Mode) runsCommands(c Config) bool {
+	return m == ModeCommands || (m == ModeRun && c.Commands.Enabled)
 }
 
 // Validate checks the sections mode uses. Keys the simulator fills in (webhook and idnow
@@ -125,6 +135,17 @@ func (c Config) Validate(mode Mode) error {
 		add(c.Reconcile.Validate())
 		if !c.Simulator.Enabled && !mode.runsEnricher() {
 			add(c.IDnow.Validate())
+		}
+	}
+	if mode.runsCommands(c) {
+		add(c.Commands.Validate())
+		add(c.Topics.ValidateCommands())
+		if !c.Simulator.Enabled && !mode.runsEnricher() && !mode.runsReconciler(c) {
+			add(c.IDnow.Validate())
+		}
+		if c.IDnow.RateLimit > 0 && c.Commands.RateLimit >= c.IDnow.RateLimit {
+			add(fmt.Errorf("commands.rate_limit (%g/s) must be below idnow.rate_limit (%g/s): the commands role's calls are part of that budget, and the rest is what enrichment keeps under a burst of commands",
+				c.Commands.RateLimit, c.IDnow.RateLimit))
 		}
 	}
 	return errors.Join(errs...)

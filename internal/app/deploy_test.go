@@ -149,7 +149,7 @@ func (c k8sContainer) environ() []string {
 		if e.ValueFrom != nil {
 			switch {
 			case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
-				v = "idnow-connector-enricher-0"
+				v = "idnow-connector-" + c.Name + "-0" // the StatefulSet's first pod
 			case e.ValueFrom.FieldRef != nil:
 				v = "from-" + strings.ReplaceAll(e.ValueFrom.FieldRef.FieldPath, ".", "-")
 			case e.ValueFrom.SecretKeyRef != nil:
@@ -220,6 +220,7 @@ func TestKubernetesConfigValidates(t *testing.T) {
 		{file: "ingress-deployment.yaml", container: "ingress", mode: ModeIngress},
 		{file: "enricher-statefulset.yaml", container: "enricher", mode: ModeEnricher},
 		{file: "reconciler-deployment.yaml", container: "reconciler", mode: ModeReconciler},
+		{file: "commands-statefulset.yaml", container: "commands", mode: ModeCommands},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -258,7 +259,7 @@ func secretFiles(cfg Config, mode Mode) map[string]string {
 	if mode.runsIngress() {
 		files["webhook.static_header.value_file"] = cfg.Webhook.StaticHeader.ValueFile
 	}
-	if mode.runsEnricher() || mode.runsReconciler(cfg) {
+	if mode.runsEnricher() || mode.runsReconciler(cfg) || mode.runsCommands(cfg) {
 		files["idnow.client_secret_file"] = cfg.IDnow.ClientSecretFile
 	}
 	return files
@@ -327,7 +328,7 @@ func TestComposeConfigValidates(t *testing.T) {
 	}
 	// yaml.v3 resolves the x-connector anchor and its merge keys.
 	readYAML(t, filepath.Join(dir, "docker-compose.yml"), &compose)
-	for _, name := range []string{"kafka", "ingress", "enricher", "reconciler", "simulator"} {
+	for _, name := range []string{"kafka", "ingress", "enricher", "reconciler", "commands", "simulator"} {
 		if s, ok := compose.Services[name]; !ok || s.Healthcheck == nil || len(s.Healthcheck.Test) == 0 {
 			t.Errorf("service %s is missing or has no healthcheck", name)
 		}
@@ -338,7 +339,7 @@ func TestComposeConfigValidates(t *testing.T) {
 		}
 	}
 
-	for _, mode := range []Mode{ModeIngress, ModeEnricher, ModeReconciler} {
+	for _, mode := range []Mode{ModeIngress, ModeEnricher, ModeReconciler, ModeCommands} {
 		t.Run(string(mode), func(t *testing.T) {
 			s, ok := compose.Services[string(mode)]
 			if !ok {
@@ -1105,6 +1106,16 @@ func checkWorkload(t *testing.T, w k8sWorkload, mode Mode, configFile string) {
 		}
 		if need := StopBudget(cfg, ModeReconciler); time.Duration(*grace)*time.Second <= need {
 			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
+		}
+	case ModeCommands:
+		if w.Spec.Replicas == nil || *w.Spec.Replicas < 1 || *w.Spec.Replicas > int(cfg.Topics.Partitions) {
+			t.Errorf("commands replicas must be between 1 and topics.partitions (%d)", cfg.Topics.Partitions)
+		}
+		if need := StopBudget(cfg, ModeCommands); time.Duration(*grace)*time.Second <= need {
+			t.Errorf("terminationGracePeriodSeconds %d must exceed the process's stop budget %s", *grace, need)
+		}
+		if cfg.Commands.InstanceID != "idnow-connector-commands-0" {
+			t.Errorf("commands.instance_id = %q, want the pod name from the downward API", cfg.Commands.InstanceID)
 		}
 	}
 }

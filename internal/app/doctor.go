@@ -93,7 +93,8 @@ type OpenTransaction struct {
 	// current transaction (same producer id, transaction ongoing or being completed).
 	CoordinatorHolds bool
 	// Foreign: on the __consumer_offsets partition, which other groups share, and not from a
-	// transactional id of the enricher (enrich.transactional_id + "-"): not ours to abort.
+	// transactional id of the connector (enrich.transactional_id + "-", or
+	// commands.transactional_id + "-" when the commands role is enabled): not ours to abort.
 	Foreign bool
 
 	Status string // StatusOpen, StatusHanging or StatusCoordinatorStuck
@@ -235,7 +236,7 @@ func Doctor(ctx context.Context, cfg Config, opts DoctorOptions, out io.Writer) 
 	}
 	limits := brokerMaxTimeouts(ctx, adm, candidates)
 	rep.Open = classifyOpenTransactions(candidates, coord, doctorLimits{
-		now: now(), fallback: fallback, brokerMax: limits, txnPrefix: cfg.Enrich.TransactionalID + "-",
+		now: now(), fallback: fallback, brokerMax: limits, txnPrefixes: connectorTxnPrefixes(cfg),
 	})
 	for _, o := range rep.Open {
 		switch o.Status {
@@ -299,7 +300,7 @@ func leftOver(open []OpenTransaction) string {
 		parts = append(parts, fmt.Sprintf("%d held by a stuck coordinator on %s; check the coordinator broker and its logs: Kafka completes or times them out itself once it works (--abort --force only as a last resort: it may lose or duplicate events)", len(stuck), strings.Join(slices.Compact(stuck), ", ")))
 	}
 	if len(foreign) > 0 {
-		parts = append(parts, fmt.Sprintf("%d foreign (not the enricher's transactional id) on the shared %s; tell their owners, abort them only with --abort --force", len(foreign), strings.Join(slices.Compact(foreign), ", ")))
+		parts = append(parts, fmt.Sprintf("%d foreign (not a transactional id of the connector) on the shared %s; tell their owners, abort them only with --abort --force", len(foreign), strings.Join(slices.Compact(foreign), ", ")))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -309,7 +310,13 @@ func leftOver(open []OpenTransaction) string {
 // exist are returned as skipped; when none exists there is nothing to diagnose, which is an
 // error (most likely the wrong brokers or topic names).
 func doctorPartitions(ctx context.Context, adm *kadm.Client, cfg Config) (kadm.TopicsSet, []string, error) {
-	topics := slices.Compact(slices.Sorted(slices.Values([]string{cfg.Topics.Sessions, cfg.Topics.Enriched, cfg.Topics.DLQ})))
+	names := []string{cfg.Topics.Sessions, cfg.Topics.Enriched, cfg.Topics.DLQ}
+	if cfg.Commands.Enabled {
+		// The commands role's transactions write replies and command states (a missing topic is
+		// skipped like any other: the role may not run in this deployment).
+		names = append(names, cfg.Topics.Replies, cfg.Topics.CommandsState)
+	}
+	topics := slices.Compact(slices.Sorted(slices.Values(names)))
 	md, err := adm.Metadata(ctx, append(slices.Clone(topics), consumerOffsetsTopic)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("doctor: metadata of %v: %w", topics, err)
@@ -334,8 +341,13 @@ func doctorPartitions(ctx context.Context, adm *kadm.Client, cfg Config) (kadm.T
 	}
 	// A group that never committed has no offsets partition to block; the internal topic only
 	// exists once some group used the cluster.
-	if td, ok := md.Topics[consumerOffsetsTopic]; ok && td.Err == nil && len(td.Partitions) > 0 && cfg.Enrich.Group != "" {
-		set.Add(consumerOffsetsTopic, groupOffsetsPartition(cfg.Enrich.Group, len(td.Partitions)))
+	if td, ok := md.Topics[consumerOffsetsTopic]; ok && td.Err == nil && len(td.Partitions) > 0 {
+		if cfg.Enrich.Group != "" {
+			set.Add(consumerOffsetsTopic, groupOffsetsPartition(cfg.Enrich.Group, len(td.Partitions)))
+		}
+		if cfg.Commands.Enabled && cfg.Commands.Group != "" {
+			set.Add(consumerOffsetsTopic, groupOffsetsPartition(cfg.Commands.Group, len(td.Partitions)))
+		}
 	}
 	return set, skipped, nil
 }
@@ -461,7 +473,27 @@ type doctorLimits struct {
 	now       time.Time
 	fallback  time.Duration
 	brokerMax map[int32]time.Duration // transaction.max.timeout.ms by broker id
-	txnPrefix string                  // the enricher's transactional ids start with it
+	// txnPrefixes: the connector's transactional ids start with one of them (the enricher's,
+	// and the commands role's when it runs).
+	txnPrefixes []string
+}
+
+// connectorTxnPrefixes are the prefixes of the transactional ids the connector's roles use.
+func connectorTxnPrefixes(cfg Config) []string {
+	prefixes := []string{cfg.Enrich.TransactionalID + "-"}
+	if cfg.Commands.Enabled && cfg.Commands.TransactionalID != "" {
+		prefixes = append(prefixes, cfg.Commands.TransactionalID+"-")
+	}
+	return prefixes
+}
+
+func (l doctorLimits) ours(txnID string) bool {
+	for _, p := range l.txnPrefixes {
+		if strings.HasPrefix(txnID, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // classifyOpenTransactions fills in the coordinator's view and decides the status of each open
@@ -493,7 +525,7 @@ func classifyOpenTransactions(open []OpenTransaction, coord map[int64]coordinato
 		default:
 			o.Threshold, o.ThresholdFrom = lim.fallback, "fallback --transaction-timeout"
 		}
-		o.Foreign = o.Topic == consumerOffsetsTopic && !strings.HasPrefix(o.TransactionalID, lim.txnPrefix)
+		o.Foreign = o.Topic == consumerOffsetsTopic && !lim.ours(o.TransactionalID)
 		o.Status = StatusOpen
 		switch {
 		case o.Age > o.Threshold && !o.CoordinatorHolds:
@@ -508,7 +540,7 @@ func classifyOpenTransactions(open []OpenTransaction, coord map[int64]coordinato
 			o.Reason = fmt.Sprintf("the coordinator %s; within the %s %s its markers may still be being written", coordinatorSays(*o, known), o.ThresholdFrom, o.Threshold)
 		}
 		if o.Foreign && o.Status != StatusOpen {
-			o.Reason += fmt.Sprintf("; foreign: not a transactional id of the enricher (%s*) on the __consumer_offsets partition other groups share", lim.txnPrefix)
+			o.Reason += fmt.Sprintf("; foreign: not a transactional id of the connector (%s*) on the __consumer_offsets partition other groups share", strings.Join(lim.txnPrefixes, "*, "))
 		}
 	}
 	slices.SortFunc(out, func(a, b OpenTransaction) int {

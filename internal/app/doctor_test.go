@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -225,8 +226,10 @@ func TestDoctorNothingOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("doctor: %v\n%s", err, out.String())
 	}
-	if rep.Partitions != 6 || len(rep.Open) != 0 || len(rep.Skipped) != 1 || rep.Skipped[0] != cfg.Topics.DLQ {
-		t.Fatalf("report %+v; want 6 partitions scanned, nothing open, %s skipped", rep, cfg.Topics.DLQ)
+	// The commands role's topics are scanned too (commands.enabled is the default); here they
+	// do not exist either.
+	if want := []string{cfg.Topics.Replies, cfg.Topics.CommandsState, cfg.Topics.DLQ}; rep.Partitions != 6 || len(rep.Open) != 0 || !slices.Equal(rep.Skipped, want) {
+		t.Fatalf("report %+v; want 6 partitions scanned, nothing open, %v skipped", rep, want)
 	}
 	for _, want := range []string{"topic idnow.sessions.dlq does not exist; skipped", "no open transactions on 6 partitions"} {
 		if !strings.Contains(out.String(), want) {
@@ -254,7 +257,7 @@ func TestClassifyOpenTransactions(t *testing.T) {
 		return map[int64]coordinatorTxn{7: {txnID: "idnow-enricher-pod-0", state: state, pid: pid, timeout: timeout,
 			start: now.Add(-20 * time.Minute), coordinator: 2, topics: kadm.TopicsSet{"enriched": {1: {}}}}}
 	}
-	lim := doctorLimits{now: now, fallback: time.Minute, brokerMax: map[int32]time.Duration{1: 15 * time.Minute}, txnPrefix: "idnow-enricher-"}
+	lim := doctorLimits{now: now, fallback: time.Minute, brokerMax: map[int32]time.Duration{1: 15 * time.Minute}, txnPrefixes: []string{"idnow-enricher-", "idnow-connector-commands-"}}
 	tests := []struct {
 		name        string
 		topic       string
@@ -277,6 +280,7 @@ func TestClassifyOpenTransactions(t *testing.T) {
 		{"transactional id moved to a new producer id: the broker's max applies", "enriched", 1, 2 * time.Minute, held(9, "Ongoing", time.Minute), false, StatusOpen, false, [2]bool{false, false}, "moved idnow-enricher-pod-0 on to producer id 9"},
 		{"ongoing on other partitions only", "enriched", 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "idnow-enricher-pod-0", state: "Ongoing", pid: 7, timeout: time.Minute, topics: kadm.TopicsSet{"enriched": {0: {}}}}}, false, StatusHanging, false, [2]bool{true, true}, "without this partition"},
 		{"ours on the offsets partition", consumerOffsetsTopic, 1, 2 * time.Minute, held(7, "CompleteAbort", time.Minute), false, StatusHanging, false, [2]bool{true, true}, "CompleteAbort"},
+		{"the commands role's on the offsets partition", consumerOffsetsTopic, 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "idnow-connector-commands-pod-1", state: "CompleteAbort", pid: 7, timeout: time.Minute}}, false, StatusHanging, false, [2]bool{true, true}, "CompleteAbort"},
 		{"foreign on the offsets partition", consumerOffsetsTopic, 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "billing-app-1", state: "Empty", pid: 7, timeout: time.Minute}}, false, StatusHanging, true, [2]bool{false, true}, "foreign"},
 		{"unknown id on the offsets partition is foreign", consumerOffsetsTopic, 1, 16 * time.Minute, nil, false, StatusHanging, true, [2]bool{false, true}, "foreign"},
 	}

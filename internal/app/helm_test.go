@@ -180,34 +180,37 @@ var helmCases = []struct {
 }{
 	{
 		name: "default",
-		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 2, "StatefulSet": 1,
-			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 3},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 3, "Deployment": 2, "StatefulSet": 2,
+			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 4},
 		workloads: map[string]Mode{
 			"Deployment/idnow-connector-ingress":    ModeIngress,
 			"StatefulSet/idnow-connector-enricher":  ModeEnricher,
 			"Deployment/idnow-connector-reconciler": ModeReconciler,
+			"StatefulSet/idnow-connector-commands":  ModeCommands,
 		},
 	},
 	{
 		name:   "all-on",
 		values: []string{"ci/all-on-values.yaml"},
-		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 2, "StatefulSet": 1,
-			"PodDisruptionBudget": 2, "NetworkPolicy": 3, "ServiceMonitor": 1, "PrometheusRule": 1},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 3, "Deployment": 2, "StatefulSet": 2,
+			"PodDisruptionBudget": 2, "NetworkPolicy": 4, "ServiceMonitor": 1, "PrometheusRule": 1},
 		workloads: map[string]Mode{
 			"Deployment/idnow-connector-ingress":    ModeIngress,
 			"StatefulSet/idnow-connector-enricher":  ModeEnricher,
 			"Deployment/idnow-connector-reconciler": ModeReconciler,
+			"StatefulSet/idnow-connector-commands":  ModeCommands,
 		},
 	},
 	{
 		// reconciler.enabled=false drops the reconciler's Deployment and NetworkPolicy only.
 		name:   "reconciler-off",
 		values: []string{"ci/reconciler-off-values.yaml"},
-		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 1, "StatefulSet": 1,
-			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 2},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 3, "Deployment": 1, "StatefulSet": 2,
+			"HorizontalPodAutoscaler": 1, "PodDisruptionBudget": 2, "NetworkPolicy": 3},
 		workloads: map[string]Mode{
 			"Deployment/idnow-connector-ingress":   ModeIngress,
 			"StatefulSet/idnow-connector-enricher": ModeEnricher,
+			"StatefulSet/idnow-connector-commands": ModeCommands,
 		},
 	},
 }
@@ -335,8 +338,8 @@ func checkHelmReferences(t *testing.T, objs []k8sObject, byKindName map[string]k
 					}
 				}
 			}
-			if n != 2 {
-				t.Errorf("ServiceMonitor selects %d Services, want both (ingress and enricher)", n)
+			if n != 3 {
+				t.Errorf("ServiceMonitor selects %d Services, want the ingress's, the enricher's and the commands role's", n)
 			}
 			continue
 		case "PrometheusRule":

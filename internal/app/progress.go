@@ -35,6 +35,7 @@ const (
 	metricReconcilePasses = "idnow_connector_reconcile_passes_total"
 	metricReconcileLast   = "idnow_connector_reconcile_last_success_timestamp_seconds"
 	metricReconcileFixed  = "idnow_connector_reconcile_sessions_repaired_total"
+	metricCommandReplies  = "idnow_connector_commands_replies_total"
 )
 
 // SetProgressOutput makes the app write the status line (log.progress) to w, normally the
@@ -82,8 +83,10 @@ type progress struct {
 // progressSnapshot is what one Gather found; has* say whether the metric exists in this
 // process (an ingress has no enricher metrics, and the line leaves out what does not run).
 type progressSnapshot struct {
-	hasIngress, hasEnrich, hasLag, hasDuration, hasReconcile bool
-	accepted, rejected, enriched, dlq, lag                   float64
+	hasIngress, hasEnrich, hasLag, hasDuration, hasReconcile, hasCommands bool
+	// The commands role's replies: sessions created (replays included) and failed commands.
+	cmdCreated, cmdFailed                  float64
+	accepted, rejected, enriched, dlq, lag float64
 	// The reconciler's: leader 0/1, failed passes, last successful pass (Unix s), repairs.
 	leader, failedPasses, lastPass, repaired float64
 	// buckets maps a histogram upper bound to its cumulative count, summed over label sets.
@@ -156,6 +159,15 @@ func (p *progress) snapshot() progressSnapshot {
 			s.lastPass = sum(mf)
 		case metricReconcileFixed:
 			s.repaired = sum(mf)
+		case metricCommandReplies:
+			s.hasCommands = true
+			for _, m := range mf.GetMetric() {
+				if label(m, "outcome") == "created" {
+					s.cmdCreated += m.GetCounter().GetValue()
+				} else {
+					s.cmdFailed += m.GetCounter().GetValue()
+				}
+			}
 		case metricEnrichDuration:
 			s.hasDuration = true
 			s.buckets = map[float64]float64{}
@@ -219,6 +231,10 @@ func (p *progress) line(cur progressSnapshot) string {
 	}
 	if cur.hasReconcile {
 		parts = append(parts, p.reconcilerPart(cur))
+	}
+	if cur.hasCommands {
+		parts = append(parts, fmt.Sprintf("commands %s created, %s failed",
+			withDelta(cur.cmdCreated, p.prev.cmdCreated), withDelta(cur.cmdFailed, p.prev.cmdFailed)))
 	}
 	return strings.Join(parts, " | ")
 }

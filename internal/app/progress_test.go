@@ -200,6 +200,23 @@ func TestProgressReconciler(t *testing.T) {
 	}
 }
 
+// TestProgressCommands: the commands role's part counts created and failed replies.
+func TestProgressCommands(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	replies := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricCommandReplies, Help: "h"}, []string{"outcome", "reason"})
+	reg.MustRegister(replies)
+	replies.WithLabelValues("created", "none").Add(3)
+	replies.WithLabelValues("failed", "unknown_flow").Inc()
+	replies.WithLabelValues("failed", "unavailable").Inc()
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	p := &progress{g: reg, w: &out, interval: time.Second, now: func() time.Time { return now }}
+	p.tick()
+	if got, want := strings.TrimSpace(out.String()), "08:00:00 | commands 3 (+3) created, 2 (+2) failed"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
 func TestQuantile(t *testing.T) {
 	b := map[float64]float64{0.1: 50, 1: 100, math.Inf(1): 100}
 	if got := quantile(0.5, b); got != 0.1 {

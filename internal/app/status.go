@@ -19,6 +19,7 @@ var roleChecks = map[string][]string{
 	// The reconciler registers no readiness check (a follower is as ready as the leader); the
 	// page shows its passes.
 	"reconciler": {},
+	"commands":   {"commands"},
 }
 
 func (p statusProvider) Summary() admin.Summary {
@@ -39,6 +40,9 @@ func (p statusProvider) Summary() admin.Summary {
 	}
 	if a.mode.runsReconciler(a.cfg) {
 		s.Roles = append(s.Roles, admin.Role{Name: "reconciler", Checks: roleChecks["reconciler"]})
+	}
+	if a.mode.runsCommands(a.cfg) {
+		s.Roles = append(s.Roles, admin.Role{Name: "commands", Checks: roleChecks["commands"]})
 	}
 	return s
 }

@@ -88,6 +88,10 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 	codecs := map[string]*serde.Codec{
 		schemas.SessionEventName:    serde.NewDecoder(schemas.SessionEventSchema(), rc),
 		schemas.EnrichedSessionName: serde.NewDecoder(schemas.EnrichedSessionSchema(), rc),
+		// The commands role's topics (docs/commands.md).
+		schemas.CreateSessionCommandName: serde.NewDecoder(schemas.CreateSessionCommandSchema(), rc),
+		schemas.CommandReplyName:         serde.NewDecoder(schemas.CommandReplySchema(), rc),
+		schemas.CommandStateName:         serde.NewDecoder(schemas.CommandStateSchema(), rc),
 	}
 	kc := cfg.Kafka
 	kc.Brokers = cfg.Kafka.ToolBrokers(opts.Brokers)
@@ -227,6 +231,12 @@ func describe(ctx context.Context, r *kgo.Record, codecs map[string]*serde.Codec
 		switch name {
 		case schemas.SessionEventName:
 			v = &schemas.SessionEvent{}
+		case schemas.CreateSessionCommandName:
+			v = &schemas.CreateSessionCommand{}
+		case schemas.CommandReplyName:
+			v = &schemas.CommandReply{}
+		case schemas.CommandStateName:
+			v = &schemas.CommandState{}
 		default:
 			v = &schemas.EnrichedSession{}
 		}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -24,6 +25,7 @@ func (s *Simulator) routes() http.Handler {
 	mux.HandleFunc("/oidc/token", s.handleToken)
 	mux.HandleFunc("POST /_sim/webhooks/pause", s.handlePauseWebhooks)
 	mux.HandleFunc("POST /_sim/webhooks/resume", s.handleResumeWebhooks)
+	mux.HandleFunc("GET /_sim/sessions", s.handleSimSessions)
 
 	mux.Handle("GET /api/v1/flows", s.api("list_flows", s.handleListFlows))
 	mux.Handle("GET /api/v1/flows/{env}", s.api("list_flows", s.handleListFlows))
@@ -264,8 +266,51 @@ func (s *Simulator) handleCreateSession(w http.ResponseWriter, r *http.Request) 
 		"sdkToken":  s.rng.Token(24),
 	}
 	s.mu.Unlock()
+	if f := s.currentFaults(); f.CreateTimeoutRate > 0 && s.rng.Chance(f.CreateTimeoutRate) {
+		// Performed, but the caller never learns it: as when IDnow's gateway times out after
+		// the session was stored.
+		s.counters.createTimeouts.Add(1)
+		s.m.faults.WithLabelValues("create_timeout").Inc()
+		t := time.NewTimer(f.CreateTimeoutHang)
+		defer t.Stop()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.ctx.Done():
+		case <-t.C:
+		}
+		writeError(w, http.StatusGatewayTimeout, "gateway_timeout", "upstream timed out (injected fault; the session may exist)")
+		return
+	}
 	w.Header().Set("Location", s.APIURL()+"/"+sess.env+"/sessions/"+sess.id)
 	writeJSON(w, http.StatusCreated, body)
+}
+
+// handleSimSessions lists the simulator's sessions with their metadata, for tests and tooling:
+// GET /_sim/sessions?metadata.<key>=<value> keeps those whose metadata has key = value. It is
+// not an IDnow endpoint and needs no token.
+func (s *Simulator) handleSimSessions(w http.ResponseWriter, r *http.Request) {
+	filters := map[string]string{}
+	for k, v := range r.URL.Query() {
+		if name, ok := strings.CutPrefix(k, "metadata."); ok && len(v) > 0 {
+			filters[name] = v[0]
+		}
+	}
+	out := []any{}
+	for _, snap := range s.Sessions() {
+		match := true
+		for k, v := range filters {
+			if snap.Metadata[k] != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			out = append(out, map[string]any{"sessionId": snap.SessionID, "flowId": snap.FlowID, "environment": snap.Environment,
+				"origin": snap.Origin, "status": snap.Status, "metadata": snap.Metadata, "createdAt": isoTime(snap.CreatedAt)})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
 }
 
 // renderSessionLocked renders session details; s.mu must be held.

@@ -71,6 +71,8 @@ func FlagSet(cfg *Config, output io.Writer) *flag.FlagSet {
 	fs.Float64Var(&cfg.Faults.Rate503, "fault-503", cfg.Faults.Rate503, "rate (0..1) of API requests answered 503")
 	fs.Float64Var(&cfg.Faults.RateSlow, "fault-slow", cfg.Faults.RateSlow, "rate (0..1) of API responses delayed by --slow-delay")
 	fs.DurationVar(&cfg.Faults.SlowDelay, "slow-delay", cfg.Faults.SlowDelay, "delay of slow responses")
+	fs.Float64Var(&cfg.Faults.CreateTimeoutRate, "fault-create-timeout", cfg.Faults.CreateTimeoutRate, "rate (0..1) of create-session calls performed but never answered (504 after the client gives up or --create-timeout-hang)")
+	fs.DurationVar(&cfg.Faults.CreateTimeoutHang, "create-timeout-hang", cfg.Faults.CreateTimeoutHang, "how long an ambiguous create holds its answer back at most")
 	fs.Float64Var(&cfg.Faults.WebhookFail, "webhook-fail", cfg.Faults.WebhookFail, "rate (0..1) of webhook attempts dropped before sending (then retried)")
 	return fs
 }

@@ -63,6 +63,12 @@ type Faults struct {
 	// WebhookFail drops a webhook delivery attempt before it is sent (counted as failed, retried
 	// with a new eventDeliverId like any other failure).
 	WebhookFail float64 `koanf:"webhook_fail"`
+	// CreateTimeoutRate makes create-session calls ambiguous: the session is created (and
+	// announced like any other), but the answer is withheld until the client gives up or
+	// CreateTimeoutHang passes, then 504 is written. Callers cannot tell whether it was created.
+	CreateTimeoutRate float64 `koanf:"create_timeout_rate"`
+	// CreateTimeoutHang bounds how long an ambiguous create holds the answer back.
+	CreateTimeoutHang time.Duration `koanf:"create_timeout_hang"`
 	// WebhookDropRate loses whole events: a dropped event's webhook is never attempted, not
 	// even retried, as when IDnow gave up during an outage or a misconfigured URL. Only the
 	// reconciler can then bring its status.
@@ -185,8 +191,9 @@ func DefaultConfig() Config {
 		OutcomeCase:         OutcomeLower,
 		DeletedBlockRate:    0.03,
 		Faults: Faults{
-			RetryAfter: time.Second,
-			SlowDelay:  2 * time.Second,
+			RetryAfter:        time.Second,
+			SlowDelay:         2 * time.Second,
+			CreateTimeoutHang: 30 * time.Second,
 		},
 		HugeDataBlocks: HugeDataBlocks{Blocks: 150000},
 	}
@@ -309,7 +316,7 @@ func (f Faults) validate(prefix string) []error {
 	for _, r := range []struct {
 		key string
 		v   float64
-	}{{"rate_429", f.Rate429}, {"rate_500", f.Rate500}, {"rate_503", f.Rate503}, {"rate_slow", f.RateSlow}, {"webhook_fail", f.WebhookFail}, {"webhook_drop_rate", f.WebhookDropRate}} {
+	}{{"rate_429", f.Rate429}, {"rate_500", f.Rate500}, {"rate_503", f.Rate503}, {"rate_slow", f.RateSlow}, {"webhook_fail", f.WebhookFail}, {"webhook_drop_rate", f.WebhookDropRate}, {"create_timeout_rate", f.CreateTimeoutRate}} {
 		if !validRate(r.v) {
 			bad(r.key, "%v must be within 0..1", r.v)
 		}
@@ -319,6 +326,9 @@ func (f Faults) validate(prefix string) []error {
 	}
 	if f.Rate429+f.Rate503 > 0 && f.RetryAfter < time.Second {
 		bad("retry_after", "must be at least 1s when 429 or 503 faults are injected (Retry-After is in whole seconds)")
+	}
+	if f.CreateTimeoutRate > 0 && f.CreateTimeoutHang <= 0 {
+		bad("create_timeout_hang", "must be positive when create_timeout_rate > 0, e.g. 30s (longer than the client's timeout)")
 	}
 	if f.RateSlow > 0 && f.SlowDelay <= 0 {
 		bad("slow_delay", "must be positive when rate_slow > 0, e.g. 2s")

@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}, []string{"endpoint"}),
 		faults: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "idnow_sim_faults_injected_total", Help: "Injected faults by kind (429, 500, 503, slow, webhook_fail).",
+			Name: "idnow_sim_faults_injected_total", Help: "Injected faults by kind (429, 500, 503, slow, webhook_fail, create_timeout).",
 		}, []string{"kind"}),
 		tokenRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_sim_token_requests_total", Help: "Token endpoint requests by client authentication method and outcome.",

@@ -2,6 +2,7 @@ package idnowsim
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 )
@@ -237,8 +238,11 @@ type SessionSnapshot struct {
 	Origin      string
 	Status      string
 	// Outcome is normalised: accepted, rejected or NO_OUTCOME.
-	Outcome     string
-	SubjectID   string
+	Outcome   string
+	SubjectID string
+	// Metadata is the session metadata as created (a copy); the connector's commands role puts
+	// its command id under connectorCommandId.
+	Metadata    map[string]string
 	CreatedAt   time.Time
 	StartedAt   time.Time
 	UpdatedAt   time.Time
@@ -282,6 +286,7 @@ func (s *session) snapshot() SessionSnapshot {
 		SessionID: s.id, FlowID: s.flowID, FlowVersion: s.flowVersion, Environment: s.env,
 		Origin: s.origin, Status: s.status, Outcome: s.normalisedOutcome(), SubjectID: s.subjectID,
 		CreatedAt: s.createdAt, StartedAt: s.startedAt, UpdatedAt: s.updatedAt, CompletedAt: s.completedAt,
+		Metadata:        maps.Clone(s.metadata),
 		Transitions:     append([]string(nil), s.transitions...),
 		Files:           append([]string(nil), s.files...),
 		DataBlocksShape: s.shape, LastStepVariant: s.lastStepVariant, OutcomeCase: s.outcomeCase,

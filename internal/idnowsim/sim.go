@@ -61,7 +61,7 @@ type Simulator struct {
 type counters struct {
 	apiRequests, faults429, faults500, faults503, slow                    atomic.Int64
 	tokensIssued, tokenBasic, tokenPost, tokenRejected                    atomic.Int64
-	sessionsCreated                                                       atomic.Int64
+	sessionsCreated, createTimeouts                                       atomic.Int64
 	webhookAttempts, webhookFailed, webhookInjected, delivered, givenUp   atomic.Int64
 	dropped                                                               atomic.Int64
 	fileRedirects, presignedServed, presignedRejected, presignedWithAuthz atomic.Int64
@@ -84,6 +84,9 @@ type Stats struct {
 
 	SessionsCreated  int64
 	SessionsByStatus map[string]int
+	// CreateTimeouts counts create-session calls that created a session but withheld the answer
+	// (faults.create_timeout_rate).
+	CreateTimeouts int64
 
 	// WebhookAttempts counts delivery attempts; WebhookAttemptsFailed the failed ones (including
 	// injected failures, also counted in WebhookInjectedFailures).
@@ -383,7 +386,7 @@ func (s *Simulator) Stats() Stats {
 		Faults503: c.faults503.Load(), SlowResponses: c.slow.Load(),
 		TokensIssued: c.tokensIssued.Load(), TokenRequestsBasic: c.tokenBasic.Load(),
 		TokenRequestsPost: c.tokenPost.Load(), TokensRejected: c.tokenRejected.Load(),
-		SessionsCreated: c.sessionsCreated.Load(), SessionsByStatus: map[string]int{},
+		SessionsCreated: c.sessionsCreated.Load(), SessionsByStatus: map[string]int{}, CreateTimeouts: c.createTimeouts.Load(),
 		WebhookAttempts: c.webhookAttempts.Load(), WebhookAttemptsFailed: c.webhookFailed.Load(),
 		WebhookInjectedFailures: c.webhookInjected.Load(), WebhooksDelivered: c.delivered.Load(),
 		WebhooksGivenUp: c.givenUp.Load(), WebhooksPending: s.outbox.pendingEvents(),

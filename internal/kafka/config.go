@@ -66,6 +66,9 @@ type TopicsConfig struct {
 	Enriched          string `koanf:"enriched"`
 	DLQ               string `koanf:"dlq"`
 	State             string `koanf:"state"`              // compacted pipeline state, co-partitioned with Sessions; empty = Sessions + ".state"
+	Commands          string `koanf:"commands"`           // CreateSessionCommand, key = the caller's subject or correlation id
+	Replies           string `koanf:"replies"`            // CommandReply, key = the command's key
+	CommandsState     string `koanf:"commands_state"`     // CommandState per command id (compacted, retention = commands.dedupe_window)
 	Create            bool   `koanf:"create"`             // create missing topics at start-up
 	Partitions        int32  `koanf:"partitions"`         // for created topics
 	ReplicationFactor int16  `koanf:"replication_factor"` // for created topics; -1 = broker default
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 func DefaultTopicsConfig() TopicsConfig {
 	return TopicsConfig{
 		Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
+		Commands: "idnow.commands", Replies: "idnow.commands.replies", CommandsState: "idnow.commands.state",
 		Create: true, Partitions: 6, ReplicationFactor: -1,
 	}
 }
@@ -213,6 +217,32 @@ func (t TopicsConfig) Validate() error {
 	}
 	if t.ReplicationFactor == 0 || t.ReplicationFactor < -1 {
 		return fmt.Errorf("topics.replication_factor must be -1 (broker default) or positive, e.g. 3")
+	}
+	return nil
+}
+
+// ValidateCommands checks the topics of the commands role: legal names, three different
+// topics, none shared with the session pipeline.
+func (t TopicsConfig) ValidateCommands() error {
+	keys := []struct{ key, name string }{{"topics.commands", t.Commands}, {"topics.replies", t.Replies}, {"topics.commands_state", t.CommandsState}}
+	for _, k := range keys {
+		if k.name == "" {
+			return fmt.Errorf("%s must name a topic", k.key)
+		}
+		if len(k.name) > 249 || strings.ContainsFunc(k.name, func(r rune) bool {
+			legal := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+			return !legal
+		}) {
+			return fmt.Errorf("%s %q is not a legal Kafka topic name (letters, digits, '.', '_', '-', at most 249)", k.key, k.name)
+		}
+	}
+	seen := map[string]string{}
+	for _, k := range append(keys, struct{ key, name string }{"topics.sessions", t.Sessions}, struct{ key, name string }{"topics.enriched", t.Enriched},
+		struct{ key, name string }{"topics.dlq", t.DLQ}, struct{ key, name string }{"topics.state", t.StateTopic()}) {
+		if other, dup := seen[k.name]; dup {
+			return fmt.Errorf("%s and %s are both %q: topics.commands, topics.replies and topics.commands_state must be topics of their own", other, k.key, k.name)
+		}
+		seen[k.name] = k.key
 	}
 	return nil
 }

@@ -143,6 +143,13 @@ func ReadPartitions(ctx context.Context, opts []kgo.Opt, topic string, ps []int3
 	return err
 }
 
+// ReadFrom is readFrom for other Kafka-held tables (the commands role's topics.commands_state):
+// it reads the committed records of partitions ps (nil: all) after the offsets in from, up to
+// the last stable offset as it was when the read began, and returns where to continue.
+func ReadFrom(ctx context.Context, opts []kgo.Opt, topic string, ps []int32, from map[int32]int64, fn func(*kgo.Record) error) (map[int32]int64, error) {
+	return readFrom(ctx, opts, topic, ps, from, fn)
+}
+
 // readFrom reads partitions ps (nil: all) of topic from the offsets in from (the log start for
 // a partition missing there, or when the log start is past it) to the last stable offset as it
 // was when the read began, and returns the offsets to continue from. Control records are kept
