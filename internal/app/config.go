@@ -14,6 +14,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
 )
@@ -32,6 +33,7 @@ type Config struct {
 	Enrich         enrich.Config      `koanf:"enrich"`
 	Simulator      idnowsim.Config    `koanf:"simulator"`
 	Reconcile      reconcile.Config   `koanf:"reconcile"`
+	Privacy        privacy.Config     `koanf:"privacy"`
 }
 
 // LogConfig is the `log.*` section.
@@ -47,7 +49,7 @@ type LogConfig struct {
 
 // SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
 // them as it does every *secret*, *password* and *token* key.
-var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers"}
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers", "privacy.kek_url"}
 
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {
@@ -63,6 +65,7 @@ func DefaultConfig() Config {
 		Enrich:         enrich.DefaultConfig(),
 		Simulator:      idnowsim.DefaultConfig(),
 		Reconcile:      reconcile.DefaultConfig(),
+		Privacy:        privacy.DefaultConfig(),
 	}
 }
 
@@ -116,6 +119,8 @@ func (c Config) Validate(mode Mode) error {
 	}
 	if mode.runsEnricher() {
 		add(c.Enrich.Validate())
+		c.resolvePrivacyDev(mode)
+		add(c.Privacy.Validate())
 		if !c.Simulator.Enabled {
 			add(c.IDnow.Validate())
 		}
