@@ -27,13 +27,18 @@ const keysRefreshInterval = 5 * time.Second
 // resolvePrivacyDev gives `run` (development) a local key-encryption keyset and pepper under the
 // data folder when privacy needs keys and none are configured; they are created on start-up.
 func (c *Config) resolvePrivacyDev(mode Mode) {
-	p := &c.Privacy
-	if mode != ModeRun || !p.NeedsKeys() {
-		return
+	if mode == ModeRun && c.Privacy.NeedsKeys() {
+		c.devPrivacyFiles()
 	}
-	dir := filepath.Join(filepath.Dir(c.Kafka.Embedded.DataDir), "privacy")
-	if c.Kafka.Embedded.DataDir == "" {
-		dir = filepath.Join("data", "privacy")
+}
+
+// devPrivacyFiles fills empty privacy.kek_keyset_file (when no kek_url) and privacy.pepper_file
+// with data/privacy/kek.json and pepper.json, beside the embedded broker's data folder.
+func (c *Config) devPrivacyFiles() {
+	p := &c.Privacy
+	dir := filepath.Join("data", "privacy")
+	if c.Kafka.Embedded.DataDir != "" {
+		dir = filepath.Join(filepath.Dir(c.Kafka.Embedded.DataDir), "privacy")
 	}
 	if p.KEKURL == "" && p.KEKKeysetFile == "" {
 		p.KEKKeysetFile = filepath.Join(dir, "kek.json")

@@ -3,6 +3,7 @@ package privacy
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"maps"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"gocloud.dev/secrets/localsecrets"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -427,8 +429,8 @@ func TestConcurrentMembersSameSubject(t *testing.T) {
 		t.Fatalf("keys topic holds %d keys for the subject, want 2", n)
 	}
 	for _, es := range recs {
-		cp := *es
-		if err := Open(reader, testTopic, &cp); err != nil {
+		cp := clone(t, es)
+		if err := Open(reader, testTopic, cp); err != nil {
 			t.Fatalf("record under %s: %v", *es.Privacy.KeyName, err)
 		}
 	}
@@ -440,6 +442,60 @@ func TestConcurrentMembersSameSubject(t *testing.T) {
 	if kr, _ := m1.Protect(t.Context(), testTopic, later); len(kr) != 0 {
 		t.Fatal("a committed key was published again")
 	}
+
+	// Erasing the subject tombstones both keys and writes an audit record without the id.
+	topics := kafka.DefaultTopicsConfig()
+	topics.Partitions = 3
+	audit, err := Erase(t.Context(), EraseDeps{Opts: opts, Topics: topics, Pepper: pepper, Version: "test"},
+		EraseRequest{Subject: "subject-1", Reason: "ticket 42", Actor: "dpo@example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit.KeysErased) != 2 || audit.Tombstones["idnow.keys"] != 2 || audit.KeyRef != ref {
+		t.Fatalf("audit %+v", audit)
+	}
+	erased, _ := NewKeyring(kek, 16)
+	if _, err := NewKeysTopic(opts, "idnow.keys", erased, nil).CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, es := range recs {
+		cp := clone(t, es)
+		if err := Open(erased, testTopic, cp); !errors.Is(err, ErrErased) {
+			t.Fatalf("after erase: want ErrErased, got %v", err)
+		}
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumeTopics("idnow.audit"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	fs := cons.PollFetches(t.Context())
+	if len(fs.Records()) != 1 {
+		t.Fatalf("audit topic holds %d records", len(fs.Records()))
+	}
+	v := string(fs.Records()[0].Value)
+	if strings.Contains(v, "subject-1") || !strings.Contains(v, `"actor":"dpo@example"`) || !strings.Contains(v, `"reason":"ticket 42"`) || !strings.Contains(v, ref) {
+		t.Fatalf("audit record %s", v)
+	}
+	// Erasing a session without a session-scoped key still records the request.
+	a2, err := Erase(t.Context(), EraseDeps{Opts: opts, Topics: topics, Pepper: pepper}, EraseRequest{Session: "s-a", Actor: "x"})
+	if err != nil || len(a2.KeysErased) != 0 || a2.SessionID != "s-a" {
+		t.Fatalf("session erase: %+v, %v", a2, err)
+	}
 }
 
 func b64url(b []byte) string { return base64.URLEncoding.EncodeToString(b) }
+
+// clone deep-copies an EnrichedSession (Open decrypts in place).
+func clone(t *testing.T, es *schemas.EnrichedSession) *schemas.EnrichedSession {
+	t.Helper()
+	b, err := json.Marshal(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out schemas.EnrichedSession
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	return &out
+}
