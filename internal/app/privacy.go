@@ -131,6 +131,9 @@ func (a *App) startPrivacy(ctx context.Context, opts []kgo.Opt) (*privacyParts, 
 		if ring, err = privacy.NewKeyring(kek, pc.KeyCacheSize); err != nil {
 			return nil, err
 		}
+		if err := ring.Instrument(a.reg); err != nil {
+			return nil, err
+		}
 		sctx, cancel := context.WithTimeout(ctx, startupTimeout)
 		defer cancel()
 		if err := ensureKeysTopic(sctx, opts, a.cfg.Topics); err != nil {

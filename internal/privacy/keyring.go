@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	"github.com/tink-crypto/tink-go/v2/tink"
@@ -65,6 +66,7 @@ type Keyring struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
+	metrics   *keyMetrics // nil until Instrument
 }
 
 // NewKeyring returns an empty keyring unwrapping with kek and keeping at most cacheSize
@@ -96,6 +98,9 @@ func (k *Keyring) Apply(name string, value []byte) {
 		k.byRef[ref] = slices.DeleteFunc(k.byRef[ref], func(n string) bool { return n == name })
 		if len(k.byRef[ref]) == 0 {
 			delete(k.byRef, ref)
+		}
+		if !k.erased[name] && k.metrics != nil {
+			k.metrics.erasedSeen.Inc()
 		}
 		k.erased[name] = true
 		k.aeads.Remove(name)
@@ -216,6 +221,7 @@ func (k *Keyring) aead(name string, wrapped []byte) (tink.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("data key %s: %w", name, err)
 	}
+	k.count(func(m *keyMetrics) prometheus.Counter { return m.unwrapped })
 	k.aeads.Add(name, a)
 	return a, nil
 }
@@ -229,6 +235,7 @@ func (k *Keyring) create(ref string) (name string, a tink.AEAD, wrapped []byte, 
 	if err != nil {
 		return "", nil, nil, err
 	}
+	k.count(func(m *keyMetrics) prometheus.Counter { return m.created })
 	return ref + "/" + hex.EncodeToString(id[:]), a, wrapped, nil
 }
 

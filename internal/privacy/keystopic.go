@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -109,6 +110,7 @@ func (t *KeysTopic) Run(ctx context.Context, interval time.Duration) error {
 	defer tick.Stop()
 	for {
 		if _, err := t.CatchUp(ctx); err != nil && ctx.Err() == nil {
+			t.ring.count(func(m *keyMetrics) prometheus.Counter { return m.refreshFailures })
 			t.log.Warn("reading the keys topic failed; trying again", slog.String("topic", t.topic), slog.Duration("wait", interval), slog.Any("err", err))
 		}
 		select {
