@@ -81,3 +81,36 @@ func TestPersonalClasses(t *testing.T) {
 		t.Fatal("an unknown class is valid")
 	}
 }
+
+// TestPrivacyDocListsPersonalFields keeps docs/privacy.md's table honest: every field of
+// EnrichedSession classified personal is named there with its class.
+func TestPrivacyDocListsPersonalFields(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/privacy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := os.ReadFile("../../schemas/enriched_session.avsc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields, err := Classification(string(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fields {
+		if !f.Class.Personal() {
+			continue
+		}
+		leaf := f.Path[strings.LastIndex(f.Path, ".")+1:]
+		found := false
+		for _, line := range strings.Split(string(doc), "\n") {
+			if strings.HasPrefix(line, "| `") && strings.Contains(line, leaf) && strings.Contains(line, "| "+string(f.Class)+" |") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("docs/privacy.md's table has no row naming %s with class %s", f.Path, f.Class)
+		}
+	}
+}
