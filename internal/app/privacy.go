@@ -20,9 +20,10 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
-// keysRefreshInterval is how often a running enricher reads what the keys topic gained
-// (erasures by `idnow-connector erase`, keys made by other members, its own keys committed).
-const keysRefreshInterval = 5 * time.Second
+// keysRetryWait is how long a running enricher waits before following the keys topic again
+// after a failure; it follows it continuously otherwise (erasures by `idnow-connector erase`, keys
+// made by other members, its own keys committed).
+const keysRetryWait = 5 * time.Second
 
 // resolvePrivacyDev gives `run` (development) a local key-encryption keyset and pepper under the
 // data folder when privacy needs keys and none are configured; they are created on start-up.
@@ -146,7 +147,7 @@ func (a *App) startPrivacy(ctx context.Context, opts []kgo.Opt) (*privacyParts, 
 		}
 		a.log.Info("privacy: encrypting personal fields", slog.String("key_scope", pc.KeyScope), slog.String("kek", kek.Source),
 			slog.String("topic", a.cfg.Topics.Keys), slog.Int("keys_records", n))
-		a.group.Add(lifecycle.Part{Name: "privacy keys", Run: func(ctx context.Context) error { return kt.Run(ctx, keysRefreshInterval) }, StopTimeout: 5 * time.Second})
+		a.group.Add(lifecycle.Part{Name: "privacy keys", Run: func(ctx context.Context) error { return kt.Run(ctx, keysRetryWait) }, StopTimeout: 5 * time.Second})
 		deps.Ring = ring
 	}
 	p, err := privacy.NewProtector(pc, deps)

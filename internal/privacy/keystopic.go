@@ -102,22 +102,67 @@ func (t *KeysTopic) CatchUp(ctx context.Context) (applied int, err error) {
 	return applied, nil
 }
 
-// Run catches up every interval until ctx ends. A failed catch-up is logged and tried again at
-// the next tick: the keyring keeps serving the keys it has, and keys this process makes are
-// produced with the records that use them until they are seen committed.
-func (t *KeysTopic) Run(ctx context.Context, interval time.Duration) error {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+// Run keeps the keyring in step until ctx ends: a catch-up to the end first (unless CatchUp was
+// called already), then one read_committed consumer following every partition from there, so a
+// key this process made is seen committed, and an erasure seen, within a fetch of the commit. A
+// failure is logged and counted, and the consumer is made again after retryWait: meanwhile the
+// keyring serves the keys it has, and keys this process makes are produced with the records
+// using them until they are seen committed.
+func (t *KeysTopic) Run(ctx context.Context, retryWait time.Duration) error {
 	for {
-		if _, err := t.CatchUp(ctx); err != nil && ctx.Err() == nil {
-			t.ring.count(func(m *keyMetrics) prometheus.Counter { return m.refreshFailures })
-			t.log.Warn("reading the keys topic failed; trying again", slog.String("topic", t.topic), slog.Duration("wait", interval), slog.Any("err", err))
+		var err error
+		if len(t.offsets) == 0 {
+			_, err = t.CatchUp(ctx)
 		}
+		if err == nil {
+			err = t.follow(ctx)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		t.ring.count(func(m *keyMetrics) prometheus.Counter { return m.refreshFailures })
+		t.log.Warn("reading the keys topic failed; trying again", slog.String("topic", t.topic), slog.Duration("wait", retryWait), slog.Any("err", err))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-tick.C:
+		case <-time.After(retryWait):
 		}
+	}
+}
+
+// follow consumes every partition from t.offsets until ctx ends or a fetch fails.
+func (t *KeysTopic) follow(ctx context.Context) error {
+	from := map[int32]kgo.Offset{}
+	for p, o := range t.offsets {
+		from[p] = kgo.NewOffset().At(o)
+	}
+	cl, err := kgo.NewClient(append(slices.Clone(t.opts),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.topic: from}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(time.Second),
+	)...)
+	if err != nil {
+		return fmt.Errorf("keys topic: new consumer: %w", err)
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ferr error
+		fs.EachError(func(tp string, p int32, err error) {
+			if ferr == nil {
+				ferr = fmt.Errorf("reading keys topic %s/%d: %w", tp, p, err)
+			}
+		})
+		if ferr != nil {
+			return ferr
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			t.ring.Apply(string(r.Key), r.Value)
+			t.offsets[r.Partition] = r.Offset + 1
+		})
 	}
 }
 

@@ -499,3 +499,58 @@ func clone(t *testing.T, es *schemas.EnrichedSession) *schemas.EnrichedSession {
 	}
 	return &out
 }
+
+// TestKeysTopicFollows: a running follower sees a key committed after it started, and its
+// tombstone, without another CatchUp.
+func TestKeysTopicFollows(t *testing.T) {
+	kek, _ := testKEK(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "idnow.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	ring, _ := NewKeyring(kek, 4)
+	kt := NewKeysTopic(opts, "idnow.keys", ring, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- kt.Run(ctx, 10*time.Millisecond) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	_, wrapped, err := NewDataKey(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, _ := kgo.NewClient(opts...)
+	defer prod.Close()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the follower did not see %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("the end of the empty topic", func() bool {
+		select {
+		case <-ring.ready:
+			return true
+		default:
+			return false
+		}
+	})
+	if err := prod.ProduceSync(t.Context(), &kgo.Record{Topic: "idnow.keys", Key: []byte("sub-x/1"), Value: wrapped}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the new key", func() bool { return ring.Known("sub-x/1") })
+	if err := prod.ProduceSync(t.Context(), &kgo.Record{Topic: "idnow.keys", Key: []byte("sub-x/1")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the tombstone", func() bool { return !ring.Known("sub-x/1") })
+}
