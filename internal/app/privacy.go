@@ -147,7 +147,7 @@ func (a *App) startPrivacy(ctx context.Context, opts []kgo.Opt) (*privacyParts, 
 		}
 		a.log.Info("privacy: encrypting personal fields", slog.String("key_scope", pc.KeyScope), slog.String("kek", kek.Source),
 			slog.String("topic", a.cfg.Topics.Keys), slog.Int("keys_records", n))
-		a.group.Add(lifecycle.Part{Name: "privacy keys", Run: func(ctx context.Context) error { return kt.Run(ctx, keysRetryWait) }, StopTimeout: 5 * time.Second})
+		a.group.Add(lifecycle.Part{Name: "privacy keys", Run: func(ctx context.Context) error { return kt.Run(ctx, keysRetryWait) }, StopTimeout: 2 * time.Second})
 		deps.Ring = ring
 	}
 	p, err := privacy.NewProtector(pc, deps)
