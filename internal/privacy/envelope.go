@@ -63,72 +63,109 @@ func AssociatedData(topic, sessionID, path string) []byte {
 }
 
 // slot is one personal field of one record: its path with array indexes, its schema path, and
-// how to read and replace its value as text.
+// where its value lives (a *string field, or the metadata map).
 type slot struct {
 	path, schemaPath string
-	get              func() (string, bool)
-	set              func(*string) error
+	sp               **string
+	meta             *map[string]string
 }
 
-func strSlot(path, schemaPath string, p **string) slot {
-	return slot{path: path, schemaPath: schemaPath,
-		get: func() (string, bool) {
-			if *p == nil {
-				return "", false
-			}
-			return **p, true
-		},
-		set: func(v *string) error { *p = v; return nil }}
+// get returns the field's value as text, and whether it is set.
+func (s slot) get() (string, bool) {
+	if s.meta != nil {
+		if len(*s.meta) == 0 {
+			return "", false
+		}
+		b, err := json.Marshal(*s.meta)
+		if err != nil {
+			return "", false
+		}
+		return string(b), true
+	}
+	if *s.sp == nil {
+		return "", false
+	}
+	return **s.sp, true
+}
+
+// set replaces the field's value; nil clears it (an empty map for metadata).
+func (s slot) set(v *string) error {
+	if s.meta == nil {
+		*s.sp = v
+		return nil
+	}
+	if v == nil {
+		*s.meta = map[string]string{}
+		return nil
+	}
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(*v), &m); err != nil {
+		return fmt.Errorf("session.metadata is not a JSON object of strings: %w", err)
+	}
+	*s.meta = m
+	return nil
+}
+
+// Field names inside a data block, in slot order, and their schema paths.
+var (
+	identityFields = [...]string{"givenName", "familyName", "birthDate", "name"}
+	documentFields = [...]string{"documentNumber", "expiryDate", "issuanceDate", "issuingAuthority"}
+)
+
+// blockPaths caches the indexed paths of the first data blocks ("dataBlocks[3].content", ...),
+// so a record does not build them again: content, then identityFields, then documentFields.
+var blockPaths = func() [][9]string {
+	out := make([][9]string, 32)
+	for i := range out {
+		out[i] = makeBlockPaths(i)
+	}
+	return out
+}()
+
+func makeBlockPaths(i int) [9]string {
+	pre := "dataBlocks[" + strconv.Itoa(i) + "]."
+	var p [9]string
+	p[0] = pre + "content"
+	for j, f := range identityFields {
+		p[1+j] = pre + "basicIdentity." + f
+	}
+	for j, f := range documentFields {
+		p[5+j] = pre + "documentData." + f
+	}
+	return p
 }
 
 // slots lists the personal fields of es, in a fixed order. Optional records (basicIdentity,
 // documentData) are listed only when present.
 func slots(es *schemas.EnrichedSession) []slot {
 	s := &es.Session
-	out := []slot{
-		strSlot("session.subjectId", "session.subjectId", &s.SubjectID),
-		{path: "session.metadata", schemaPath: "session.metadata",
-			get: func() (string, bool) {
-				if len(s.Metadata) == 0 {
-					return "", false
-				}
-				b, err := json.Marshal(s.Metadata)
-				if err != nil {
-					return "", false
-				}
-				return string(b), true
-			},
-			set: func(v *string) error {
-				if v == nil {
-					s.Metadata = map[string]string{}
-					return nil
-				}
-				m := map[string]string{}
-				if err := json.Unmarshal([]byte(*v), &m); err != nil {
-					return fmt.Errorf("session.metadata is not a JSON object of strings: %w", err)
-				}
-				s.Metadata = m
-				return nil
-			}},
-		strSlot("session.results", "session.results", &s.Results),
-	}
+	out := make([]slot, 0, 3+9*len(es.DataBlocks))
+	out = append(out,
+		slot{path: "session.subjectId", schemaPath: "session.subjectId", sp: &s.SubjectID},
+		slot{path: "session.metadata", schemaPath: "session.metadata", meta: &s.Metadata},
+		slot{path: "session.results", schemaPath: "session.results", sp: &s.Results})
 	for i := range es.DataBlocks {
 		b := &es.DataBlocks[i]
-		pre := "dataBlocks[" + strconv.Itoa(i) + "]."
-		out = append(out, strSlot(pre+"content", "dataBlocks.content", &b.Content))
+		var p [9]string
+		if i < len(blockPaths) {
+			p = blockPaths[i]
+		} else {
+			p = makeBlockPaths(i)
+		}
+		out = append(out, slot{path: p[0], schemaPath: "dataBlocks.content", sp: &b.Content})
 		if bi := b.BasicIdentity; bi != nil {
 			out = append(out,
-				strSlot(pre+"basicIdentity.givenName", "dataBlocks.basicIdentity.givenName", &bi.GivenName),
-				strSlot(pre+"basicIdentity.familyName", "dataBlocks.basicIdentity.familyName", &bi.FamilyName),
-				strSlot(pre+"basicIdentity.birthDate", "dataBlocks.basicIdentity.birthDate", &bi.BirthDate),
-				strSlot(pre+"basicIdentity.name", "dataBlocks.basicIdentity.name", &bi.Name))
+				slot{path: p[1], schemaPath: "dataBlocks.basicIdentity.givenName", sp: &bi.GivenName},
+				slot{path: p[2], schemaPath: "dataBlocks.basicIdentity.familyName", sp: &bi.FamilyName},
+				slot{path: p[3], schemaPath: "dataBlocks.basicIdentity.birthDate", sp: &bi.BirthDate},
+				slot{path: p[4], schemaPath: "dataBlocks.basicIdentity.name", sp: &bi.Name})
 		}
 		if dd := b.DocumentData; dd != nil {
 			out = append(out,
-				strSlot(pre+"documentData.documentNumber", "dataBlocks.documentData.documentNumber", &dd.DocumentNumber),
-				strSlot(pre+"documentData.expiryDate", "dataBlocks.documentData.expiryDate", &dd.ExpiryDate),
-				strSlot(pre+"documentData.issuanceDate", "dataBlocks.documentData.issuanceDate", &dd.IssuanceDate),
-				strSlot(pre+"documentData.issuingAuthority", "dataBlocks.documentData.issuingAuthority", &dd.IssuingAuthority))
+				slot{path: p[5], schemaPath: "dataBlocks.documentData.documentNumber", sp: &dd.DocumentNumber},
+				slot{path: p[6], schemaPath: "dataBlocks.documentData.expiryDate", sp: &dd.ExpiryDate},
+				slot{path: p[7], schemaPath: "dataBlocks.documentData.issuanceDate", sp: &dd.IssuanceDate},
+				slot{path: p[8], schemaPath: "dataBlocks.documentData.issuingAuthority", sp: &dd.IssuingAuthority})
 		}
 	}
 	return out
