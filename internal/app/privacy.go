@@ -94,11 +94,11 @@ type privacyParts struct {
 // mode without pseudonyms it returns nil and warns that personal data is written in clear text.
 func (a *App) startPrivacy(ctx context.Context, opts []kgo.Opt) (*privacyParts, error) {
 	pc := a.cfg.Privacy
+	if pc.Mode == schemas.PrivacyPlain {
+		a.log.Warn("privacy.mode is plain: personal fields (names, birth dates, document numbers, data-block content) are written in clear text to "+a.cfg.Topics.Enriched+"; set privacy.mode: encrypt (docs/privacy.md)",
+			slog.String("topic", a.cfg.Topics.Enriched))
+	}
 	if !pc.NeedsKeys() {
-		if pc.Mode == schemas.PrivacyPlain {
-			a.log.Warn("privacy.mode is plain: personal fields (names, birth dates, document numbers, data-block content) are written in clear text to "+a.cfg.Topics.Enriched+"; set privacy.mode: encrypt (docs/privacy.md)",
-				slog.String("topic", a.cfg.Topics.Enriched))
-		}
 		if pc.Mode == schemas.PrivacyDrop {
 			p, err := privacy.NewProtector(pc, privacy.ProtectorDeps{})
 			if err != nil {
