@@ -45,7 +45,7 @@ type Config struct {
 	KeysTopic string
 	// KMSTimeout bounds one key-manager call; default 10s.
 	KMSTimeout time.Duration
-	// KeyCacheSize bounds the unwrapped keys kept in memory; default 100000.
+	// KeyCacheSize bounds the unwrapped keys kept in memory (about 1.4 KiB each); default 10000.
 	KeyCacheSize int
 }
 

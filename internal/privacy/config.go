@@ -48,7 +48,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Mode: schemas.PrivacyPlain, KeyScope: ScopeSubject,
-		KMSTimeout: 10 * time.Second, KeyCacheSize: 100_000,
+		KMSTimeout: 10 * time.Second, KeyCacheSize: 10_000,
 	}
 }
 
@@ -86,7 +86,7 @@ func (c Config) Validate() error {
 		add("privacy.kms_timeout must be positive, e.g. 10s")
 	}
 	if c.KeyCacheSize <= 0 {
-		add("privacy.key_cache_size must be positive, e.g. 100000")
+		add("privacy.key_cache_size must be positive, e.g. 10000")
 	}
 	return errors.Join(errs...)
 }
