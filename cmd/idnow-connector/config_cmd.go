@@ -102,6 +102,8 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 	if settings != nil {
 		problems = append(problems, flatten(cfg.Validate(m))...)
 	}
+	// Tracing is configured by the standard OTEL_* variables, which start-up checks too.
+	problems = append(problems, flatten(app.TracingProblems(os.Getenv))...)
 	if len(problems) == 0 {
 		fmt.Fprintf(stdout, "configuration OK for %s (%s)\n", m, describeSource(*path, explicit))
 		return nil

@@ -87,3 +87,19 @@ func TestVersionSpellings(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigCheckTracingEnv: a wrong OTEL_* variable is a problem config check lists, as it
+// would stop start-up.
+func TestConfigCheckTracingEnv(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "jaeger")
+	p := writeConfig(t, "log:\n  format: text\nsimulator:\n  enabled: true\n")
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"config", "check", "--config", p}, &out, io.Discard)
+	if err == nil || !strings.Contains(out.String(), `OTEL_TRACES_EXPORTER="jaeger" is not supported`) {
+		t.Fatalf("config check: err %v, output:\n%s", err, out.String())
+	}
+	err = run(t.Context(), []string{"run", "--config", p}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_EXPORTER") {
+		t.Fatalf("run started with a wrong OTEL_TRACES_EXPORTER: %v", err)
+	}
+}

@@ -210,6 +210,7 @@ func replay(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if brokers != "" {
 		opts.Brokers = strings.Split(brokers, ",")
 	}
+	opts.Progress = stderr // a bar on a terminal, lines otherwise; stdout keeps the replayed records
 	res, err := app.ReplayDLQ(ctx, cfg, opts, stdout)
 	fmt.Fprintf(stdout, "read %d, replayed %d, skipped %d (dry run: %v)\n", res.Read, res.Replayed, res.Skipped, opts.DryRun)
 	return err
@@ -269,6 +270,7 @@ func backfill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	opts.Progress = stderr // a bar on a terminal, lines otherwise; stdout keeps the summary
 	_, err = app.Backfill(ctx, cfg, opts, stdout, log)
 	return err
 }

@@ -11,12 +11,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
@@ -28,6 +31,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -61,6 +65,12 @@ type App struct {
 	progressOut io.Writer
 	// enricher feeds the status page's newest DLQ entries (nil unless the mode runs it).
 	enricher *enrich.Enricher
+	// tracingCfg is what the OTEL_* environment says (read by New); tracer is the provider
+	// handed to the components, nil when tracing is off.
+	tracingCfg tracing.Config
+	tracer     trace.TracerProvider
+	// spanExporter replaces the OTLP exporter and turns tracing on; for tests in this package.
+	spanExporter sdktrace.SpanExporter
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -70,6 +80,10 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}
 	if err := cfg.Validate(mode); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	tcfg, err := tracing.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("invalid tracing configuration (OTEL_* environment variables, see docs/tracing.md):\n%w", err)
 	}
 	// Before any component is built: the verifier and the IDnow client read the result.
 	cfg.resolveInsecureHTTP()
@@ -82,7 +96,7 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}, []string{"version", "mode"})
 	buildInfo.WithLabelValues(version, string(mode)).Set(1)
 	reg.MustRegister(buildInfo)
-	return &App{cfg: cfg, mode: mode, log: log, version: version, reg: reg, group: lifecycle.New(log)}, nil
+	return &App{cfg: cfg, mode: mode, log: log, version: version, reg: reg, group: lifecycle.New(log), tracingCfg: tcfg}, nil
 }
 
 // Start builds every component of the mode and binds its listeners; nothing serves until Run.
@@ -100,6 +114,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	// Before the simulator replaces empty URLs with its own: the notes are about what the
 	// operator configured.
 	logTransportNotes(ctx, a.log, a.cfg, a.mode)
+	if err := a.startTracing(ctx); err != nil {
+		return err
+	}
 	if a.admin, err = admin.New(a.cfg.Admin, admin.Deps{Gatherer: a.reg, Log: a.log}); err != nil {
 		return err
 	}
@@ -143,6 +160,28 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.addProgress()
 	a.log.Info("connector started", "mode", a.mode, "version", a.version, "admin", a.admin.Addr(), "brokers", a.brokers)
+	return nil
+}
+
+// TracingProblems checks the OTEL_* environment read through getenv (os.Getenv) as New does,
+// returning every problem joined, or nil; for `config check`.
+func TracingProblems(getenv func(string) string) error {
+	_, err := tracing.ConfigFromEnv(getenv)
+	return err
+}
+
+// startTracing builds the tracer provider the environment asks for. Its shutdown is the first
+// cleanup registered, so it runs last: the spans of the final batch, the flushed producers and
+// the closed clients are exported before the process ends.
+func (a *App) startTracing(ctx context.Context) error {
+	p, err := tracing.New(ctx, a.tracingCfg, tracing.Deps{
+		ServiceName: "idnow-connector-" + string(a.mode), Version: a.version, Log: a.log.With("component", "tracing"), Exporter: a.spanExporter,
+	})
+	if err != nil {
+		return err
+	}
+	a.tracer = p.TracerProvider()
+	a.group.Defer("tracing", p.Shutdown)
 	return nil
 }
 
@@ -315,7 +354,7 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	}
 	in, err := ingress.New(icfg, ingress.Deps{
 		Verifier: verifier, Encoder: codec, Kafka: producer, Topic: a.cfg.Topics.Sessions,
-		Registry: a.reg, Log: a.log.With("component", "ingress"), Listener: ln,
+		Registry: a.reg, Log: a.log.With("component", "ingress"), Listener: ln, Tracer: a.tracer,
 	})
 	if err != nil {
 		return err
@@ -340,7 +379,7 @@ func (a *App) idnowClient(ctx context.Context) (*idnow.Client, error) {
 	if err := a.cfg.IDnow.Validate(); err != nil {
 		return nil, err
 	}
-	api, err := idnow.New(ctx, a.cfg.IDnow, idnow.Deps{Registry: a.reg, Log: a.log.With("component", "idnow")})
+	api, err := idnow.New(ctx, a.cfg.IDnow, idnow.Deps{Registry: a.reg, Log: a.log.With("component", "idnow"), Tracer: a.tracer})
 	if err != nil {
 		return nil, fmt.Errorf("IDnow API client: %w", err)
 	}
@@ -395,6 +434,7 @@ func (a *App) startEnricher(ctx context.Context) error {
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
 		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token, State: stateCodec, StateOpts: stateOpts,
 		Privacy: protector,
+		Tracer:  a.tracer,
 	})
 	if err != nil {
 		return err

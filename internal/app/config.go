@@ -16,6 +16,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
 )
 
@@ -177,10 +178,12 @@ func NewLogger(l LogConfig, w interface{ Write([]byte) (int, error) }) (*slog.Lo
 		return nil, err
 	}
 	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsAsText}
+	// With tracing on, lines logged under a span carry its trace_id and span_id; without it no
+	// context carries a span and lines are unchanged.
 	if l.Format == "text" {
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts))), nil
 	}
-	return slog.New(slog.NewJSONHandler(w, opts)), nil
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts))), nil
 }
 
 // durationsAsText writes time.Duration values the way config.yaml spells them ("1m30s"):

@@ -16,6 +16,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
+	cliprogress "github.com/idnow-kafka-connector/idnow-kafka-connector/internal/progress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -76,6 +77,7 @@ func (a *App) startReconciler(ctx context.Context) error {
 		return err
 	}
 	a.group.Defer("reconciler producer", func(context.Context) error { closeProducer(); return nil })
+	deps.Tracer = a.tracer
 	r, err := reconcile.New(a.cfg.Reconcile, deps, deps.StateOpts, a.reg)
 	if err != nil {
 		return err
@@ -90,6 +92,9 @@ type BackfillOptions struct {
 	Flows   []string
 	DryRun  bool
 	Brokers []string // empty: kafka.brokers, else the embedded broker's listen address
+	// Progress receives the progress display (internal/progress): a bar when it is a terminal,
+	// else a line per second at most. Nil: plain lines into out.
+	Progress io.Writer
 }
 
 // Backfill runs one reconciliation pass over [Since, now] and prints progress lines and a
@@ -113,6 +118,14 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions, out io.Writ
 	if len(kc.Brokers) == 0 {
 		kc.Brokers = []string{cfg.Kafka.Embedded.Listen}
 	}
+	pw := opts.Progress
+	if pw == nil {
+		pw = out
+	}
+	// A bar on a terminal; one line per second at most otherwise, so a long backfill stays
+	// readable in a log. Log lines written meanwhile interrupt the bar instead of landing in it.
+	bar := cliprogress.New(pw, cliprogress.Options{Name: "backfill", Unit: "flows"})
+	log = slog.New(bar.LogHandler(log.Handler()))
 	api, err := idnow.New(ctx, cfg.IDnow, idnow.Deps{Log: log.With("component", "idnow")})
 	if err != nil {
 		return reconcile.Summary{}, fmt.Errorf("IDnow API client: %w", err)
@@ -128,17 +141,24 @@ func Backfill(ctx context.Context, cfg Config, opts BackfillOptions, out io.Writ
 		mode = " (dry run: nothing is written)"
 	}
 	fmt.Fprintf(out, "backfill from %s to now%s\n", opts.Since.UTC().Format(time.RFC3339), mode)
-	last := time.Time{}
+	detail := func(s reconcile.Summary) string {
+		return fmt.Sprintf("sessions seen %d, already complete %d, events written %d", s.Seen, s.Complete, s.WrittenTotal())
+	}
+	var flowsDone, flowsTotal int
 	popts := reconcile.PassOptions{Since: opts.Since, Flows: opts.Flows, DryRun: opts.DryRun, Progress: func(p reconcile.Progress) {
-		// One line per second at most: a long backfill stays readable in a terminal and a log.
-		if time.Since(last) < time.Second {
-			return
+		if p.FlowsTotal != flowsTotal {
+			flowsTotal = p.FlowsTotal
+			bar.SetTotal(int64(flowsTotal))
 		}
-		last = time.Now()
-		fmt.Fprintf(out, "flows %d/%d, sessions seen %d, already complete %d, events written %d\n",
-			p.FlowsDone, p.FlowsTotal, p.Summary.Seen, p.Summary.Complete, p.Summary.WrittenTotal())
+		flowsDone = p.FlowsDone
+		bar.Update(int64(p.FlowsDone), detail(p.Summary))
 	}}
 	sum, err := reconcile.Backfill(ctx, cfg.Reconcile, deps, popts)
+	if err == nil {
+		flowsDone = sum.Flows
+		bar.SetTotal(int64(sum.Flows))
+	}
+	bar.Finish(int64(flowsDone), detail(sum))
 	verb := "written"
 	if opts.DryRun {
 		verb = "to write"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	cliprogress "github.com/idnow-kafka-connector/idnow-kafka-connector/internal/progress"
 )
 
 // replayIdle is how long an empty poll must last for the replay to consider the dead-letter
@@ -25,6 +26,9 @@ type ReplayOptions struct {
 	Class   string   // replay only records of this error class (idnow.dlq.error_class); empty = all
 	Max     int      // stop after this many replayed records; 0 = all
 	DryRun  bool     // print what would be replayed, produce nothing
+	// Progress receives the progress display (internal/progress): a bar when it is a terminal,
+	// else a line per second at most. Nil: none.
+	Progress io.Writer
 }
 
 // ReplayResult counts what a replay did.
@@ -73,6 +77,12 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 			remaining[o.Partition] = o.Offset
 		}
 	})
+	bar, err := newReplayProgress(ctx, cl, cfg.Topics.DLQ, remaining, opts.Progress)
+	if err != nil {
+		return res, err
+	}
+	bar.dryRun = opts.DryRun
+	defer func() { bar.finish(res) }()
 	for len(remaining) > 0 && (opts.Max == 0 || res.Replayed < opts.Max) {
 		// Offsets below the end can belong to transaction markers or aborted records, which a
 		// read_committed consumer never sees; a poll that stays empty for replayIdle means
@@ -102,6 +112,7 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 			if !ok || r.Offset >= end || (opts.Max > 0 && res.Replayed+len(batch) >= opts.Max) {
 				return
 			}
+			bar.at(r.Partition, r.Offset+1)
 			if r.Offset+1 >= end {
 				delete(remaining, r.Partition)
 			}
@@ -111,19 +122,99 @@ func ReplayDLQ(ctx context.Context, cfg Config, opts ReplayOptions, out io.Write
 				res.Skipped++
 				return
 			}
-			fmt.Fprintf(out, "replay %s[%d]@%d key=%s class=%s error=%q\n", r.Topic, r.Partition, r.Offset, r.Key, class, kafka.Header(r, enrich.HeaderDLQError))
+			bar.print(func() {
+				fmt.Fprintf(out, "replay %s[%d]@%d key=%s class=%s error=%q\n", r.Topic, r.Partition, r.Offset, r.Key, class, kafka.Header(r, enrich.HeaderDLQError))
+			})
 			batch = append(batch, &kgo.Record{Topic: cfg.Topics.Sessions, Key: r.Key, Value: r.Value, Headers: withoutDLQHeaders(r.Headers)})
 		})
 		if opts.DryRun || len(batch) == 0 {
 			res.Replayed += len(batch)
+			bar.update(res)
 			continue
 		}
 		if err := cl.ProduceSync(ctx, batch...).FirstErr(); err != nil {
 			return res, fmt.Errorf("dlq-replay: produce to %s after %d replayed: %w", cfg.Topics.Sessions, res.Replayed, err)
 		}
 		res.Replayed += len(batch)
+		bar.update(res)
+	}
+	// Unless --max stopped it, the replay read everything below the end offsets, including
+	// what a read_committed consumer never sees (transaction markers, aborted records).
+	if len(remaining) == 0 || opts.Max == 0 || res.Replayed < opts.Max {
+		bar.done = bar.total
 	}
 	return res, nil
+}
+
+// replayProgress tracks how much of the dead-letter topic, between its start offsets and the
+// end offsets taken at start, the replay has read.
+type replayProgress struct {
+	r      *cliprogress.Reporter // nil: no display
+	start  map[int32]int64
+	pos    map[int32]int64
+	total  int64
+	done   int64
+	dryRun bool
+}
+
+func newReplayProgress(ctx context.Context, cl *kgo.Client, topic string, ends map[int32]int64, w io.Writer) (*replayProgress, error) {
+	p := &replayProgress{start: map[int32]int64{}, pos: map[int32]int64{}}
+	if w == nil {
+		return p, nil
+	}
+	starts, err := kadm.NewClient(cl).ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("dlq-replay: start offsets of %s: %w", topic, err)
+	}
+	if err := starts.Error(); err != nil {
+		return nil, fmt.Errorf("dlq-replay: start offsets of %s: %w", topic, err)
+	}
+	for part, end := range ends {
+		s, _ := starts.Lookup(topic, part)
+		p.start[part] = min(s.Offset, end)
+		p.pos[part] = p.start[part]
+		p.total += end - p.start[part]
+	}
+	p.r = cliprogress.New(w, cliprogress.Options{Name: "dlq-replay", Unit: "offsets", Total: p.total})
+	return p, nil
+}
+
+// at records that partition part has been read up to offset next (exclusive).
+func (p *replayProgress) at(part int32, next int64) {
+	if p.r == nil || next <= p.pos[part] {
+		return
+	}
+	p.done += next - p.pos[part]
+	p.pos[part] = next
+}
+
+func (p *replayProgress) detail(res ReplayResult) string {
+	verb := "replayed"
+	if p.dryRun {
+		verb = "to replay"
+	}
+	return fmt.Sprintf("%s %d, skipped %d", verb, res.Replayed, res.Skipped)
+}
+
+func (p *replayProgress) update(res ReplayResult) {
+	if p.r != nil {
+		p.r.Update(p.done, p.detail(res))
+	}
+}
+
+// print writes a line of the replay's own output without breaking the bar.
+func (p *replayProgress) print(write func()) {
+	if p.r == nil {
+		write()
+		return
+	}
+	p.r.Interrupt(write)
+}
+
+func (p *replayProgress) finish(res ReplayResult) {
+	if p.r != nil {
+		p.r.Finish(p.done, p.detail(res))
+	}
 }
 
 func withoutDLQHeaders(hs []kgo.RecordHeader) []kgo.RecordHeader {

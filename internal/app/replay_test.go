@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -62,12 +63,26 @@ func TestReplayDLQ(t *testing.T) {
 		t.Fatalf("a dry run produced %v", got)
 	}
 
-	res, err = ReplayDLQ(ctx, cfg, ReplayOptions{Class: enrich.ClassSessionNotFound}, &out)
+	var progressOut bytes.Buffer
+	res, err = ReplayDLQ(ctx, cfg, ReplayOptions{Class: enrich.ClassSessionNotFound, Progress: &progressOut}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Replayed != 2 {
 		t.Fatalf("replay: %+v, want 2 replayed", res)
+	}
+	// Not a terminal: plain progress lines, the last one with the whole topic read (the
+	// transaction markers count as offsets read too) and what was done.
+	plines := strings.Split(strings.TrimSpace(progressOut.String()), "\n")
+	last := plines[len(plines)-1]
+	var done, total int
+	var rest string
+	if _, err := fmt.Sscanf(last, "dlq-replay: %d/%d offsets (100%%), %s", &done, &total, &rest); err != nil || done != total || total < 3 ||
+		!strings.Contains(last, "replayed 2, skipped 1") {
+		t.Fatalf("last progress line %q (parse: %v), want the whole topic read with replayed 2, skipped 1", last, err)
+	}
+	if strings.Contains(progressOut.String(), "\r") {
+		t.Fatalf("a bar written into a non-terminal: %q", progressOut.String())
 	}
 	got := readTopicValues(t, c.ListenAddrs(), cfg.Topics.Sessions, 2)
 	if strings.Join(got, ",") != "original-s-1|idnow.event_id,original-s-3|idnow.event_id" && strings.Join(got, ",") != "original-s-3|idnow.event_id,original-s-1|idnow.event_id" {

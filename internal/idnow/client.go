@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/time/rate"
@@ -38,6 +39,7 @@ type Client struct {
 	log      *slog.Logger
 	now      func() time.Time
 	cancel   context.CancelFunc
+	traced   bool // API calls are traced (tracing.go)
 }
 
 // Deps are what the client needs from its caller; every field is optional.
@@ -55,6 +57,9 @@ type Deps struct {
 	// Clock replaces time.Now for token expiry decisions, so tests can expire tokens without
 	// sleeping. Nil: time.Now.
 	Clock func() time.Time
+	// Tracer, when set, makes every API exchange and token fetch a client span (otelhttp)
+	// under the caller's span; nil: no spans.
+	Tracer trace.TracerProvider
 }
 
 // New builds a client. When idnow.token_url is empty it resolves the token endpoint from
@@ -113,6 +118,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Client, error) {
 			return nil, err
 		}
 	}
+	apiTransport, tokenTransport := transport, transport
+	if deps.Tracer != nil {
+		apiTransport, tokenTransport = traceTransports(deps.Tracer, transport)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	c := &Client{
 		cfg:     cfg,
@@ -120,7 +129,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Client, error) {
 		// API calls never follow redirects: the only documented redirect (files) must be
 		// followed by hand so the bearer token never reaches the presigned host.
 		api: &http.Client{
-			Transport:     transport,
+			Transport:     apiTransport,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		// The presigned download carries no credentials, but it must not follow redirects
@@ -135,6 +144,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Client, error) {
 		log:    log,
 		now:    now,
 		cancel: cancel,
+		traced: deps.Tracer != nil,
 	}
 	if cfg.RateLimit > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.RateBurst)
@@ -145,7 +155,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Client, error) {
 	}
 	c.tokens = &tokenProvider{
 		cc:      clientcredentials.Config{ClientID: cfg.ClientID, ClientSecret: secret, TokenURL: cfg.TokenURL, AuthStyle: style},
-		hc:      newTokenHTTPClient(transport, cfg.Timeout),
+		hc:      newTokenHTTPClient(tokenTransport, cfg.Timeout),
 		timeout: cfg.Timeout,
 		early:   cfg.TokenEarlyRefresh,
 		now:     now,

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -82,7 +83,9 @@ func (p *tokenProvider) token(ctx context.Context) (string, error) {
 		f = &tokenFetch{done: make(chan struct{})}
 		p.inflight = f
 		p.wg.Add(1)
-		go p.fetch(f)
+		// The fetch is shared by every caller waiting for a token; its span (when traced)
+		// goes under the span of the caller that started it.
+		go p.fetch(f, trace.SpanContextFromContext(ctx))
 	}
 	p.mu.Unlock()
 	select {
@@ -107,9 +110,13 @@ func (p *tokenProvider) invalidate(failed string) {
 }
 
 // fetch runs in its own goroutine under the provider's lifetime context and idnow.timeout.
-func (p *tokenProvider) fetch(f *tokenFetch) {
+func (p *tokenProvider) fetch(f *tokenFetch, parent trace.SpanContext) {
 	defer p.wg.Done()
-	ctx, cancel := context.WithTimeout(p.base, p.timeout)
+	ctx := p.base
+	if parent.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, parent)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	ctx = context.WithValue(ctx, oauth2.HTTPClient, p.hc)
 	start := p.now()
@@ -122,11 +129,11 @@ func (p *tokenProvider) fetch(f *tokenFetch) {
 	if err != nil {
 		err = p.tokenError(ctx, err)
 		p.m.tokenRefreshes.WithLabelValues("error").Inc()
-		p.log.Warn("idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("err", err))
+		p.log.WarnContext(ctx, "idnow token fetch failed", slog.String("token_url", p.cc.TokenURL), slog.Any("err", err))
 	} else {
 		p.m.tokenRefreshes.WithLabelValues("success").Inc()
 		p.m.requests.WithLabelValues(EndpointToken, "2xx").Inc()
-		p.log.Debug("idnow token fetched", slog.Time("expiry", tok.Expiry))
+		p.log.DebugContext(ctx, "idnow token fetched", slog.Time("expiry", tok.Expiry))
 	}
 	p.mu.Lock()
 	if err == nil {

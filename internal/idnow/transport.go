@@ -96,7 +96,7 @@ func (c *Client) attempt(ctx context.Context, req *request, handle func(*http.Re
 		}
 	}
 
-	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	actx, cancel := context.WithTimeout(c.withEndpoint(ctx, req.endpoint), c.cfg.Timeout)
 	defer cancel()
 	var body io.Reader
 	if req.body != nil {
@@ -192,7 +192,7 @@ func (c *Client) withRetry(ctx context.Context, req *request, op func(context.Co
 				// Tokens can be revoked or rotated before their expiry: refresh once per call.
 				refreshed = true
 				c.tokens.invalidate(used)
-				c.log.Debug("idnow answered 401, refreshing token", slog.String("endpoint", req.endpoint))
+				c.log.DebugContext(ctx, "idnow answered 401, refreshing token", slog.String("endpoint", req.endpoint))
 				_, err = op(ctx)
 			}
 			var apiErr *APIError
@@ -214,7 +214,7 @@ func (c *Client) withRetry(ctx context.Context, req *request, op func(context.Co
 		}
 		if ctx.Err() == nil {
 			c.m.retries.WithLabelValues(req.endpoint).Inc()
-			c.log.Debug("retrying idnow call", slog.String("endpoint", req.endpoint), slog.String("session_id", req.sessionID),
+			c.log.DebugContext(ctx, "retrying idnow call", slog.String("endpoint", req.endpoint), slog.String("session_id", req.sessionID),
 				slog.Int("attempt", attempt), slog.Duration("wait", wait), slog.Any("err", err))
 		}
 		if cause := retry.Wait(ctx, wait); cause != nil {

@@ -42,7 +42,7 @@ func DLQ(topic string, log *slog.Logger) Middleware {
 			if c.Retryable {
 				return Result{}, err
 			}
-			log.Warn("event cannot be enriched; sending it to the dead-letter topic",
+			log.WarnContext(ctx, "event cannot be enriched; sending it to the dead-letter topic",
 				slog.String("class", c.Class), slog.String("dlq_topic", topic),
 				slog.String("topic", msg.Record.Topic), slog.Int("partition", int(msg.Record.Partition)),
 				slog.Int64("offset", msg.Record.Offset), slog.Int("attempts", max(msg.Attempts, 1)), slog.Any("err", err))

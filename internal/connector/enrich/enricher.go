@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
@@ -56,6 +57,9 @@ type Deps struct {
 	// KafkaOpts without metric hooks (kprom registers its series once per registry, and a
 	// restore client lives next to the group client). Required with State.
 	StateOpts []kgo.Opt
+	// Tracer, when set, continues each event's trace from its record headers (Trace) and
+	// adds a span per event for the produce and commit of its batch; nil: no spans.
+	Tracer trace.TracerProvider
 }
 
 // Enricher consumes SessionEvents and writes EnrichedSessions (see the package documentation).
@@ -66,6 +70,7 @@ type Enricher struct {
 	handler HandlerFunc
 	m       *metrics
 	log     *slog.Logger
+	tracer  trace.Tracer // nil when tracing is off
 
 	running atomic.Bool
 	joined  atomic.Bool
@@ -130,7 +135,12 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 		Policy: cfg.DataBlocks, Version: deps.Version, Log: e.log, Privacy: deps.Privacy,
 		MaxRecordBytes: func() int { return e.limits.get(deps.Topics.Enriched) },
 	})
-	e.handler = Chain(core, Metrics(m), DLQ(deps.Topics.DLQ, e.log), Retry(cfg.Retry, m, e.log))
+	mw := []Middleware{Metrics(m), DLQ(deps.Topics.DLQ, e.log), Retry(cfg.Retry, m, e.log)}
+	if deps.Tracer != nil {
+		e.tracer = deps.Tracer.Tracer(instrumentationName)
+		mw = append([]Middleware{Trace(deps.Tracer)}, mw...)
+	}
+	e.handler = Chain(core, mw...)
 	return e, nil
 }
 
@@ -364,6 +374,7 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 			return progressed, fmt.Errorf("begin transaction: %w", err)
 		}
 		results, perr := e.processBatch(ctx, recs, true)
+		spans := e.startCommitSpans(results)
 		if perr == nil {
 			perr = e.produceTxn(ctx, sess.Client(), recs, results)
 		}
@@ -372,6 +383,7 @@ func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.G
 			try = kgo.TryAbort
 		}
 		committed, err := sess.End(shutdownCtx, try)
+		spans.end(committed, errors.Join(perr, err))
 		if err != nil {
 			e.m.aborted()
 			e.log.Warn("ending the transaction failed; re-creating the Kafka client, the batch will be consumed again",
@@ -435,13 +447,17 @@ func (e *Enricher) loopAtLeastOnce(ctx context.Context, cl *kgo.Client) (progres
 		if err != nil {
 			return progressed, nil // only the end of ctx stops a batch here
 		}
+		spans := e.startCommitSpans(results)
 		if err := e.produceUntilAcked(ctx, cl, recs, results); err != nil {
+			spans.end(false, err)
 			if ctx.Err() != nil {
 				return progressed, nil
 			}
 			return progressed, err
 		}
-		if err := cl.CommitRecords(ctx, recs...); err != nil {
+		err = cl.CommitRecords(ctx, recs...)
+		spans.end(err == nil, err)
+		if err != nil {
 			if ctx.Err() != nil {
 				return progressed, nil
 			}
@@ -757,12 +773,12 @@ func (e *Enricher) deadLetter(src *kgo.Record, prev Result, class string, perr e
 		rec.Value = nil
 		e.log.Warn("dead-letter record refused by the broker; writing it without the original value",
 			slog.String("topic", src.Topic), slog.Int("partition", int(src.Partition)), slog.Int64("offset", src.Offset), slog.Any("err", perr))
-		return Result{Records: []*kgo.Record{rec}, DLQClass: prev.DLQClass}, nil
+		return Result{Records: []*kgo.Record{rec}, DLQClass: prev.DLQClass, span: prev.span}, nil
 	}
 	e.log.Warn("output record refused for good by the broker; sending the event to the dead-letter topic",
 		slog.String("class", class), slog.String("dlq_topic", topic), slog.String("topic", src.Topic),
 		slog.Int("partition", int(src.Partition)), slog.Int64("offset", src.Offset), slog.Any("err", perr))
-	return Result{Records: []*kgo.Record{dlqRecord(topic, &Message{Record: src, Attempts: 1}, class, cause)}, DLQClass: class}, nil
+	return Result{Records: []*kgo.Record{dlqRecord(topic, &Message{Record: src, Attempts: 1}, class, cause)}, DLQClass: class, span: prev.span}, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

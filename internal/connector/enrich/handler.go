@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -56,6 +58,9 @@ type Result struct {
 	sessionOutcome string
 	// state is the session's state after this event, written with it; nil without a state store.
 	state *schemas.SessionState
+	// span is the event's span (the Trace middleware), the parent of its commit span; invalid
+	// when tracing is off.
+	span trace.SpanContext
 }
 
 // Truncation level labels of idnow_connector_enrich_records_truncated_total, in degrade order.
@@ -149,6 +154,9 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 			return Result{}, &stageError{stage: stageEncode, err: err}
 		}
 		rec := serde.NewRecord(d.Topic, ev.SessionID, ev.EventID, d.Enriched.Schema(), value)
+		// The event's trace context (the Trace middleware's span, when tracing is on) goes on
+		// the record before its size is checked against the limit, which counts headers.
+		tracing.InjectRecord(ctx, rec)
 		truncated := ""
 		if d.MaxRecordBytes != nil {
 			if limit := d.MaxRecordBytes(); limit > 0 && recordSize(rec) > limit {
@@ -156,7 +164,7 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 					return Result{}, err
 				}
 				if d.Log != nil {
-					d.Log.Warn("enriched record exceeds the output limit; shortened and marked in enrichment.truncation",
+					d.Log.WarnContext(ctx, "enriched record exceeds the output limit; shortened and marked in enrichment.truncation",
 						slog.String("level", truncated), slog.Int("bytes", recordSize(rec)), slog.Int("limit", limit),
 						slog.String("topic", m.Record.Topic), slog.Int("partition", int(m.Record.Partition)), slog.Int64("offset", m.Record.Offset))
 				}

@@ -48,7 +48,7 @@ func Retry(cfg RetryConfig, m *metrics, log *slog.Logger) Middleware {
 					m.block()
 				}
 				wait := min(b.NextAfter(retryAfter(err), cfg.MaxBackoff), cfg.MaxBackoff)
-				log.Warn("enrichment failed with a retryable error; retrying, the partition waits",
+				log.WarnContext(ctx, "enrichment failed with a retryable error; retrying, the partition waits",
 					slog.String("class", c.Class), slog.Int("attempt", msg.Attempts), slog.Duration("wait", wait),
 					slog.String("topic", msg.Record.Topic), slog.Int("partition", int(msg.Record.Partition)),
 					slog.Int64("offset", msg.Record.Offset), slog.Any("err", err))

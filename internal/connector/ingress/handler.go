@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
@@ -55,6 +56,8 @@ type Handler struct {
 	maxBuffered int64
 	closing     atomic.Bool
 	now         func() time.Time
+	// tracer is nil when tracing is off (tracing.go).
+	tracer trace.Tracer
 }
 
 // delivery is what an HTTP request carried, before verification.
@@ -143,15 +146,22 @@ func sameJSON(a, b []byte) bool {
 // ServeHTTP implements the webhook endpoint.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	var span trace.Span
+	if h.tracer != nil {
+		r, span = h.startWebhookSpan(r)
+	}
 	client, peer := h.addrs.client(r)
 	result, status, reason := h.serve(w, r, client, start)
 	h.metrics.requests.WithLabelValues(result).Inc()
 	h.metrics.requestDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
 	switch {
 	case status >= 500:
-		h.rejects.record(slog.LevelWarn, result, status, addrString(client), addrString(peer), reason)
+		h.rejects.record(r.Context(), slog.LevelWarn, result, status, addrString(client), addrString(peer), reason)
 	case status >= 400:
-		h.rejects.record(slog.LevelInfo, result, status, addrString(client), addrString(peer), reason)
+		h.rejects.record(r.Context(), slog.LevelInfo, result, status, addrString(client), addrString(peer), reason)
+	}
+	if span != nil {
+		endWebhookSpan(span, result, status, reason)
 	}
 }
 
@@ -240,6 +250,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	}
 	ev.ReceivedAt = start.UTC().Truncate(time.Millisecond)
 	ev.DeliveryVariant = d.variant
+	if h.tracer != nil {
+		eventSpanAttrs(r.Context(), ev.EventID, ev.EventName, ev.DeliveryVariant)
+	}
 	if h.cfg.KeepSignedToken {
 		ev.SignedToken = &d.token
 	}
@@ -250,7 +263,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 		return h.ok(w, resultDuplicate, ev.EventID)
 	}
 	if lead {
-		go h.produce(ev, f)
+		// The produce outlives the request (see produce); only the webhook span's identity
+		// goes with it, as the parent of the record's send span.
+		var parent trace.SpanContext
+		if h.tracer != nil {
+			parent = trace.SpanContextFromContext(r.Context())
+		}
+		go h.produce(parent, ev, f)
 	} else {
 		h.metrics.inflightJoins.Inc()
 	}
@@ -260,12 +279,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	case <-f.done:
 	case <-wait.C:
 		f.abandoned.Store(true)
-		h.log.Error("Kafka did not acknowledge the webhook event within ingress.produce_timeout; answered 503 so IDnow retries (a later acknowledgement makes the retry a duplicate)",
+		h.log.ErrorContext(r.Context(), "Kafka did not acknowledge the webhook event within ingress.produce_timeout; answered 503 so IDnow retries (a later acknowledgement makes the retry a duplicate)",
 			"topic", h.topic, "event_id", ev.EventID, "produce_timeout", h.cfg.ProduceTimeout.String())
 		return h.unavailable(w, resultKafkaUnavailable, "could not store the event in time; retry")
 	}
 	if f.err != nil {
-		h.log.Error("could not write webhook event to Kafka; answered 503 so IDnow retries",
+		h.log.ErrorContext(r.Context(), "could not write webhook event to Kafka; answered 503 so IDnow retries",
 			"topic", h.topic, "event_id", ev.EventID, "err", f.err)
 		return h.unavailable(w, resultKafkaUnavailable, "could not store the event; retry")
 	}
@@ -282,9 +301,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 // already on its way to an unresponsive broker cannot be recalled, so its fate is awaited even
 // after the requests gave up at produce_timeout. If it lands late, the eventId still enters the
 // dedupe window and IDnow's retry is answered as a duplicate instead of being written again.
-func (h *Handler) produce(ev *schemas.SessionEvent, f *flight) {
+func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f *flight) {
 	start := time.Now()
-	err := h.produceOnce(ev)
+	err := h.produceOnce(parent, ev)
 	outcome := "ok"
 	if err != nil {
 		outcome = "error"
@@ -303,12 +322,18 @@ func (h *Handler) produce(ev *schemas.SessionEvent, f *flight) {
 	}
 }
 
-func (h *Handler) produceOnce(ev *schemas.SessionEvent) error {
+func (h *Handler) produceOnce(parent trace.SpanContext, ev *schemas.SessionEvent) (err error) {
 	value, err := h.encoder.AppendEncode(nil, ev)
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
 	rec := serde.NewRecord(h.topic, ev.SessionID, ev.EventID, h.encoder.Schema(), value)
+	ctx := context.Background()
+	if h.tracer != nil && parent.IsValid() {
+		var span trace.Span
+		ctx, span = h.startSendSpan(parent, rec)
+		defer func() { endSendSpan(span, rec, err) }()
+	}
 	// A full producer buffer (Kafka slow or away) is refused at once rather than queued behind.
 	if h.kafka.BufferedProduceRecords() >= h.maxBuffered {
 		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, kgo.ErrMaxBuffered)
@@ -317,7 +342,7 @@ func (h *Handler) produceOnce(ev *schemas.SessionEvent) error {
 	// linger. Its context expires with produce_timeout: a record still in the buffer by then is
 	// failed (the waiting requests were answered 503 and IDnow retries); one already sent to the
 	// broker is awaited, as kgo cannot take it back.
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ProduceTimeout)
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProduceTimeout)
 	defer cancel()
 	if err := h.kafka.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, err)

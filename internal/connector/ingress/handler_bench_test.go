@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
@@ -125,6 +127,43 @@ func BenchmarkHandler(b *testing.B) {
 					i++
 				}
 			})
+		})
+	}
+}
+
+// discardExporter drops spans: the benchmark measures what tracing costs the handler, not an
+// exporter.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
+
+// BenchmarkHandlerTracing is one webhook (ES256, serial) with tracing off and on (every webhook
+// sampled: the server span, the send span and the traceparent header, batched to an exporter
+// that drops them), side by side in one run so the ratio holds on a busy machine.
+func BenchmarkHandlerTracing(b *testing.B) {
+	h, keys := newBenchHandler(b)
+	toks := signPool(b, keys, "ES256")
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	for _, mode := range []string{"off", "on"} {
+		b.Run(mode, func(b *testing.B) {
+			h.tracer = nil
+			if mode == "on" {
+				h.tracer = newTracer(tp)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				r := httptest.NewRequest(http.MethodPost, "/webhooks/idnow", strings.NewReader(toks[i%len(toks)]))
+				r.Header.Set("Content-Type", "application/jwt")
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", w.Code, bytes.TrimSpace(w.Body.Bytes()))
+				}
+				i++
+			}
 		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
@@ -51,6 +52,7 @@ type harnessSettings struct {
 	webhook     *webhook.Config
 	maxBuffered int       // when positive, caps the producer's buffer (kgo.MaxBufferedRecords)
 	logTo       io.Writer // where the handler logs (JSON lines); io.Discard unless set
+	tracer      trace.TracerProvider
 }
 
 type harnessOpt func(*harnessSettings)
@@ -112,7 +114,7 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.handler, err = NewHandler(cfg, Deps{Verifier: v, Encoder: h.codec, Kafka: cl, Topic: testTopic, Registry: h.reg, Log: log})
+	h.handler, err = NewHandler(cfg, Deps{Verifier: v, Encoder: h.codec, Kafka: cl, Topic: testTopic, Registry: h.reg, Log: log, Tracer: settings.tracer})
 	if err != nil {
 		t.Fatal(err)
 	}

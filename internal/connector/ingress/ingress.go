@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Deps are what the ingress needs from the composition root.
@@ -26,6 +27,9 @@ type Deps struct {
 	// composition root binds early when it must know the webhook URL (the simulator's
 	// audience) before the ingress exists.
 	Listener net.Listener
+	// Tracer, when set, gives every webhook a span and writes its trace context into the
+	// SessionEvent record's headers (internal/tracing); nil: no spans, no headers.
+	Tracer trace.TracerProvider
 }
 
 // Ingress is the webhook HTTP server.
@@ -69,6 +73,7 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		metrics: m, log: deps.Log, slots: make(chan struct{}, cfg.MaxConcurrent),
 		maxBuffered: maxBuffered,
 		now:         time.Now,
+		tracer:      newTracer(deps.Tracer),
 	}, nil
 }
 

@@ -39,7 +39,7 @@ func newRejectLog(log *slog.Logger) *rejectLog {
 
 // record logs one rejection, or counts it as suppressed; level is Warn for answers that are the receiver's fault (5xx) and
 // Info for the sender's (4xx).
-func (l *rejectLog) record(level slog.Level, result string, status int, client, peer, reason string) {
+func (l *rejectLog) record(ctx context.Context, level slog.Level, result string, status int, client, peer, reason string) {
 	l.mu.Lock()
 	c := l.per[result]
 	if c == nil {
@@ -68,5 +68,6 @@ func (l *rejectLog) record(level slog.Level, result string, status int, client, 
 	if status >= 500 {
 		msg = "webhook not accepted"
 	}
-	l.log.LogAttrs(context.Background(), level, msg, attrs...)
+	// ctx carries the webhook's span when tracing is on: the line gets its trace_id.
+	l.log.LogAttrs(ctx, level, msg, attrs...)
 }

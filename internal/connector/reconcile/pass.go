@@ -10,11 +10,15 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -46,6 +50,10 @@ type Deps struct {
 	// Environment is idnow.environment, written into the events.
 	Environment string
 	Log         *slog.Logger
+	// Tracer, when set, makes each pass a span (its IDnow list calls become child spans) and
+	// writes the pass's trace context into the repair events' headers, so their enrichment
+	// joins the pass's trace; nil: no spans.
+	Tracer trace.TracerProvider
 }
 
 // PassOptions is one pass's window and mode.
@@ -99,6 +107,8 @@ type passer struct {
 	now     func() time.Time
 	// view is topics.state as of the last pass; each pass reads only what was added since.
 	view *state.View
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 }
 
 func newPasser(cfg Config, deps Deps, m *metrics) (*passer, error) {
@@ -111,13 +121,32 @@ func newPasser(cfg Config, deps Deps, m *metrics) (*passer, error) {
 	if len(deps.StateOpts) == 0 {
 		return nil, errors.New("reconcile: Deps.StateOpts are required")
 	}
-	return &passer{cfg: cfg, deps: deps, limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), 1), m: m, now: time.Now,
-		view: state.NewView(deps.StateOpts, deps.StateTopic, deps.States)}, nil
+	p := &passer{cfg: cfg, deps: deps, limiter: rate.NewLimiter(rate.Limit(cfg.RateLimit), 1), m: m, now: time.Now,
+		view: state.NewView(deps.StateOpts, deps.StateTopic, deps.States)}
+	if deps.Tracer != nil {
+		p.tracer = deps.Tracer.Tracer("github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile")
+	}
+	return p, nil
 }
 
 // pass runs one reconciliation pass.
-func (p *passer) pass(ctx context.Context, opts PassOptions) (Summary, error) {
-	sum := Summary{Written: map[string]int{}}
+func (p *passer) pass(ctx context.Context, opts PassOptions) (sum Summary, err error) {
+	sum = Summary{Written: map[string]int{}}
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.tracer.Start(ctx, "reconcile pass", trace.WithAttributes(
+			attribute.String("idnow.reconcile.since", opts.Since.UTC().Format(time.RFC3339)),
+			attribute.Bool("idnow.reconcile.dry_run", opts.DryRun)))
+		defer func() {
+			span.SetAttributes(attribute.Int("idnow.reconcile.flows", sum.Flows), attribute.Int("idnow.reconcile.seen", sum.Seen),
+				attribute.Int("idnow.reconcile.written", sum.WrittenTotal()))
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	// A session listed in the window was created in it, so its state was updated in it too;
 	// the hour of margin covers clocks that disagree (IDnow's createdAt, the enricher's time).
 	states, err := p.view.CatchUp(ctx, opts.Since.Add(-time.Hour))
@@ -245,6 +274,9 @@ func (p *passer) flow(ctx context.Context, flow string, opts PassOptions, report
 			rec, err := p.record(s, flow, status)
 			if err != nil {
 				return err
+			}
+			if p.tracer != nil {
+				tracing.InjectRecord(ctx, rec)
 			}
 			recs = append(recs, rec)
 		}
