@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -145,4 +146,68 @@ func TestEnrichEncrypted(t *testing.T) {
 			t.Fatalf("after erasure: want ErrErased, got %v", err)
 		}
 	}
+}
+
+// failingKEK is a key-encryption key whose key manager is down.
+type failingKEK struct{}
+
+func (failingKEK) Encrypt([]byte, []byte) ([]byte, error) {
+	return nil, errors.New("key manager encrypt: connection refused")
+}
+func (failingKEK) Decrypt([]byte, []byte) ([]byte, error) {
+	return nil, errors.New("key manager decrypt: connection refused")
+}
+
+// TestHandlerKeyManagerDown: with the key manager down the handler returns a retryable
+// key_manager error and no record, so the event waits instead of being written in clear text
+// or dead-lettered.
+func TestHandlerKeyManagerDown(t *testing.T) {
+	events, enriched := newCodecs(t)
+	dir := t.TempDir()
+	cfg := privacy.DefaultConfig()
+	cfg.Mode, cfg.KEKURL, cfg.PepperFile = schemas.PrivacyEncrypt, "test://down", filepath.Join(dir, "pepper.json")
+	good, _ := newPrivacyKEK(t, dir)
+	if err := privacy.NewPepperFile(cfg.PepperFile, good); err != nil {
+		t.Fatal(err)
+	}
+	pepper, err := privacy.LoadPepper(cfg.PepperFile, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := privacy.NewKeyring(&privacy.KEK{AEAD: failingKEK{}, Source: "test"}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring.MarkReady()
+	prot, err := privacy.NewProtector(cfg, privacy.ProtectorDeps{Ring: ring, Pepper: pepper, KeysTopic: testKeysTopic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := &fakeAPI{sessions: map[string]*idnow.Session{"ses-1": {SessionID: "ses-1", Status: idnow.StatusRunning, SubjectID: "subject-1"}}}
+	h := NewHandler(HandlerDeps{API: api, Events: events, Enriched: enriched, Topic: testTopics.Enriched, Policy: DefaultConfig().DataBlocks, Privacy: prot})
+	value, err := events.Encode(&schemas.SessionEvent{EventID: "ev-1", EventName: "session.started", SessionID: "ses-1", ReceivedAt: time.Now(), DeliveryVariant: schemas.DeliveryJWTBody, Origin: schemas.OriginWebhook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := h(t.Context(), &Message{Record: &kgo.Record{Topic: testTopics.Sessions, Key: []byte("ses-1"), Value: value}})
+	if err == nil || len(res.Records) != 0 {
+		t.Fatalf("want an error and no record, got %d records, %v", len(res.Records), err)
+	}
+	if c := Classify(err); c != (Classification{ClassKeyManager, true}) {
+		t.Fatalf("Classify = %+v, want key_manager, retryable", c)
+	}
+}
+
+// newPrivacyKEK makes a working development KEK in dir.
+func newPrivacyKEK(t *testing.T, dir string) (*privacy.KEK, string) {
+	t.Helper()
+	path := filepath.Join(dir, "kek.json")
+	if err := privacy.NewKEKKeysetFile(path); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := privacy.OpenKEK(t.Context(), privacy.Config{KEKKeysetFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kek, path
 }
