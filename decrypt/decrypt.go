@@ -15,6 +15,9 @@
 //	case errors.Is(err, decrypt.ErrErased): // the person was erased: keep the record without its personal fields
 //	case err != nil: // tampered, or the key manager failed
 //	}
+//
+// A consumer following a busy topic decrypts each polled batch with DecryptAll, which reads the
+// keys topic at most once per batch for the keys it has not seen yet.
 package decrypt
 
 import (
@@ -138,6 +141,35 @@ func (r *Reader) Decrypt(ctx context.Context, topic string, es *schemas.Enriched
 		return fmt.Errorf("decrypt: %w", err)
 	}
 	return nil
+}
+
+// DecryptAll decrypts a polled batch of records of topic in place, reading the keys topic at
+// most once for the whole batch (a consumer following a busy topic meets many keys it has not
+// seen yet; Decrypt would read the keys topic once for each). errs[i] is Decrypt's error for
+// records[i]: nil, one matching ErrErased, or the reason it failed.
+func (r *Reader) DecryptAll(ctx context.Context, topic string, records []*schemas.EnrichedSession) (errs []error) {
+	for _, es := range records {
+		if es.Privacy != nil && len(es.Privacy.Encrypted) > 0 && es.Privacy.KeyName != nil && !r.ring.Known(*es.Privacy.KeyName) {
+			if err := r.Refresh(ctx); err != nil {
+				errs = make([]error, len(records))
+				for i := range errs {
+					errs[i] = err
+				}
+				return errs
+			}
+			break
+		}
+	}
+	errs = make([]error, len(records))
+	for i, es := range records {
+		if err := privacy.Open(r.ring, topic, es); err != nil {
+			if !errors.Is(err, privacy.ErrErased) {
+				err = fmt.Errorf("decrypt: %w", err)
+			}
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // Close releases the key manager connection.
