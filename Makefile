@@ -55,8 +55,11 @@ clean: ## Remove build output and local data (not the Kafka jar cache)
 	rm -rf bin data
 
 .PHONY: interop
-interop: ## Read the Avro interop vectors with Apache Avro for Java (needs Java 17+, Maven; jars cached outside the clone, see deploy/kafka/README.md)
+interop: ## Read the Avro interop vectors with Apache Avro for Java, decrypt the privacy vectors with Tink for Java and Tink for Python (needs Java 17+, Maven, python3-venv; cached outside the clone)
 	scripts/interop.sh
+	@py="$$(scripts/examples-venv.sh internal/privacy/interop/python/requirements.txt)" && \
+		echo "interop: decrypting internal/privacy/testdata/interop with Tink for Python" && \
+		"$$py" internal/privacy/interop/python/check.py .
 
 .PHONY: promtool-check
 promtool-check: build ## promtool: check and unit-test deploy/prometheus/alerts.yaml, check a live /metrics (promtool from Debian's package, cached)

@@ -97,7 +97,29 @@ type EnrichedSession struct {
 	Enrichment        EnrichmentInfo  `avro:"enrichment" json:"enrichment"`
 	// OutOfOrder is true when the triggering event's status ranks below one already enriched.
 	OutOfOrder bool `avro:"outOfOrder" json:"outOfOrder"`
+	// Privacy says how privacy.mode protected the personal fields; nil in plain mode without
+	// pseudonyms (internal/privacy, docs/privacy.md).
+	Privacy *PrivacyEnvelope `avro:"privacy" json:"privacy,omitempty"`
 }
+
+// PrivacyEnvelope carries the encrypted values and pseudonyms of a record's personal fields.
+type PrivacyEnvelope struct {
+	// Mode is the privacy.mode that wrote the record: encrypt, drop or plain.
+	Mode string `avro:"mode" json:"mode"`
+	// KeyName is the topics.keys record key of the data keyset; nil when nothing was encrypted.
+	KeyName *string `avro:"keyName" json:"keyName,omitempty"`
+	// Encrypted maps a field path to the Tink AEAD ciphertext of its value.
+	Encrypted map[string][]byte `avro:"encrypted" json:"encrypted"`
+	// Pseudonyms maps a field path to the HMAC-SHA-256 pseudonym of its value, hex.
+	Pseudonyms map[string]string `avro:"pseudonyms" json:"pseudonyms"`
+}
+
+// Values of PrivacyEnvelope.Mode (and of privacy.mode).
+const (
+	PrivacyPlain   = "plain"
+	PrivacyEncrypt = "encrypt"
+	PrivacyDrop    = "drop"
+)
 
 // TriggeringEvent identifies the SessionEvent an EnrichedSession answers.
 type TriggeringEvent struct {

@@ -7,6 +7,11 @@
 #
 #   EXAMPLES_PYTHON="$(scripts/examples-venv.sh)" make itest     # TestPythonExample uses it
 #
+# With an argument, the venv of another requirements file (its own venv, by the file's digest),
+# e.g. the privacy interop check's Tink for Python:
+#
+#   scripts/examples-venv.sh internal/privacy/interop/python/requirements.txt
+#
 # Needs python3 (3.9+) with the venv module (Debian: apt-get install python3-venv) and PyPI.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,7 +21,9 @@ source "$ROOT/scripts/cache-common.sh"
 log() { printf 'examples-venv: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-REQ="$ROOT/examples/python-duckdb/requirements.txt"
+REQ="${1:-$ROOT/examples/python-duckdb/requirements.txt}"
+case "$REQ" in /*) ;; *) REQ="$ROOT/$REQ" ;; esac
+[[ -f "$REQ" ]] || die "no requirements file $REQ"
 command -v python3 >/dev/null 2>&1 || die "python3 not found; install Python 3.9+ (apt-get install python3 python3-venv)"
 VENV="$(cache_dir py-examples "$(cache_digest "$REQ")")"
 MARKER="$VENV/.complete"
@@ -39,6 +46,8 @@ if [[ ! -f "$MARKER" ]]; then
 	fi
 	cache_unlock
 fi
-"$VENV/bin/python" -c 'import confluent_kafka, fastavro, pyarrow, duckdb' ||
+# The import names of the pinned packages (tink, fastavro, confluent_kafka, ...).
+imports="$(sed -n 's/^\([A-Za-z0-9_-]*\)==.*/\1/p' "$REQ" | tr '-' '_' | paste -sd, -)"
+"$VENV/bin/python" -c "import $imports" ||
 	die "the venv $VENV is broken; remove it and run again"
 printf '%s\n' "$VENV/bin/python"

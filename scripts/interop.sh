@@ -141,6 +141,19 @@ if ((rc != 0)); then
 	exit "$rc"
 fi
 
+# The privacy vectors (internal/privacy/testdata/interop): encrypted EnrichedSessions decrypted
+# with Tink for Java; the tampered and moved cases must fail authentication.
+log "decrypting internal/privacy/testdata/interop with Tink for Java"
+set +e
+"$JAVA" -Xshare:auto -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -cp "$CLASSES:$LIB/*" \
+	io.idnow.connector.interop.PrivacyCheck "$ROOT"
+rc=$?
+set -e
+if ((rc != 0)); then
+	log "FAILED (exit $rc): a Java consumer with Tink would not decrypt the connector's records"
+	exit "$rc"
+fi
+
 # FULL compatibility of each current schema with every released version (schemas/history), as
 # Apache Avro for Java's SchemaCompatibility judges it. First a known-incompatible fixture, so a
 # check that stopped detecting anything fails here instead of passing silently.

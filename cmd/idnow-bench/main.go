@@ -65,6 +65,7 @@ func run(ctx context.Context, args []string) error {
 	conc := fs.String("concurrency", joinInts(ec.Concurrency), "enricher: concurrency levels C")
 	modes := fs.String("delivery", strings.Join(ec.Deliveries, ","), "enricher: delivery modes")
 	stateModes := fs.String("state", "on", "enricher: state store settings each drain runs with, in order (on, off, or e.g. on,off to compare: off leaves Deps.State nil)")
+	privacyModes := fs.String("privacy", "plain", "enricher: privacy.mode settings each drain runs with, in order (plain, encrypt, or e.g. plain,encrypt,plain,encrypt to compare interleaved)")
 	fs.IntVar(&ec.MemoryEvents, "memory-events", ec.MemoryEvents, "enricher: backlog drained for the memory measurement (0 skips it)")
 	fs.DurationVar(&ec.MemoryLatency, "memory-latency", ec.MemoryLatency, "enricher: API latency during the memory drain")
 	fs.IntVar(&ec.MaxPollRecords, "max-poll-records", 0, "enricher: what-if override of enrich.max_poll_records (0 = product default)")
@@ -101,6 +102,10 @@ func run(ctx context.Context, args []string) error {
 		default:
 			return fmt.Errorf("-state %q: list on and/or off, e.g. on,off", *stateModes)
 		}
+	}
+	ec.Privacy = nil
+	for m := range strings.SplitSeq(*privacyModes, ",") {
+		ec.Privacy = append(ec.Privacy, strings.TrimSpace(m))
 	}
 	exe, err := os.Executable()
 	if err != nil {

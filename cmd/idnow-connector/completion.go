@@ -50,6 +50,9 @@ func completionModel(ctx context.Context) []complCommand {
 		case "config":
 			c.subs = []string{"print", "check"}
 			c.flags = commandFlags(ctx, "config", "print")
+		case "privacy":
+			c.subs = []string{"init", "rotate-kek"}
+			c.flags = commandFlags(ctx, "privacy", "init")
 		default:
 			c.flags = commandFlags(ctx, c.name)
 		}

@@ -9,6 +9,8 @@
 //	idnow-connector tail      print a topic's records as JSON lines
 //	idnow-connector dlq-replay  write dead-lettered events back to the sessions topic
 //	idnow-connector doctor    list (and with --abort, abort) hanging transactions
+//	idnow-connector erase     crypto-shred a subject's or a session's personal data
+//	idnow-connector privacy   create the development KEK and the pepper, rotate the KEK
 //	idnow-connector config    print the effective configuration, or check it
 //	idnow-connector version   print the version
 //
@@ -57,6 +59,10 @@ commands:
              (see 'idnow-connector dlq-replay -h')
   doctor     list open and hanging transactions on the connector's topics; --abort aborts
              the hanging ones (see 'idnow-connector doctor -h')
+  erase      crypto-shred a subject's or a session's personal data: --subject ID | --session ID
+             [--reason TEXT] (privacy.mode encrypt; see 'idnow-connector erase -h', docs/privacy.md)
+  privacy    'privacy init' creates the development key-encryption keyset and the pepper;
+             'privacy rotate-kek' adds a new primary key to the development keyset
   config     'config print' shows the effective configuration and each value's source;
              'config check' lists every problem and exits 1 if there is any
   completion print a shell completion script: 'source <(idnow-connector completion bash)' (or zsh)
@@ -110,6 +116,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return replay(ctx, args, stdout, stderr)
 	case "doctor":
 		return doctor(ctx, args, stdout, stderr)
+	case "erase":
+		return erase(ctx, args, stdout, stderr)
+	case "privacy":
+		return privacyCmd(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 		return nil
@@ -175,6 +185,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Key, "key", "", "print only the records with this key (the sessionId on the connector's topics)")
 	fs.StringVar(&opts.Format, "format", app.TailFormatJSON, "json (one line a record) or pretty (indented)")
 	fs.IntVar(&opts.Max, "max", 0, "exit after printing this many records (0 = no limit)")
+	fs.BoolVar(&opts.Decrypt, "decrypt", false, "decrypt EnrichedSessions written with privacy.mode encrypt (needs the key manager of privacy.*); erased records print \"privacy\":\"erased\"")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {
 		return err

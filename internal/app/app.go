@@ -29,6 +29,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/lifecycle"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
@@ -86,6 +87,7 @@ func New(cfg Config, mode Mode, log *slog.Logger, version string) (*App, error) 
 	}
 	// Before any component is built: the verifier and the IDnow client read the result.
 	cfg.resolveInsecureHTTP()
+	cfg.resolvePrivacyDev(mode)
 	cfg.Topics.State = cfg.Topics.StateTopic()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -351,7 +353,14 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	a.group.Defer("webhook verifier", func(context.Context) error { verifier.Close(); return nil })
-	in, err := ingress.New(a.cfg.Ingress, ingress.Deps{
+	icfg := a.cfg.Ingress
+	if a.cfg.Privacy.Mode == schemas.PrivacyDrop && icfg.KeepSignedToken {
+		// privacy.mode drop keeps nothing beyond what the pipeline needs; the token (a
+		// credential-class field) goes too. docs/privacy.md.
+		icfg.KeepSignedToken = false
+		a.log.Info("privacy.mode drop: SessionEvent.signedToken is not kept (ingress.keep_signed_token ignored)")
+	}
+	in, err := ingress.New(icfg, ingress.Deps{
 		Verifier: verifier, Encoder: codec, Kafka: producer, Topic: a.cfg.Topics.Sessions,
 		Registry: a.reg, Log: a.log.With("component", "ingress"), Listener: ln, Tracer: a.tracer,
 	})
@@ -416,11 +425,24 @@ func (a *App) startEnricher(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	keysOpts, err := newKafkaOpts(kc, "enricher-keys")
+	if err != nil {
+		return err
+	}
+	priv, err := a.startPrivacy(ctx, keysOpts)
+	if err != nil {
+		return err
+	}
+	var protector *privacy.Protector
+	if priv != nil {
+		protector = priv.protector
+	}
 	enricher, err := enrich.New(a.cfg.Enrich, enrich.Deps{
 		KafkaOpts: opts, Topics: a.cfg.Topics, API: api,
 		Events: serde.NewDecoder(schemas.SessionEventSchema(), rc), Enriched: enriched,
 		Registry: a.reg, Log: a.log, Version: a.version, TokenCheck: api.Token, State: stateCodec, StateOpts: stateOpts,
-		Tracer: a.tracer,
+		Privacy: protector,
+		Tracer:  a.tracer,
 	})
 	if err != nil {
 		return err

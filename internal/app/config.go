@@ -15,6 +15,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
@@ -35,6 +36,7 @@ type Config struct {
 	Simulator      idnowsim.Config    `koanf:"simulator"`
 	Reconcile      reconcile.Config   `koanf:"reconcile"`
 	Commands       commands.Config    `koanf:"commands"`
+	Privacy        privacy.Config     `koanf:"privacy"`
 }
 
 // LogConfig is the `log.*` section.
@@ -50,7 +52,7 @@ type LogConfig struct {
 
 // SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
 // them as it does every *secret*, *password* and *token* key.
-var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers"}
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers", "privacy.kek_url"}
 
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {
@@ -67,6 +69,7 @@ func DefaultConfig() Config {
 		Simulator:      idnowsim.DefaultConfig(),
 		Reconcile:      reconcile.DefaultConfig(),
 		Commands:       commands.DefaultConfig(),
+		Privacy:        privacy.DefaultConfig(),
 	}
 }
 
@@ -127,6 +130,8 @@ func (c Config) Validate(mode Mode) error {
 	}
 	if mode.runsEnricher() {
 		add(c.Enrich.Validate())
+		c.resolvePrivacyDev(mode)
+		add(c.Privacy.Validate())
 		if !c.Simulator.Enabled {
 			add(c.IDnow.Validate())
 		}

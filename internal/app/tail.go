@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -32,6 +33,10 @@ type TailOptions struct {
 	// Format is "json" (one line a record, the default) or "pretty" (indented).
 	Format string
 	Max    int // stop after this many records; 0 = no limit
+	// Decrypt decrypts EnrichedSessions written with privacy.mode encrypt, with the KEK and keys
+	// topic privacy.* and topics.keys name; a record whose key was erased is printed with its
+	// personal fields null and "privacy": "erased".
+	Decrypt bool
 }
 
 // Tail output formats.
@@ -67,6 +72,9 @@ type tailLine struct {
 	Value       any               `json:"value,omitempty"`
 	Raw         []byte            `json:"raw,omitempty"`
 	DecodeError string            `json:"decodeError,omitempty"`
+	// Privacy is set with --decrypt for an encrypted record: decrypted, erased (its data key
+	// was erased) or the reason it could not be decrypted.
+	Privacy string `json:"privacy,omitempty"`
 }
 
 // Tail prints the records of a topic as JSON lines, decoding SessionEvent and EnrichedSession
@@ -134,6 +142,13 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 		return fmt.Errorf("tail: kafka client for %v: %w", kc.Brokers, err)
 	}
 	defer cl.Close()
+	var dec *tailDecrypter
+	if opts.Decrypt {
+		if dec, err = newTailDecrypter(ctx, cfg, base); err != nil {
+			return fmt.Errorf("tail --decrypt: %w", err)
+		}
+		defer dec.close()
+	}
 	enc := json.NewEncoder(out)
 	if opts.Format == TailFormatPretty {
 		enc.SetIndent("", "  ")
@@ -162,7 +177,11 @@ func Tail(ctx context.Context, cfg Config, opts TailOptions, out io.Writer) erro
 			if r.Attrs.IsControl() || (opts.Key != "" && string(r.Key) != opts.Key) {
 				continue
 			}
-			if err := enc.Encode(describe(ctx, r, codecs)); err != nil {
+			line := describe(ctx, r, codecs)
+			if es, ok := line.Value.(*schemas.EnrichedSession); ok && dec != nil {
+				line.Privacy = dec.open(ctx, r.Topic, es)
+			}
+			if err := enc.Encode(line); err != nil {
 				return fmt.Errorf("tail: write: %w", err)
 			}
 			printed++
@@ -247,6 +266,11 @@ func describe(ctx context.Context, r *kgo.Record, codecs map[string]*serde.Codec
 		line.Schema, line.Value = name, v
 		return line
 	}
+	if len(r.Value) > 0 && r.Value[0] == '{' && json.Valid(r.Value) {
+		// A JSON record (the audit trail of topics.audit) prints as itself.
+		line.Value = json.RawMessage(r.Value)
+		return line
+	}
 	line.Raw, line.DecodeError = r.Value, strings.Join(errs, "; ")
 	return line
 }
@@ -262,4 +286,53 @@ func topicExists(ctx context.Context, cl *kgo.Client, topic string) error {
 		return nil
 	}
 	return fmt.Errorf("topic %q does not exist; topics on this cluster: %s", topic, strings.Join(details.Names(), ", "))
+}
+
+// tailDecrypter decrypts EnrichedSessions for tail --decrypt.
+type tailDecrypter struct {
+	kek  *privacy.KEK
+	ring *privacy.Keyring
+	keys *privacy.KeysTopic
+}
+
+func newTailDecrypter(ctx context.Context, cfg Config, base []kgo.Opt) (*tailDecrypter, error) {
+	pc := ToolPrivacy(cfg)
+	kek, err := privacy.OpenKEK(ctx, pc)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := privacy.NewKeyring(kek, pc.KeyCacheSize)
+	if err != nil {
+		_ = kek.Close()
+		return nil, err
+	}
+	keys := privacy.NewKeysTopic(base, cfg.Topics.Keys, ring, nil)
+	if _, err := keys.CatchUp(ctx); err != nil {
+		_ = kek.Close()
+		return nil, err
+	}
+	return &tailDecrypter{kek: kek, ring: ring, keys: keys}, nil
+}
+
+func (d *tailDecrypter) close() { _ = d.kek.Close() }
+
+// open decrypts es in place and says how it went; "" for a record with nothing encrypted.
+func (d *tailDecrypter) open(ctx context.Context, topic string, es *schemas.EnrichedSession) string {
+	if es.Privacy == nil || len(es.Privacy.Encrypted) == 0 {
+		return ""
+	}
+	// A key committed after the last catch-up (tail follows the topic): read the keys topic again.
+	if es.Privacy.KeyName != nil && !d.ring.Known(*es.Privacy.KeyName) {
+		if _, err := d.keys.CatchUp(ctx); err != nil {
+			return "not decrypted: " + err.Error()
+		}
+	}
+	err := privacy.Open(d.ring, topic, es)
+	switch {
+	case err == nil:
+		return "decrypted"
+	case errors.Is(err, privacy.ErrErased):
+		return "erased"
+	}
+	return "not decrypted: " + err.Error()
 }

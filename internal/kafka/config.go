@@ -62,16 +62,20 @@ type EmbeddedConfig struct {
 
 // TopicsConfig is the `topics.*` config section.
 type TopicsConfig struct {
-	Sessions          string `koanf:"sessions"`
-	Enriched          string `koanf:"enriched"`
-	DLQ               string `koanf:"dlq"`
-	State             string `koanf:"state"`              // compacted pipeline state, co-partitioned with Sessions; empty = Sessions + ".state"
-	Commands          string `koanf:"commands"`           // CreateSessionCommand, key = the caller's subject or correlation id
-	Replies           string `koanf:"replies"`            // CommandReply, key = the command's key
-	CommandsState     string `koanf:"commands_state"`     // CommandState per command id (compacted, retention = commands.dedupe_window)
-	Create            bool   `koanf:"create"`             // create missing topics at start-up
-	Partitions        int32  `koanf:"partitions"`         // for created topics
-	ReplicationFactor int16  `koanf:"replication_factor"` // for created topics; -1 = broker default
+	Sessions      string `koanf:"sessions"`
+	Enriched      string `koanf:"enriched"`
+	DLQ           string `koanf:"dlq"`
+	State         string `koanf:"state"`          // compacted pipeline state, co-partitioned with Sessions; empty = Sessions + ".state"
+	Keys          string `koanf:"keys"`           // compacted wrapped data keys (privacy.mode encrypt); a tombstone erases a key
+	Audit         string `koanf:"audit"`          // audit records of erasures (idnow-connector erase)
+	Commands      string `koanf:"commands"`       // CreateSessionCommand, key = the caller's subject or correlation id
+	Replies       string `koanf:"replies"`        // CommandReply, key = the command's key
+	CommandsState string `koanf:"commands_state"` // CommandState per command id (compacted, retention = commands.dedupe_window)
+	// Retention is the retention.ms given to each topic the connector creates (topics.create).
+	Retention         RetentionConfig `koanf:"retention"`
+	Create            bool            `koanf:"create"`             // create missing topics at start-up
+	Partitions        int32           `koanf:"partitions"`         // for created topics
+	ReplicationFactor int16           `koanf:"replication_factor"` // for created topics; -1 = broker default
 }
 
 // DefaultConfig returns the documented defaults of `kafka.*`.
@@ -90,9 +94,69 @@ func DefaultConfig() Config {
 func DefaultTopicsConfig() TopicsConfig {
 	return TopicsConfig{
 		Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
+		Keys: "idnow.keys", Audit: "idnow.audit",
 		Commands: "idnow.commands", Replies: "idnow.commands.replies", CommandsState: "idnow.commands.state",
 		Create: true, Partitions: 6, ReplicationFactor: -1,
+		Retention: DefaultRetention(),
 	}
+}
+
+// RetentionConfig is the `topics.retention.*` section: how long each topic the connector creates
+// keeps its records (its retention.ms). 0 keeps them forever (retention.ms=-1). Topics that
+// exist already are left as they are; change them with kafka-configs.sh (docs/privacy.md).
+// The state and keys topics are compacted and have no time limit: a session's state and a
+// subject's key live until they are replaced or erased.
+type RetentionConfig struct {
+	Sessions time.Duration `koanf:"sessions"`
+	Enriched time.Duration `koanf:"enriched"`
+	DLQ      time.Duration `koanf:"dlq"`
+	Audit    time.Duration `koanf:"audit"`
+	// Commands and Replies: a CreateSessionCommand carries the person's input data blocks, so
+	// it should not outlive the time a caller needs to send and read it.
+	Commands time.Duration `koanf:"commands"`
+	Replies  time.Duration `koanf:"replies"`
+}
+
+// DefaultRetention returns the documented defaults: SessionEvents 7 days (enough to replay and
+// backfill; they hold no personal data), EnrichedSessions 30 days (consumers land them within
+// it; personal fields are protected by privacy.mode), the DLQ 30 days (time for an operator to
+// fix and replay), the audit trail forever (erasures must stay provable), commands and their
+// replies 7 days (a command is answered within seconds; its input blocks are personal data).
+func DefaultRetention() RetentionConfig {
+	const day = 24 * time.Hour
+	return RetentionConfig{Sessions: 7 * day, Enriched: 30 * day, DLQ: 30 * day, Audit: 0, Commands: 7 * day, Replies: 7 * day}
+}
+
+// CreateConfigs returns the topic configuration a topic named topic is created with:
+// retention.ms for the time-limited topics, cleanup.policy=compact for the keys topic. nil for
+// a topic this section does not know.
+func (t TopicsConfig) CreateConfigs(topic string) map[string]*string {
+	ms := func(d time.Duration) map[string]*string {
+		v := int64(-1)
+		if d > 0 {
+			v = d.Milliseconds()
+		}
+		s := strconv.FormatInt(v, 10)
+		return map[string]*string{"retention.ms": &s}
+	}
+	switch topic {
+	case t.Sessions:
+		return ms(t.Retention.Sessions)
+	case t.Enriched:
+		return ms(t.Retention.Enriched)
+	case t.DLQ:
+		return ms(t.Retention.DLQ)
+	case t.Audit:
+		return ms(t.Retention.Audit)
+	case t.Commands:
+		return ms(t.Retention.Commands)
+	case t.Replies:
+		return ms(t.Retention.Replies)
+	case t.Keys:
+		compact := "compact"
+		return map[string]*string{"cleanup.policy": &compact}
+	}
+	return nil
 }
 
 // StateTopic returns topics.state, or topics.sessions + ".state" when it is empty (the default:
@@ -211,6 +275,21 @@ func (t TopicsConfig) Validate() error {
 	}
 	if st := t.StateTopic(); st == t.Sessions || st == t.Enriched || st == t.DLQ {
 		return fmt.Errorf("topics.state %q must be a topic of its own (compacted, written only by the enricher)", st)
+	}
+	for key, name := range map[string]string{"topics.keys": t.Keys, "topics.audit": t.Audit} {
+		if name != "" && (name == t.Sessions || name == t.Enriched || name == t.DLQ || name == t.StateTopic()) {
+			return fmt.Errorf("%s %q must be a topic of its own", key, name)
+		}
+	}
+	if t.Keys != "" && t.Keys == t.Audit {
+		return fmt.Errorf("topics.keys and topics.audit must be different topics")
+	}
+	for key, d := range map[string]time.Duration{"topics.retention.sessions": t.Retention.Sessions, "topics.retention.enriched": t.Retention.Enriched,
+		"topics.retention.dlq": t.Retention.DLQ, "topics.retention.audit": t.Retention.Audit,
+		"topics.retention.commands": t.Retention.Commands, "topics.retention.replies": t.Retention.Replies} {
+		if d < 0 || (d > 0 && d < time.Minute) {
+			return fmt.Errorf("%s %s must be 0 (keep forever) or at least 1m, e.g. 168h", key, d)
+		}
 	}
 	if t.Partitions <= 0 {
 		return fmt.Errorf("topics.partitions must be positive, e.g. 6")

@@ -37,11 +37,12 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, cfg TopicsConfig, topic
 	if !cfg.Create {
 		return fmt.Errorf("%w: %v; create it (partitions: %d suggested) or set topics.create: true", ErrTopicMissing, missing, cfg.Partitions)
 	}
-	resp, err := adm.CreateTopics(ctx, cfg.Partitions, cfg.ReplicationFactor, nil, missing...)
-	if err != nil {
-		return fmt.Errorf("create topics %v: %w", missing, err)
-	}
-	for _, r := range resp.Sorted() {
+	// One request per topic: each gets its own retention (topics.retention.*) or compaction.
+	for _, topic := range missing {
+		r, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, cfg.CreateConfigs(topic), topic)
+		if err != nil {
+			return fmt.Errorf("create topic %q: %w", topic, err)
+		}
 		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("create topic %q (partitions %d, replication factor %d): %w", r.Topic, cfg.Partitions, cfg.ReplicationFactor, r.Err)
 		}

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,7 +34,12 @@ type EnrichConfig struct {
 	// StateStore lists the state-store settings each (C, delivery) drain runs with, in order:
 	// true wires Deps.State as internal/app does (the product's only mode), false leaves it nil,
 	// the enricher as it was before the state store, to measure what the store costs.
-	StateStore    []bool
+	StateStore []bool
+	// Privacy lists the privacy.mode settings each (C, delivery, state) drain runs with, in
+	// order: plain (no Protector, the default) and/or encrypt (a development KEK and pepper, the
+	// keys topic, Deps.Privacy as internal/app wires it). Repeats are allowed (plain,encrypt,
+	// plain,encrypt) so the ratio is taken over interleaved runs.
+	Privacy       []string
 	MemoryEvents  int           // backlog drained for the memory measurement; 0 skips it
 	MemoryLatency time.Duration // API latency during the memory drain
 	RunTimeout    time.Duration // bound on each drain
@@ -49,6 +55,7 @@ func DefaultEnrichConfig() EnrichConfig {
 		Events: 20000, Latency: 50 * time.Millisecond, Concurrency: []int{64, 256},
 		Deliveries:   []string{enrich.DeliveryExactlyOnce, enrich.DeliveryAtLeastOnce},
 		StateStore:   []bool{true},
+		Privacy:      []string{schemas.PrivacyPlain},
 		MemoryEvents: 200000, MemoryLatency: 5 * time.Millisecond, RunTimeout: 5 * time.Minute,
 	}
 }
@@ -76,6 +83,9 @@ func (c EnrichConfig) Validate() error {
 	if len(c.StateStore) == 0 {
 		errs = append(errs, errors.New("enricher bench: -state must list on and/or off, e.g. on,off"))
 	}
+	if len(c.Privacy) == 0 || slices.ContainsFunc(c.Privacy, func(m string) bool { return m != schemas.PrivacyPlain && m != schemas.PrivacyEncrypt }) {
+		errs = append(errs, errors.New("enricher bench: -privacy must list plain and/or encrypt, e.g. plain,encrypt"))
+	}
 	if c.MemoryEvents < 0 || c.MemoryEvents > 2_000_000 {
 		errs = append(errs, errors.New("enricher bench: -memory-events must be between 0 and 2000000"))
 	}
@@ -92,7 +102,8 @@ func (c EnrichConfig) Validate() error {
 type EnrichRun struct {
 	Concurrency   int
 	Delivery      string
-	State         bool // the state store was on (Deps.State set)
+	State         bool   // the state store was on (Deps.State set)
+	Privacy       string // privacy.mode of the drain: plain or encrypt
 	Latency       time.Duration
 	Events        int
 	Elapsed       time.Duration // steady-state window: from 5 % committed to 100 % committed
@@ -197,11 +208,13 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 	for _, c := range cfg.Concurrency {
 		for _, d := range cfg.Deliveries {
 			for i, st := range cfg.StateStore {
-				r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d", run, d, c, i), c, d, st, cfg.Events, cfg.Latency, "", log)
-				if err != nil {
-					return nil, err
+				for j, pm := range cfg.Privacy {
+					r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d-%d", run, d, c, i, j), c, d, st, pm, cfg.Events, cfg.Latency, "", log)
+					if err != nil {
+						return nil, err
+					}
+					rep.Runs = append(rep.Runs, r)
 				}
-				rep.Runs = append(rep.Runs, r)
 			}
 		}
 	}
@@ -218,7 +231,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 		if cfg.ProfileDir != "" {
 			profile = filepath.Join(cfg.ProfileDir, "enricher.pprof")
 		}
-		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
+		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.Privacy[0], cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
 		if err != nil {
 			return nil, err
 		}
@@ -286,17 +299,18 @@ func backlogStatus(i, n, sessions int, final string) string {
 // drain starts one enricher child on the backlog and waits until its group committed every
 // offset, measuring the steady-state rate between 5 % and 100 % committed.
 func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, brokers []string, tp kafka.TopicsConfig,
-	id string, conc int, delivery string, withState bool, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
-	r := EnrichRun{Concurrency: conc, Delivery: delivery, State: withState, Events: n, Latency: latency}
+	id string, conc int, delivery string, withState bool, privacyMode string, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
+	r := EnrichRun{Concurrency: conc, Delivery: delivery, State: withState, Privacy: privacyMode, Events: n, Latency: latency}
 	// Each drain gets its own state topic: a second drain of the same backlog must start with
 	// nothing enriched, or it would skip every event the previous drain enriched.
 	tp.State = "bench.state." + id
+	tp.Keys = "bench.keys." + id
 	apiBefore := sim.Stats().APIRequests
 	spec := TargetSpec{
 		Kind: TargetEnricher, Brokers: brokers, Topics: tp,
 		APIURL: sim.APIURL(), TokenURL: sim.TokenURL(), ClientID: sim.Config().ClientID, ClientSecret: sim.Config().ClientSecret,
 		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
-		MaxPollRecords: cfg.MaxPollRecords, State: withState,
+		MaxPollRecords: cfg.MaxPollRecords, State: withState, Privacy: privacyMode,
 	}
 	spec.CPUProfile = profile
 	child, err := StartChild(cfg.Exe, spec, 30*time.Second)
@@ -350,7 +364,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		return r, fmt.Errorf("read DLQ end offsets: %w", err)
 	}
 	ends.Each(func(o kadm.ListedOffset) { r.DLQ += o.Offset })
-	log.Info("enricher drain done", "concurrency", conc, "delivery", delivery, "state", withState, "events_per_sec", int(r.EventsPerSec),
+	log.Info("enricher drain done", "concurrency", conc, "delivery", delivery, "state", withState, "privacy", privacyMode, "events_per_sec", int(r.EventsPerSec),
 		"limit", int(r.Limit), "calls_per_event", r.CallsPerEvent, "dlq", r.DLQ)
 	return r, nil
 }
@@ -376,11 +390,33 @@ func (r *EnrichReport) Write(w io.Writer) {
 	if r.MaxPollRecords > 0 {
 		fmt.Fprintf(w, "enrich.max_poll_records overridden to %d (what-if)\n\n", r.MaxPollRecords)
 	}
-	fmt.Fprintln(w, "| C | delivery | state store | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS |")
-	fmt.Fprintln(w, "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| C | delivery | state store | privacy | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS |")
+	fmt.Fprintln(w, "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, x := range r.Runs {
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s |\n", x.Concurrency, x.Delivery, onOff(x.State), x.Latency,
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s |\n", x.Concurrency, x.Delivery, onOff(x.State), x.Privacy, x.Latency,
 			x.Events, x.EventsPerSec, x.CallsPerEvent, x.Limit, x.Ratio(), x.DLQ, mib(x.PeakRSS))
+	}
+	// The encryption cost: mean throughput of the encrypt drains over the plain ones of the same
+	// C, delivery and state setting (interleaved when -privacy repeats them).
+	type pk struct {
+		k     string
+		state bool
+	}
+	sum, cnt := map[pk]map[string]float64{}, map[pk]map[string]int{}
+	for _, x := range r.Runs {
+		k := pk{fmt.Sprintf("C=%d, %s, state store %s", x.Concurrency, x.Delivery, onOff(x.State)), x.State}
+		if sum[k] == nil {
+			sum[k], cnt[k] = map[string]float64{}, map[string]int{}
+		}
+		sum[k][x.Privacy] += x.EventsPerSec
+		cnt[k][x.Privacy]++
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(sum), func(a, b pk) int { return strings.Compare(a.k, b.k) }) {
+		p, e := cnt[k][schemas.PrivacyPlain], cnt[k][schemas.PrivacyEncrypt]
+		if p > 0 && e > 0 {
+			fmt.Fprintf(w, "\nencryption cost at %s: encrypt/plain throughput %.2f (means of %d and %d drains)\n", k.k,
+				(sum[k][schemas.PrivacyEncrypt]/float64(e))/(sum[k][schemas.PrivacyPlain]/float64(p)), e, p)
+		}
 	}
 	// The delivery comparison uses the runs with the first state setting; the state comparison
 	// pairs on and off runs of the same C and delivery.
@@ -397,7 +433,9 @@ func (r *EnrichReport) Write(w io.Writer) {
 		if byState[k] == nil {
 			byState[k] = map[bool]float64{}
 		}
-		byState[k][x.State] = x.EventsPerSec
+		if x.Privacy == r.Runs[0].Privacy {
+			byState[k][x.State] = x.EventsPerSec
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(byState)) {
 		if m := byState[k]; m[true] > 0 && m[false] > 0 {

@@ -55,6 +55,9 @@ type TargetSpec struct {
 	// State wires the state store (Deps.State and StateOpts) as internal/app does; false leaves
 	// it out, to measure what it costs.
 	State bool `json:"state,omitempty"`
+	// Privacy is the enricher's privacy.mode: "" or plain (no Protector), or encrypt (a
+	// development KEK and pepper made in a temporary folder, Topics.Keys, Deps.Privacy).
+	Privacy string `json:"privacy,omitempty"`
 	// Restore target: the partitions of Topics.State to restore.
 	Partitions []int32 `json:"partitions,omitempty"`
 	// ProducerLinger, when set, is appended to the ingress's client options (a what-if run that
@@ -259,6 +262,18 @@ func serveEnricher(ctx context.Context, spec TargetSpec, stdout io.Writer, log *
 		if deps.StateOpts, err = kafka.ClientOpts(kafkaConfig(spec), "enricher-state", nil); err != nil {
 			return err
 		}
+	}
+	if spec.Privacy == schemas.PrivacyEncrypt {
+		keysOpts, err := kafka.ClientOpts(kafkaConfig(spec), "enricher-keys", nil)
+		if err != nil {
+			return err
+		}
+		prot, stop, err := benchPrivacy(ctx, spec, keysOpts, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		deps.Privacy = prot
 	}
 	e, err := enrich.New(ec, deps)
 	if err != nil {

@@ -30,6 +30,7 @@ const (
 	ClassNetwork        = "network"         // connection refused, reset, DNS
 	ClassUnauthorized   = "unauthorized"    // the token endpoint or API rejected the credentials
 	ClassSchemaRegistry = "schema_registry" // the registry could not be asked for a writer schema
+	ClassKeyManager     = "key_manager"     // privacy.mode encrypt: a data key could not be made, wrapped or read (key manager, keys topic)
 )
 
 // stageError marks which step of the enrichment failed, so the classifier can tell a decode
@@ -47,6 +48,10 @@ const (
 	stageAPI    = "api"
 	stageEncode = "encode"
 	stageSize   = "size"
+	// stagePrivacy: privacy.mode could not be applied. Always retried: a record is never
+	// written with its personal fields in clear text, nor sent to the DLQ for a key-manager
+	// outage that concerns every event alike.
+	stagePrivacy = "privacy"
 )
 
 // permanentClasses and retryableClasses list every class, so the labelled counters can be
@@ -54,7 +59,7 @@ const (
 var (
 	permanentClasses = []string{ClassUndecodable, ClassSessionNotFound, ClassForbidden, ClassAPIRejected,
 		ClassAPIResponse, ClassSchemaMismatch, ClassInternal, ClassRecordTooLarge, ClassOutputRejected}
-	retryableClasses = []string{ClassRateLimited, ClassServerError, ClassTimeout, ClassNetwork, ClassUnauthorized, ClassSchemaRegistry}
+	retryableClasses = []string{ClassRateLimited, ClassServerError, ClassTimeout, ClassNetwork, ClassUnauthorized, ClassSchemaRegistry, ClassKeyManager}
 )
 
 // Classification is the verdict on one failed attempt.
@@ -89,6 +94,8 @@ func Classify(err error) Classification {
 		return Classification{ClassSchemaMismatch, false}
 	case stageSize:
 		return Classification{ClassRecordTooLarge, false}
+	case stagePrivacy:
+		return Classification{ClassKeyManager, true}
 	}
 	switch {
 	case errors.Is(err, idnow.ErrUnauthorized):

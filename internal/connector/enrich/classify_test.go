@@ -42,6 +42,8 @@ func TestClassify(t *testing.T) {
 		{"connection refused", &stageError{stageAPI, &idnow.APIError{Op: "get_session", Err: syscall.ECONNREFUSED}}, Classification{ClassNetwork, true}},
 		{"dial error", &stageError{stageAPI, &idnow.APIError{Op: "get_session", Err: &net.OpError{Op: "dial", Err: errors.New("no route")}}}, Classification{ClassNetwork, true}},
 		{"context", &stageError{stageAPI, context.DeadlineExceeded}, Classification{ClassTimeout, true}},
+		{"key manager down blocks, never DLQ", &stageError{stagePrivacy, errors.New("wrap the data keyset: key manager encrypt: connection refused")}, Classification{ClassKeyManager, true}},
+		{"key manager timeout is the key manager's", &stageError{stagePrivacy, context.DeadlineExceeded}, Classification{ClassKeyManager, true}},
 		{"unknown", errors.New("something else"), Classification{ClassInternal, false}},
 	}
 	for _, tc := range tests {

@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
@@ -49,6 +50,9 @@ type Deps struct {
 	// already enriched, flags out-of-order events and writes each session's state with its
 	// EnrichedSession (in the same transaction under exactly_once). nil runs without it.
 	State StateCodec
+	// Privacy applies privacy.mode to every EnrichedSession (internal/privacy); nil writes
+	// them in plain. Its data keys are produced to Topics.Keys in the batch's transaction.
+	Privacy *privacy.Protector
 	// StateOpts are client options for the short-lived clients that restore state partitions:
 	// KafkaOpts without metric hooks (kprom registers its series once per registry, and a
 	// restore client lives next to the group client). Required with State.
@@ -128,7 +132,7 @@ func New(cfg Config, deps Deps) (*Enricher, error) {
 	}
 	core := NewHandler(HandlerDeps{
 		API: deps.API, Events: deps.Events, Enriched: deps.Enriched, Topic: deps.Topics.Enriched,
-		Policy: cfg.DataBlocks, Version: deps.Version, Log: e.log,
+		Policy: cfg.DataBlocks, Version: deps.Version, Log: e.log, Privacy: deps.Privacy,
 		MaxRecordBytes: func() int { return e.limits.get(deps.Topics.Enriched) },
 	})
 	mw := []Middleware{Metrics(m), DLQ(deps.Topics.DLQ, e.log), Retry(cfg.Retry, m, e.log)}

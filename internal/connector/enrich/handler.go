@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -107,6 +108,10 @@ type HandlerDeps struct {
 	MaxRecordBytes func() int
 	// Log receives a warning per shortened record; nil = no log.
 	Log *slog.Logger
+	// Privacy applies privacy.mode and privacy.pseudonymize to each EnrichedSession before it
+	// is encoded; its new data keys are returned in Result.Records, so they commit in the same
+	// transaction as the records encrypted under them. nil = plain.
+	Privacy *privacy.Protector
 }
 
 // NewHandler returns the core handler: decode the SessionEvent, read the session (and its data
@@ -138,6 +143,12 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 		}
 		out := Map(&ev, s, blocks, fetched, d.Policy, now(), d.Version)
 		out.OutOfOrder = m.OutOfOrder
+		var keyRecs []*kgo.Record
+		if d.Privacy != nil {
+			if keyRecs, err = d.Privacy.Protect(ctx, d.Topic, out); err != nil {
+				return Result{}, &stageError{stage: stagePrivacy, err: fmt.Errorf("privacy.mode %s: %w", d.Privacy.Mode(), err)}
+			}
+		}
 		value, err := d.Enriched.Encode(out)
 		if err != nil {
 			return Result{}, &stageError{stage: stageEncode, err: err}
@@ -163,7 +174,7 @@ func NewHandler(d HandlerDeps) HandlerFunc {
 		if out.Session.Outcome != nil {
 			outcome = *out.Session.Outcome
 		}
-		res := Result{Records: []*kgo.Record{rec}, Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated,
+		res := Result{Records: append([]*kgo.Record{rec}, keyRecs...), Status: statusLabel(out.Session.Status), Outcome: outcomeLabel(outcome), Truncated: truncated,
 			OutOfOrder: out.OutOfOrder, sessionOutcome: outcome, ReceivedAt: ev.ReceivedAt}
 		if ev.CreatedAt != nil {
 			res.CreatedAt = *ev.CreatedAt
@@ -196,6 +207,12 @@ func fit(d HandlerDeps, out *schemas.EnrichedSession, rec *kgo.Record, limit int
 			out.DataBlocks[i].Content = nil
 		}
 	}
+	if out.Privacy != nil {
+		// Encrypted content goes as its clear-text field would (privacy.mode encrypt).
+		n := len(out.Privacy.Encrypted)
+		privacy.DropEncrypted(out, func(p string) bool { return !isBlockPath(p) || !strings.HasSuffix(p, "].content") })
+		hasContent = hasContent || len(out.Privacy.Encrypted) < n
+	}
 	if hasContent {
 		if err := encode(schemas.TruncationContentDropped); err != nil {
 			return "", err
@@ -205,6 +222,7 @@ func fit(d HandlerDeps, out *schemas.EnrichedSession, rec *kgo.Record, limit int
 		}
 	}
 	out.DataBlocks, out.FileRefs = []schemas.DataBlock{}, []schemas.FileRef{}
+	privacy.DropEncrypted(out, func(p string) bool { return !isBlockPath(p) })
 	if err := encode(schemas.TruncationMetadataOnly); err != nil {
 		return "", err
 	}
@@ -215,6 +233,9 @@ func fit(d HandlerDeps, out *schemas.EnrichedSession, rec *kgo.Record, limit int
 	}
 	return TruncatedMetadata, nil
 }
+
+// isBlockPath reports whether a privacy envelope path is inside dataBlocks.
+func isBlockPath(p string) bool { return strings.HasPrefix(p, "dataBlocks[") }
 
 // statusLabel bounds the status label: documented statuses pass, anything else is "other".
 func statusLabel(s string) string {
