@@ -2,9 +2,12 @@ package tracing
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -42,4 +45,75 @@ func TestRedactEndpoint(t *testing.T) {
 	if got := redactEndpoint("http://collector:4318"); got != "http://collector:4318" {
 		t.Errorf("endpoint without credentials changed: %q", got)
 	}
+}
+
+// TestShutdownCollectorNotAnswering: a collector that accepts the connection but never answers
+// costs the queued spans and a warning at shutdown, not a failed shutdown held for the whole
+// cleanup budget.
+func TestShutdownCollectorNotAnswering(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	// The exporter goroutine outlives Shutdown here and reports its failure through the
+	// global error handler into the same log: a buffer safe for concurrent use.
+	logs := &lockedBuffer{}
+	endpoint := "http://" + ln.Addr().String()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint) // the exporter reads it in New
+	p, err := New(t.Context(), Config{Exporter: ExporterOTLP, Protocol: ProtocolHTTP, Endpoint: endpoint}, Deps{Log: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.flushTimeout = 200 * time.Millisecond
+	_, span := p.TracerProvider().Tracer("t").Start(t.Context(), "s")
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v, want nil (lost spans are not a failed shutdown)", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Shutdown used the caller's whole budget instead of its flush timeout")
+	}
+	if !strings.Contains(logs.String(), "did not take the last spans in time") || !strings.Contains(logs.String(), "endpoint="+endpoint) {
+		t.Fatalf("no warning naming the endpoint:\n%s", logs.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -164,8 +164,15 @@ type Deps struct {
 
 // Provider owns the process's tracer provider. The zero value is tracing off.
 type Provider struct {
-	tp *sdktrace.TracerProvider
+	tp           *sdktrace.TracerProvider
+	log          *slog.Logger
+	endpoint     string
+	flushTimeout time.Duration
 }
+
+// FlushTimeout bounds the flush of the queued spans at Shutdown: a collector that accepts
+// connections but does not answer would otherwise hold the exit for the whole cleanup budget.
+const FlushTimeout = 5 * time.Second
 
 // New builds the tracer provider cfg describes: a batch span processor in front of an OTLP
 // exporter over HTTP or gRPC. With tracing off it returns a Provider whose TracerProvider is
@@ -212,7 +219,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Provider, error) {
 		log.Info("tracing on: spans are exported over OTLP", slog.String("protocol", cfg.Protocol),
 			slog.String("endpoint", endpoint), slog.String("sampler", cfg.Sampler))
 	}
-	return &Provider{tp: tp}, nil
+	return &Provider{tp: tp, log: log, endpoint: endpoint, flushTimeout: FlushTimeout}, nil
 }
 
 // redactEndpoint hides a password in the endpoint URL before it is logged.
@@ -288,13 +295,22 @@ func (p *Provider) TracerProvider() trace.TracerProvider {
 	return p.tp
 }
 
-// Shutdown flushes the spans still queued and stops the exporter, within ctx. Call it after
-// the components stopped, so their last spans are exported.
+// Shutdown flushes the spans still queued and stops the exporter, within ctx and FlushTimeout.
+// Call it after the components stopped, so their last spans are exported. A collector that
+// does not take them in time costs those spans, not a failed shutdown: that is logged, and
+// Shutdown returns nil.
 func (p *Provider) Shutdown(ctx context.Context) error {
 	if p == nil || p.tp == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.flushTimeout)
+	defer cancel()
 	if err := p.tp.Shutdown(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			p.log.Warn("tracing: the collector did not take the last spans in time; they are dropped, the pipeline stopped cleanly; check that the OTLP collector at the endpoint answers",
+				slog.String("endpoint", p.endpoint), slog.Duration("flush_timeout", p.flushTimeout))
+			return nil
+		}
 		return fmt.Errorf("tracing: flush and shut down the exporter: %w", err)
 	}
 	return nil
