@@ -183,9 +183,10 @@ idnow:
 
 // child is one connector process started from this test binary.
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	done chan error
+	name   string
+	cmd    *exec.Cmd
+	done   chan error    // Wait's result, received once (stop, waitLog)
+	exited chan struct{} // closed once Wait returned; cmd.ProcessState is safe to read after it
 
 	mu    sync.Mutex
 	lines []map[string]any
@@ -203,7 +204,7 @@ func startChild(t *testing.T, mode, cfgPath string, env []string) *child {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &child{name: mode, cmd: cmd, done: make(chan error, 1)}
+	c := &child{name: mode, cmd: cmd, done: make(chan error, 1), exited: make(chan struct{})}
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -222,12 +223,18 @@ func startChild(t *testing.T, mode, cfgPath string, env []string) *child {
 	}()
 	go func() {
 		<-scanned
-		c.done <- cmd.Wait()
+		err := cmd.Wait()
+		close(c.exited)
+		c.done <- err
 	}()
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
+		// Not cmd.ProcessState: Wait writes it in the goroutine above, a race when the test
+		// failed before stop.
+		select {
+		case <-c.exited:
+		default:
 			_ = cmd.Process.Kill()
-			<-c.done
+			<-c.exited
 		}
 		if t.Failed() {
 			c.mu.Lock()

@@ -131,13 +131,15 @@ func (r *Reporter) Update(done int64, detail string) {
 }
 
 // Interrupt runs write, which prints a line of its own to the same terminal, without mixing it
-// into the bar: the bar is cleared first and redrawn on the next Update. In line mode it just
-// runs write.
+// into the bar: the bar is cleared first and redrawn on the next Update (whatever the redraw
+// throttle says, so it does not stay hidden until the next update after the throttle). In
+// line mode it just runs write.
 func (r *Reporter) Interrupt(write func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.bar != nil && !r.finished {
 		_ = r.bar.Clear()
+		r.last = time.Time{}
 	}
 	write()
 }

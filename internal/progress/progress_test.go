@@ -87,7 +87,6 @@ func TestBarIntoWriter(t *testing.T) {
 	}
 	r.Update(10, "replayed 10")
 	r.Interrupt(func() { out.WriteString("replay idnow.sessions.dlq[0]@9\n") })
-	time.Sleep(120 * time.Millisecond) // past the bar's redraw throttle
 	r.Update(25, "replayed 25")
 	r.Finish(50, "replayed 50")
 	s := out.String()
@@ -108,7 +107,6 @@ func TestBarSpinnerThenTotal(t *testing.T) {
 	r := New(&out, Options{Name: "backfill", Unit: "flows", Mode: ModeBar})
 	r.Update(0, "listing flows")
 	r.SetTotal(3)
-	time.Sleep(120 * time.Millisecond)
 	r.Update(2, "sessions seen 5")
 	r.Finish(2, "interrupted")
 	s := out.String()
@@ -191,5 +189,27 @@ func TestLogHandlerInterruptsBar(t *testing.T) {
 	h := slog.NewTextHandler(&out, nil)
 	if New(&out, Options{Mode: ModeLines}).LogHandler(h) != slog.Handler(h) {
 		t.Fatal("line mode wrapped the log handler")
+	}
+}
+
+// TestBarRedrawnAfterInterrupt: a line printed through Interrupt clears the bar, and the next
+// Update draws it again at once, even within the redraw throttle.
+func TestBarRedrawnAfterInterrupt(t *testing.T) {
+	var out bytes.Buffer
+	c := newClock()
+	r := reporter(&out, c, Options{Name: "dlq-replay", Unit: "offsets", Total: 10, Mode: ModeBar})
+	r.Update(1, "replayed 1")
+	r.Interrupt(func() { out.WriteString("replay idnow.sessions.dlq[0]@1\n") })
+	before := out.Len()
+	c.advance(time.Millisecond) // well within the throttle
+	r.Update(2, "replayed 2")
+	if drawn := out.String()[before:]; !strings.Contains(drawn, "2/10") {
+		t.Fatalf("after an interrupt the bar stayed hidden; drawn %q", drawn)
+	}
+	before = out.Len()
+	c.advance(time.Millisecond)
+	r.Update(3, "replayed 3")
+	if drawn := out.String()[before:]; drawn != "" {
+		t.Fatalf("the throttle no longer holds without an interrupt: drawn %q", drawn)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -163,8 +164,15 @@ type Deps struct {
 
 // Provider owns the process's tracer provider. The zero value is tracing off.
 type Provider struct {
-	tp *sdktrace.TracerProvider
+	tp           *sdktrace.TracerProvider
+	log          *slog.Logger
+	endpoint     string
+	flushTimeout time.Duration
 }
+
+// FlushTimeout bounds the flush of the queued spans at Shutdown: a collector that accepts
+// connections but does not answer would otherwise hold the exit for the whole cleanup budget.
+const FlushTimeout = 5 * time.Second
 
 // New builds the tracer provider cfg describes: a batch span processor in front of an OTLP
 // exporter over HTTP or gRPC. With tracing off it returns a Provider whose TracerProvider is
@@ -173,22 +181,11 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Provider, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	exp := deps.Exporter
-	if exp == nil {
-		if !cfg.Enabled() {
-			return &Provider{}, nil
-		}
-		var err error
-		switch cfg.Protocol {
-		case ProtocolGRPC:
-			exp, err = otlptracegrpc.New(ctx)
-		default:
-			exp, err = otlptracehttp.New(ctx)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("tracing: OTLP %s exporter (OTEL_EXPORTER_OTLP_*): %w", cfg.Protocol, err)
-		}
+	if deps.Exporter == nil && !cfg.Enabled() {
+		return &Provider{}, nil
 	}
+	// Everything that can fail without side effects comes before the exporter, which holds a
+	// connection (gRPC) and would otherwise be left open on those errors.
 	sampler, err := cfg.sampler()
 	if err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
@@ -197,20 +194,40 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
+	exp := deps.Exporter
+	if exp == nil {
+		switch cfg.Protocol {
+		case ProtocolGRPC:
+			exp, err = otlptracegrpc.New(ctx)
+		default:
+			exp, err = otlptracehttp.New(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("tracing: OTLP %s exporter: %w; check OTEL_EXPORTER_OTLP_* (endpoint, certificates, headers) or unset them to run without tracing", cfg.Protocol, err)
+		}
+	}
+	endpoint := redactEndpoint(cfg.Endpoint)
+	if endpoint == "" {
+		endpoint = "default (localhost:4318 for http/protobuf, localhost:4317 for grpc)"
+	}
 	// Export failures (collector down, refused) are reported by the SDK through the global
 	// handler; route them into the process's log instead of the standard logger.
 	log := deps.Log
-	otel.SetErrorHandler(newErrorLog(log, errorLogEvery))
+	otel.SetErrorHandler(newErrorLog(log, errorLogEvery, endpoint))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
 	if deps.Exporter == nil {
-		endpoint := cfg.Endpoint
-		if endpoint == "" {
-			endpoint = "default (localhost:4318 for http/protobuf, localhost:4317 for grpc)"
-		}
 		log.Info("tracing on: spans are exported over OTLP", slog.String("protocol", cfg.Protocol),
 			slog.String("endpoint", endpoint), slog.String("sampler", cfg.Sampler))
 	}
-	return &Provider{tp: tp}, nil
+	return &Provider{tp: tp, log: log, endpoint: endpoint, flushTimeout: FlushTimeout}, nil
+}
+
+// redactEndpoint hides a password in the endpoint URL before it is logged.
+func redactEndpoint(endpoint string) string {
+	if u, err := url.Parse(endpoint); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return endpoint
 }
 
 func newResource(ctx context.Context, deps Deps) (*resource.Resource, error) {
@@ -242,12 +259,13 @@ const errorLogEvery = time.Minute
 type errorLog struct {
 	log        *slog.Logger
 	limiter    *rate.Limiter
+	endpoint   string // where spans go, for the operator reading the warning
 	mu         sync.Mutex
 	suppressed int
 }
 
-func newErrorLog(log *slog.Logger, every time.Duration) *errorLog {
-	return &errorLog{log: log, limiter: rate.NewLimiter(rate.Every(every), 1)}
+func newErrorLog(log *slog.Logger, every time.Duration, endpoint string) *errorLog {
+	return &errorLog{log: log, limiter: rate.NewLimiter(rate.Every(every), 1), endpoint: endpoint}
 }
 
 // Handle implements otel.ErrorHandler.
@@ -261,8 +279,11 @@ func (l *errorLog) Handle(err error) {
 	n := l.suppressed
 	l.suppressed = 0
 	l.mu.Unlock()
-	l.log.Warn("tracing: exporting spans failed; spans are dropped, the pipeline is not affected",
-		slog.Any("err", err), slog.Int("failures_not_logged_since_last", n))
+	// Almost always an export failure; the SDK reports its other errors (e.g. dropped
+	// attributes) through the same handler, and err says which.
+	l.log.Warn("tracing: exporting spans failed; spans are dropped, the pipeline is not affected; "+
+		"check that the OTLP collector at the endpoint is reachable (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL), or set OTEL_TRACES_EXPORTER=none",
+		slog.Any("err", err), slog.String("endpoint", l.endpoint), slog.Int("failures_not_logged_since_last", n))
 }
 
 // TracerProvider returns the provider to hand to the components, or nil when tracing is off
@@ -274,13 +295,22 @@ func (p *Provider) TracerProvider() trace.TracerProvider {
 	return p.tp
 }
 
-// Shutdown flushes the spans still queued and stops the exporter, within ctx. Call it after
-// the components stopped, so their last spans are exported.
+// Shutdown flushes the spans still queued and stops the exporter, within ctx and FlushTimeout.
+// Call it after the components stopped, so their last spans are exported. A collector that
+// does not take them in time costs those spans, not a failed shutdown: that is logged, and
+// Shutdown returns nil.
 func (p *Provider) Shutdown(ctx context.Context) error {
 	if p == nil || p.tp == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, p.flushTimeout)
+	defer cancel()
 	if err := p.tp.Shutdown(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			p.log.Warn("tracing: the collector did not take the last spans in time; they are dropped, the pipeline stopped cleanly; check that the OTLP collector at the endpoint answers",
+				slog.String("endpoint", p.endpoint), slog.Duration("flush_timeout", p.flushTimeout))
+			return nil
+		}
 		return fmt.Errorf("tracing: flush and shut down the exporter: %w", err)
 	}
 	return nil

@@ -116,6 +116,16 @@ func TestExporterOverride(t *testing.T) {
 	}
 }
 
+// TestNewFailsWithoutLeaks: a configuration New cannot use (here a sampler a caller set
+// without ConfigFromEnv) is an error naming it, and leaves no exporter connection behind
+// (goleak in TestMain).
+func TestNewFailsWithoutLeaks(t *testing.T) {
+	cfg := tracing.Config{Exporter: tracing.ExporterOTLP, Protocol: tracing.ProtocolGRPC, Endpoint: "http://127.0.0.1:1", Sampler: "sometimes"}
+	if _, err := tracing.New(t.Context(), cfg, tracing.Deps{}); err == nil || !strings.Contains(err.Error(), "OTEL_TRACES_SAMPLER") {
+		t.Fatalf("New with an unknown sampler: %v, want an error naming OTEL_TRACES_SAMPLER", err)
+	}
+}
+
 type grpcCollector struct {
 	coltracepb.UnimplementedTraceServiceServer
 	r *tracingtest.Receiver

@@ -4,11 +4,11 @@ import (
 	"context"
 	"strconv"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing"
 )
@@ -21,9 +21,10 @@ const instrumentationName = "github.com/idnow-kafka-connector/idnow-kafka-connec
 // chain under a consumer span that is its child (so the IDnow API calls, traced by the IDnow
 // client's transport, become its children), writes the span's context into the records the
 // event produced (EnrichedSession or DLQ record, for consumers further down), and keeps it in
-// the Result for the commit span (startCommitSpans). Events without trace context (reconciler,
-// replays of old records) start a new trace. The span carries offsets, the event id and what
-// came of the event; no personal data.
+// the Result for the commit span (startCommitSpans). Events without trace context (written
+// while tracing was off, or by another producer) start a new trace; the reconciler's repair
+// events carry its pass's context, and dlq-replay keeps the failed attempt's. The span carries
+// offsets, the event id and what came of the event; no personal data.
 //
 // It goes outermost in the chain, so retries and the DLQ decision happen inside the span.
 func Trace(tp trace.TracerProvider) Middleware {
@@ -39,7 +40,7 @@ func Trace(tp trace.TracerProvider) Middleware {
 					attribute.String("messaging.destination.name", r.Topic),
 					attribute.String("messaging.destination.partition.id", strconv.Itoa(int(r.Partition))),
 					attribute.Int64("messaging.kafka.offset", r.Offset),
-					attribute.String("idnow.event_id", headerValue(r, serde.HeaderEventID)),
+					attribute.String("idnow.event_id", kafka.Header(r, serde.HeaderEventID)),
 				))
 			defer span.End()
 			res, err := next(ctx, m)
@@ -71,15 +72,6 @@ func resultLabel(res Result) string {
 		return "enriched:truncated_" + res.Truncated
 	}
 	return "enriched"
-}
-
-func headerValue(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
 }
 
 // commitSpans are the spans of one batch's produce and commit, one per traced event (a batch

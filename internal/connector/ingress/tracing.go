@@ -39,7 +39,8 @@ func newTracer(tp trace.TracerProvider) trace.Tracer {
 
 // startWebhookSpan starts the server span of one webhook request. The endpoint faces the
 // internet, so a traceparent the sender put in the request does not become the parent (anyone
-// could graft their requests onto a trace or force sampling); it is kept as a link instead.
+// could graft their requests onto a trace or force sampling); it is kept as a link instead,
+// without the sender's tracestate, free text that would otherwise be exported verbatim.
 func (h *Handler) startWebhookSpan(r *http.Request) (*http.Request, trace.Span) {
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindServer),
@@ -50,7 +51,7 @@ func (h *Handler) startWebhookSpan(r *http.Request) (*http.Request, trace.Span) 
 		),
 	}
 	if remote := trace.SpanContextFromContext(tracing.Propagator.Extract(context.Background(), propagation.HeaderCarrier(r.Header))); remote.IsValid() {
-		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: remote}))
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: remote.WithTraceState(trace.TraceState{})}))
 	}
 	ctx, span := h.tracer.Start(r.Context(), "POST "+h.cfg.Path, opts...)
 	return r.WithContext(ctx), span

@@ -55,6 +55,7 @@ func TestWebhookSpan(t *testing.T) {
 	req := jwtRequest(h.token("RS256", webhooktest.Event("sess-secret-name", "ev-1")))
 	foreign := "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	req.Header.Set("traceparent", foreign)
+	req.Header.Set("tracestate", "vendor=anything-the-sender-likes")
 	if w := h.do(req); w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
@@ -82,6 +83,8 @@ func TestWebhookSpan(t *testing.T) {
 	}
 	if links := server.Links(); len(links) != 1 || links[0].SpanContext.TraceID().String() != "0af7651916cd43dd8448eb211c80319c" {
 		t.Errorf("links %v, want the sender's trace context as a link", links)
+	} else if ts := links[0].SpanContext.TraceState().String(); ts != "" {
+		t.Errorf("the link carries the sender's tracestate %q, which is exported verbatim", ts)
 	}
 	a := spanAttrs(server)
 	if a[attrResult].AsString() != resultAccepted || a[attrHTTPStatus].AsInt64() != 200 || a[attrEventID].AsString() != "ev-1" || a[attrEventName].AsString() == "" {
