@@ -66,6 +66,7 @@ type TopicsConfig struct {
 	Enriched          string `koanf:"enriched"`
 	DLQ               string `koanf:"dlq"`
 	State             string `koanf:"state"`              // compacted pipeline state, co-partitioned with Sessions; empty = Sessions + ".state"
+	Archived          string `koanf:"archived"`           // ArchivedSession per archived session, written by the archiver
 	Create            bool   `koanf:"create"`             // create missing topics at start-up
 	Partitions        int32  `koanf:"partitions"`         // for created topics
 	ReplicationFactor int16  `koanf:"replication_factor"` // for created topics; -1 = broker default
@@ -87,7 +88,7 @@ func DefaultConfig() Config {
 func DefaultTopicsConfig() TopicsConfig {
 	return TopicsConfig{
 		Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
-		Create: true, Partitions: 6, ReplicationFactor: -1,
+		Archived: "idnow.sessions.archived", Create: true, Partitions: 6, ReplicationFactor: -1,
 	}
 }
 
@@ -191,7 +192,7 @@ func (c Config) Validate() error {
 
 // Validate reports configuration mistakes by key.
 func (t TopicsConfig) Validate() error {
-	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ, "topics.state": t.StateTopic()} {
+	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ, "topics.state": t.StateTopic(), "topics.archived": t.Archived} {
 		if name == "" {
 			return fmt.Errorf("%s must name a topic", key)
 		}
@@ -207,6 +208,9 @@ func (t TopicsConfig) Validate() error {
 	}
 	if st := t.StateTopic(); st == t.Sessions || st == t.Enriched || st == t.DLQ {
 		return fmt.Errorf("topics.state %q must be a topic of its own (compacted, written only by the enricher)", st)
+	}
+	if a := t.Archived; a == t.Sessions || a == t.Enriched || a == t.DLQ || a == t.StateTopic() {
+		return fmt.Errorf("topics.archived %q must be a topic of its own (written only by the archiver)", a)
 	}
 	if t.Partitions <= 0 {
 		return fmt.Errorf("topics.partitions must be positive, e.g. 6")
