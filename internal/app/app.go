@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/archive"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
@@ -60,6 +61,8 @@ type App struct {
 	progressOut io.Writer
 	// enricher feeds the status page's newest DLQ entries (nil unless the mode runs it).
 	enricher *enrich.Enricher
+	// archiver feeds the status line and page (nil unless the mode runs it).
+	archiver *archive.Archiver
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -134,6 +137,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.mode.runsArchiver(a.cfg) {
+		if err := a.startArchiver(ctx); err != nil {
+			return err
+		}
+	}
 	if a.mode.runsIngress() {
 		if err := a.startIngress(ctx, ingressLn); err != nil {
 			return err
@@ -165,6 +173,9 @@ func StopBudget(cfg Config, mode Mode) time.Duration {
 	}
 	if mode.runsReconciler(cfg) {
 		total += reconcile.StopTimeout
+	}
+	if mode.runsArchiver(cfg) {
+		total += cfg.Archive.StopTimeout()
 	}
 	return total
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/archive"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
@@ -32,6 +33,7 @@ type Config struct {
 	Enrich         enrich.Config      `koanf:"enrich"`
 	Simulator      idnowsim.Config    `koanf:"simulator"`
 	Reconcile      reconcile.Config   `koanf:"reconcile"`
+	Archive        archive.Config     `koanf:"archive"`
 }
 
 // LogConfig is the `log.*` section.
@@ -63,6 +65,7 @@ func DefaultConfig() Config {
 		Enrich:         enrich.DefaultConfig(),
 		Simulator:      idnowsim.DefaultConfig(),
 		Reconcile:      reconcile.DefaultConfig(),
+		Archive:        archive.DefaultConfig(),
 	}
 }
 
@@ -76,6 +79,8 @@ const (
 	ModeRun      Mode = "run"
 	// ModeReconciler runs the reconciler only (one active per reconcile.group).
 	ModeReconciler Mode = "reconciler"
+	// ModeArchiver runs the archiver only.
+	ModeArchiver Mode = "archiver"
 )
 
 func (m Mode) runsIngress() bool  { return m == ModeIngress || m == ModeRun }
@@ -84,6 +89,11 @@ func (m Mode) runsEnricher() bool { return m == ModeEnricher || m == ModeRun }
 // runsReconciler: the reconciler role always, `run` when reconcile.enabled (default true).
 func (m Mode) runsReconciler(c Config) bool {
 	return m == ModeReconciler || (m == ModeRun && c.Reconcile.Enabled)
+}
+
+// runsArchiver: the archiver role always, `run` when archive.enabled.
+func (m Mode) runsArchiver(c Config) bool {
+	return m == ModeArchiver || (m == ModeRun && c.Archive.Enabled)
 }
 
 // Validate checks the sections mode uses. Keys the simulator fills in (webhook and idnow
@@ -117,6 +127,15 @@ func (c Config) Validate(mode Mode) error {
 	if mode.runsEnricher() {
 		add(c.Enrich.Validate())
 		if !c.Simulator.Enabled {
+			add(c.IDnow.Validate())
+		}
+	}
+	if mode.runsArchiver(c) {
+		add(c.Archive.Validate())
+		if c.Archive.BucketURL == "" && mode != ModeRun {
+			add(errors.New("archive.bucket_url is empty; the archiver role needs an object store: s3://bucket?region=..., gs://bucket, azblob://container or file:///path (only `run` defaults to file://<data/archive>)"))
+		}
+		if !c.Simulator.Enabled && !mode.runsEnricher() {
 			add(c.IDnow.Validate())
 		}
 	}
