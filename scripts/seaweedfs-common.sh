@@ -5,9 +5,10 @@
 #
 # Environment (all optional):
 #   S3_PORT              S3 gateway on 127.0.0.1                     (default 18333)
-#   S3_PORT_BASE         first of the seven further ports SeaweedFS needs (master, volume, filer,
-#                        each with a gRPC port, plus the metrics port): S3_PORT_BASE..+6
-#                                                                    (default 18334)
+#   S3_PORT_BASE         first of the eight further ports SeaweedFS needs (master, volume, filer,
+#                        each with a gRPC port, the S3 gRPC port, the metrics port):
+#                        S3_PORT_BASE..+7                            (default 18334)
+#   S3_BUCKET            bucket s3-up creates                        (default idnow-evidence)
 #   S3_DIR               the server's state: data, logs, PID; relative paths are taken from the
 #                        repository root                            (default .cache/seaweedfs)
 #   SEAWEEDFS_VERSION    github.com/seaweedfs/seaweedfs module version
@@ -57,9 +58,10 @@ s3_check_port() {
 }
 s3_check_port S3_PORT "$S3_PORT"
 s3_check_port S3_PORT_BASE "$S3_PORT_BASE"
-if ((S3_PORT >= S3_PORT_BASE && S3_PORT <= S3_PORT_BASE + 6)); then
-	s3_die "S3_PORT=$S3_PORT falls inside S3_PORT_BASE..+6 ($S3_PORT_BASE-$((S3_PORT_BASE + 6))); move one of them"
+if ((S3_PORT >= S3_PORT_BASE && S3_PORT <= S3_PORT_BASE + 7)); then
+	s3_die "S3_PORT=$S3_PORT falls inside S3_PORT_BASE..+7 ($S3_PORT_BASE-$((S3_PORT_BASE + 7))); move one of them"
 fi
+S3_BUCKET="${S3_BUCKET:-idnow-evidence}"
 
 # s3_alive_pid prints the PID recorded in S3_PID_FILE when that process is a running weed.
 s3_alive_pid() {
