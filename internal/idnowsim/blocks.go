@@ -95,7 +95,8 @@ func (s *Simulator) imageSize(g *rng) int64 {
 
 // addEvidenceLocked adds the evidence files simulator.files asks for beyond the document front
 // and the report: the document's back side (half the sessions), a selfie, and a video (a share
-// of the sessions, or the large video of every large_video_every-th session). They are drawn
+// of the sessions, or the large video of every large_video_every-th session that will
+// complete). They are drawn
 // from the session's file source (fileRNG) so the session's other choices do not change.
 // s.mu must be held.
 func (s *Simulator) addEvidenceLocked(sess *session, content, images map[string]any) {
@@ -116,7 +117,13 @@ func (s *Simulator) addEvidenceLocked(sess *session, content, images map[string]
 		}
 		content["selfie"] = vaultRef(add(contentJPEG, "selfie.jpg", s.imageSize(g)))
 	}
-	large := fc.LargeVideoEvery > 0 && fc.LargeVideoSize > 0 && sess.ordinal%fc.LargeVideoEvery == 0
+	large := false
+	if fc.LargeVideoEvery > 0 && fc.LargeVideoSize > 0 && sess.plan.final == StatusCompleted {
+		// Counted over the sessions that will complete, so a test creating sessions until N
+		// completed knows exactly how many large videos to expect.
+		s.completing++
+		large = s.completing%fc.LargeVideoEvery == 0
+	}
 	switch {
 	case large:
 		content["video"] = vaultRef(add(contentMP4, "identification.mp4", fc.LargeVideoSize))

@@ -98,9 +98,9 @@ type Files struct {
 	VideoSize int64 `koanf:"video_size"`
 	// VideoRate is the share of sessions that get a video of VideoSize (default 0.5).
 	VideoRate float64 `koanf:"video_rate"`
-	// LargeVideoSize and LargeVideoEvery give every LargeVideoEvery-th created session a video of
-	// LargeVideoSize instead (e.g. 209715200 and 100: one 200 MiB video per 100 sessions);
-	// 0 (default) none.
+	// LargeVideoSize and LargeVideoEvery give every LargeVideoEvery-th session that completes a
+	// video of LargeVideoSize instead (e.g. 209715200 and 100: one 200 MiB video per 100
+	// completed sessions); 0 (default) none.
 	LargeVideoSize  int64 `koanf:"large_video_size"`
 	LargeVideoEvery int   `koanf:"large_video_every"`
 }

@@ -216,9 +216,7 @@ type session struct {
 	blocks      []*dataBlock
 	files       []string
 	// missing are the ids among files that answer 404.
-	missing []string
-	// ordinal is the session's 1-based creation number (simulator.files.large_video_every).
-	ordinal     int
+	missing     []string
 	clock       int
 	seq         int
 	transitions []string

@@ -53,8 +53,11 @@ type Simulator struct {
 	srv      *http.Server
 	stopCtx  func() bool
 	genLeft  int
-	serveErr chan error
-	served   chan struct{} // closed when the HTTP server stops serving, for whatever reason
+	// completing counts the sessions that reached document verification on their way to
+	// COMPLETED (simulator.files.large_video_every); guarded by mu.
+	completing int
+	serveErr   chan error
+	served     chan struct{} // closed when the HTTP server stops serving, for whatever reason
 }
 
 // counters back Stats; atomics so hot paths need no lock.
@@ -550,7 +553,6 @@ func (s *Simulator) createSession(f flow, origin string, req createRequest) (*se
 	}
 	s.sessions[sess.id] = sess
 	s.order = append(s.order, sess.id)
-	sess.ordinal = len(s.order)
 	if h := s.cfg.HugeDataBlocks; (h.Every > 0 && len(s.order)%h.Every == 0) || hugeDraw {
 		sess.padding = h.Blocks
 	}
