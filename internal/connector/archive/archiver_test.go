@@ -139,9 +139,16 @@ func (h *harness) start(t *testing.T, cfg Config) (stop func()) {
 // session produces an EnrichedSession with the given files (vault id -> bytes).
 func (h *harness) session(t *testing.T, id, status string, files map[string][]byte) {
 	t.Helper()
+	h.sessionFrom(t, id, status, status, files)
+}
+
+// sessionFrom produces the EnrichedSession of an event that announced eventStatus for a
+// session the API reported in status.
+func (h *harness) sessionFrom(t *testing.T, id, eventStatus, status string, files map[string][]byte) {
+	t.Helper()
 	created := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	es := schemas.EnrichedSession{
-		Event:      schemas.TriggeringEvent{EventID: "ev-" + id, EventName: "session.completed", ReceivedAt: created},
+		Event:      schemas.TriggeringEvent{EventID: "ev-" + id, EventName: "session.completed", SessionStatus: &eventStatus, ReceivedAt: created},
 		Session:    schemas.SessionDetails{SessionID: id, Status: status, CreatedAt: &created, Metadata: map[string]string{}},
 		DataBlocks: []schemas.DataBlock{{ID: ptr("b1"), Type: "documentVerification", Status: "STORED", CreatedAt: &created}},
 		FileRefs:   []schemas.FileRef{},
@@ -228,6 +235,8 @@ func TestArchiveSessions(t *testing.T) {
 	h.session(t, "s1", "COMPLETED", map[string][]byte{"front": front, "video": video, "gone": nil})
 	h.session(t, "s2", "RUNNING", map[string][]byte{"other": blobBytes(10, 3)})
 	h.session(t, "s3", "COMPLETED", nil)
+	// session.started enriched after the session completed: not the record to archive.
+	h.sessionFrom(t, "s4", "RUNNING", "COMPLETED", map[string][]byte{"late": blobBytes(10, 4)})
 	cfg := testConfig(t)
 	stop := h.start(t, cfg)
 	got := h.archivedRecords(t, 2)
@@ -237,7 +246,7 @@ func TestArchiveSessions(t *testing.T) {
 	if as.FilesArchived != 2 || as.FilesMissing != 1 || as.BytesArchived != int64(len(front)+len(video)) || as.SessionStatus != "COMPLETED" {
 		t.Fatalf("ArchivedSession s1 = %+v", as)
 	}
-	if len(got["s3"]) != 1 || got["s2"] != nil {
+	if len(got["s3"]) != 1 || got["s2"] != nil || got["s4"] != nil {
 		t.Fatalf("archived sessions: %v", got)
 	}
 	dir := "idnow/live/2026/11/s1"

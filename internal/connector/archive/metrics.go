@@ -11,6 +11,7 @@ const (
 	sessionSkipped     = "skipped_status"
 	sessionUndecodable = "undecodable"
 	sessionInvalid     = "invalid_session_id"
+	sessionDuplicate   = "duplicate"
 	fileUploaded       = "uploaded"
 	fileExisting       = "existing"
 	fileMissing        = "missing"
@@ -40,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_connector_archive_sessions_total",
-			Help: "EnrichedSession records handled by the archiver, by result (archived, reused: the manifest already existed, skipped_status, undecodable, invalid_session_id).",
+			Help: "EnrichedSession records handled by the archiver, by result (archived; reused: this record's manifest already existed; duplicate: the session was archived for this status from another record; skipped_status: not in archive.on_status or not the record of the event announcing it; undecodable; invalid_session_id).",
 		}, []string{"result"}),
 		files: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_connector_archive_files_total",
@@ -76,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Unix time of the archiver's last committed batch; 0 before the first.",
 		}),
 	}
-	for _, r := range []string{sessionArchived, sessionReused, sessionSkipped, sessionUndecodable, sessionInvalid} {
+	for _, r := range []string{sessionArchived, sessionReused, sessionDuplicate, sessionSkipped, sessionUndecodable, sessionInvalid} {
 		m.sessions.WithLabelValues(r)
 	}
 	for _, r := range []string{fileUploaded, fileExisting, fileMissing} {

@@ -39,7 +39,10 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 			slog.Int("partition", int(r.Partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
 		return output{}, nil
 	}
-	if !a.cfg.archives(es.Session.Status) {
+	// Only the record of the event that announced the status counts: an earlier event
+	// (session.created, session.started) enriched after the session completed carries the
+	// completed session too, and archiving it would archive the session once per event.
+	if !a.cfg.archives(es.Session.Status) || es.Event.SessionStatus == nil || *es.Event.SessionStatus != es.Session.Status {
 		a.m.sessions.WithLabelValues(sessionSkipped).Inc()
 		return output{}, nil
 	}
@@ -69,6 +72,13 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 	} else if ok && m.EnrichedRecord.SHA256 == recDigest {
 		a.m.sessions.WithLabelValues(sessionReused).Inc()
 		return a.result(&es, m, raw, dir)
+	} else if ok && m.Status == es.Session.Status {
+		// Another record announcing the same status (a replayed event) was archived already;
+		// that record's own transaction produces (or produced) the session's ArchivedSession.
+		a.m.sessions.WithLabelValues(sessionDuplicate).Inc()
+		a.log.Info("session already archived for this status from another record; not archived again",
+			slog.String("session_id", sid), slog.String("status", m.Status), slog.Int64("offset", r.Offset))
+		return output{}, nil
 	}
 
 	m := &Manifest{
