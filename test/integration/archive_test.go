@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,10 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/s3blob"
 
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/blobstore"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/archive"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnowsim/simtest"
@@ -105,20 +107,7 @@ func TestArchiveEvidence(t *testing.T) {
 		c.Faults.SlowDelay = 300 * time.Millisecond
 	})
 	ctx := t.Context()
-	bucket, err := blobstore.Open(ctx, bucketURL)
-	if err != nil {
-		t.Fatalf("open %s: %v", blobstore.Redact(bucketURL), err)
-	}
-	t.Cleanup(func() {
-		// The AWS SDK's HTTP client keeps idle connections (and their goroutines) past Close.
-		var cl *s3.Client
-		if bucket.As(&cl) {
-			if c, ok := cl.Options().HTTPClient.(interface{ CloseIdleConnections() }); ok {
-				defer c.CloseIdleConnections()
-			}
-		}
-		_ = bucket.Close()
-	})
+	bucket := openTestBucket(t)
 
 	icfg, webhookURL := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
 	ingress := startChild(t, "ingress", "ingress", icfg)
@@ -278,6 +267,27 @@ func TestArchiveEvidence(t *testing.T) {
 		t.Errorf("archive verify --session %s: %v\n%s", video, err, out)
 	}
 	t.Logf("archive verify --session %s:\n%s", video, out)
+}
+
+// openTestBucket opens the S3_ENDPOINT bucket with a client whose connections the test closes
+// at the end (the SDK's default client keeps them, and their goroutines, past Close).
+func openTestBucket(t testing.TB) *blob.Bucket {
+	t.Helper()
+	tr := &http.Transport{}
+	cl := s3.New(s3.Options{
+		BaseEndpoint: aws.String(os.Getenv("S3_ENDPOINT")), Region: "us-east-1", UsePathStyle: true,
+		Credentials: aws.AnonymousCredentials{}, HTTPClient: &http.Client{Transport: tr},
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+	b, err := s3blob.OpenBucket(t.Context(), cl, bucketName(os.Getenv("S3_BUCKET")), nil)
+	if err != nil {
+		t.Fatalf("open bucket: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = b.Close()
+		tr.CloseIdleConnections()
+	})
+	return b
 }
 
 func archivedCodec(t testing.TB) *serde.Codec {

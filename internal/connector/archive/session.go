@@ -293,25 +293,18 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 	return fe, "", nil
 }
 
-// upload writes r to key. A failed write is aborted (its context cancelled before Close), so
-// no partial object appears.
+// upload writes r to key. Bucket.Upload hands r to the driver as it is (for S3, the transfer
+// manager reads parts of upload_part_size into a pool of upload_concurrency+1 buffers); a
+// failed upload is aborted (its context cancelled), so no partial object appears.
 func (a *Archiver) upload(ctx context.Context, key, contentType string, md map[string]string, r io.Reader) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w, err := a.deps.Bucket.NewWriter(wctx, key, &blob.WriterOptions{
+	err := a.deps.Bucket.Upload(wctx, key, r, &blob.WriterOptions{
 		ContentType: contentType, Metadata: md, BufferSize: a.cfg.UploadPartSize, MaxConcurrency: a.cfg.UploadConcurrency,
 		BeforeWrite: a.cfg.ObjectLock.lock().BeforeWrite(time.Now()),
 	})
 	if err != nil {
-		return fmt.Errorf("open object %s: %w", key, err)
-	}
-	if _, err := io.Copy(w, r); err != nil {
-		cancel()
-		_ = w.Close()
 		return fmt.Errorf("upload %s: %w", key, err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("complete upload %s: %w", key, err)
 	}
 	return nil
 }
