@@ -191,12 +191,13 @@ var helmCases = []struct {
 	{
 		name:   "all-on",
 		values: []string{"ci/all-on-values.yaml"},
-		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 2, "StatefulSet": 1,
-			"PodDisruptionBudget": 2, "NetworkPolicy": 3, "ServiceMonitor": 1, "PrometheusRule": 1},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 2, "Deployment": 3, "StatefulSet": 1,
+			"PodDisruptionBudget": 2, "NetworkPolicy": 4, "ServiceMonitor": 1, "PrometheusRule": 1},
 		workloads: map[string]Mode{
 			"Deployment/idnow-connector-ingress":    ModeIngress,
 			"StatefulSet/idnow-connector-enricher":  ModeEnricher,
 			"Deployment/idnow-connector-reconciler": ModeReconciler,
+			"Deployment/idnow-connector-archiver":   ModeArchiver,
 		},
 	},
 	{

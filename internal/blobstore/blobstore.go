@@ -41,7 +41,7 @@ func Open(ctx context.Context, rawURL string) (*blob.Bucket, error) {
 func CheckURL(rawURL string) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return fmt.Errorf("bucket URL %q does not parse (%v); write e.g. s3://my-bucket?region=eu-central-1 or file:///var/lib/idnow/archive", Redact(rawURL), err)
+		return fmt.Errorf("bucket URL %q does not parse (%w); write e.g. s3://my-bucket?region=eu-central-1 or file:///var/lib/idnow/archive", Redact(rawURL), err)
 	}
 	for _, s := range Schemes {
 		if u.Scheme == s {

@@ -70,7 +70,7 @@ type Archiver struct {
 
 // New builds the archiver; nothing runs until Run.
 func New(cfg Config, deps Deps) (*Archiver, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), cfg.checkFiles()); err != nil {
 		return nil, err
 	}
 	switch {
@@ -93,8 +93,11 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 	}
 	instance := cfg.InstanceID
 	if instance == "" {
-		if instance, err = os.Hostname(); err != nil || instance == "" {
-			return nil, fmt.Errorf("archive.instance_id is empty and the host name is unknown (%v); set archive.instance_id", err)
+		if instance, err = os.Hostname(); err == nil && instance == "" {
+			err = errors.New("the host name is empty")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("archive.instance_id is empty and the host name is unknown (%w); set archive.instance_id", err)
 		}
 	}
 	a := &Archiver{cfg: cfg, deps: deps, log: log.With("component", "archiver"), m: m, txnID: cfg.TransactionalID + "-" + instance}

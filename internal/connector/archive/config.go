@@ -119,11 +119,6 @@ func (c Config) Validate() error {
 	if c.Prefix == "" || strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") || path.Clean(c.Prefix) != c.Prefix || strings.Contains(c.Prefix, "..") {
 		bad("archive.prefix %q must be a relative key prefix without leading or trailing '/' or '..' (e.g. idnow or evidence/idnow)", c.Prefix)
 	}
-	if c.SpoolDir != "" {
-		if st, err := os.Stat(c.SpoolDir); err != nil || !st.IsDir() {
-			bad("archive.spool_dir %q is not an existing directory; create it or leave it empty for the system temporary directory", c.SpoolDir)
-		}
-	}
 	if c.Concurrency < 1 || c.Concurrency > 64 {
 		bad("archive.concurrency %d is out of range; set 1..64", c.Concurrency)
 	}
@@ -139,11 +134,6 @@ func (c Config) Validate() error {
 	if c.MaxDigestMismatches < 1 {
 		bad("archive.max_digest_mismatches must be at least 1, got %d", c.MaxDigestMismatches)
 	}
-	if c.SigningKeyFile != "" {
-		if _, err := LoadSigningKey(c.SigningKeyFile); err != nil {
-			bad("archive.signing_key_file: %w", err)
-		}
-	}
 	if err := c.ObjectLock.lock().Validate("archive.object_lock"); err != nil {
 		errs = append(errs, err)
 	}
@@ -158,6 +148,23 @@ func (c Config) Validate() error {
 	}
 	if err := c.Retry.Validate("archive.retry"); err != nil {
 		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// checkFiles checks the files the configuration names, at start-up (Validate stays free of
+// I/O, so a configuration can be checked where they are not mounted).
+func (c Config) checkFiles() error {
+	var errs []error
+	if c.SpoolDir != "" {
+		if st, err := os.Stat(c.SpoolDir); err != nil || !st.IsDir() {
+			errs = append(errs, fmt.Errorf("archive.spool_dir %q is not an existing directory; create it (in Kubernetes an emptyDir volume) or leave it empty for the system temporary directory", c.SpoolDir))
+		}
+	}
+	if c.SigningKeyFile != "" {
+		if _, err := LoadSigningKey(c.SigningKeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("archive.signing_key_file: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

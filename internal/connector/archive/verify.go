@@ -113,10 +113,9 @@ func Verify(ctx context.Context, b *blob.Bucket, dir string, pub ed25519.PublicK
 		return nil, fmt.Errorf("manifest %s does not parse: %w", ManifestKey(dir), err)
 	}
 	v.Manifest = &m
-	switch {
-	case m.SigningKeyID == "":
+	if m.SigningKeyID == "" {
 		v.Signature = "unsigned"
-	default:
+	} else {
 		sig, err := b.ReadAll(ctx, SignatureKey(dir))
 		switch {
 		case blobstore.IsNotFound(err):
