@@ -49,7 +49,7 @@ type LogConfig struct {
 
 // SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
 // them as it does every *secret*, *password* and *token* key.
-var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers"}
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers", "archive.bucket_url"}
 
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {

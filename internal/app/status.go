@@ -19,6 +19,8 @@ var roleChecks = map[string][]string{
 	// The reconciler registers no readiness check (a follower is as ready as the leader); the
 	// page shows its passes.
 	"reconciler": {},
+	// Ready once it joined its consumer group.
+	"archiver": {"archiver"},
 }
 
 func (p statusProvider) Summary() admin.Summary {
@@ -39,6 +41,9 @@ func (p statusProvider) Summary() admin.Summary {
 	}
 	if a.mode.runsReconciler(a.cfg) {
 		s.Roles = append(s.Roles, admin.Role{Name: "reconciler", Checks: roleChecks["reconciler"]})
+	}
+	if a.mode.runsArchiver(a.cfg) {
+		s.Roles = append(s.Roles, admin.Role{Name: "archiver", Checks: roleChecks["archiver"]})
 	}
 	return s
 }
