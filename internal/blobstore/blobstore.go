@@ -45,7 +45,7 @@ func CheckURL(rawURL string) error {
 	}
 	for _, s := range Schemes {
 		if u.Scheme == s {
-			if u.Scheme == fileblob.Scheme && !strings.HasPrefix(u.Path, "/") {
+			if u.Scheme == fileblob.Scheme && ((u.Host != "" && u.Host != "localhost") || !strings.HasPrefix(u.Path, "/")) {
 				return fmt.Errorf("bucket URL %q: a file:// URL needs an absolute path (file:///var/lib/idnow/archive)", Redact(rawURL))
 			}
 			if u.Scheme != fileblob.Scheme && u.Host == "" {
