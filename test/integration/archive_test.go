@@ -77,6 +77,7 @@ func (p *pipeline) archiverSettings(sim *idnowsim.Simulator, bucketURL, prefix, 
 		"archive.shutdown_timeout":      "10s",
 		"archive.retry.initial_backoff": "50ms",
 		"archive.retry.max_backoff":     "1s",
+		"archive.spool_dir":             p.t.TempDir(),
 	})
 }
 

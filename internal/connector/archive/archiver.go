@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,6 +61,9 @@ type Archiver struct {
 	txnID  string
 	signer ed25519.PrivateKey
 	keyID  string
+	// spoolPrefix names this instance's spool files, so a restarted instance removes what a
+	// killed predecessor with the same instance id left, and nothing of another instance's.
+	spoolPrefix string
 
 	running  atomic.Bool
 	joined   atomic.Bool
@@ -100,7 +105,8 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 			return nil, fmt.Errorf("archive.instance_id is empty and the host name is unknown (%w); set archive.instance_id", err)
 		}
 	}
-	a := &Archiver{cfg: cfg, deps: deps, log: log.With("component", "archiver"), m: m, txnID: cfg.TransactionalID + "-" + instance}
+	a := &Archiver{cfg: cfg, deps: deps, log: log.With("component", "archiver"), m: m, txnID: cfg.TransactionalID + "-" + instance,
+		spoolPrefix: "idnow-archive-" + spoolSafe.ReplaceAllString(cfg.TransactionalID+"-"+instance, "_") + "-"}
 	if cfg.SigningKeyFile != "" {
 		if a.signer, err = LoadSigningKey(cfg.SigningKeyFile); err != nil {
 			return nil, fmt.Errorf("archive.signing_key_file: %w", err)
@@ -148,6 +154,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 	defer cancelShutdown()
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.ShutdownTimeout, cancelShutdown) })
 	defer stop()
+	a.removeStaleSpool()
 	b := a.cfg.Retry.NewBackOff()
 	a.log.Info("archiver starting", slog.String("group", a.cfg.Group), slog.String("transactional_id", a.txnID),
 		slog.String("topic", a.deps.Topics.Enriched), slog.String("storage", a.deps.Storage), slog.Any("on_status", a.cfg.OnStatus),
@@ -173,6 +180,24 @@ func (a *Archiver) Run(ctx context.Context) error {
 		if retry.Wait(ctx, wait) != nil {
 			return nil
 		}
+	}
+}
+
+var spoolSafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// removeStaleSpool deletes the spool files a killed predecessor with this instance id left.
+func (a *Archiver) removeStaleSpool() {
+	dir := a.cfg.SpoolDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, a.spoolPrefix+"*"))
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			a.log.Warn("cannot remove a stale spool file", slog.String("file", f), slog.Any("err", err))
+			continue
+		}
+		a.log.Info("removed a spool file a previous run left", slog.String("file", f))
 	}
 }
 

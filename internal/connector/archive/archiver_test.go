@@ -238,6 +238,11 @@ func TestArchiveSessions(t *testing.T) {
 	// session.started enriched after the session completed: not the record to archive.
 	h.sessionFrom(t, "s4", "RUNNING", "COMPLETED", map[string][]byte{"late": blobBytes(10, 4)})
 	cfg := testConfig(t)
+	for _, name := range []string{"idnow-archive-idnow-connector-archiver-test-123", "idnow-archive-other-1"} {
+		if err := os.WriteFile(filepath.Join(cfg.SpoolDir, name), []byte("stale"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	stop := h.start(t, cfg)
 	got := h.archivedRecords(t, 2)
 	stop()
@@ -283,9 +288,10 @@ func TestArchiveSessions(t *testing.T) {
 	if got := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_missing_files_total", "not_found")); got != 1 {
 		t.Errorf("missing not_found = %v, want 1", got)
 	}
-	// Spool files are removed.
-	if ents, err := os.ReadDir(cfg.SpoolDir); err != nil || len(ents) > 0 {
-		t.Errorf("spool dir holds %v (%v)", ents, err)
+	// Spool files are removed, and the one a killed run of this instance left too; another
+	// instance's stays.
+	if ents, err := os.ReadDir(cfg.SpoolDir); err != nil || len(ents) != 1 || ents[0].Name() != "idnow-archive-other-1" {
+		t.Errorf("spool dir holds %v (%v), want only idnow-archive-other-1", ents, err)
 	}
 }
 

@@ -239,7 +239,7 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 		return nil, stageDownload, err
 	}
 	defer f.Body.Close()
-	spool, err := os.CreateTemp(a.cfg.SpoolDir, "idnow-archive-*")
+	spool, err := os.CreateTemp(a.cfg.SpoolDir, a.spoolPrefix+"*")
 	if err != nil {
 		return nil, stageDownload, fmt.Errorf("create spool file in %q (archive.spool_dir): %w", a.cfg.SpoolDir, err)
 	}
