@@ -84,7 +84,7 @@ func flagValues(name string) string {
 	case "format":
 		return "json pretty"
 	case "mode":
-		return "run ingress enricher reconciler"
+		return "run ingress enricher reconciler archiver"
 	}
 	return ""
 }
