@@ -132,6 +132,9 @@ func (c Config) Validate(mode Mode) error {
 	}
 	if mode.runsArchiver(c) {
 		add(c.Archive.Validate())
+		if c.Topics.Archived == "" {
+			add(errors.New("topics.archived is empty; the archiver writes its ArchivedSession records there (default idnow.sessions.archived)"))
+		}
 		if c.Archive.BucketURL == "" && mode != ModeRun {
 			add(errors.New("archive.bucket_url is empty; the archiver role needs an object store: s3://bucket?region=..., gs://bucket, azblob://container or file:///path (only `run` defaults to file://<data/archive>)"))
 		}

@@ -192,7 +192,7 @@ func (c Config) Validate() error {
 
 // Validate reports configuration mistakes by key.
 func (t TopicsConfig) Validate() error {
-	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ, "topics.state": t.StateTopic(), "topics.archived": t.Archived} {
+	for key, name := range map[string]string{"topics.sessions": t.Sessions, "topics.enriched": t.Enriched, "topics.dlq": t.DLQ, "topics.state": t.StateTopic()} {
 		if name == "" {
 			return fmt.Errorf("%s must name a topic", key)
 		}
@@ -209,8 +209,18 @@ func (t TopicsConfig) Validate() error {
 	if st := t.StateTopic(); st == t.Sessions || st == t.Enriched || st == t.DLQ {
 		return fmt.Errorf("topics.state %q must be a topic of its own (compacted, written only by the enricher)", st)
 	}
-	if a := t.Archived; a == t.Sessions || a == t.Enriched || a == t.DLQ || a == t.StateTopic() {
-		return fmt.Errorf("topics.archived %q must be a topic of its own (written only by the archiver)", a)
+	// topics.archived is the archiver's alone; components that do not archive build a
+	// TopicsConfig without it, so only a set name is checked.
+	if a := t.Archived; a != "" {
+		if len(a) > 249 || strings.ContainsFunc(a, func(r rune) bool {
+			legal := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+			return !legal
+		}) {
+			return fmt.Errorf("topics.archived %q is not a legal Kafka topic name (letters, digits, '.', '_', '-', at most 249)", a)
+		}
+		if a == t.Sessions || a == t.Enriched || a == t.DLQ || a == t.StateTopic() {
+			return fmt.Errorf("topics.archived %q must be a topic of its own (written only by the archiver)", a)
+		}
 	}
 	if t.Partitions <= 0 {
 		return fmt.Errorf("topics.partitions must be positive, e.g. 6")
