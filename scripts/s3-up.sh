@@ -19,14 +19,18 @@ ready() {
 	curl -fsS -o /dev/null --max-time 5 "http://127.0.0.1:$S3_PORT/" 2>/dev/null
 }
 
+# create_bucket creates $S3_BUCKET (an existing one is fine), retrying for up to 60 s: right
+# after a restart with existing data the gateway answers listings before it accepts writes.
 create_bucket() {
-	local code
-	code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -X PUT "http://127.0.0.1:$S3_PORT/$S3_BUCKET")" ||
-		s3_die "creating bucket $S3_BUCKET failed (curl)"
-	case "$code" in
-		200 | 409) ;;
-		*) s3_die "creating bucket $S3_BUCKET answered HTTP $code" ;;
-	esac
+	local code="" deadline=$((SECONDS + 60))
+	while ((SECONDS < deadline)); do
+		code="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -X PUT "http://127.0.0.1:$S3_PORT/$S3_BUCKET" 2>/dev/null)" || code="no answer"
+		case "$code" in
+			200 | 409) return 0 ;;
+		esac
+		sleep 1
+	done
+	s3_die "creating bucket $S3_BUCKET did not succeed within 60 s (last answer: $code); log: $S3_LOG"
 }
 
 main() {
@@ -58,7 +62,7 @@ main() {
 		-volume.port=$((b + 2)) -volume.port.grpc=$((b + 3)) \
 		-filer -filer.port=$((b + 4)) -filer.port.grpc=$((b + 5)) \
 		-s3 -s3.port="$S3_PORT" -s3.port.grpc=$((b + 6)) -s3.port.iceberg=0 -s3.port.lance=0 \
-		-metricsPort=$((b + 7)) -master.telemetry=false -master.volumeSizeLimitMB=1024 -volume.max=16 \
+		-metricsPort=$((b + 7)) -master.telemetry=false -master.volumeSizeLimitMB=1024 -volume.max=64 \
 		>"$S3_LOG" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$S3_PID_FILE"

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"os"
 	"testing"
@@ -20,7 +21,7 @@ import (
 
 // TestArchiveObjectLock writes through the archiver's Object Lock hook (archive.object_lock)
 // into a SeaweedFS bucket created with Object Lock enabled, a small object (one PUT) and one of
-// 12 MiB (a multipart upload), and reads the retention S3 reports for each.
+// 20 MiB (a multipart upload), and reads the retention S3 reports for each.
 func TestArchiveObjectLock(t *testing.T) {
 	s3Bucket(t) // skips without S3_ENDPOINT
 	tr := &http.Client{Transport: &http.Transport{}}
@@ -30,11 +31,17 @@ func TestArchiveObjectLock(t *testing.T) {
 		Credentials: aws.AnonymousCredentials{}, HTTPClient: tr,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
-	name := "idnow-lock-" + time.Now().UTC().Format("20060102150405")
+	// One bucket for every run (each SeaweedFS bucket takes volumes of its own); keys are unique.
+	name := bucketName(os.Getenv("S3_BUCKET")) + "-lock"
 	ctx := t.Context()
 	if _, err := cl.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &name, ObjectLockEnabledForBucket: aws.Bool(true)}); err != nil {
-		t.Fatalf("create bucket %s with Object Lock: %v", name, err)
+		var owned *types.BucketAlreadyOwnedByYou
+		var exists *types.BucketAlreadyExists
+		if !errors.As(err, &owned) && !errors.As(err, &exists) {
+			t.Fatalf("create bucket %s with Object Lock: %v", name, err)
+		}
 	}
+	run := uniqueName(t, "lock")
 	b, err := s3blob.OpenBucket(ctx, cl, name, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +49,9 @@ func TestArchiveObjectLock(t *testing.T) {
 	t.Cleanup(func() { _ = b.Close() })
 	lock := blobstore.ObjectLock{Mode: blobstore.LockGovernance, RetainFor: 48 * time.Hour}
 	now := time.Now()
-	for key, size := range map[string]int{"small.jpg": 10 << 10, "large.mp4": 12 << 20} {
+	// 20 MiB is above the transfer manager's 16 MiB multipart threshold.
+	for file, size := range map[string]int{"small.jpg": 10 << 10, "large.mp4": 20 << 20} {
+		key := run + "/" + file
 		err := b.Upload(ctx, key, bytes.NewReader(make([]byte, size)), &blob.WriterOptions{
 			ContentType: "application/octet-stream", BufferSize: 5 << 20, BeforeWrite: lock.BeforeWrite(now),
 		})
