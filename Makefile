@@ -13,6 +13,9 @@ FUZZTIME ?= 20000x
 # The local Apicurio Registry of `make registry-up` (scripts/registry-common.sh).
 REGISTRY_PORT ?= 18081
 REGISTRY_MANAGEMENT_PORT ?= 18082
+# The local SeaweedFS S3 server of `make s3-up` (scripts/seaweedfs-common.sh).
+S3_PORT ?= 18333
+S3_PORT_BASE ?= 18334
 
 .DEFAULT_GOAL := help
 
@@ -21,7 +24,7 @@ include deploy/kafka/kafka.mk
 .PHONY: help build run test test-unit fuzz lint bench itest clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## Build bin/idnow-connector
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/idnow-connector
@@ -48,7 +51,7 @@ lint: ## gofmt, go vet, golangci-lint (.golangci.yml; built once into the tool c
 bench: ## Micro and load benchmarks with ratios against references, ~6 min (BENCHMARKS.md); KAFKA_BROKERS=... adds a real-broker run
 	scripts/bench.sh
 
-itest: build ## Integration suite against a real broker: KAFKA_BROKERS=127.0.0.1:19092 (make kafka-up)
+itest: build ## Integration suite against a real broker: KAFKA_BROKERS=127.0.0.1:19092 (make kafka-up); archive tests also S3_ENDPOINT=http://127.0.0.1:18333 (make s3-up)
 	$(GO) test -race -tags integration -count=1 -timeout 30m -v ./test/integration/...
 
 clean: ## Remove build output and local data (not the Kafka jar cache)
@@ -86,6 +89,13 @@ registry-up: ## Start Apicurio Registry 3.3.3 on 127.0.0.1:$(REGISTRY_PORT) (cco
 
 registry-down: ## Stop the local Apicurio Registry (in-memory: its schemas are gone)
 	@REGISTRY_PORT='$(REGISTRY_PORT)' REGISTRY_MANAGEMENT_PORT='$(REGISTRY_MANAGEMENT_PORT)' scripts/registry-down.sh
+
+.PHONY: s3-up s3-down
+s3-up: ## Start SeaweedFS with its S3 gateway on 127.0.0.1:$(S3_PORT) (ports $(S3_PORT_BASE)..+7 too), bucket idnow-evidence (weed built once per version into the tool cache, ~8 min of CPU)
+	@S3_PORT='$(S3_PORT)' S3_PORT_BASE='$(S3_PORT_BASE)' scripts/s3-up.sh
+
+s3-down: ## Stop the local SeaweedFS (data in .cache/seaweedfs/data is kept)
+	@S3_PORT='$(S3_PORT)' S3_PORT_BASE='$(S3_PORT_BASE)' scripts/s3-down.sh
 
 .PHONY: status-screenshot
 status-screenshot: ## Renew docs/status-page.png from a running `run` in headless Chromium (installs Chromium from Debian's packages once)

@@ -87,7 +87,7 @@ func flagValues(name string) string {
 	case "format":
 		return "json pretty"
 	case "mode":
-		return "run ingress enricher reconciler commands"
+		return "run ingress enricher reconciler commands archiver"
 	}
 	return ""
 }

@@ -42,7 +42,7 @@ func printVersion(w io.Writer) {
 	}
 }
 
-const configUsage = `usage: idnow-connector config <print|check> [--config FILE] [--mode run|ingress|enricher|reconciler]
+const configUsage = `usage: idnow-connector config <print|check> [--config FILE] [--mode run|ingress|enricher|reconciler|archiver]
 
   print  the effective configuration (defaults, then the file, then IDNOW_CONNECTOR_* variables),
          one key a line with its value and source; secrets are shown as <redacted>
@@ -65,7 +65,7 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("config "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "config.yaml", "configuration file (environment variables "+config.EnvPrefix+"* override it)")
-	mode := fs.String("mode", string(app.ModeRun), "the role whose sections are validated: run, ingress, enricher or reconciler")
+	mode := fs.String("mode", string(app.ModeRun), "the role whose sections are validated: run, ingress, enricher, reconciler or archiver")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -73,8 +73,8 @@ func configCmd(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("config %s: unexpected arguments %q", sub, fs.Args())
 	}
 	m := app.Mode(*mode)
-	if m != app.ModeRun && m != app.ModeIngress && m != app.ModeEnricher && m != app.ModeReconciler && m != app.ModeCommands {
-		return fmt.Errorf("config %s: --mode %q must be run, ingress, enricher, reconciler or commands", sub, *mode)
+	if m != app.ModeRun && m != app.ModeIngress && m != app.ModeEnricher && m != app.ModeReconciler && m != app.ModeCommands && m != app.ModeArchiver {
+		return fmt.Errorf("config %s: --mode %q must be run, ingress, enricher, reconciler, commands or archiver", sub, *mode)
 	}
 	explicit := false
 	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })

@@ -4,6 +4,8 @@
 //	idnow-connector ingress   receive IDnow webhooks, write SessionEvents
 //	idnow-connector enricher  enrich SessionEvents from the IDnow API, write EnrichedSessions
 //	idnow-connector reconciler  repair sessions whose webhooks never arrived (one active per group)
+//	idnow-connector archiver  archive the evidence files of completed sessions into object storage
+//	idnow-connector archive verify  re-check one session's archived objects and manifest
 //	idnow-connector backfill  one reconciliation pass over an explicit window
 //	idnow-connector sim       run the local IDnow simulator
 //	idnow-connector tail      print a topic's records as JSON lines
@@ -52,6 +54,11 @@ commands:
              topics.replies (also part of run; docs/commands.md)
   create-session  send one CreateSessionCommand and print the reply's player URL
              (see 'idnow-connector create-session -h')
+  archiver   archive every completed session's evidence files (documents, selfies, videos) into
+             object storage (archive.bucket_url) and index them in topics.archived (also part
+             of run when archive.enabled)
+  archive    'archive verify --session ID' re-reads a session's archived objects and manifest and
+             reports every digest (exit 1 on any mismatch)
   backfill   one reconciliation pass over an explicit window (see 'idnow-connector backfill -h')
   sim        run the local IDnow simulator (see 'idnow-connector sim -h')
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
@@ -106,6 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, app.ModeCommands, args, stderr)
 	case "create-session":
 		return createSession(ctx, args, stdout, stderr)
+	case "archiver":
+		return serve(ctx, app.ModeArchiver, args, stderr)
+	case "archive":
+		return archiveCmd(ctx, args, stdout, stderr)
 	case "backfill":
 		return backfill(ctx, args, stdout, stderr)
 	case "sim":
@@ -304,4 +315,21 @@ func backfill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	opts.Progress = stderr // a bar on a terminal, lines otherwise; stdout keeps the summary
 	_, err = app.Backfill(ctx, cfg, opts, stdout, log)
 	return err
+}
+
+func archiveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "verify" {
+		fmt.Fprintln(stderr, "usage: idnow-connector archive verify --session ID [--public-key FILE] [--config FILE]")
+		return errors.New("archive: missing or unknown subcommand; the only one is verify")
+	}
+	fs := flag.NewFlagSet("archive verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts app.VerifyOptions
+	fs.StringVar(&opts.SessionID, "session", "", "the IDnow session id to verify (required)")
+	fs.StringVar(&opts.PublicKeyFile, "public-key", "", "PEM Ed25519 public key to check the manifest signature with (default: the public half of archive.signing_key_file)")
+	cfg, err := loadConfig(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	return app.VerifyArchive(ctx, cfg, opts, stdout)
 }

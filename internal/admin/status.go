@@ -69,6 +69,7 @@ type Status struct {
 	Webhooks    *WebhookStatus    `json:"webhooks,omitempty"`
 	Enricher    *EnricherStatus   `json:"enricher,omitempty"`
 	Reconciler  *ReconcilerStatus `json:"reconciler,omitempty"`
+	Archiver    *ArchiverStatus   `json:"archiver,omitempty"`
 	RecentDLQ   []DLQEntry        `json:"recent_dlq"`
 	Config      Summary           `json:"config"`
 }
@@ -135,6 +136,19 @@ type ReconcilerStatus struct {
 	Repaired        float64    `json:"sessions_repaired"`
 }
 
+// ArchiverStatus is the archiver's work since the process started (internal/connector/archive).
+type ArchiverStatus struct {
+	// Archived counts sessions archived, including lost transactions redone from an existing
+	// manifest.
+	Archived      float64    `json:"sessions_archived"`
+	FilesUploaded float64    `json:"files_uploaded"`
+	FilesExisting float64    `json:"files_existing"`
+	FilesMissing  float64    `json:"files_missing"`
+	Bytes         float64    `json:"bytes"`
+	InFlight      float64    `json:"files_in_flight"`
+	LastCommit    *time.Time `json:"last_commit,omitempty"`
+}
+
 // Rates are per-second rates over the window since the oldest kept sample (up to a minute).
 type Rates struct {
 	WindowSeconds    float64 `json:"window_seconds"`
@@ -194,6 +208,7 @@ func (s *Server) Status(ctx context.Context) (Status, error) {
 	st.Webhooks = webhookStatus(m)
 	st.Enricher = enricherStatus(m)
 	st.Reconciler = reconcilerStatus(m)
+	st.Archiver = archiverStatus(m)
 	s.addRates(&st, now)
 
 	// Checks by role; a check no role claims is listed under "process".
@@ -369,6 +384,33 @@ func enricherStatus(m map[string]*dto.MetricFamily) *EnricherStatus {
 	e.EndToEndP50, e.EndToEndP99 = quantile(m[ns+"end_to_end_seconds"], 0.5), quantile(m[ns+"end_to_end_seconds"], 0.99)
 	e.EventAgeP50, e.EventAgeP99 = quantile(m[ns+"event_age_seconds"], 0.5), quantile(m[ns+"event_age_seconds"], 0.99)
 	return e
+}
+
+func archiverStatus(m map[string]*dto.MetricFamily) *ArchiverStatus {
+	const ns = "idnow_connector_archive_"
+	f := m[ns+"sessions_total"]
+	if f == nil {
+		return nil
+	}
+	sessions := byLabel(f, "result")
+	a := &ArchiverStatus{Archived: sessions["archived"] + sessions["reused"]}
+	if f := m[ns+"files_total"]; f != nil {
+		files := byLabel(f, "result")
+		a.FilesUploaded, a.FilesExisting, a.FilesMissing = files["uploaded"], files["existing"], files["missing"]
+	}
+	if f := m[ns+"bytes_total"]; f != nil {
+		a.Bytes = sum(f)
+	}
+	if f := m[ns+"files_in_flight"]; f != nil {
+		a.InFlight = sum(f)
+	}
+	if f := m[ns+"last_commit_timestamp_seconds"]; f != nil {
+		if v := sum(f); v > 0 {
+			at := time.Unix(0, int64(v*1e9)).UTC()
+			a.LastCommit = &at
+		}
+	}
+	return a
 }
 
 func reconcilerStatus(m map[string]*dto.MetricFamily) *ReconcilerStatus {
@@ -570,6 +612,17 @@ th{font-weight:600;color:#555} td.n{text-align:right;font-variant-numeric:tabula
 <tr><th>passes failed</th><td class="n {{if .PassesFailed}}bad{{end}}" data-key="reconciler.passes_failed">{{count .PassesFailed}}</td></tr>
 <tr><th>sessions listed</th><td class="n" data-key="reconciler.sessions_listed">{{count .SessionsListed}}</td></tr>
 <tr><th>sessions repaired</th><td class="n" data-key="reconciler.sessions_repaired">{{count .Repaired}}</td></tr>
+</table>{{end}}
+
+{{with .Archiver}}<h2>Archiver (since start)</h2>
+<table>
+<tr><th>sessions archived</th><td class="n" data-key="archiver.sessions_archived">{{count .Archived}}</td></tr>
+<tr><th>files uploaded</th><td class="n" data-key="archiver.files_uploaded">{{count .FilesUploaded}}</td></tr>
+<tr><th>files already stored</th><td class="n" data-key="archiver.files_existing">{{count .FilesExisting}}</td></tr>
+<tr><th>files missing</th><td class="n {{if .FilesMissing}}bad{{end}}" data-key="archiver.files_missing">{{count .FilesMissing}}</td></tr>
+<tr><th>bytes verified</th><td class="n" data-key="archiver.bytes">{{count .Bytes}}</td></tr>
+<tr><th>files in flight</th><td class="n" data-key="archiver.files_in_flight">{{count .InFlight}}</td></tr>
+<tr><th>last commit</th><td>{{with .LastCommit}}{{time .}}{{else}}<span class="muted">none yet</span>{{end}}</td></tr>
 </table>{{end}}
 
 {{if .Enricher}}<h2>Newest dead letters</h2>

@@ -62,7 +62,14 @@ func statusRegistry(t *testing.T) *prometheus.Registry {
 	passes.WithLabelValues("failure").Add(1)
 	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "idnow_connector_reconcile_leader", Help: "h"})
 	leader.Set(1)
-	reg.MustRegister(requests, enriched, dlq, lag, blocked, e2e, passes, leader)
+	archived := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "idnow_connector_archive_sessions_total", Help: "h"}, []string{"result"})
+	archived.WithLabelValues("archived").Add(5)
+	archived.WithLabelValues("reused").Add(1)
+	archived.WithLabelValues("skipped_status").Add(30)
+	files := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "idnow_connector_archive_files_total", Help: "h"}, []string{"result"})
+	files.WithLabelValues("uploaded").Add(18)
+	files.WithLabelValues("missing").Add(2)
+	reg.MustRegister(requests, enriched, dlq, lag, blocked, e2e, passes, leader, archived, files)
 	return reg
 }
 
@@ -151,6 +158,9 @@ func TestStatusPageMatchesJSON(t *testing.T) {
 	}
 	if r := st.Reconciler; r == nil || !r.Leader || r.PassesSucceeded != 4 || r.PassesFailed != 1 || r.LastSuccess != nil {
 		t.Errorf("reconciler = %+v, want leader, 4 passes succeeded, 1 failed, no last success", st.Reconciler)
+	}
+	if a := st.Archiver; a == nil || a.Archived != 6 || a.FilesUploaded != 18 || a.FilesMissing != 2 || a.LastCommit != nil {
+		t.Errorf("archiver = %+v, want 6 archived (5 + 1 redone), 18 files uploaded, 2 missing, no commit yet", st.Archiver)
 	}
 	if st.Ready || len(st.Roles) != 2 || st.Roles[0].Health != HealthUnhealthy || st.Roles[1].Health != HealthDegraded {
 		t.Errorf("ready %v roles %+v: want not ready, ingress unhealthy (jwks), enricher degraded (blocked)", st.Ready, st.Roles)

@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/archive"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/reconcile"
@@ -71,6 +72,8 @@ type App struct {
 	tracer     trace.TracerProvider
 	// spanExporter replaces the OTLP exporter and turns tracing on; for tests in this package.
 	spanExporter sdktrace.SpanExporter
+	// archiver feeds the status line and page (nil unless the mode runs it).
+	archiver *archive.Archiver
 }
 
 // New validates cfg for mode and prepares the process; nothing runs until Start.
@@ -158,6 +161,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.mode.runsArchiver(a.cfg) {
+		if err := a.startArchiver(ctx); err != nil {
+			return err
+		}
+	}
 	if a.mode.runsIngress() {
 		if err := a.startIngress(ctx, ingressLn); err != nil {
 			return err
@@ -214,6 +222,9 @@ func StopBudget(cfg Config, mode Mode) time.Duration {
 	}
 	if mode.runsCommands(cfg) {
 		total += cfg.Commands.StopTimeout()
+	}
+	if mode.runsArchiver(cfg) {
+		total += cfg.Archive.StopTimeout()
 	}
 	return total
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/admin"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/archive"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/commands"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/enrich"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/connector/ingress"
@@ -37,6 +38,7 @@ type Config struct {
 	Reconcile      reconcile.Config   `koanf:"reconcile"`
 	Commands       commands.Config    `koanf:"commands"`
 	Privacy        privacy.Config     `koanf:"privacy"`
+	Archive        archive.Config     `koanf:"archive"`
 }
 
 // LogConfig is the `log.*` section.
@@ -52,7 +54,7 @@ type LogConfig struct {
 
 // SecretKeys are the keys holding secrets whose names do not say so; `config print` redacts
 // them as it does every *secret*, *password* and *token* key.
-var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers", "privacy.kek_url"}
+var SecretKeys = []string{"webhook.static_header.value", "simulator.webhook_headers", "privacy.kek_url", "archive.bucket_url"}
 
 // DefaultConfig returns every section's documented defaults.
 func DefaultConfig() Config {
@@ -70,6 +72,7 @@ func DefaultConfig() Config {
 		Reconcile:      reconcile.DefaultConfig(),
 		Commands:       commands.DefaultConfig(),
 		Privacy:        privacy.DefaultConfig(),
+		Archive:        archive.DefaultConfig(),
 	}
 }
 
@@ -85,6 +88,8 @@ const (
 	ModeReconciler Mode = "reconciler"
 	// ModeCommands runs the commands role only (CreateSessionCommand -> IDnow session -> reply).
 	ModeCommands Mode = "commands"
+	// ModeArchiver runs the archiver only.
+	ModeArchiver Mode = "archiver"
 )
 
 func (m Mode) runsIngress() bool  { return m == ModeIngress || m == ModeRun }
@@ -98,6 +103,11 @@ func (m Mode) runsReconciler(c Config) bool {
 // runsCommands: the commands role always, `run` when commands.enabled (default true).
 func (m Mode) runsCommands(c Config) bool {
 	return m == ModeCommands || (m == ModeRun && c.Commands.Enabled)
+}
+
+// runsArchiver: the archiver role always, `run` when archive.enabled.
+func (m Mode) runsArchiver(c Config) bool {
+	return m == ModeArchiver || (m == ModeRun && c.Archive.Enabled)
 }
 
 // Validate checks the sections mode uses. Keys the simulator fills in (webhook and idnow
@@ -133,6 +143,18 @@ func (c Config) Validate(mode Mode) error {
 		c.resolvePrivacyDev(mode)
 		add(c.Privacy.Validate())
 		if !c.Simulator.Enabled {
+			add(c.IDnow.Validate())
+		}
+	}
+	if mode.runsArchiver(c) {
+		add(c.Archive.Validate())
+		if c.Topics.Archived == "" {
+			add(errors.New("topics.archived is empty; the archiver writes its ArchivedSession records there (default idnow.sessions.archived)"))
+		}
+		if c.Archive.BucketURL == "" && mode != ModeRun {
+			add(errors.New("archive.bucket_url is empty; the archiver role needs an object store: s3://bucket?region=..., gs://bucket, azblob://container or file:///path (only `run` defaults to file://<data/archive>)"))
+		}
+		if !c.Simulator.Enabled && !mode.runsEnricher() {
 			add(c.IDnow.Validate())
 		}
 	}

@@ -152,6 +152,9 @@ func (c k8sContainer) environ() []string {
 				v = "idnow-connector-" + c.Name + "-0" // the StatefulSet's first pod
 			case e.ValueFrom.FieldRef != nil:
 				v = "from-" + strings.ReplaceAll(e.ValueFrom.FieldRef.FieldPath, ".", "-")
+			case e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Key == "archive-bucket-url":
+				// The archiver's bucket URL is validated as a URL: stand in a well-formed one.
+				v = "s3://bucket-from-secret"
 			case e.ValueFrom.SecretKeyRef != nil:
 				v = "secret-" + e.ValueFrom.SecretKeyRef.Key
 			}

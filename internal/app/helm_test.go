@@ -192,13 +192,14 @@ var helmCases = []struct {
 	{
 		name:   "all-on",
 		values: []string{"ci/all-on-values.yaml"},
-		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 3, "Deployment": 2, "StatefulSet": 2,
-			"PodDisruptionBudget": 2, "NetworkPolicy": 4, "ServiceMonitor": 1, "PrometheusRule": 1},
+		kinds: map[string]int{"ServiceAccount": 1, "ConfigMap": 1, "Service": 3, "Deployment": 3, "StatefulSet": 2,
+			"PodDisruptionBudget": 2, "NetworkPolicy": 5, "ServiceMonitor": 1, "PrometheusRule": 1},
 		workloads: map[string]Mode{
 			"Deployment/idnow-connector-ingress":    ModeIngress,
 			"StatefulSet/idnow-connector-enricher":  ModeEnricher,
 			"Deployment/idnow-connector-reconciler": ModeReconciler,
 			"StatefulSet/idnow-connector-commands":  ModeCommands,
+			"Deployment/idnow-connector-archiver":   ModeArchiver,
 		},
 	},
 	{
@@ -523,6 +524,50 @@ func TestHelmKustomizeInSync(t *testing.T) {
 	}
 	for _, d := range diffValues("config", baseConfig, chartConfig) {
 		t.Errorf("values.yaml config: differs from deploy/kubernetes/base/config.yaml: %s", d)
+	}
+}
+
+// TestHelmKustomizeArchiverInSync compares the kustomize overlay deploy/kubernetes/archiver with
+// the chart rendered with archiver.enabled (ci/archiver-values.yaml), field by field as
+// TestHelmKustomizeInSync does for the base.
+func TestHelmKustomizeArchiverInSync(t *testing.T) {
+	helm := helmBinary(t)
+	chart := map[string]k8sObject{}
+	for _, o := range helmTemplate(t, helm, "ci/archiver-values.yaml") {
+		chart[o.kind()+"/"+o.name()] = o
+	}
+	dir := repoPath("deploy", "kubernetes", "archiver")
+	var kust struct {
+		Resources []string `yaml:"resources"`
+	}
+	readYAML(t, filepath.Join(dir, "kustomization.yaml"), &kust)
+	compared := 0
+	for _, r := range kust.Resources {
+		if strings.HasPrefix(r, "..") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range decodeManifests(t, b) {
+			id := k.kind() + "/" + k.name()
+			h := chart[id]
+			if h == nil {
+				t.Errorf("overlay %s has %s; the chart with archiver.enabled does not render it", r, id)
+				continue
+			}
+			compared++
+			for _, path := range kustomizeSyncFields[k.kind()] {
+				compareField(t, id, k, h, path)
+			}
+			if k.kind() == "Deployment" {
+				compareWorkloads(t, id, k, h)
+			}
+		}
+	}
+	if compared != 2 {
+		t.Errorf("compared %d archiver objects, want 2 (Deployment and NetworkPolicy)", compared)
 	}
 }
 

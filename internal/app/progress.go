@@ -35,6 +35,9 @@ const (
 	metricReconcilePasses = "idnow_connector_reconcile_passes_total"
 	metricReconcileLast   = "idnow_connector_reconcile_last_success_timestamp_seconds"
 	metricReconcileFixed  = "idnow_connector_reconcile_sessions_repaired_total"
+	metricArchiveSessions = "idnow_connector_archive_sessions_total"
+	metricArchiveMissing  = "idnow_connector_archive_missing_files_total"
+	metricArchiveInFlight = "idnow_connector_archive_files_in_flight"
 	metricCommandReplies  = "idnow_connector_commands_replies_total"
 )
 
@@ -83,12 +86,15 @@ type progress struct {
 // progressSnapshot is what one Gather found; has* say whether the metric exists in this
 // process (an ingress has no enricher metrics, and the line leaves out what does not run).
 type progressSnapshot struct {
-	hasIngress, hasEnrich, hasLag, hasDuration, hasReconcile, hasCommands bool
+	hasIngress, hasEnrich, hasLag, hasDuration, hasReconcile, hasCommands, hasArchive bool
 	// The commands role's replies: sessions created (replays included) and failed commands.
 	cmdCreated, cmdFailed                  float64
 	accepted, rejected, enriched, dlq, lag float64
 	// The reconciler's: leader 0/1, failed passes, last successful pass (Unix s), repairs.
 	leader, failedPasses, lastPass, repaired float64
+	// The archiver's: sessions archived (or their lost transaction redone), files recorded
+	// missing, files in flight.
+	archived, archiveMissing, archiveInFlight float64
 	// buckets maps a histogram upper bound to its cumulative count, summed over label sets.
 	buckets map[float64]float64
 	count   float64
@@ -168,6 +174,17 @@ func (p *progress) snapshot() progressSnapshot {
 					s.cmdFailed += m.GetCounter().GetValue()
 				}
 			}
+		case metricArchiveSessions:
+			s.hasArchive = true
+			for _, m := range mf.GetMetric() {
+				if r := label(m, "result"); r == "archived" || r == "reused" {
+					s.archived += m.GetCounter().GetValue()
+				}
+			}
+		case metricArchiveMissing:
+			s.archiveMissing = sum(mf)
+		case metricArchiveInFlight:
+			s.archiveInFlight = sum(mf)
 		case metricEnrichDuration:
 			s.hasDuration = true
 			s.buckets = map[float64]float64{}
@@ -235,6 +252,10 @@ func (p *progress) line(cur progressSnapshot) string {
 	if cur.hasCommands {
 		parts = append(parts, fmt.Sprintf("commands %s created, %s failed",
 			withDelta(cur.cmdCreated, p.prev.cmdCreated), withDelta(cur.cmdFailed, p.prev.cmdFailed)))
+	}
+	if cur.hasArchive {
+		parts = append(parts, fmt.Sprintf("archived %s, files missing %s, %.0f in flight",
+			withDelta(cur.archived, p.prev.archived), withDelta(cur.archiveMissing, p.prev.archiveMissing), cur.archiveInFlight))
 	}
 	return strings.Join(parts, " | ")
 }

@@ -217,6 +217,32 @@ func TestProgressCommands(t *testing.T) {
 	}
 }
 
+// TestProgressArchiver: the archiver's part counts archived (and redone) sessions, missing files
+// and files in flight, with the change since the previous line.
+func TestProgressArchiver(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	sessions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricArchiveSessions, Help: "h"}, []string{"result"})
+	missing := prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricArchiveMissing, Help: "h"}, []string{"reason"})
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Name: metricArchiveInFlight, Help: "h"})
+	reg.MustRegister(sessions, missing, inFlight)
+	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	p := &progress{g: reg, w: &out, interval: time.Second, now: func() time.Time { return now }}
+	sessions.WithLabelValues("archived").Add(3)
+	p.tick()
+	out.Reset()
+	sessions.WithLabelValues("archived").Add(2)
+	sessions.WithLabelValues("reused").Inc()
+	sessions.WithLabelValues("skipped_status").Add(40)
+	missing.WithLabelValues("not_found").Inc()
+	inFlight.Set(2)
+	p.tick()
+	want := "08:00:00 | archived 6 (+3), files missing 1 (+1), 2 in flight"
+	if got := strings.TrimSpace(out.String()); got != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
+
 func TestQuantile(t *testing.T) {
 	b := map[float64]float64{0.1: 50, 1: 100, math.Inf(1): 100}
 	if got := quantile(0.5, b); got != 0.1 {

@@ -20,6 +20,8 @@ var roleChecks = map[string][]string{
 	// page shows its passes.
 	"reconciler": {},
 	"commands":   {"commands"},
+	// Ready once it joined its consumer group.
+	"archiver": {"archiver"},
 }
 
 func (p statusProvider) Summary() admin.Summary {
@@ -43,6 +45,9 @@ func (p statusProvider) Summary() admin.Summary {
 	}
 	if a.mode.runsCommands(a.cfg) {
 		s.Roles = append(s.Roles, admin.Role{Name: "commands", Checks: roleChecks["commands"]})
+	}
+	if a.mode.runsArchiver(a.cfg) {
+		s.Roles = append(s.Roles, admin.Role{Name: "archiver", Checks: roleChecks["archiver"]})
 	}
 	return s
 }

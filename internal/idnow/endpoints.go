@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -138,10 +139,32 @@ func (c *Client) ListFlowSessions(ctx context.Context, flowID string, page ListP
 // ErrFileTooLarge. idnow.timeout bounds each step until response headers; the body read is
 // bounded by ctx only. Every file access is logged by IDnow, so call this only when
 // configured to.
+//
+// A presigned URL the storage refuses with 403 (expired: IDnow's are valid for 3600 s, and a
+// clock skew or a long queue can outlive that) is replaced by a fresh one from the files
+// endpoint, up to maxPresignRefreshes times, before the 403 is returned.
 func (c *Client) GetFile(ctx context.Context, vaultEntryID string) (*File, error) {
 	if err := checkID(EndpointGetFile, "vault entry id", vaultEntryID); err != nil {
 		return nil, err
 	}
+	for refresh := 0; ; refresh++ {
+		f, err := c.getFile(ctx, vaultEntryID)
+		var ae *APIError
+		if err == nil || refresh >= maxPresignRefreshes || !errors.As(err, &ae) ||
+			ae.Op != EndpointGetFileDownload || ae.StatusCode != http.StatusForbidden {
+			return f, err
+		}
+		c.m.presignRefreshes.Inc()
+		c.log.Info("presigned file URL refused (expired?); asking the files endpoint for a fresh one",
+			"vault_entry_id", vaultEntryID, "refresh", refresh+1)
+	}
+}
+
+// maxPresignRefreshes bounds how often GetFile asks for a fresh presigned URL after a 403.
+const maxPresignRefreshes = 3
+
+// getFile is one files-endpoint call (with the API's own retries) and one download.
+func (c *Client) getFile(ctx context.Context, vaultEntryID string) (*File, error) {
 	req := &request{
 		endpoint:       EndpointGetFile,
 		method:         http.MethodGet,

@@ -2,6 +2,8 @@ package idnow
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -85,6 +87,11 @@ func (c *Client) downloadFile(ctx context.Context, vaultEntryID string, location
 		ContentType: resp.Header.Get("Content-Type"),
 		Size:        resp.ContentLength,
 		Body:        &limitedBody{rc: resp.Body, max: c.cfg.MaxFileSize, cancel: cancel, vaultEntryID: vaultEntryID},
+	}
+	if v := resp.Header.Get("X-Amz-Checksum-Sha256"); v != "" {
+		if sum, err := base64.StdEncoding.DecodeString(v); err == nil && len(sum) == sha256.Size {
+			f.SHA256 = sum
+		}
 	}
 	if cd := resp.Header.Get("Content-Disposition"); cd != "" {
 		if _, params, err := mime.ParseMediaType(cd); err == nil {

@@ -2,6 +2,8 @@ package idnow
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net/http"
@@ -217,5 +219,68 @@ func TestGetFileErrors(t *testing.T) {
 				t.Fatalf("error %v does not name the vault entry", err)
 			}
 		})
+	}
+}
+
+// TestGetFileRefreshesExpiredPresignedURL: a 403 from the storage (an expired URL) makes the
+// client ask the files endpoint for a fresh URL, a bounded number of times.
+func TestGetFileRefreshesExpiredPresignedURL(t *testing.T) {
+	f := newFake(t)
+	p := newPresignedHost(t, []byte("data"), false)
+	var calls atomic.Int64
+	f.handle("GET /live/files/{id}", func(w http.ResponseWriter, r *http.Request) {
+		// The first URL has a wrong signature: the storage answers 403, as for an expired one.
+		if calls.Add(1) == 1 {
+			redirectTo(p.srv.URL+"/f?sig=expired")(w, r)
+			return
+		}
+		redirectTo(p.srv.URL+"/f?sig=abc")(w, r)
+	})
+	c, _ := newTestClient(t, f, nil)
+	file, err := c.GetFile(t.Context(), "v1")
+	if err != nil {
+		t.Fatalf("GetFile: %v", err)
+	}
+	_ = file.Body.Close()
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("files endpoint calls = %d, want 2", n)
+	}
+	if got := metricValue(t, c.m.presignRefreshes); got != 1 {
+		t.Fatalf("presign_refreshes_total = %v, want 1", got)
+	}
+
+	// A storage that always refuses: the 403 comes back after maxPresignRefreshes refreshes.
+	f2 := newFake(t)
+	f2.handle("GET /live/files/{id}", redirectTo(p.srv.URL+"/f?sig=never"))
+	c2, _ := newTestClient(t, f2, nil)
+	_, err = c2.GetFile(t.Context(), "v1")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden || ae.Op != EndpointGetFileDownload {
+		t.Fatalf("err = %v, want the storage's 403", err)
+	}
+	if n := f2.hitCount("GET /live/files/{id}"); n != 1+maxPresignRefreshes {
+		t.Fatalf("files endpoint calls = %d, want %d", n, 1+maxPresignRefreshes)
+	}
+}
+
+// TestGetFileDeclaredChecksum: the storage's x-amz-checksum-sha256 is handed to the caller.
+func TestGetFileDeclaredChecksum(t *testing.T) {
+	content := []byte("evidence")
+	sum := sha256.Sum256(content)
+	f := newFake(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Amz-Checksum-Sha256", base64.StdEncoding.EncodeToString(sum[:]))
+		_, _ = w.Write(content)
+	}))
+	t.Cleanup(srv.Close)
+	f.handle("GET /live/files/{id}", redirectTo(srv.URL+"/f"))
+	c, _ := newTestClient(t, f, nil)
+	file, err := c.GetFile(t.Context(), "v1")
+	if err != nil {
+		t.Fatalf("GetFile: %v", err)
+	}
+	_ = file.Body.Close()
+	if !bytes.Equal(file.SHA256, sum[:]) {
+		t.Fatalf("SHA256 = %x, want %x", file.SHA256, sum)
 	}
 }

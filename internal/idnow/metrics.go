@@ -28,6 +28,8 @@ type metrics struct {
 	retries        *prometheus.CounterVec
 	tokenRefreshes *prometheus.CounterVec
 	inFlight       prometheus.Gauge
+	// presignRefreshes counts fresh presigned URLs requested after the storage refused one.
+	presignRefreshes prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,6 +55,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "idnow_connector_idnow_in_flight",
 			Help: "IDnow API requests currently in flight from this process.",
 		}),
+		presignRefreshes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "idnow_connector_idnow_presign_refreshes_total",
+			Help: "Fresh presigned file URLs requested from the files endpoint after the storage refused one with 403 (expired).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -71,6 +77,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.inFlight, err = register(reg, m.inFlight); err != nil {
+		return nil, err
+	}
+	if m.presignRefreshes, err = register(reg, m.presignRefreshes); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -381,6 +381,11 @@ type File struct {
 	Size int64
 	// Name is the filename from Content-Disposition, empty when none.
 	Name string
+	// SHA256 is the whole file's digest as the storage declared it (S3's
+	// x-amz-checksum-sha256), nil when it declared none. The client does not check it: a
+	// caller that hashes the stream anyway compares it at the end, which catches a body that
+	// ended early without Content-Length.
+	SHA256 []byte
 	// Body streams the bytes; reading more than idnow.max_file_size fails with ErrFileTooLarge.
 	Body io.ReadCloser
 }

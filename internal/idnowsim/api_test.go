@@ -2,6 +2,8 @@ package idnowsim
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -295,8 +297,9 @@ func TestFiles(t *testing.T) {
 	c := testClient(t)
 	tok := getToken(t, c, sim)
 	snap := completedSession(t, sim, OutcomeAccepted)
-	if len(snap.Files) != 2 {
-		t.Fatalf("session has %d files, want 2", len(snap.Files))
+	// Front, report and selfie always; back side and video for some sessions.
+	if len(snap.Files) < 3 || len(snap.Files) > 5 {
+		t.Fatalf("session has %d files, want 3 to 5", len(snap.Files))
 	}
 	fileID := snap.Files[0]
 
@@ -316,6 +319,10 @@ func TestFiles(t *testing.T) {
 		!strings.Contains(r.header.Get("Content-Disposition"), "document-front.jpg") ||
 		!bytes.HasPrefix(r.body, []byte{0xFF, 0xD8, 0xFF}) {
 		t.Fatalf("presigned: %d %v (%d bytes)", r.code, r.header, len(r.body))
+	}
+	fs, _ := sim.File(fileID)
+	if sum := sha256.Sum256(r.body); sum != fs.SHA256 || r.header.Get("X-Amz-Checksum-Sha256") != base64.StdEncoding.EncodeToString(sum[:]) || fs.Size != int64(len(r.body)) {
+		t.Fatalf("served digest %x, header %q, File() %x / %d bytes", sum, r.header.Get("X-Amz-Checksum-Sha256"), fs.SHA256, fs.Size)
 	}
 
 	// With the Bearer token: refused and recorded.
@@ -407,5 +414,98 @@ func TestHugeDataBlocksValidate(t *testing.T) {
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "simulator.huge_datablocks.") {
 			t.Errorf("%+v: Validate = %v, want an error naming simulator.huge_datablocks.*", h, err)
 		}
+	}
+}
+
+// TestFileEvidenceAndFaults: configured sizes (a large video of every N-th session), bytes
+// that are the same on every download, and the file faults: an already expired URL, a 404
+// for a missing file, a truncated body that only the checksum header reveals, a slow body.
+func TestFileEvidenceAndFaults(t *testing.T) {
+	sim := startSim(t, func(c *Config) {
+		c.Files = Files{ImageSize: 10000, ExtraImages: true, LargeVideoSize: 3 << 20, LargeVideoEvery: 1}
+	})
+	c := testClient(t)
+	tok := getToken(t, c, sim)
+	snap := completedSession(t, sim, OutcomeAccepted)
+	var video string
+	for _, id := range snap.Files {
+		f, ok := sim.File(id)
+		if !ok {
+			t.Fatalf("File(%s) unknown", id)
+		}
+		switch f.ContentType {
+		case "video/mp4":
+			video = id
+			if f.Size != 3<<20 {
+				t.Errorf("video size %d, want %d", f.Size, 3<<20)
+			}
+		default:
+			if f.Size != 10000 {
+				t.Errorf("%s size %d, want 10000", f.Filename, f.Size)
+			}
+		}
+	}
+	if video == "" {
+		t.Fatalf("no video among %v", snap.Files)
+	}
+	get := func() response {
+		loc := do(t, c, http.MethodGet, sim.APIURL()+"/live/files/"+video, tok, nil, nil).header.Get("Location")
+		return do(t, c, http.MethodGet, loc, "", nil, nil)
+	}
+	first, second := get(), get()
+	if first.code != 200 || !bytes.Equal(first.body, second.body) || !bytes.HasPrefix(first.body[4:], []byte("ftypmp42")) {
+		t.Fatalf("video: %d, %d and %d bytes, equal %v", first.code, len(first.body), len(second.body), bytes.Equal(first.body, second.body))
+	}
+
+	// Every download truncated: no Content-Length, half the bytes, the full digest in the header.
+	if err := sim.SetFaults(Faults{FileTruncatedRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r := get()
+	sum := sha256.Sum256(r.body)
+	if r.code != 200 || r.header.Get("Content-Length") != "" || len(r.body) != len(first.body)/2 ||
+		r.header.Get("X-Amz-Checksum-Sha256") == base64.StdEncoding.EncodeToString(sum[:]) {
+		t.Fatalf("truncated: %d, %d bytes, headers %v", r.code, len(r.body), r.header)
+	}
+	// Slow: complete, just late.
+	if err := sim.SetFaults(Faults{FileSlowBodyRate: 1, SlowDelay: 50 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(); !bytes.Equal(r.body, first.body) {
+		t.Fatalf("slow body differs: %d bytes", len(r.body))
+	}
+	// Expired on issue.
+	if err := sim.SetFaults(Faults{FileExpiredRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(); r.code != http.StatusForbidden {
+		t.Fatalf("expired URL: %d, want 403", r.code)
+	}
+	st := sim.Stats()
+	if st.TruncatedBodies != 1 || st.SlowBodies != 1 || st.ExpiredURLsIssued != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// Missing files, drawn when created: every file of a new session answers 404.
+	if err := sim.SetFaults(Faults{FileMissingRate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(sim.Sessions())
+	sim.CreateSessions(5)
+	waitIdle(t, sim)
+	snap = SessionSnapshot{}
+	for _, s := range sim.Sessions()[before:] {
+		if len(s.Files) > 0 {
+			snap = s
+		}
+		if len(s.MissingFiles) != len(s.Files) {
+			t.Fatalf("session %s: missing %v of %v", s.SessionID, s.MissingFiles, s.Files)
+		}
+	}
+	if len(snap.Files) == 0 {
+		t.Fatal("none of 5 new sessions has files")
+	}
+	if r := do(t, c, http.MethodGet, sim.APIURL()+"/live/files/"+snap.MissingFiles[0], tok, nil, nil); r.code != http.StatusNotFound {
+		t.Fatalf("missing file: %d, want 404", r.code)
 	}
 }

@@ -2,22 +2,9 @@ package idnowsim
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"time"
 )
-
-// vaultFile is a file in the simulated vault. Its bytes are generated on demand from seed so
-// thousands of sessions cost no memory.
-type vaultFile struct {
-	id          string
-	env         string
-	sessionID   string
-	contentType string
-	filename    string
-	size        int
-	seed        uint64
-}
 
 // addBlockLocked appends the data block produced by step; s.mu must be held.
 func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
@@ -48,8 +35,9 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 			"issuingAuthority": "Simulated authority " + country,
 		}
 	case "documentVerification":
-		front := s.addFileLocked(sess, "image/jpeg", "document-front.jpg")
-		report := s.addFileLocked(sess, "application/pdf", "verification-report.pdf")
+		front := s.addFileLocked(sess, contentJPEG, "document-front.jpg", s.imageSize(sess.rng))
+		report := s.addFileLocked(sess, contentPDF, "verification-report.pdf", s.imageSize(sess.rng))
+		images := map[string]any{"front": vaultRef(front)}
 		verdict := map[string]any{"status": "PASSED", "reason": nil}
 		found := []any{}
 		if sess.plan.outcome == OutcomeRejected {
@@ -61,8 +49,9 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 			"verdict": verdict,
 			"issues":  found,
 			"report":  vaultRef(report),
-			"images":  map[string]any{"front": vaultRef(front)},
+			"images":  images,
 		}
+		s.addEvidenceLocked(sess, b.content, images)
 	case "outcomeStatus":
 		reasons := []any{}
 		if sess.outcome == OutcomeRejected {
@@ -79,14 +68,14 @@ func (s *Simulator) addBlockLocked(sess *session, step stepDef, now time.Time) {
 }
 
 // addFileLocked registers a vault file for sess and returns its vault entry id; s.mu must be held.
-func (s *Simulator) addFileLocked(sess *session, contentType, filename string) string {
+func (s *Simulator) addFileLocked(sess *session, contentType, filename string, size int64) string {
 	f := &vaultFile{
 		id:          sess.rng.UUID(),
 		env:         sess.env,
 		sessionID:   sess.id,
 		contentType: contentType,
 		filename:    filename,
-		size:        2048 + sess.rng.IntN(6144),
+		size:        size,
 		seed:        uint64(sess.rng.IntN(1 << 62)),
 	}
 	s.files[f.id] = f
@@ -94,25 +83,61 @@ func (s *Simulator) addFileLocked(sess *session, contentType, filename string) s
 	return f.id
 }
 
-// bytes renders the file: a JPEG or PDF envelope around deterministic filler, so content
-// sniffers and viewers see the declared type.
-func (f *vaultFile) bytes() []byte {
-	r := rand.New(rand.NewPCG(f.seed, f.seed^0x5851f42d4c957f2d))
-	var head, tail []byte
-	switch f.contentType {
-	case "image/jpeg":
-		head = []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00}
-		tail = []byte{0xFF, 0xD9}
-	default:
-		head = []byte("%PDF-1.4\n% IDnow simulator verification report (synthetic)\n")
-		tail = []byte("\n%%EOF\n")
+// imageSize is the size of one image or report: simulator.files.image_size, or 2-8 KiB drawn
+// from g when that is 0.
+func (s *Simulator) imageSize(g *rng) int64 {
+	n := int64(2048 + g.IntN(6144))
+	if s.cfg.Files.ImageSize > 0 {
+		return s.cfg.Files.ImageSize
 	}
-	out := make([]byte, 0, f.size)
-	out = append(out, head...)
-	for len(out) < f.size-len(tail) {
-		out = append(out, byte(r.UintN(256)))
+	return n
+}
+
+// addEvidenceLocked adds the evidence files simulator.files asks for beyond the document front
+// and the report: the document's back side (half the sessions), a selfie, and a video (a share
+// of the sessions, or the large video of every large_video_every-th session that will
+// complete). They are drawn
+// from the session's file source (fileRNG) so the session's other choices do not change.
+// s.mu must be held.
+func (s *Simulator) addEvidenceLocked(sess *session, content, images map[string]any) {
+	fc := s.cfg.Files
+	g := fileRNG(sess.id)
+	add := func(contentType, filename string, size int64) string {
+		f := &vaultFile{
+			id: g.UUID(), env: sess.env, sessionID: sess.id, contentType: contentType,
+			filename: filename, size: size, seed: uint64(g.Int64()),
+		}
+		s.files[f.id] = f
+		sess.files = append(sess.files, f.id)
+		return f.id
 	}
-	return append(out, tail...)
+	if fc.ExtraImages {
+		if g.Chance(0.5) {
+			images["back"] = vaultRef(add(contentJPEG, "document-back.jpg", s.imageSize(g)))
+		}
+		content["selfie"] = vaultRef(add(contentJPEG, "selfie.jpg", s.imageSize(g)))
+	}
+	large := false
+	if fc.LargeVideoEvery > 0 && fc.LargeVideoSize > 0 && sess.plan.final == StatusCompleted {
+		// Counted over the sessions that will complete, so a test creating sessions until N
+		// completed knows exactly how many large videos to expect.
+		s.completing++
+		large = s.completing%fc.LargeVideoEvery == 0
+	}
+	switch {
+	case large:
+		content["video"] = vaultRef(add(contentMP4, "identification.mp4", fc.LargeVideoSize))
+	case fc.VideoSize > 0 && g.Chance(fc.VideoRate):
+		content["video"] = vaultRef(add(contentMP4, "identification.mp4", fc.VideoSize))
+	}
+	if rate := s.faults.FileMissingRate; rate > 0 { // s.mu is held
+		for _, id := range sess.files {
+			if g.Chance(rate) {
+				s.files[id].missing = true
+				sess.missing = append(sess.missing, id)
+			}
+		}
+	}
 }
 
 // renderBlocksLocked renders a session's data blocks in its shape; s.mu must be held.

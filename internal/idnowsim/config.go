@@ -73,7 +73,46 @@ type Faults struct {
 	// even retried, as when IDnow gave up during an outage or a misconfigured URL. Only the
 	// reconciler can then bring its status.
 	WebhookDropRate float64 `koanf:"webhook_drop_rate"`
+
+	// FileExpiredRate is the probability that the files endpoint redirects to a presigned URL
+	// that has already expired (the storage answers 403 request_expired): a client must ask
+	// the files endpoint again for a fresh URL.
+	FileExpiredRate float64 `koanf:"file_expired_rate"`
+	// FileMissingRate is the probability, drawn once per file when a session's evidence is
+	// created, that the file is gone (the files endpoint answers 404 for it forever), as when
+	// IDnow's retention purged it.
+	FileMissingRate float64 `koanf:"file_missing_rate"`
+	// FileSlowBodyRate is the probability that a presigned download pauses for SlowDelay
+	// half-way through the body.
+	FileSlowBodyRate float64 `koanf:"file_slow_body_rate"`
+	// FileTruncatedRate is the probability that a presigned download ends half-way through the
+	// body without an error. The response then carries no Content-Length (chunked), so only
+	// the x-amz-checksum-sha256 header the storage sends can reveal the loss.
+	FileTruncatedRate float64 `koanf:"file_truncated_rate"`
 }
+
+// Files configures the evidence files of sessions that reach the document-verification step:
+// a document front image and a verification report always, plus what is configured here.
+// Sizes are bytes; the bytes are generated deterministically and streamed, never held.
+type Files struct {
+	// ImageSize is the size of every image and report; 0 (default) draws 2-8 KiB per file.
+	ImageSize int64 `koanf:"image_size"`
+	// ExtraImages adds a selfie to every session and a document back side to half of them
+	// (default true).
+	ExtraImages bool `koanf:"extra_images"`
+	// VideoSize is the size of the identification video; 0 means no videos (default 1 MiB).
+	VideoSize int64 `koanf:"video_size"`
+	// VideoRate is the share of sessions that get a video of VideoSize (default 0.5).
+	VideoRate float64 `koanf:"video_rate"`
+	// LargeVideoSize and LargeVideoEvery give every LargeVideoEvery-th session that completes a
+	// video of LargeVideoSize instead (e.g. 209715200 and 100: one 200 MiB video per 100
+	// completed sessions); 0 (default) none.
+	LargeVideoSize  int64 `koanf:"large_video_size"`
+	LargeVideoEvery int   `koanf:"large_video_every"`
+}
+
+// maxFileSize bounds simulated file sizes: hundreds of MiB are supported, not terabytes.
+const maxFileSize = 4 << 30
 
 // Config is the `simulator.*` config section and also the `sim` subcommand's flags.
 type Config struct {
@@ -143,6 +182,9 @@ type Config struct {
 	// DeletedBlockRate is the probability that a finished data block is later shown as DELETED.
 	DeletedBlockRate float64 `koanf:"deleted_block_rate"`
 
+	// Files configures the evidence files served through the files endpoint.
+	Files Files `koanf:"files"`
+
 	// Faults configures injected API latency and failures.
 	Faults Faults `koanf:"faults"`
 
@@ -196,6 +238,7 @@ func DefaultConfig() Config {
 			CreateTimeoutHang: 30 * time.Second,
 		},
 		HugeDataBlocks: HugeDataBlocks{Blocks: 150000},
+		Files:          Files{ExtraImages: true, VideoSize: 1 << 20, VideoRate: 0.5},
 	}
 }
 
@@ -301,6 +344,20 @@ func (c Config) Validate() error {
 	if (c.HugeDataBlocks.Rate > 0 || c.HugeDataBlocks.Every > 0) && (c.HugeDataBlocks.Blocks < 1 || c.HugeDataBlocks.Blocks > 1000000) {
 		bad("huge_datablocks.blocks", "%d is out of range; set 1..1000000 (default 150000)", c.HugeDataBlocks.Blocks)
 	}
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{{"image_size", c.Files.ImageSize}, {"video_size", c.Files.VideoSize}, {"large_video_size", c.Files.LargeVideoSize}} {
+		if f.v < 0 || f.v > maxFileSize {
+			bad("files."+f.key, "%d is out of range; set 0..%d bytes", f.v, int64(maxFileSize))
+		}
+	}
+	if !validRate(c.Files.VideoRate) {
+		bad("files.video_rate", "%v must be within 0..1", c.Files.VideoRate)
+	}
+	if c.Files.LargeVideoEvery < 0 {
+		bad("files.large_video_every", "must not be negative; 0 gives no session the large video, N every N-th")
+	}
 	errs = append(errs, c.Faults.validate("simulator.faults.")...)
 	return errors.Join(errs...)
 }
@@ -316,7 +373,9 @@ func (f Faults) validate(prefix string) []error {
 	for _, r := range []struct {
 		key string
 		v   float64
-	}{{"rate_429", f.Rate429}, {"rate_500", f.Rate500}, {"rate_503", f.Rate503}, {"rate_slow", f.RateSlow}, {"webhook_fail", f.WebhookFail}, {"webhook_drop_rate", f.WebhookDropRate}, {"create_timeout_rate", f.CreateTimeoutRate}} {
+	}{{"rate_429", f.Rate429}, {"rate_500", f.Rate500}, {"rate_503", f.Rate503}, {"rate_slow", f.RateSlow}, {"webhook_fail", f.WebhookFail}, {"webhook_drop_rate", f.WebhookDropRate},
+		{"create_timeout_rate", f.CreateTimeoutRate},
+		{"file_expired_rate", f.FileExpiredRate}, {"file_missing_rate", f.FileMissingRate}, {"file_slow_body_rate", f.FileSlowBodyRate}, {"file_truncated_rate", f.FileTruncatedRate}} {
 		if !validRate(r.v) {
 			bad(r.key, "%v must be within 0..1", r.v)
 		}
@@ -330,7 +389,7 @@ func (f Faults) validate(prefix string) []error {
 	if f.CreateTimeoutRate > 0 && f.CreateTimeoutHang <= 0 {
 		bad("create_timeout_hang", "must be positive when create_timeout_rate > 0, e.g. 30s (longer than the client's timeout)")
 	}
-	if f.RateSlow > 0 && f.SlowDelay <= 0 {
+	if (f.RateSlow > 0 || f.FileSlowBodyRate > 0) && f.SlowDelay <= 0 {
 		bad("slow_delay", "must be positive when rate_slow > 0, e.g. 2s")
 	}
 	return errs

@@ -216,6 +216,8 @@ type session struct {
 	last        *lastStep
 	blocks      []*dataBlock
 	files       []string
+	// missing are the ids among files that answer 404.
+	missing     []string
 	clock       int
 	seq         int
 	transitions []string
@@ -253,6 +255,9 @@ type SessionSnapshot struct {
 	DataBlockTypes []string
 	// Files lists the vault entry ids referenced by the session's data blocks.
 	Files []string
+	// MissingFiles lists the vault entry ids among Files whose files endpoint answers 404
+	// (simulator.faults.file_missing_rate).
+	MissingFiles []string
 	// Events lists the webhook events emitted for the session, in emission order.
 	Events []EventSnapshot
 	// DataBlocksShape, LastStepVariant and OutcomeCase are the variants this session is served in.
@@ -289,6 +294,7 @@ func (s *session) snapshot() SessionSnapshot {
 		Metadata:        maps.Clone(s.metadata),
 		Transitions:     append([]string(nil), s.transitions...),
 		Files:           append([]string(nil), s.files...),
+		MissingFiles:    append([]string(nil), s.missing...),
 		DataBlocksShape: s.shape, LastStepVariant: s.lastStepVariant, OutcomeCase: s.outcomeCase,
 		PaddingBlocks: s.padding,
 	}

@@ -53,8 +53,11 @@ type Simulator struct {
 	srv      *http.Server
 	stopCtx  func() bool
 	genLeft  int
-	serveErr chan error
-	served   chan struct{} // closed when the HTTP server stops serving, for whatever reason
+	// completing counts the sessions that reached document verification on their way to
+	// COMPLETED (simulator.files.large_video_every); guarded by mu.
+	completing int
+	serveErr   chan error
+	served     chan struct{} // closed when the HTTP server stops serving, for whatever reason
 }
 
 // counters back Stats; atomics so hot paths need no lock.
@@ -65,6 +68,7 @@ type counters struct {
 	webhookAttempts, webhookFailed, webhookInjected, delivered, givenUp   atomic.Int64
 	dropped                                                               atomic.Int64
 	fileRedirects, presignedServed, presignedRejected, presignedWithAuthz atomic.Int64
+	filesMissing, expiredURLs, truncatedBodies, slowBodies                atomic.Int64
 }
 
 // Stats is a point-in-time summary of what the simulator did, for tests and tooling.
@@ -107,6 +111,13 @@ type Stats struct {
 	// PresignedWithAuthorization counts presigned requests that carried an Authorization header,
 	// i.e. a client leaked its Bearer token to the file host. They are rejected with 400.
 	PresignedWithAuthorization int64
+	// FilesMissing counts files endpoint requests answered 404 for a missing file;
+	// ExpiredURLsIssued redirects to an already expired URL; TruncatedBodies and SlowBodies
+	// presigned downloads cut short or paused (simulator.faults.file_*).
+	FilesMissing      int64
+	ExpiredURLsIssued int64
+	TruncatedBodies   int64
+	SlowBodies        int64
 }
 
 // Deps are the simulator's collaborators (the project's constructor convention: Config holds the
@@ -393,6 +404,8 @@ func (s *Simulator) Stats() Stats {
 		WebhooksDropped: c.dropped.Load(),
 		FileRedirects:   c.fileRedirects.Load(), PresignedServed: c.presignedServed.Load(),
 		PresignedRejected: c.presignedRejected.Load(), PresignedWithAuthorization: c.presignedWithAuthz.Load(),
+		FilesMissing: c.filesMissing.Load(), ExpiredURLsIssued: c.expiredURLs.Load(),
+		TruncatedBodies: c.truncatedBodies.Load(), SlowBodies: c.slowBodies.Load(),
 	}
 	s.mu.Lock()
 	for _, sess := range s.sessions {

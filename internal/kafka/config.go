@@ -71,6 +71,7 @@ type TopicsConfig struct {
 	Commands      string `koanf:"commands"`       // CreateSessionCommand, key = the caller's subject or correlation id
 	Replies       string `koanf:"replies"`        // CommandReply, key = the command's key
 	CommandsState string `koanf:"commands_state"` // CommandState per command id (compacted, retention = commands.dedupe_window)
+	Archived      string `koanf:"archived"`       // ArchivedSession per archived session, written by the archiver
 	// Retention is the retention.ms given to each topic the connector creates (topics.create).
 	Retention         RetentionConfig `koanf:"retention"`
 	Create            bool            `koanf:"create"`             // create missing topics at start-up
@@ -96,7 +97,8 @@ func DefaultTopicsConfig() TopicsConfig {
 		Sessions: "idnow.sessions", Enriched: "idnow.sessions.enriched", DLQ: "idnow.sessions.dlq",
 		Keys: "idnow.keys", Audit: "idnow.audit",
 		Commands: "idnow.commands", Replies: "idnow.commands.replies", CommandsState: "idnow.commands.state",
-		Create: true, Partitions: 6, ReplicationFactor: -1,
+		Archived: "idnow.sessions.archived",
+		Create:   true, Partitions: 6, ReplicationFactor: -1,
 		Retention: DefaultRetention(),
 	}
 }
@@ -115,16 +117,20 @@ type RetentionConfig struct {
 	// it should not outlive the time a caller needs to send and read it.
 	Commands time.Duration `koanf:"commands"`
 	Replies  time.Duration `koanf:"replies"`
+	// Archived: the ArchivedSession index of the evidence archive; it should live as long as
+	// the archive's objects (the bucket's lifecycle rule), so forever by default.
+	Archived time.Duration `koanf:"archived"`
 }
 
 // DefaultRetention returns the documented defaults: SessionEvents 7 days (enough to replay and
 // backfill; they hold no personal data), EnrichedSessions 30 days (consumers land them within
 // it; personal fields are protected by privacy.mode), the DLQ 30 days (time for an operator to
 // fix and replay), the audit trail forever (erasures must stay provable), commands and their
-// replies 7 days (a command is answered within seconds; its input blocks are personal data).
+// replies 7 days (a command is answered within seconds; its input blocks are personal data),
+// the archive's index forever (as long as the archived objects).
 func DefaultRetention() RetentionConfig {
 	const day = 24 * time.Hour
-	return RetentionConfig{Sessions: 7 * day, Enriched: 30 * day, DLQ: 30 * day, Audit: 0, Commands: 7 * day, Replies: 7 * day}
+	return RetentionConfig{Sessions: 7 * day, Enriched: 30 * day, DLQ: 30 * day, Audit: 0, Commands: 7 * day, Replies: 7 * day, Archived: 0}
 }
 
 // CreateConfigs returns the topic configuration a topic named topic is created with:
@@ -152,6 +158,8 @@ func (t TopicsConfig) CreateConfigs(topic string) map[string]*string {
 		return ms(t.Retention.Commands)
 	case t.Replies:
 		return ms(t.Retention.Replies)
+	case t.Archived:
+		return ms(t.Retention.Archived)
 	case t.Keys:
 		compact := "compact"
 		return map[string]*string{"cleanup.policy": &compact}
@@ -286,9 +294,23 @@ func (t TopicsConfig) Validate() error {
 	}
 	for key, d := range map[string]time.Duration{"topics.retention.sessions": t.Retention.Sessions, "topics.retention.enriched": t.Retention.Enriched,
 		"topics.retention.dlq": t.Retention.DLQ, "topics.retention.audit": t.Retention.Audit,
-		"topics.retention.commands": t.Retention.Commands, "topics.retention.replies": t.Retention.Replies} {
+		"topics.retention.commands": t.Retention.Commands, "topics.retention.replies": t.Retention.Replies,
+		"topics.retention.archived": t.Retention.Archived} {
 		if d < 0 || (d > 0 && d < time.Minute) {
 			return fmt.Errorf("%s %s must be 0 (keep forever) or at least 1m, e.g. 168h", key, d)
+		}
+	}
+	// topics.archived is the archiver's alone; components that do not archive build a
+	// TopicsConfig without it, so only a set name is checked.
+	if a := t.Archived; a != "" {
+		if len(a) > 249 || strings.ContainsFunc(a, func(r rune) bool {
+			legal := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+			return !legal
+		}) {
+			return fmt.Errorf("topics.archived %q is not a legal Kafka topic name (letters, digits, '.', '_', '-', at most 249)", a)
+		}
+		if a == t.Sessions || a == t.Enriched || a == t.DLQ || a == t.StateTopic() {
+			return fmt.Errorf("topics.archived %q must be a topic of its own (written only by the archiver)", a)
 		}
 	}
 	if t.Partitions <= 0 {

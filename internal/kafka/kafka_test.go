@@ -89,6 +89,20 @@ func TestTopicsValidate(t *testing.T) {
 	if err := same.Validate(); err == nil {
 		t.Fatal("same topic twice accepted")
 	}
+	archived := good
+	archived.Archived = archived.Enriched
+	if err := archived.Validate(); err == nil || !contains(err.Error(), "topics.archived") {
+		t.Fatalf("topics.archived = topics.enriched: got %v", err)
+	}
+	archived.Archived = "bad name"
+	if err := archived.Validate(); err == nil || !contains(err.Error(), "topics.archived") {
+		t.Fatalf("illegal topics.archived: got %v", err)
+	}
+	// Components that do not archive leave it empty.
+	archived.Archived = ""
+	if err := archived.Validate(); err != nil {
+		t.Fatalf("empty topics.archived: %v", err)
+	}
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,377 @@
+package archive
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"gocloud.dev/blob"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+)
+
+// FileSource fetches vault files: *idnow.Client's GetFile (redirect to the presigned URL
+// without the bearer token, https only, public targets only, size limit, streamed).
+type FileSource interface {
+	GetFile(ctx context.Context, vaultEntryID string) (*idnow.File, error)
+}
+
+// Deps are the archiver's collaborators.
+type Deps struct {
+	// KafkaOpts are the base client options (brokers, TLS, SASL, metrics).
+	KafkaOpts []kgo.Opt
+	Topics    kafka.TopicsConfig
+	Files     FileSource
+	// Enriched decodes topics.enriched; Archived encodes topics.archived.
+	Enriched *serde.Codec
+	Archived *serde.Codec
+	// Bucket is the object store; Storage names it in records (blobstore.Redact).
+	Bucket  *blob.Bucket
+	Storage string
+	// Environment is idnow.environment, used when a record names none.
+	Environment string
+	Registry    prometheus.Registerer
+	Log         *slog.Logger
+	Version     string
+}
+
+// Archiver is the archiver role: a consumer group on topics.enriched that archives the
+// evidence of every session reaching archive.on_status and indexes it in topics.archived.
+type Archiver struct {
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	m      *metrics
+	txnID  string
+	signer ed25519.PrivateKey
+	keyID  string
+	// spoolPrefix names this instance's spool files, so a restarted instance removes what a
+	// killed predecessor with the same instance id left, and nothing of another instance's.
+	spoolPrefix string
+
+	running  atomic.Bool
+	joined   atomic.Bool
+	archived atomic.Int64
+	missing  atomic.Int64
+	inFlight atomic.Int64
+	lastOK   atomic.Int64 // unix nanos of the last committed batch
+}
+
+// New builds the archiver; nothing runs until Run.
+func New(cfg Config, deps Deps) (*Archiver, error) {
+	if err := errors.Join(cfg.Validate(), cfg.checkFiles()); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Files == nil:
+		return nil, errors.New("archive: Deps.Files is nil")
+	case deps.Enriched == nil || deps.Archived == nil:
+		return nil, errors.New("archive: Deps.Enriched and Deps.Archived codecs are required")
+	case deps.Bucket == nil:
+		return nil, errors.New("archive: Deps.Bucket is nil")
+	case deps.Topics.Enriched == "" || deps.Topics.Archived == "":
+		return nil, errors.New("archive: topics.enriched and topics.archived must be set")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(deps.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("archive metrics: %w", err)
+	}
+	instance := cfg.InstanceID
+	if instance == "" {
+		if instance, err = os.Hostname(); err == nil && instance == "" {
+			err = errors.New("the host name is empty")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("archive.instance_id is empty and the host name is unknown (%w); set archive.instance_id", err)
+		}
+	}
+	a := &Archiver{cfg: cfg, deps: deps, log: log.With("component", "archiver"), m: m, txnID: cfg.TransactionalID + "-" + instance,
+		spoolPrefix: "idnow-archive-" + spoolSafe.ReplaceAllString(cfg.TransactionalID+"-"+instance, "_") + "-"}
+	if cfg.SigningKeyFile != "" {
+		if a.signer, err = LoadSigningKey(cfg.SigningKeyFile); err != nil {
+			return nil, fmt.Errorf("archive.signing_key_file: %w", err)
+		}
+		a.keyID = KeyID(a.signer.Public().(ed25519.PublicKey))
+	}
+	return a, nil
+}
+
+// StopTimeout is the budget the lifecycle gives the archiver to stop.
+func (a *Archiver) StopTimeout() time.Duration { return a.cfg.StopTimeout() }
+
+// Ready reports whether the archiver has a live Kafka client in its group.
+func (a *Archiver) Ready(context.Context) error {
+	if !a.joined.Load() {
+		return errors.New("archiver has not joined its consumer group yet")
+	}
+	return nil
+}
+
+// Status is the archiver's progress for the status line and page.
+type Status struct {
+	Archived   int64
+	Missing    int64
+	InFlight   int64
+	LastCommit time.Time
+}
+
+// Status returns the archiver's progress so far.
+func (a *Archiver) Status() Status {
+	s := Status{Archived: a.archived.Load(), Missing: a.missing.Load(), InFlight: a.inFlight.Load()}
+	if n := a.lastOK.Load(); n > 0 {
+		s.LastCommit = time.Unix(0, n)
+	}
+	return s
+}
+
+// Run consumes until ctx ends. A failing Kafka client is re-created after a backoff; only
+// errors no new client can fix end Run.
+func (a *Archiver) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("archive: Run called twice")
+	}
+	shutdownCtx, cancelShutdown := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelShutdown()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.ShutdownTimeout, cancelShutdown) })
+	defer stop()
+	a.removeStaleSpool()
+	b := a.cfg.Retry.NewBackOff()
+	a.log.Info("archiver starting", slog.String("group", a.cfg.Group), slog.String("transactional_id", a.txnID),
+		slog.String("topic", a.deps.Topics.Enriched), slog.String("storage", a.deps.Storage), slog.Any("on_status", a.cfg.OnStatus),
+		slog.Bool("signed", a.signer != nil))
+	for {
+		progressed, err := a.runClient(ctx, shutdownCtx)
+		if ctx.Err() != nil {
+			if err != nil {
+				return fmt.Errorf("archive shutdown: %w", err)
+			}
+			a.log.Info("archiver stopped")
+			return nil
+		}
+		if isFatal(err) {
+			return fmt.Errorf("archive: %w", err)
+		}
+		if progressed {
+			b.Reset()
+		}
+		wait := b.NextBackOff()
+		a.log.Error("archiver Kafka client failed; re-creating it, the uncommitted batch will be archived again (idempotently)",
+			slog.Duration("wait", wait), slog.Any("err", err))
+		if retry.Wait(ctx, wait) != nil {
+			return nil
+		}
+	}
+}
+
+var spoolSafe = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// removeStaleSpool deletes the spool files a killed predecessor with this instance id left.
+func (a *Archiver) removeStaleSpool() {
+	dir := a.cfg.SpoolDir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, a.spoolPrefix+"*"))
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			a.log.Warn("cannot remove a stale spool file", slog.String("file", f), slog.Any("err", err))
+			continue
+		}
+		a.log.Info("removed a spool file a previous run left", slog.String("file", f))
+	}
+}
+
+func isFatal(err error) bool {
+	return errors.Is(err, kerr.ProducerFenced) || errors.Is(err, kerr.InvalidProducerEpoch) ||
+		errors.Is(err, kerr.TransactionalIDAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed) ||
+		errors.Is(err, kerr.InvalidTransactionTimeout) || errors.Is(err, kafka.ErrTopicMissing) ||
+		errors.Is(err, errClientConfig)
+}
+
+var errClientConfig = errors.New("invalid Kafka client options")
+
+// runClient runs one transactional group member until ctx ends or it fails.
+func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool, err error) {
+	defer a.joined.Store(false)
+	opts := slices.Clone(a.deps.KafkaOpts)
+	opts = append(opts,
+		kgo.ConsumerGroup(a.cfg.Group),
+		kgo.ConsumeTopics(a.deps.Topics.Enriched),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.SessionTimeout(a.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(min(3*time.Second, a.cfg.SessionTimeout/3)),
+		kgo.TransactionalID(a.txnID),
+		kgo.TransactionTimeout(a.cfg.TransactionTimeout),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return false, fmt.Errorf("%w: new transactional group session: %w", errClientConfig, err)
+	}
+	defer func() { err = errors.Join(err, a.closeClient(shutdownCtx, sess.Close)) }()
+	t := a.deps.Topics
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(sess.Client()), t, t.Enriched, t.Archived); err != nil {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("ensure topics: %w", err)
+	}
+	a.joined.Store(true)
+	for {
+		fetches := sess.PollRecords(ctx, a.cfg.MaxPollRecords)
+		if ctx.Err() != nil {
+			return progressed, nil
+		}
+		if errs := fetches.Errors(); len(errs) > 0 {
+			var all []error
+			for _, fe := range errs {
+				if errors.Is(fe.Err, context.Canceled) {
+					continue
+				}
+				all = append(all, fmt.Errorf("fetch %s[%d]: %w", fe.Topic, fe.Partition, fe.Err))
+			}
+			if len(all) > 0 {
+				return progressed, errors.Join(all...)
+			}
+		}
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		// The files are archived before the transaction begins: uploads are idempotent
+		// (content-addressed keys, manifest last), so a batch archived twice costs time, never
+		// a duplicate, and the transaction stays short however large the videos are.
+		outs, err := a.archiveBatch(ctx, recs)
+		if err != nil {
+			if ctx.Err() != nil {
+				// Abandoned mid-batch: nothing was produced, the offsets stay, the next owner
+				// archives the batch again.
+				return progressed, nil
+			}
+			return progressed, err
+		}
+		if err := sess.Begin(); err != nil {
+			return progressed, fmt.Errorf("begin transaction: %w", err)
+		}
+		perr := produceAll(ctx, sess.Client(), outs)
+		try := kgo.TryCommit
+		if perr != nil {
+			try = kgo.TryAbort
+		}
+		committed, err := sess.End(shutdownCtx, try)
+		if err != nil {
+			a.m.transactions.WithLabelValues(transactionAborted).Inc()
+			return progressed, fmt.Errorf("end transaction: %w", errors.Join(err, perr))
+		}
+		if !committed {
+			a.m.transactions.WithLabelValues(transactionAborted).Inc()
+			a.log.Warn("archiver transaction aborted; the batch will be consumed and archived again", slog.Int("records", len(recs)), slog.Any("produce_err", perr))
+			if perr != nil && retry.Wait(ctx, a.cfg.Retry.InitialBackoff) != nil {
+				return progressed, nil
+			}
+			continue
+		}
+		progressed = true
+		a.m.transactions.WithLabelValues(transactionCommit).Inc()
+		now := time.Now()
+		a.lastOK.Store(now.UnixNano())
+		a.m.lastArchived.Set(float64(now.Unix()))
+		for _, o := range outs {
+			if o.record != nil {
+				a.archived.Add(1)
+				a.missing.Add(int64(o.missing))
+			}
+		}
+	}
+}
+
+// produceAll produces the batch's ArchivedSession records and waits for every acknowledgement.
+func produceAll(ctx context.Context, cl *kgo.Client, outs []output) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for _, o := range outs {
+		if o.record == nil {
+			continue
+		}
+		wg.Add(1)
+		cl.Produce(ctx, o.record, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("produce ArchivedSession %s: %w", r.Key, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (a *Archiver) closeClient(shutdownCtx context.Context, closeFn func()) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		closeFn()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-shutdownCtx.Done():
+		return fmt.Errorf("leaving consumer group %q did not finish within archive.shutdown_timeout (%s)", a.cfg.Group, a.cfg.ShutdownTimeout)
+	}
+}
+
+// output is one input record's result: the ArchivedSession record to produce, or nil when the
+// record is not archived (another status, undecodable).
+type output struct {
+	record  *kgo.Record
+	missing int
+}
+
+// archiveBatch archives the batch's sessions, archive.concurrency at a time. It fails only when
+// ctx ends: every other failure is retried or recorded.
+func (a *Archiver) archiveBatch(ctx context.Context, recs []*kgo.Record) ([]output, error) {
+	outs := make([]output, len(recs))
+	errs := make([]error, len(recs))
+	sem := make(chan struct{}, a.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for i, r := range recs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return nil, ctx.Err()
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			outs[i], errs[i] = a.archiveRecord(ctx, r)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return outs, nil
+}

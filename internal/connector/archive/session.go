@@ -1,0 +1,368 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"gocloud.dev/blob"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/blobstore"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+// archiveRecord archives one EnrichedSession record. It returns an error only when ctx ended.
+func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, error) {
+	var es schemas.EnrichedSession
+	if err := a.deps.Enriched.Decode(ctx, r.Value, &es); err != nil {
+		if ctx.Err() != nil {
+			return output{}, ctx.Err()
+		}
+		// The enricher wrote it, so this is a schema the archiver does not know yet or a
+		// foreign record: logged and counted, never blocking the partition.
+		a.m.sessions.WithLabelValues(sessionUndecodable).Inc()
+		a.log.Error("EnrichedSession record cannot be decoded; it is not archived", slog.String("topic", r.Topic),
+			slog.Int("partition", int(r.Partition)), slog.Int64("offset", r.Offset), slog.Any("err", err))
+		return output{}, nil
+	}
+	// Only the record of the event that announced the status counts: an earlier event
+	// (session.created, session.started) enriched after the session completed carries the
+	// completed session too, and archiving it would archive the session once per event.
+	if !a.cfg.archives(es.Session.Status) || es.Event.SessionStatus == nil || *es.Event.SessionStatus != es.Session.Status {
+		a.m.sessions.WithLabelValues(sessionSkipped).Inc()
+		return output{}, nil
+	}
+	sid := es.Session.SessionID
+	if !validSessionID(sid) {
+		a.m.sessions.WithLabelValues(sessionInvalid).Inc()
+		a.log.Error("EnrichedSession has a session id that cannot be an object key segment; it is not archived",
+			slog.String("session_id", sid), slog.Int64("offset", r.Offset))
+		return output{}, nil
+	}
+	env := a.deps.Environment
+	if es.Session.Environment != nil && *es.Session.Environment != "" && validSessionID(*es.Session.Environment) {
+		env = *es.Session.Environment
+	}
+	created := r.Timestamp
+	if es.Session.CreatedAt != nil {
+		created = *es.Session.CreatedAt
+	}
+	dir := sessionDir(a.cfg.Prefix, env, created, sid)
+	recSum := sha256.Sum256(r.Value)
+	recDigest := hex.EncodeToString(recSum[:])
+
+	// A manifest of this very record means an earlier attempt archived it and then lost its
+	// transaction (a crash, a rebalance): its record is produced again, nothing uploaded again.
+	if m, raw, ok, err := a.readManifest(ctx, dir); err != nil {
+		return output{}, err
+	} else if ok && m.EnrichedRecord.SHA256 == recDigest {
+		a.m.sessions.WithLabelValues(sessionReused).Inc()
+		return a.result(&es, m, raw, dir)
+	} else if ok && m.Status == es.Session.Status {
+		// Another record announcing the same status (a replayed event) was archived already;
+		// that record's own transaction produces (or produced) the session's ArchivedSession.
+		a.m.sessions.WithLabelValues(sessionDuplicate).Inc()
+		a.log.Info("session already archived for this status from another record; not archived again",
+			slog.String("session_id", sid), slog.String("status", m.Status), slog.Int64("offset", r.Offset))
+		return output{}, nil
+	}
+
+	m := &Manifest{
+		Version: ManifestVersion, SessionID: sid, Environment: env, Status: es.Session.Status,
+		EnrichedRecord: RecordRef{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, EventID: es.Event.EventID, SHA256: recDigest},
+		Files:          []FileEntry{}, Missing: []MissingFile{}, ConnectorVersion: a.deps.Version, SigningKeyID: a.keyID,
+	}
+	blockCreated := blockTimes(&es)
+	seen := map[string]bool{}
+	for _, ref := range es.FileRefs {
+		if seen[ref.VaultEntryID] {
+			continue
+		}
+		seen[ref.VaultEntryID] = true
+		fe, miss, err := a.archiveFile(ctx, sid, dir, ref, blockCreated[deref(ref.DataBlockID)])
+		if err != nil {
+			return output{}, err
+		}
+		if miss != nil {
+			m.Missing = append(m.Missing, *miss)
+			continue
+		}
+		m.Files = append(m.Files, *fe)
+	}
+	m.ArchivedAt = time.Now().UTC().Truncate(time.Millisecond)
+	raw, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return output{}, fmt.Errorf("encode manifest: %w", err)
+	}
+	raw = append(raw, '\n')
+	if err := a.writeManifest(ctx, dir, raw); err != nil {
+		return output{}, err
+	}
+	a.m.sessions.WithLabelValues(sessionArchived).Inc()
+	return a.result(&es, m, raw, dir)
+}
+
+// result builds the ArchivedSession record for a written manifest.
+func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string) (output, error) {
+	sum := sha256.Sum256(raw)
+	var bytesArchived int64
+	for _, f := range m.Files {
+		bytesArchived += f.Size
+	}
+	out := schemas.ArchivedSession{
+		SessionID: m.SessionID, Environment: m.Environment, SessionStatus: m.Status, SubjectID: es.Session.SubjectID,
+		Storage: a.deps.Storage, ManifestKey: ManifestKey(dir), ManifestSHA256: hex.EncodeToString(sum[:]),
+		ManifestSigned: m.SigningKeyID != "", FilesArchived: int32(len(m.Files)), FilesMissing: int32(len(m.Missing)),
+		BytesArchived: bytesArchived, EnrichedEventID: m.EnrichedRecord.EventID, EnrichedRecordSHA256: m.EnrichedRecord.SHA256,
+		ArchivedAt: m.ArchivedAt, ConnectorVersion: a.deps.Version,
+	}
+	if m.SigningKeyID != "" {
+		out.SigningKeyID = &m.SigningKeyID
+	}
+	v, err := a.deps.Archived.Encode(&out)
+	if err != nil {
+		// The struct matches the embedded schema (tested): a failure is a defect, not data.
+		return output{}, fmt.Errorf("encode ArchivedSession %s: %w", m.SessionID, err)
+	}
+	rec := serde.NewRecord(a.deps.Topics.Archived, m.SessionID, m.EnrichedRecord.EventID, a.deps.Archived.Schema(), v)
+	return output{record: rec, missing: len(m.Missing)}, nil
+}
+
+// blockTimes maps data block ids to their creation times: the time IDnow created the file.
+func blockTimes(es *schemas.EnrichedSession) map[string]*time.Time {
+	out := map[string]*time.Time{}
+	for _, b := range es.DataBlocks {
+		if b.ID != nil {
+			out[*b.ID] = b.CreatedAt
+		}
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// errDigest marks a download whose bytes do not match what the storage declared.
+var errDigest = errors.New("downloaded bytes do not match the declared digest or length")
+
+// archiveFile downloads one file and stores it under its content address. Transient failures
+// are retried for as long as they last (each retry asks the files endpoint for a fresh
+// presigned URL); permanent ones return a MissingFile. The error is non-nil only when ctx ended.
+func (a *Archiver) archiveFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time) (*FileEntry, *MissingFile, error) {
+	start := time.Now()
+	a.inFlight.Add(1)
+	a.m.inFlight.Inc()
+	defer func() {
+		a.inFlight.Add(-1)
+		a.m.inFlight.Dec()
+		a.m.fileDuration.Observe(time.Since(start).Seconds())
+	}()
+	b := a.cfg.Retry.NewBackOff()
+	mismatches := 0
+	for {
+		fe, stage, err := a.storeFile(ctx, sid, dir, ref, created)
+		if err == nil {
+			return fe, nil, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		reason := ""
+		switch {
+		case errors.Is(err, errDigest):
+			mismatches++
+			if mismatches >= a.cfg.MaxDigestMismatches {
+				reason = ReasonDigestMismatch
+			}
+		case stage == stageDownload && idnow.IsPermanent(err):
+			reason = permanentReason(err)
+		}
+		if reason != "" {
+			a.m.files.WithLabelValues(fileMissing).Inc()
+			a.m.missing.WithLabelValues(reason).Inc()
+			a.log.Warn("file recorded as missing in the manifest", slog.String("session_id", sid),
+				slog.String("vault_entry_id", ref.VaultEntryID), slog.String("reason", reason), slog.Any("err", err))
+			return nil, &MissingFile{VaultEntryID: ref.VaultEntryID, DataBlockType: ref.DataBlockType, JSONPath: ref.JSONPath, Reason: reason, Detail: err.Error()}, nil
+		}
+		a.m.retries.WithLabelValues(stage).Inc()
+		wait := b.NextBackOff()
+		a.log.Warn("archiving a file failed; retrying", slog.String("session_id", sid), slog.String("vault_entry_id", ref.VaultEntryID),
+			slog.String("stage", stage), slog.Duration("wait", wait), slog.Any("err", err))
+		if err := retry.Wait(ctx, wait); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+func permanentReason(err error) string {
+	switch {
+	case errors.Is(err, idnow.ErrNotFound):
+		return ReasonNotFound
+	case errors.Is(err, idnow.ErrFileTooLarge):
+		return ReasonTooLarge
+	case errors.Is(err, idnow.ErrInsecureURL), errors.Is(err, idnow.ErrForbidden), errors.Is(err, idnow.ErrInvalidID):
+		return ReasonRefused
+	}
+	var ae *idnow.APIError
+	if errors.As(err, &ae) && ae.StatusCode == 404 {
+		return ReasonNotFound
+	}
+	return ReasonPermanent
+}
+
+// storeFile is one attempt: download into a spool file while hashing, check the bytes against
+// what the storage declared, then upload the spool file under <dir>/<sha256>.<ext> unless that
+// object already exists. The object store therefore only ever receives bytes whose digest is
+// the key, and a killed upload leaves nothing: S3 multipart uploads and fileblob's temporary
+// files become visible only when completed.
+func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time) (*FileEntry, string, error) {
+	f, err := a.deps.Files.GetFile(ctx, ref.VaultEntryID)
+	if err != nil {
+		return nil, stageDownload, err
+	}
+	defer f.Body.Close()
+	spool, err := os.CreateTemp(a.cfg.SpoolDir, a.spoolPrefix+"*")
+	if err != nil {
+		return nil, stageDownload, fmt.Errorf("create spool file in %q (archive.spool_dir): %w", a.cfg.SpoolDir, err)
+	}
+	defer func() {
+		_ = spool.Close()
+		_ = os.Remove(spool.Name())
+	}()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(spool, h), f.Body)
+	if err != nil {
+		return nil, stageDownload, fmt.Errorf("download %s: %w", ref.VaultEntryID, err)
+	}
+	sum := h.Sum(nil)
+	if f.Size >= 0 && n != f.Size {
+		return nil, stageDigest, fmt.Errorf("%w: %s: got %d bytes, Content-Length said %d", errDigest, ref.VaultEntryID, n, f.Size)
+	}
+	if f.SHA256 != nil && !bytes.Equal(sum, f.SHA256) {
+		return nil, stageDigest, fmt.Errorf("%w: %s: %d bytes with SHA-256 %x, the storage declared %x (truncated body?)", errDigest, ref.VaultEntryID, n, sum, f.SHA256)
+	}
+	a.m.bytes.Add(float64(n))
+	digest := hex.EncodeToString(sum)
+	contentType := f.ContentType
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	key := fileKey(dir, digest, contentType)
+	fe := &FileEntry{
+		VaultEntryID: ref.VaultEntryID, DataBlockID: deref(ref.DataBlockID), DataBlockType: ref.DataBlockType, JSONPath: ref.JSONPath,
+		Key: key, SHA256: digest, Size: n, ContentType: contentType, CreatedAt: created,
+	}
+	if attrs, ok, err := blobstore.Exists(ctx, a.deps.Bucket, key); err != nil {
+		return nil, stageUpload, fmt.Errorf("check object %s: %w", key, err)
+	} else if ok && attrs.Size == n {
+		a.m.files.WithLabelValues(fileExisting).Inc()
+		return fe, "", nil
+	}
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return nil, stageUpload, fmt.Errorf("rewind spool file: %w", err)
+	}
+	md := map[string]string{
+		"session-id": sid, "vault-entry-id": ref.VaultEntryID, "block-type": ref.DataBlockType,
+		"content-type": contentType, "size": strconv.FormatInt(n, 10), "sha256": digest,
+	}
+	if created != nil {
+		md["idnow-created-at"] = created.UTC().Format(time.RFC3339Nano)
+	}
+	if err := a.upload(ctx, key, contentType, md, spool); err != nil {
+		return nil, stageUpload, err
+	}
+	a.m.files.WithLabelValues(fileUploaded).Inc()
+	return fe, "", nil
+}
+
+// upload writes r to key. Bucket.Upload hands r to the driver as it is (for S3, the transfer
+// manager reads parts of upload_part_size into a pool of upload_concurrency+1 buffers); a
+// failed upload is aborted (its context cancelled), so no partial object appears.
+func (a *Archiver) upload(ctx context.Context, key, contentType string, md map[string]string, r io.Reader) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err := a.deps.Bucket.Upload(wctx, key, r, &blob.WriterOptions{
+		ContentType: contentType, Metadata: md, BufferSize: a.cfg.UploadPartSize, MaxConcurrency: a.cfg.UploadConcurrency,
+		BeforeWrite: a.cfg.ObjectLock.lock().BeforeWrite(time.Now()),
+	})
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	return nil
+}
+
+// readManifest reads a session's manifest when it exists.
+func (a *Archiver) readManifest(ctx context.Context, dir string) (*Manifest, []byte, bool, error) {
+	b := a.cfg.Retry.NewBackOff()
+	for {
+		raw, err := a.deps.Bucket.ReadAll(ctx, ManifestKey(dir))
+		if err == nil {
+			var m Manifest
+			if err := json.Unmarshal(raw, &m); err != nil {
+				// Not ours or damaged: archived again and overwritten.
+				a.log.Warn("existing manifest does not parse; the session is archived again", slog.String("key", ManifestKey(dir)), slog.Any("err", err))
+				return nil, nil, false, nil
+			}
+			return &m, raw, true, nil
+		}
+		if blobstore.IsNotFound(err) {
+			return nil, nil, false, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, false, ctx.Err()
+		}
+		a.m.retries.WithLabelValues(stageManifest).Inc()
+		a.log.Warn("reading a manifest failed; retrying", slog.String("key", ManifestKey(dir)), slog.Any("err", err))
+		if err := retry.Wait(ctx, b.NextBackOff()); err != nil {
+			return nil, nil, false, err
+		}
+	}
+}
+
+// writeManifest writes the signature (when signing) and then the manifest, retrying
+// transient storage failures.
+func (a *Archiver) writeManifest(ctx context.Context, dir string, raw []byte) error {
+	b := a.cfg.Retry.NewBackOff()
+	for {
+		err := a.writeManifestOnce(ctx, dir, raw)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.m.retries.WithLabelValues(stageManifest).Inc()
+		a.log.Warn("writing a manifest failed; retrying", slog.String("key", ManifestKey(dir)), slog.Any("err", err))
+		if err := retry.Wait(ctx, b.NextBackOff()); err != nil {
+			return err
+		}
+	}
+}
+
+func (a *Archiver) writeManifestOnce(ctx context.Context, dir string, raw []byte) error {
+	if a.signer != nil {
+		sig := ed25519.Sign(a.signer, raw)
+		if err := a.upload(ctx, SignatureKey(dir), "application/octet-stream", map[string]string{"signing-key-id": a.keyID}, bytes.NewReader(sig)); err != nil {
+			return err
+		}
+	}
+	return a.upload(ctx, ManifestKey(dir), "application/json", map[string]string{"manifest-version": strconv.Itoa(ManifestVersion)}, bytes.NewReader(raw))
+}
