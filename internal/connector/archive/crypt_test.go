@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tink-crypto/tink-go/v2/tink"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"gocloud.dev/blob"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -202,5 +204,50 @@ func TestArchiveEncrypted(t *testing.T) {
 	_, _, err = DecryptObject(r, "s1", ev.Files[1].Entry.VaultEntryID, func(n string) (tink.AEAD, error) { return fin.Find(t.Context(), n) })
 	if !errors.Is(err, privacy.ErrErased) {
 		t.Fatalf("DecryptObject after erasure: %v", err)
+	}
+}
+
+// TestEncryptedObjectUnderOtherKeyOverwritten: an object already at a file's name but under
+// another data key (an archiver killed before committing the key it made) is overwritten, so the
+// manifest's objects all decrypt with its one key; one under the session's key is reused.
+func TestEncryptedObjectUnderOtherKeyOverwritten(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	stale, kept := blobBytes(4000, 1), blobBytes(5000, 2)
+	k := f.dataKey(t, "sub-0003/cc")
+	dir := "idnow/live/2026/11/s1"
+	name := func(b []byte) string {
+		sum := sha256.Sum256(b)
+		return encryptedFileKey(dir, f.pepper.ObjectName("s1", hex.EncodeToString(sum[:])), "image/jpeg")
+	}
+	if err := h.bucket.WriteAll(t.Context(), name(stale), []byte("from a key that never committed"), &blob.WriterOptions{
+		Metadata: map[string]string{"key-name": "ses-dead/00", "object-sha256": strings.Repeat("0", 64), "size": "31"}}); err != nil {
+		t.Fatal(err)
+	}
+	// An object under the session's key, as an earlier attempt of this record left it.
+	var obj bytes.Buffer
+	dek, err := f.finder().Find(t.Context(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := privacy.NewObjectWriter(&obj, dek, k, "s1", "kept")
+	_, _ = w.Write(kept)
+	_ = w.Close()
+	osum := sha256.Sum256(obj.Bytes())
+	if err := h.bucket.WriteAll(t.Context(), name(kept), obj.Bytes(), &blob.WriterOptions{
+		Metadata: map[string]string{"key-name": k, "object-sha256": hex.EncodeToString(osum[:]), "size": strconv.Itoa(obj.Len())}}); err != nil {
+		t.Fatal(err)
+	}
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", map[string][]byte{"stale": stale, "kept": kept}, withKey(k))
+	stop := h.start(t, testConfig(t))
+	h.archivedRecords(t, 1)
+	stop()
+	v, err := VerifyDecrypt(t.Context(), h.bucket, dir, nil, f.finder())
+	if err != nil || !v.OK() || !v.Decrypted || len(v.Files) != 2 {
+		t.Fatalf("verification %+v, %v", v, err)
+	}
+	if up, ex := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_files_total", fileUploaded)),
+		testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_files_total", fileExisting)); up != 1 || ex != 1 {
+		t.Fatalf("files uploaded %v, existing %v; want 1 and 1", up, ex)
 	}
 }
