@@ -193,8 +193,10 @@ type ObjectInfo struct {
 // reader of its plaintext. Reading authenticates every segment: a changed, truncated or moved
 // object makes Read fail rather than return altered bytes, so copy to a temporary file and
 // keep it only when io.Copy succeeded (and, for evidence, its SHA-256 matches the manifest's
-// sealed digest; `idnow-connector archive get` does both). An erased subject's object returns
-// an error matching ErrErased.
+// sealed digest; `idnow-connector archive get` does both). The object authenticates the
+// session and file named in its header (info): check them against the manifest entry you asked
+// for, or an object copied into another session's folder reads as its original. An erased
+// subject's object returns an error matching ErrErased.
 func (r *Reader) OpenObject(ctx context.Context, obj io.Reader) (io.Reader, ObjectInfo, error) {
 	h, err := privacy.ReadObjectHeader(obj)
 	if err != nil {

@@ -47,6 +47,17 @@ func (f *KeyFinder) refreshLocked(ctx context.Context) error {
 	return nil
 }
 
+// Fresh catches up when the last catch-up is older than maxAge, so the keyring knows the keys
+// committed until then (before ForWrite picks or makes a key).
+func (f *KeyFinder) Fresh(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.last.IsZero() && time.Since(f.last) < f.maxAge {
+		return nil
+	}
+	return f.refreshLocked(ctx)
+}
+
 // sync catches up when name is unknown or the last catch-up is older than maxAge.
 func (f *KeyFinder) sync(ctx context.Context, name string) error {
 	f.mu.Lock()

@@ -88,7 +88,7 @@ func (a *Archiver) sessionKeyOnce(ctx context.Context, es *schemas.EnrichedSessi
 	if enc.KeyScope == privacy.ScopeSubject && es.Session.SubjectID != nil && *es.Session.SubjectID != "" {
 		ref = enc.Pepper.KeyRef(privacy.ScopeSubject, *es.Session.SubjectID)
 	}
-	if err := enc.Keys.Refresh(ctx); err != nil {
+	if err := enc.Keys.Fresh(ctx); err != nil {
 		return nil, err
 	}
 	name, k, rec, err := enc.Keys.Ring().ForWrite(ctx, ref)
