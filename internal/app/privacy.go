@@ -184,4 +184,3 @@ func ensureKeysTopic(ctx context.Context, opts []kgo.Opt, t kafka.TopicsConfig) 
 	}
 	return nil
 }
-
