@@ -18,12 +18,20 @@
 //
 // A consumer following a busy topic decrypts each polled batch with DecryptAll, which reads the
 // keys topic at most once per batch for the keys it has not seen yet.
+//
+// The evidence archive (docs/archive.md) encrypts its objects under the same data keys;
+// OpenObject reads one, fetched with any storage client:
+//
+//	obj, _ := bucket.NewReader(ctx, key, nil) // or an S3 GetObject body
+//	plain, info, err := r.OpenObject(ctx, obj)
+//	// io.Copy(dst, plain): every 1 MiB segment is authenticated as it is read
 package decrypt
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"time"
 
@@ -170,6 +178,52 @@ func (r *Reader) DecryptAll(ctx context.Context, topic string, records []*schema
 		}
 	}
 	return errs
+}
+
+// ObjectInfo is the clear-text header of an encrypted archive object: the data key that
+// encrypts it, the session and the vault file it holds.
+type ObjectInfo struct {
+	KeyName      string
+	SessionID    string
+	VaultEntryID string
+}
+
+// OpenObject reads the header of an encrypted archive object (a file the archiver wrote under
+// privacy.mode encrypt, key ending in .tink) from obj, finds its data key, and returns the
+// reader of its plaintext. Reading authenticates every segment: a changed, truncated or moved
+// object makes Read fail rather than return altered bytes, so copy to a temporary file and
+// keep it only when io.Copy succeeded (and, for evidence, its SHA-256 matches the manifest's
+// sealed digest; `idnow-connector archive get` does both). An erased subject's object returns
+// an error matching ErrErased.
+func (r *Reader) OpenObject(ctx context.Context, obj io.Reader) (io.Reader, ObjectInfo, error) {
+	h, err := privacy.ReadObjectHeader(obj)
+	if err != nil {
+		return nil, ObjectInfo{}, fmt.Errorf("decrypt: %w", err)
+	}
+	info := ObjectInfo{KeyName: h.KeyName, SessionID: h.SessionID, VaultEntryID: h.VaultEntryID}
+	if !r.ring.Known(h.KeyName) {
+		if err := r.Refresh(ctx); err != nil {
+			return nil, info, err
+		}
+	}
+	dek, err := r.ring.ForRead(h.KeyName)
+	if err != nil {
+		if errors.Is(err, privacy.ErrErased) {
+			return nil, info, err
+		}
+		return nil, info, fmt.Errorf("decrypt: %w", err)
+	}
+	pr, err := h.Decrypt(obj, dek)
+	if err != nil {
+		return nil, info, fmt.Errorf("decrypt: %w", err)
+	}
+	return pr, info, nil
+}
+
+// ObjectAssociatedData returns the associated data of an archive object's keyset and stream
+// ("idnow.archive.v1" NUL sessionId NUL vaultEntryId), for readers that call Tink themselves.
+func ObjectAssociatedData(sessionID, vaultEntryID string) []byte {
+	return privacy.ObjectAssociatedData(sessionID, vaultEntryID)
 }
 
 // Close releases the key manager connection.

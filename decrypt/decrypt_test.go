@@ -1,7 +1,9 @@
 package decrypt_test
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"path/filepath"
 	"testing"
 
@@ -130,5 +132,74 @@ func TestDecryptAll(t *testing.T) {
 	}
 	if *batch[0].Session.SubjectID != "a" || *batch[1].Session.SubjectID != "b" || batch[2].Session.SubjectID != nil {
 		t.Fatal("decrypted values wrong")
+	}
+}
+
+// TestOpenObject: an archive object encrypted under a data key committed after the Reader was
+// made decrypts through OpenObject; a changed byte fails while reading; after erasure
+// OpenObject gives ErrErased.
+func TestOpenObject(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "idnow.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	kekFile := filepath.Join(t.TempDir(), "kek.json")
+	if err := privacy.NewKEKKeysetFile(kekFile); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := privacy.OpenKEK(t.Context(), privacy.Config{KEKKeysetFile: kekFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := decrypt.NewReader(t.Context(), decrypt.Config{KEKKeysetFile: kekFile}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	dek, wrapped, err := privacy.NewDataKey(kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _ := kgo.NewClient(append(opts, kgo.DefaultProduceTopic("idnow.keys"))...)
+	defer cl.Close()
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Key: []byte("sub-1/k"), Value: wrapped}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	plain := bytes.Repeat([]byte("evidence "), 300_000) // 2.7 MB: three segments
+	var obj bytes.Buffer
+	w, err := privacy.NewObjectWriter(&obj, dek, "sub-1/k", "s-1", "v-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	pr, info, err := r.OpenObject(t.Context(), bytes.NewReader(obj.Bytes()))
+	if err != nil || info != (decrypt.ObjectInfo{KeyName: "sub-1/k", SessionID: "s-1", VaultEntryID: "v-1"}) {
+		t.Fatalf("OpenObject: %+v, %v", info, err)
+	}
+	if got, err := io.ReadAll(pr); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("plaintext: %d bytes, %v", len(got), err)
+	}
+	bad := bytes.Clone(obj.Bytes())
+	bad[len(bad)/2] ^= 1
+	if pr, _, err := r.OpenObject(t.Context(), bytes.NewReader(bad)); err == nil {
+		if _, err := io.ReadAll(pr); err == nil {
+			t.Fatal("a changed byte decrypted")
+		}
+	}
+	if err := cl.ProduceSync(t.Context(), &kgo.Record{Key: []byte("sub-1/k")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.OpenObject(t.Context(), bytes.NewReader(obj.Bytes())); !errors.Is(err, decrypt.ErrErased) {
+		t.Fatalf("after erasure: want ErrErased, got %v", err)
 	}
 }

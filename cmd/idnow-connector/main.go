@@ -5,7 +5,8 @@
 //	idnow-connector enricher  enrich SessionEvents from the IDnow API, write EnrichedSessions
 //	idnow-connector reconciler  repair sessions whose webhooks never arrived (one active per group)
 //	idnow-connector archiver  archive the evidence files of completed sessions into object storage
-//	idnow-connector archive verify  re-check one session's archived objects and manifest
+//	idnow-connector archive verify  re-check one session's archived objects and manifest (--decrypt: the plaintext too)
+//	idnow-connector archive get     fetch one archived file, decrypted and checked
 //	idnow-connector backfill  one reconciliation pass over an explicit window
 //	idnow-connector sim       run the local IDnow simulator
 //	idnow-connector tail      print a topic's records as JSON lines
@@ -57,8 +58,9 @@ commands:
   archiver   archive every completed session's evidence files (documents, selfies, videos) into
              object storage (archive.bucket_url) and index them in topics.archived (also part
              of run when archive.enabled)
-  archive    'archive verify --session ID' re-reads a session's archived objects and manifest and
-             reports every digest (exit 1 on any mismatch)
+  archive    'archive verify --session ID [--decrypt]' re-reads a session's archived objects and
+             manifest and reports every digest (exit 1 on any mismatch; an erased subject's files
+             report ERASED); 'archive get --session ID --file F -o OUT' fetches one file, decrypted
   backfill   one reconciliation pass over an explicit window (see 'idnow-connector backfill -h')
   sim        run the local IDnow simulator (see 'idnow-connector sim -h')
   tail       print a topic's records as JSON lines (see 'idnow-connector tail -h')
@@ -318,18 +320,41 @@ func backfill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func archiveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "usage: idnow-connector archive verify --session ID [--public-key FILE] [--config FILE]")
-		return errors.New("archive: missing or unknown subcommand; the only one is verify")
+	const usage = `usage: idnow-connector archive verify --session ID [--decrypt] [--public-key FILE] [--brokers B] [--config FILE]
+       idnow-connector archive get --session ID --file VAULT_ENTRY_ID|KEY -o OUT|- [--brokers B] [--config FILE]`
+	if len(args) == 0 || (args[0] != "verify" && args[0] != "get") {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("archive: missing or unknown subcommand; use verify or get")
 	}
-	fs := flag.NewFlagSet("archive verify", flag.ContinueOnError)
+	fs := flag.NewFlagSet("archive "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	var session, brokers string
+	fs.StringVar(&session, "session", "", "the IDnow session id (required)")
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers for reading topics.keys of an encrypted archive (default: kafka.brokers, else the embedded broker's kafka.embedded.listen)")
+	split := func() []string {
+		if brokers == "" {
+			return nil
+		}
+		return strings.Split(brokers, ",")
+	}
+	if args[0] == "get" {
+		var opts app.GetOptions
+		fs.StringVar(&opts.File, "file", "", "the file: its vault entry id or its object key, as `archive verify` prints them (required)")
+		fs.StringVar(&opts.Output, "o", "", "where to write the file, decrypted when the archive is encrypted; - for stdout (required)")
+		cfg, err := loadConfig(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		opts.SessionID, opts.Brokers = session, split()
+		return app.GetArchived(ctx, cfg, opts, stdout)
+	}
 	var opts app.VerifyOptions
-	fs.StringVar(&opts.SessionID, "session", "", "the IDnow session id to verify (required)")
 	fs.StringVar(&opts.PublicKeyFile, "public-key", "", "PEM Ed25519 public key to check the manifest signature with (default: the public half of archive.signing_key_file)")
+	fs.BoolVar(&opts.Decrypt, "decrypt", false, "decrypt an encrypted archive and check the plaintext digests too (needs the key-encryption key and read access to topics.keys); an erased subject reports ERASED")
 	cfg, err := loadConfig(fs, args[1:])
 	if err != nil {
 		return err
 	}
+	opts.SessionID, opts.Brokers = session, split()
 	return app.VerifyArchive(ctx, cfg, opts, stdout)
 }

@@ -46,9 +46,12 @@ type Deps struct {
 	Storage string
 	// Environment is idnow.environment, used when a record names none.
 	Environment string
-	Registry    prometheus.Registerer
-	Log         *slog.Logger
-	Version     string
+	// Encryption, when set (privacy.mode encrypt), encrypts every object under the subject's
+	// data key before upload.
+	Encryption *Encryption
+	Registry   prometheus.Registerer
+	Log        *slog.Logger
+	Version    string
 }
 
 // Archiver is the archiver role: a consumer group on topics.enriched that archives the
@@ -87,6 +90,8 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		return nil, errors.New("archive: Deps.Bucket is nil")
 	case deps.Topics.Enriched == "" || deps.Topics.Archived == "":
 		return nil, errors.New("archive: topics.enriched and topics.archived must be set")
+	case deps.Encryption != nil && (deps.Encryption.Keys == nil || deps.Encryption.Pepper == nil || deps.Encryption.KeysTopic == ""):
+		return nil, errors.New("archive: Deps.Encryption needs a key finder, the pepper and topics.keys")
 	}
 	log := deps.Log
 	if log == nil {
@@ -158,7 +163,7 @@ func (a *Archiver) Run(ctx context.Context) error {
 	b := a.cfg.Retry.NewBackOff()
 	a.log.Info("archiver starting", slog.String("group", a.cfg.Group), slog.String("transactional_id", a.txnID),
 		slog.String("topic", a.deps.Topics.Enriched), slog.String("storage", a.deps.Storage), slog.Any("on_status", a.cfg.OnStatus),
-		slog.Bool("signed", a.signer != nil))
+		slog.Bool("signed", a.signer != nil), slog.Bool("encrypted", a.deps.Encryption != nil))
 	for {
 		progressed, err := a.runClient(ctx, shutdownCtx)
 		if ctx.Err() != nil {
@@ -231,7 +236,11 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 	}
 	defer func() { err = errors.Join(err, a.closeClient(shutdownCtx, sess.Close)) }()
 	t := a.deps.Topics
-	if err := kafka.EnsureTopics(ctx, kadm.NewClient(sess.Client()), t, t.Enriched, t.Archived); err != nil {
+	topics := []string{t.Enriched, t.Archived}
+	if a.deps.Encryption != nil {
+		topics = append(topics, t.Keys)
+	}
+	if err := kafka.EnsureTopics(ctx, kadm.NewClient(sess.Client()), t, topics...); err != nil {
 		if ctx.Err() != nil {
 			return false, nil
 		}
@@ -306,24 +315,27 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 	}
 }
 
-// produceAll produces the batch's ArchivedSession records and waits for every acknowledgement.
+// produceAll produces the batch's ArchivedSession records, and the keys-topic records of data
+// keys the archiver made for them, and waits for every acknowledgement.
 func produceAll(ctx context.Context, cl *kgo.Client, outs []output) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	for _, o := range outs {
-		if o.record == nil {
-			continue
-		}
-		wg.Add(1)
-		cl.Produce(ctx, o.record, func(r *kgo.Record, err error) {
-			defer wg.Done()
-			if err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("produce ArchivedSession %s: %w", r.Key, err))
-				mu.Unlock()
+		for _, rec := range []*kgo.Record{o.key, o.record} {
+			if rec == nil {
+				continue
 			}
-		})
+			wg.Add(1)
+			cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+				defer wg.Done()
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("produce to %s (key %s): %w", r.Topic, r.Key, err))
+					mu.Unlock()
+				}
+			})
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -346,7 +358,10 @@ func (a *Archiver) closeClient(shutdownCtx context.Context, closeFn func()) erro
 // output is one input record's result: the ArchivedSession record to produce, or nil when the
 // record is not archived (another status, undecodable).
 type output struct {
-	record  *kgo.Record
+	record *kgo.Record
+	// key is the keys-topic record of a data key the archiver made for the session (a record
+	// that named none under privacy.mode encrypt), committed with record.
+	key     *kgo.Record
 	missing int
 }
 

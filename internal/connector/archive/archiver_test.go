@@ -71,7 +71,7 @@ func (f *fakeFiles) GetFile(_ context.Context, id string) (*idnow.File, error) {
 	return &idnow.File{ContentType: "image/jpeg", Size: size, SHA256: sum[:], Body: io.NopCloser(bytes.NewReader(body))}, nil
 }
 
-var testTopics = kafka.TopicsConfig{Sessions: "s", Enriched: "e", DLQ: "d", Archived: "a", Create: true, Partitions: 2, ReplicationFactor: 1}
+var testTopics = kafka.TopicsConfig{Sessions: "s", Enriched: "e", DLQ: "d", Archived: "a", Keys: "k", Create: true, Partitions: 2, ReplicationFactor: 1}
 
 type harness struct {
 	brokers  []string
@@ -80,12 +80,14 @@ type harness struct {
 	archived *serde.Codec
 	files    *fakeFiles
 	reg      *prometheus.Registry
+	// enc is Deps.Encryption of the archivers start makes.
+	enc *Encryption
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(time.Second),
-		kfake.SeedTopics(2, testTopics.Enriched, testTopics.Archived))
+		kfake.SeedTopics(2, testTopics.Enriched, testTopics.Archived, testTopics.Keys))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +122,7 @@ func (h *harness) start(t *testing.T, cfg Config) (stop func()) {
 	a, err := New(cfg, Deps{
 		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, Topics: testTopics, Files: h.files,
 		Enriched: h.enriched, Archived: h.archived, Bucket: h.bucket, Storage: "file:///test",
-		Environment: "live", Registry: h.reg, Log: slog.New(slog.DiscardHandler), Version: "test",
+		Environment: "live", Registry: h.reg, Log: slog.New(slog.DiscardHandler), Version: "test", Encryption: h.enc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,6 +148,13 @@ func (h *harness) session(t *testing.T, id, status string, files map[string][]by
 // session the API reported in status.
 func (h *harness) sessionFrom(t *testing.T, id, eventStatus, status string, files map[string][]byte) {
 	t.Helper()
+	h.sessionWith(t, id, eventStatus, status, files, nil)
+}
+
+// sessionWith is sessionFrom with the record changed by mod (nil: unchanged) before it is
+// encoded.
+func (h *harness) sessionWith(t *testing.T, id, eventStatus, status string, files map[string][]byte, mod func(*schemas.EnrichedSession)) {
+	t.Helper()
 	created := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
 	es := schemas.EnrichedSession{
 		Event:      schemas.TriggeringEvent{EventID: "ev-" + id, EventName: "session.completed", SessionStatus: &eventStatus, ReceivedAt: created},
@@ -159,6 +168,9 @@ func (h *harness) sessionFrom(t *testing.T, id, eventStatus, status string, file
 		h.files.files[vid] = b
 		h.files.mu.Unlock()
 		es.FileRefs = append(es.FileRefs, schemas.FileRef{VaultEntryID: vid, DataBlockID: ptr("b1"), DataBlockType: "documentVerification", JSONPath: "$.images." + vid})
+	}
+	if mod != nil {
+		mod(&es)
 	}
 	v, err := h.enriched.Encode(&es)
 	if err != nil {

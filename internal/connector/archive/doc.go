@@ -30,9 +30,13 @@
 // idnow.max_file_size, a refused URL, a digest that never matches) are recorded in the manifest
 // as missing with the reason and counted; the group never halts on one session.
 //
-// Encryption: when the privacy work (internal/privacy, privacy.mode: encrypt) lands, the
-// subject's streaming AEAD is applied between the spool file and the upload (storeFile): the
-// digest in the key and the manifest stays that of the plaintext IDnow served, and the object
-// metadata gains the key id, so erasing the subject's key makes the archived evidence
-// unreadable too.
+// Encryption (Deps.Encryption, privacy.mode encrypt): the download is encrypted on its way into
+// the spool file under a fresh Tink streaming AEAD keyset per object, wrapped by the subject's
+// data key (the key the record names in privacy.keyName) in the object's header
+// (privacy.NewObjectWriter); the object is named <dir>/<hmac>.<ext>.tink, an HMAC under the
+// pepper of the session and the plaintext digest, so names stay content-addressed without
+// revealing digests; the manifest (version 2) keeps the stored objects' digests in clear and
+// seals the plaintext digests under the data key. Erasing the subject's key makes the archived
+// evidence unreadable (VerifyDecrypt reports Erased); a record whose key is already erased is not
+// archived at all.
 package archive

@@ -14,8 +14,13 @@ import (
 	"time"
 )
 
-// ManifestVersion is the manifest format written by this package.
-const ManifestVersion = 1
+// Manifest versions: 1 lists files stored as IDnow served them; 2 adds Encryption, set when
+// the files are encrypted (privacy.mode encrypt). A plain archive is still written as version 1,
+// so readers of existing archives see no change.
+const (
+	ManifestVersion          = 1
+	ManifestVersionEncrypted = 2
+)
 
 // Manifest lists one session's archived evidence. It is written after every file, so its
 // existence means the session is archived; its SHA-256 is in the ArchivedSession record and,
@@ -34,6 +39,32 @@ type Manifest struct {
 	ConnectorVersion string `json:"connectorVersion"`
 	// SigningKeyID names the Ed25519 key that signed the manifest; empty when unsigned.
 	SigningKeyID string `json:"signingKeyId,omitempty"`
+	// Encryption is set (version 2) when the files are encrypted: then each file's SHA256 and
+	// Size are those of the stored object (header and ciphertext), checkable without any key,
+	// and the plaintext digests are sealed under the subject's data key.
+	Encryption *ManifestEncryption `json:"encryption,omitempty"`
+}
+
+// ManifestEncryption describes an encrypted session archive. It names the data key (a
+// pseudonymous keys-topic name) and holds no personal data: the plaintext digests of the
+// evidence (which would let anyone holding a copy of a document image confirm it is archived)
+// are in Sealed, readable only while the subject's data key exists.
+type ManifestEncryption struct {
+	// Scheme is privacy.ObjectScheme.
+	Scheme string `json:"scheme"`
+	// KeyName is the data key (keys topic record key) of every object and of Sealed.
+	KeyName string `json:"keyName"`
+	// Sealed is the Tink AEAD ciphertext, under KeyName with associated data
+	// privacy.ManifestAssociatedData(sessionId), of the JSON array of SealedFile (base64).
+	Sealed []byte `json:"sealed"`
+}
+
+// SealedFile is one file's plaintext digest, what IDnow served: the sealed part of a version 2
+// manifest.
+type SealedFile struct {
+	Key    string `json:"key"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
 }
 
 // RecordRef points at the Kafka record behind an archive.
@@ -95,6 +126,15 @@ func SignatureKey(dir string) string { return dir + "/manifest.json.sig" }
 // fileKey is the content-addressed key of a file: <dir>/<sha256>.<ext>.
 func fileKey(dir, sum, contentType string) string {
 	return dir + "/" + sum + "." + extension(contentType)
+}
+
+// encryptedSuffix ends the key of every encrypted object.
+const encryptedSuffix = ".tink"
+
+// encryptedFileKey is the key of an encrypted file: <dir>/<name>.<ext>.tink, name being the
+// pepper's HMAC of the session and the plaintext digest (privacy.Pepper.ObjectName).
+func encryptedFileKey(dir, name, contentType string) string {
+	return dir + "/" + name + "." + extension(contentType) + encryptedSuffix
 }
 
 // extension picks a short file extension for a content type.

@@ -12,6 +12,7 @@ const (
 	sessionUndecodable = "undecodable"
 	sessionInvalid     = "invalid_session_id"
 	sessionDuplicate   = "duplicate"
+	sessionErased      = "erased"
 	fileUploaded       = "uploaded"
 	fileExisting       = "existing"
 	fileMissing        = "missing"
@@ -19,6 +20,7 @@ const (
 	stageDigest        = "digest"
 	stageUpload        = "upload"
 	stageManifest      = "manifest"
+	stageKey           = "key"
 	transactionCommit  = "committed"
 	transactionAborted = "aborted"
 )
@@ -41,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_connector_archive_sessions_total",
-			Help: "EnrichedSession records handled by the archiver, by result (archived; reused: this record's manifest already existed; duplicate: the session was archived for this status from another record; skipped_status: not in archive.on_status or not the record of the event announcing it; undecodable; invalid_session_id).",
+			Help: "EnrichedSession records handled by the archiver, by result (archived; reused: this record's manifest already existed; duplicate: the session was archived for this status from another record; skipped_status: not in archive.on_status or not the record of the event announcing it; undecodable; invalid_session_id; erased: privacy.mode encrypt and the data key the record names was erased, so its evidence is not archived).",
 		}, []string{"result"}),
 		files: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_connector_archive_files_total",
@@ -53,11 +55,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		bytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idnow_connector_archive_bytes_total",
-			Help: "Bytes of files downloaded and verified by the archiver.",
+			Help: "Bytes of files downloaded and verified by the archiver (plaintext, before any encryption).",
 		}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idnow_connector_archive_retries_total",
-			Help: "Retries after a transient failure, by stage (download, digest: the bytes did not match the declared digest or length, upload, manifest).",
+			Help: "Retries after a transient failure, by stage (download, digest: the bytes did not match the declared digest or length, upload, manifest, key: finding the data key under privacy.mode encrypt).",
 		}, []string{"stage"}),
 		fileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "idnow_connector_archive_file_duration_seconds",
@@ -77,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Unix time of the archiver's last committed batch; 0 before the first.",
 		}),
 	}
-	for _, r := range []string{sessionArchived, sessionReused, sessionDuplicate, sessionSkipped, sessionUndecodable, sessionInvalid} {
+	for _, r := range []string{sessionArchived, sessionReused, sessionDuplicate, sessionSkipped, sessionUndecodable, sessionInvalid, sessionErased} {
 		m.sessions.WithLabelValues(r)
 	}
 	for _, r := range []string{fileUploaded, fileExisting, fileMissing} {
@@ -86,7 +88,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range missingReasons {
 		m.missing.WithLabelValues(r)
 	}
-	for _, s := range []string{stageDownload, stageDigest, stageUpload, stageManifest} {
+	for _, s := range []string{stageDownload, stageDigest, stageUpload, stageManifest, stageKey} {
 		m.retries.WithLabelValues(s)
 	}
 	for _, r := range []string{transactionCommit, transactionAborted} {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/blobstore"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/retry"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
@@ -65,14 +66,36 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 	recSum := sha256.Sum256(r.Value)
 	recDigest := hex.EncodeToString(recSum[:])
 
+	var key *dataKey
+	if a.deps.Encryption != nil {
+		k, err := a.sessionKey(ctx, &es)
+		if errors.Is(err, errErasedSession) {
+			// Erased before it was archived (or replayed after): archiving the evidence now
+			// would undo the erasure.
+			a.m.sessions.WithLabelValues(sessionErased).Inc()
+			a.log.Info("the session's data key was erased; its evidence is not archived", slog.String("session_id", sid),
+				slog.Int64("offset", r.Offset), slog.Any("err", err))
+			return output{}, nil
+		}
+		if err != nil {
+			return output{}, err
+		}
+		key = k
+	}
+
 	// A manifest of this very record means an earlier attempt archived it and then lost its
 	// transaction (a crash, a rebalance): its record is produced again, nothing uploaded again.
+	// An encrypted one only while its data key lives: a key the archiver made and never
+	// committed (killed before its transaction) would leave every object unreadable.
 	if m, raw, ok, err := a.readManifest(ctx, dir); err != nil {
 		return output{}, err
-	} else if ok && m.EnrichedRecord.SHA256 == recDigest {
+	} else if ok && m.EnrichedRecord.SHA256 == recDigest && a.usable(ctx, m, key) {
 		a.m.sessions.WithLabelValues(sessionReused).Inc()
-		return a.result(&es, m, raw, dir)
-	} else if ok && m.Status == es.Session.Status {
+		if key != nil && (m.Encryption == nil || m.Encryption.KeyName != key.name) {
+			key = nil // the manifest does not use the key this attempt found or made
+		}
+		return a.result(&es, m, raw, dir, key)
+	} else if ok && m.EnrichedRecord.SHA256 != recDigest && m.Status == es.Session.Status {
 		// Another record announcing the same status (a replayed event) was archived already;
 		// that record's own transaction produces (or produced) the session's ArchivedSession.
 		a.m.sessions.WithLabelValues(sessionDuplicate).Inc()
@@ -88,12 +111,13 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 	}
 	blockCreated := blockTimes(&es)
 	seen := map[string]bool{}
+	var sealed []SealedFile
 	for _, ref := range es.FileRefs {
 		if seen[ref.VaultEntryID] {
 			continue
 		}
 		seen[ref.VaultEntryID] = true
-		fe, miss, err := a.archiveFile(ctx, sid, dir, ref, blockCreated[deref(ref.DataBlockID)])
+		fe, miss, err := a.archiveFile(ctx, sid, dir, ref, blockCreated[deref(ref.DataBlockID)], key)
 		if err != nil {
 			return output{}, err
 		}
@@ -101,7 +125,15 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 			m.Missing = append(m.Missing, *miss)
 			continue
 		}
-		m.Files = append(m.Files, *fe)
+		m.Files = append(m.Files, fe.FileEntry)
+		sealed = append(sealed, fe.plain)
+	}
+	if key != nil {
+		enc, err := seal(key, sid, sealed)
+		if err != nil {
+			return output{}, err
+		}
+		m.Version, m.Encryption = ManifestVersionEncrypted, enc
 	}
 	m.ArchivedAt = time.Now().UTC().Truncate(time.Millisecond)
 	raw, err := json.MarshalIndent(m, "", "  ")
@@ -113,11 +145,26 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		return output{}, err
 	}
 	a.m.sessions.WithLabelValues(sessionArchived).Inc()
-	return a.result(&es, m, raw, dir)
+	return a.result(&es, m, raw, dir, key)
 }
 
-// result builds the ArchivedSession record for a written manifest.
-func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string) (output, error) {
+// usable reports whether an existing manifest of this record can be reused: a plain one always
+// (it was archived before encryption was turned on), an encrypted one when its data key is live.
+// A failing keys topic counts as not usable: archiving again is idempotent, only slower.
+func (a *Archiver) usable(ctx context.Context, m *Manifest, key *dataKey) bool {
+	if m.Encryption == nil || a.deps.Encryption == nil {
+		return true
+	}
+	if key != nil && m.Encryption.KeyName == key.name {
+		return true
+	}
+	live, err := a.deps.Encryption.Keys.Live(ctx, m.Encryption.KeyName)
+	return err == nil && live
+}
+
+// result builds the ArchivedSession record for a written manifest, with the keys-topic record
+// of its data key when the archiver made that key.
+func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string, key *dataKey) (output, error) {
 	sum := sha256.Sum256(raw)
 	var bytesArchived int64
 	for _, f := range m.Files {
@@ -139,7 +186,11 @@ func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, 
 		return output{}, fmt.Errorf("encode ArchivedSession %s: %w", m.SessionID, err)
 	}
 	rec := serde.NewRecord(a.deps.Topics.Archived, m.SessionID, m.EnrichedRecord.EventID, a.deps.Archived.Schema(), v)
-	return output{record: rec, missing: len(m.Missing)}, nil
+	o := output{record: rec, missing: len(m.Missing)}
+	if key != nil {
+		o.key = key.record
+	}
+	return o, nil
 }
 
 // blockTimes maps data block ids to their creation times: the time IDnow created the file.
@@ -166,7 +217,7 @@ var errDigest = errors.New("downloaded bytes do not match the declared digest or
 // archiveFile downloads one file and stores it under its content address. Transient failures
 // are retried for as long as they last (each retry asks the files endpoint for a fresh
 // presigned URL); permanent ones return a MissingFile. The error is non-nil only when ctx ended.
-func (a *Archiver) archiveFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time) (*FileEntry, *MissingFile, error) {
+func (a *Archiver) archiveFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time, key *dataKey) (*archivedFile, *MissingFile, error) {
 	start := time.Now()
 	a.inFlight.Add(1)
 	a.m.inFlight.Inc()
@@ -178,7 +229,7 @@ func (a *Archiver) archiveFile(ctx context.Context, sid, dir string, ref schemas
 	b := a.cfg.Retry.NewBackOff()
 	mismatches := 0
 	for {
-		fe, stage, err := a.storeFile(ctx, sid, dir, ref, created)
+		fe, stage, err := a.storeFile(ctx, sid, dir, ref, created, key)
 		if err == nil {
 			return fe, nil, nil
 		}
@@ -228,12 +279,24 @@ func permanentReason(err error) string {
 	return ReasonPermanent
 }
 
+// archivedFile is a stored file: its manifest entry, and what the plaintext was (for the
+// sealed part of an encrypted manifest; equal to the entry's digest and size when plain).
+type archivedFile struct {
+	FileEntry
+	plain SealedFile
+}
+
 // storeFile is one attempt: download into a spool file while hashing, check the bytes against
-// what the storage declared, then upload the spool file under <dir>/<sha256>.<ext> unless that
-// object already exists. The object store therefore only ever receives bytes whose digest is
-// the key, and a killed upload leaves nothing: S3 multipart uploads and fileblob's temporary
-// files become visible only when completed.
-func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time) (*FileEntry, string, error) {
+// what the storage declared, then upload the spool file under its content address unless that
+// object already exists. The object store therefore only ever receives bytes whose name
+// promises them, and a killed upload leaves nothing: S3 multipart uploads and fileblob's
+// temporary files become visible only when completed.
+//
+// With a data key (privacy.mode encrypt) the download is encrypted on its way into the spool
+// file, so no plaintext evidence ever touches the disk; the object is named by the pepper's
+// HMAC of the plaintext digest (<dir>/<hmac>.<ext>.tink), its metadata names the data key and
+// the object's own SHA-256, never the plaintext's.
+func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time, key *dataKey) (*archivedFile, string, error) {
 	f, err := a.deps.Files.GetFile(ctx, ref.VaultEntryID)
 	if err != nil {
 		return nil, stageDownload, err
@@ -248,9 +311,23 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 		_ = os.Remove(spool.Name())
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(spool, h), f.Body)
+	objHash := sha256.New()
+	var dst io.Writer = spool
+	var enc io.WriteCloser
+	if key != nil {
+		if enc, err = privacy.NewObjectWriter(io.MultiWriter(spool, objHash), key.aead, key.name, sid, ref.VaultEntryID); err != nil {
+			return nil, stageUpload, fmt.Errorf("encrypt %s: %w", ref.VaultEntryID, err)
+		}
+		dst = enc
+	}
+	n, err := io.Copy(io.MultiWriter(dst, h), f.Body)
 	if err != nil {
 		return nil, stageDownload, fmt.Errorf("download %s: %w", ref.VaultEntryID, err)
+	}
+	if enc != nil {
+		if err := enc.Close(); err != nil {
+			return nil, stageUpload, fmt.Errorf("encrypt %s: %w", ref.VaultEntryID, err)
+		}
 	}
 	sum := h.Sum(nil)
 	if f.Size >= 0 && n != f.Size {
@@ -265,32 +342,63 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 	if contentType == "" {
 		contentType = "application/octet-stream"
 	}
-	key := fileKey(dir, digest, contentType)
-	fe := &FileEntry{
+	fe := &archivedFile{FileEntry: FileEntry{
 		VaultEntryID: ref.VaultEntryID, DataBlockID: deref(ref.DataBlockID), DataBlockType: ref.DataBlockType, JSONPath: ref.JSONPath,
-		Key: key, SHA256: digest, Size: n, ContentType: contentType, CreatedAt: created,
+		SHA256: digest, Size: n, ContentType: contentType, CreatedAt: created,
+	}}
+	md := map[string]string{
+		"session-id": sid, "vault-entry-id": ref.VaultEntryID, "block-type": ref.DataBlockType, "content-type": contentType,
 	}
-	if attrs, ok, err := blobstore.Exists(ctx, a.deps.Bucket, key); err != nil {
-		return nil, stageUpload, fmt.Errorf("check object %s: %w", key, err)
-	} else if ok && attrs.Size == n {
+	if created != nil {
+		md["idnow-created-at"] = created.UTC().Format(time.RFC3339Nano)
+	}
+	storedType := contentType
+	if key == nil {
+		fe.Key = fileKey(dir, digest, contentType)
+		md["size"], md["sha256"] = strconv.FormatInt(n, 10), digest
+	} else {
+		size, err := spool.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return nil, stageUpload, fmt.Errorf("spool file size: %w", err)
+		}
+		fe.Key = encryptedFileKey(dir, a.deps.Encryption.Pepper.ObjectName(sid, digest), contentType)
+		fe.SHA256, fe.Size = hex.EncodeToString(objHash.Sum(nil)), size
+		md["size"], md["object-sha256"], md["encryption"], md["key-name"] = strconv.FormatInt(size, 10), fe.SHA256, privacy.ObjectScheme, key.name
+		storedType = "application/octet-stream"
+	}
+	fe.plain = SealedFile{Key: fe.Key, SHA256: digest, Size: n}
+	if attrs, ok, err := blobstore.Exists(ctx, a.deps.Bucket, fe.Key); err != nil {
+		return nil, stageUpload, fmt.Errorf("check object %s: %w", fe.Key, err)
+	} else if ok && reusable(attrs, fe, key) {
 		a.m.files.WithLabelValues(fileExisting).Inc()
 		return fe, "", nil
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return nil, stageUpload, fmt.Errorf("rewind spool file: %w", err)
 	}
-	md := map[string]string{
-		"session-id": sid, "vault-entry-id": ref.VaultEntryID, "block-type": ref.DataBlockType,
-		"content-type": contentType, "size": strconv.FormatInt(n, 10), "sha256": digest,
-	}
-	if created != nil {
-		md["idnow-created-at"] = created.UTC().Format(time.RFC3339Nano)
-	}
-	if err := a.upload(ctx, key, contentType, md, spool); err != nil {
+	if err := a.upload(ctx, fe.Key, storedType, md, spool); err != nil {
 		return nil, stageUpload, err
 	}
 	a.m.files.WithLabelValues(fileUploaded).Inc()
 	return fe, "", nil
+}
+
+// reusable reports whether an existing object at fe.Key holds fe's content. A plain object is
+// named by its digest, so its size is enough. An encrypted one was written by an earlier
+// attempt with another object keyset (so other bytes): it is reused, and fe takes its digest
+// and size from its metadata, when it is under the same data key as the rest of the session;
+// one under another key (say, a key an archiver made and was killed before committing) is
+// overwritten, so a manifest's objects always share its one key.
+func reusable(attrs *blob.Attributes, fe *archivedFile, key *dataKey) bool {
+	if key == nil {
+		return attrs.Size == fe.Size
+	}
+	sum := attrs.Metadata["object-sha256"]
+	if attrs.Metadata["key-name"] != key.name || len(sum) != sha256.Size*2 || attrs.Metadata["size"] != strconv.FormatInt(attrs.Size, 10) {
+		return false
+	}
+	fe.SHA256, fe.Size = sum, attrs.Size
+	return true
 }
 
 // upload writes r to key. Bucket.Upload hands r to the driver as it is (for S3, the transfer

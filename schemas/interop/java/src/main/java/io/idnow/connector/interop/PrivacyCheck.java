@@ -8,13 +8,18 @@ import com.google.crypto.tink.KeysetHandle;
 import com.google.crypto.tink.RegistryConfiguration;
 import com.google.crypto.tink.TinkJsonProtoKeysetFormat;
 import com.google.crypto.tink.TinkProtoKeysetFormat;
+import com.google.crypto.tink.StreamingAead;
 import com.google.crypto.tink.aead.AeadConfig;
+import com.google.crypto.tink.streamingaead.StreamingAeadConfig;
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
+import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.Base64;
 import java.util.HashMap;
@@ -32,7 +37,11 @@ import org.apache.avro.io.DecoderFactory;
  * key-encryption keyset unwraps the data keyset of the keys topic
  * (TinkProtoKeysetFormat.parseEncryptedKeyset), and each field of privacy.encrypted is decrypted
  * with associated data topic NUL sessionId NUL path. The tampered and moved cases must fail
- * authentication on their failPath and decrypt everything else.
+ * authentication on their failPath and decrypt everything else. Then the encrypted archive
+ * objects of objects.json (what the archiver writes under privacy.mode encrypt) are decrypted with
+ * Tink's StreamingAead: the object's keyset, in its header, is unwrapped with the data key the
+ * header names, both with associated data "idnow.archive.v1" NUL sessionId NUL vaultEntryId; the
+ * plaintext's SHA-256 must match, the tampered and moved objects must fail.
  *
  * <p>Usage: {@code PrivacyCheck <repository root>}. Exits 1 if any case misbehaves, 2 on
  * unreadable input.
@@ -67,7 +76,93 @@ public final class PrivacyCheck {
     for (JsonNode c : manifest.get("cases")) {
       failures += check(c, vectors, schema, topic, keys);
     }
+    failures += checkObjects(vectors, kek);
     System.exit(failures == 0 ? 0 : 1);
+  }
+
+  private static int checkObjects(Path vectors, Aead kek) throws Exception {
+    StreamingAeadConfig.register();
+    JsonNode manifest = new ObjectMapper().readTree(vectors.resolve("objects.json").toFile());
+    Map<String, Aead> dataKeys = new HashMap<>();
+    var names = manifest.get("keys").fieldNames();
+    while (names.hasNext()) {
+      String name = names.next();
+      byte[] wrapped = Base64.getDecoder().decode(manifest.get("keys").get(name).asText());
+      dataKeys.put(
+          name,
+          TinkProtoKeysetFormat.parseEncryptedKeyset(wrapped, kek, new byte[0])
+              .getPrimitive(RegistryConfiguration.get(), Aead.class));
+    }
+    int failures = 0;
+    for (JsonNode c : manifest.get("objects")) {
+      String name = c.get("name").asText();
+      byte[] raw = Files.readAllBytes(vectors.resolve(c.get("file").asText()));
+      if (c.has("flipByte")) {
+        raw[c.get("flipByte").asInt()] ^= 1;
+      }
+      boolean mustFail = c.has("fail") && c.get("fail").asBoolean();
+      String digest;
+      try {
+        digest = openObject(raw, dataKeys, c.get("sessionId").asText(), c.get("vaultEntryId").asText());
+      } catch (GeneralSecurityException | IOException e) {
+        if (mustFail) {
+          System.out.printf("ok    %-15s refused as it must be (%s)%n", name, e.getClass().getSimpleName());
+        } else {
+          System.out.println("FAIL  " + name + ": " + e);
+          failures++;
+        }
+        continue;
+      }
+      if (mustFail) {
+        System.out.println("FAIL  " + name + ": decrypted, want an authentication failure");
+        failures++;
+      } else if (!digest.equals(c.get("plaintextSha256").asText())) {
+        System.out.println("FAIL  " + name + ": plaintext sha256 " + digest + ", want " + c.get("plaintextSha256").asText());
+        failures++;
+      } else {
+        System.out.printf(
+            "ok    %-15s %d bytes decrypted with Tink for Java StreamingAead, sha256 matches%n",
+            name, c.get("plaintextSize").asLong());
+      }
+    }
+    return failures;
+  }
+
+  /**
+   * Decrypts one archive object ("IDNWARC1", uint32 big-endian header length, JSON header, Tink
+   * streaming AEAD ciphertext) and returns the plaintext's SHA-256 (hex). The associated data
+   * comes from what the reader expects (the archive manifest's session and file), not from the
+   * header, so an object moved to another session or file fails.
+   */
+  static String openObject(byte[] raw, Map<String, Aead> dataKeys, String sessionId, String vaultEntryId)
+      throws GeneralSecurityException, IOException {
+    if (raw.length < 12 || !new String(raw, 0, 8, StandardCharsets.US_ASCII).equals("IDNWARC1")) {
+      throw new IOException("not an encrypted archive object");
+    }
+    int n = ByteBuffer.wrap(raw, 8, 4).getInt();
+    JsonNode header = new ObjectMapper().readTree(new String(raw, 12, n, StandardCharsets.UTF_8));
+    byte[] ad = ("idnow.archive.v1\0" + sessionId + "\0" + vaultEntryId).getBytes(StandardCharsets.UTF_8);
+    Aead dek = dataKeys.get(header.get("keyName").asText());
+    if (dek == null) {
+      throw new GeneralSecurityException("unknown data key (erased?)");
+    }
+    byte[] wrappedKeyset = Base64.getDecoder().decode(header.get("keyset").asText());
+    StreamingAead saead =
+        TinkProtoKeysetFormat.parseEncryptedKeyset(wrappedKeyset, dek, ad)
+            .getPrimitive(RegistryConfiguration.get(), StreamingAead.class);
+    MessageDigest sha = MessageDigest.getInstance("SHA-256");
+    try (InputStream in =
+        saead.newDecryptingStream(new ByteArrayInputStream(raw, 12 + n, raw.length - 12 - n), ad)) {
+      byte[] buf = new byte[1 << 16];
+      for (int r; (r = in.read(buf)) > 0; ) {
+        sha.update(buf, 0, r);
+      }
+    }
+    StringBuilder hex = new StringBuilder();
+    for (byte b : sha.digest()) {
+      hex.append(String.format("%02x", b));
+    }
+    return hex.toString();
   }
 
   private static int check(JsonNode c, Path vectors, Schema schema, String topic, Map<String, Aead> keys)

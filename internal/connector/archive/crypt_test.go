@@ -1,0 +1,206 @@
+package archive
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/tink-crypto/tink-go/v2/tink"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
+)
+
+// cryptoFixture is a development KEK, a pepper and a keys topic on the harness's cluster.
+type cryptoFixture struct {
+	kek    *privacy.KEK
+	pepper *privacy.Pepper
+	opts   []kgo.Opt
+}
+
+func newCryptoFixture(t *testing.T, h *harness) *cryptoFixture {
+	t.Helper()
+	dir := t.TempDir()
+	kekFile, pepperFile := filepath.Join(dir, "kek.json"), filepath.Join(dir, "pepper.json")
+	if err := privacy.NewKEKKeysetFile(kekFile); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := privacy.OpenKEK(t.Context(), privacy.Config{KEKKeysetFile: kekFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := privacy.NewPepperFile(pepperFile, kek); err != nil {
+		t.Fatal(err)
+	}
+	pepper, err := privacy.LoadPepper(pepperFile, kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &cryptoFixture{kek: kek, pepper: pepper, opts: []kgo.Opt{kgo.SeedBrokers(h.brokers...)}}
+	h.enc = &Encryption{Keys: f.finder(), Pepper: pepper, KeyScope: privacy.ScopeSubject, KeysTopic: testTopics.Keys, KEKSource: kek.Source}
+	return f
+}
+
+// finder is a fresh reader of the keys topic (what `archive verify --decrypt` builds).
+func (f *cryptoFixture) finder() *privacy.KeyFinder {
+	ring, err := privacy.NewKeyring(f.kek, 100)
+	if err != nil {
+		panic(err)
+	}
+	return privacy.NewKeyFinder(ring, privacy.NewKeysTopic(f.opts, testTopics.Keys, ring, nil), time.Minute)
+}
+
+func (f *cryptoFixture) produce(t *testing.T, r *kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(append(f.opts, kgo.DefaultProduceTopic(testTopics.Keys))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(t.Context(), r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dataKey writes a new data key to the keys topic, as the enricher does, and returns its name.
+func (f *cryptoFixture) dataKey(t *testing.T, name string) string {
+	t.Helper()
+	_, wrapped, err := privacy.NewDataKey(f.kek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, &kgo.Record{Key: []byte(name), Value: wrapped})
+	return name
+}
+
+func withKey(name string) func(*schemas.EnrichedSession) {
+	return func(es *schemas.EnrichedSession) {
+		es.Privacy = &schemas.PrivacyEnvelope{Mode: schemas.PrivacyEncrypt, KeyName: &name, Encrypted: map[string][]byte{}, Pseudonyms: map[string]string{}}
+	}
+}
+
+// TestArchiveEncrypted: under privacy.mode encrypt every object is encrypted under the data key
+// the record names, named by the pepper's HMAC, with no plaintext digest in names, metadata or
+// the manifest's clear part; VerifyDecrypt checks the plaintext; a tampered object fails;
+// erasing the key leaves the objects intact but reported erased; a record whose key was
+// already erased is not archived; a record naming no key gets a key the archiver makes and
+// commits with its ArchivedSession.
+func TestArchiveEncrypted(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	front, video := blobBytes(7000, 5), blobBytes(2<<20+123, 6)
+	k1 := f.dataKey(t, "sub-0001/aa")
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", map[string][]byte{"front": front, "video": video}, withKey(k1))
+	gone := f.dataKey(t, "sub-0002/bb")
+	f.produce(t, &kgo.Record{Key: []byte(gone), Value: nil})
+	h.sessionWith(t, "s2", "COMPLETED", "COMPLETED", map[string][]byte{"x": blobBytes(10, 7)}, withKey(gone))
+	h.sessionWith(t, "s3", "COMPLETED", "COMPLETED", map[string][]byte{"y": blobBytes(300, 8)}, nil)
+	stop := h.start(t, testConfig(t))
+	got := h.archivedRecords(t, 2)
+	stop()
+	if got["s2"] != nil || len(got["s1"]) != 1 || len(got["s3"]) != 1 {
+		t.Fatalf("archived: %v", got)
+	}
+	if n := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_sessions_total", sessionErased)); n != 1 {
+		t.Errorf("sessions erased = %v, want 1", n)
+	}
+
+	dir := "idnow/live/2026/11/s1"
+	raw, err := h.bucket.ReadAll(t.Context(), ManifestKey(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := map[string][]byte{"front": front, "video": video}
+	for vid, b := range plain {
+		sum := sha256.Sum256(b)
+		if bytes.Contains(raw, []byte(hex.EncodeToString(sum[:]))) {
+			t.Errorf("the manifest holds the plaintext digest of %s in clear", vid)
+		}
+	}
+	v, err := VerifyDecrypt(t.Context(), h.bucket, dir, nil, f.finder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := v.Manifest
+	if !v.OK() || !v.Decrypted || v.Erased || m.Version != ManifestVersionEncrypted || m.Encryption == nil || m.Encryption.KeyName != k1 || len(v.Files) != 2 {
+		t.Fatalf("verification %+v, manifest %+v", v, m)
+	}
+	for _, c := range v.Files {
+		b := plain[c.Entry.VaultEntryID]
+		sum := sha256.Sum256(b)
+		digest := hex.EncodeToString(sum[:])
+		if c.Plain == nil || c.Plain.SHA256 != digest || c.Plain.Size != int64(len(b)) {
+			t.Errorf("plaintext check of %s: %+v", c.Entry.VaultEntryID, c.Plain)
+		}
+		if want := dir + "/" + f.pepper.ObjectName("s1", digest) + ".jpg.tink"; c.Entry.Key != want {
+			t.Errorf("key %s, want %s", c.Entry.Key, want)
+		}
+		attrs, err := h.bucket.Attributes(t.Context(), c.Entry.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, val := range attrs.Metadata {
+			if strings.Contains(val, digest) {
+				t.Errorf("metadata %s holds the plaintext digest", k)
+			}
+		}
+		if attrs.Metadata["key-name"] != k1 || attrs.Metadata["object-sha256"] != c.Entry.SHA256 || attrs.ContentType != "application/octet-stream" {
+			t.Errorf("metadata of %s: %v (%s)", c.Entry.Key, attrs.Metadata, attrs.ContentType)
+		}
+		obj, err := h.bucket.ReadAll(t.Context(), c.Entry.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(obj, b[:64]) {
+			t.Errorf("object %s holds plaintext", c.Entry.Key)
+		}
+	}
+
+	// A changed ciphertext byte fails both the object digest and the decryption.
+	vf := v.Files[0].Entry
+	obj, _ := h.bucket.ReadAll(t.Context(), vf.Key)
+	obj[len(obj)-10] ^= 1
+	if err := h.bucket.WriteAll(t.Context(), vf.Key, obj, nil); err != nil {
+		t.Fatal(err)
+	}
+	tv, err := VerifyDecrypt(t.Context(), h.bucket, dir, nil, f.finder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tv.OK() || tv.Files[0].Plain == nil || tv.Files[0].Plain.Err == nil || tv.Files[1].Plain.Err != nil {
+		t.Fatalf("tampered object: %+v / %+v", tv.Files[0].Plain, tv.Files[1].Plain)
+	}
+
+	// s3 named no key: the archiver made a session key and committed it with the record.
+	m3, err := VerifyDecrypt(t.Context(), h.bucket, "idnow/live/2026/11/s3", nil, f.finder())
+	if err != nil || !m3.OK() || !m3.Decrypted || !strings.HasPrefix(m3.Manifest.Encryption.KeyName, "ses-") {
+		t.Fatalf("s3: %+v, %v", m3, err)
+	}
+
+	// Erasure: the tombstone makes s1 unreadable; its objects still match their own digests.
+	f.produce(t, &kgo.Record{Key: []byte(k1), Value: nil})
+	ev, err := VerifyDecrypt(t.Context(), h.bucket, dir, nil, f.finder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ev.Erased || ev.Decrypted || ev.Files[1].Plain != nil || !ev.Files[1].OK() {
+		t.Fatalf("after erasure: %+v", ev)
+	}
+	r, err := h.bucket.NewReader(t.Context(), ev.Files[1].Entry.Key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	fin := f.finder()
+	_, _, err = DecryptObject(r, "s1", ev.Files[1].Entry.VaultEntryID, func(n string) (tink.AEAD, error) { return fin.Find(t.Context(), n) })
+	if !errors.Is(err, privacy.ErrErased) {
+		t.Fatalf("DecryptObject after erasure: %v", err)
+	}
+}
