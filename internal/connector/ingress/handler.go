@@ -29,7 +29,9 @@ import (
 // Verifier checks webhook signatures and the optional static header; *webhook.Verifier is the
 // production implementation.
 type Verifier interface {
-	Verify(ctx context.Context, token string) (*webhook.Claims, error)
+	// VerifyData verifies the token and hands the members of its data claim to visit while it
+	// reads them (webhook.Verifier.VerifyData), so the event is parsed once.
+	VerifyData(ctx context.Context, token string, visit func(webhook.DataMember)) (*webhook.Claims, error)
 	CheckStaticHeader(h http.Header) error
 }
 
@@ -227,7 +229,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	h.metrics.inFlight.Inc()
 	defer h.metrics.inFlight.Dec()
 
-	claims, err := h.verifier.Verify(r.Context(), d.token)
+	var rd eventReader
+	claims, err := h.verifier.VerifyData(r.Context(), d.token, rd.visit)
 	if err != nil {
 		if errors.Is(err, webhook.ErrKeysUnavailable) {
 			return h.unavailable(w, resultKeysUnavailable, "the token's signing key is not available (keys not loaded or the key set unreachable); retry")
@@ -244,7 +247,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	if d.variant == schemas.DeliverySignatureHeader && !sameJSON(d.bodyEvent, claims.Data) {
 		return h.fail(w, &httpError{http.StatusUnauthorized, resultUnauthorized, "the JSON body does not match the signed token's data claim"})
 	}
-	ev, err := ParseEvent(claims.Data)
+	ev, err := rd.event()
 	if err != nil {
 		return h.fail(w, &httpError{http.StatusBadRequest, resultBadRequest, err.Error()})
 	}
