@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -100,15 +101,24 @@ const dataName = "DATA"
 // the members of that object as DataMembers: the one pass that validates the claims also reads
 // the event, so nobody has to parse it again.
 func scanClaims(b []byte, top func(name []byte, kind JSONKind), visit func(DataMember)) (data []byte, err error) {
-	// Room for the names of typical webhook objects without a heap allocation (the verifier is on
-	// the request path); deeper or wider JSON grows it as needed.
-	var names [32][]byte
-	s := jsonScanner{b: b, top: top, visit: visit, names: names[:0]}
-	if err := s.run(); err != nil {
+	s := scanners.Get().(*jsonScanner)
+	*s = jsonScanner{b: b, top: top, visit: visit, names: s.names[:0]}
+	err = s.run()
+	data = s.data
+	// Drop the references into this token before the scanner is reused.
+	clear(s.names[:cap(s.names)])
+	*s = jsonScanner{names: s.names[:0]}
+	scanners.Put(s)
+	if err != nil {
 		return nil, err
 	}
-	return s.data, nil
+	return data, nil
 }
+
+// scanners recycles scanners with room for the member names of typical webhook objects (the
+// verifier is on the request path, twice per token); deeper or wider JSON grows a scanner's
+// names as needed.
+var scanners = sync.Pool{New: func() any { return &jsonScanner{names: make([][]byte, 0, 32)} }}
 
 func (s *jsonScanner) run() error {
 	s.skipSpace()

@@ -27,7 +27,7 @@ func FuzzParseDelivery(f *testing.F) {
 		r := httptest.NewRequest(http.MethodPost, "/webhooks/idnow", bytes.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
 		r.Header.Set("X-Idnow-Signature", signature)
-		d, herr := parseDelivery(r, maxBody, "X-Idnow-Signature")
+		d, herr := parseDelivery(r, maxBody, "X-Idnow-Signature", new([]byte))
 		if herr != nil {
 			if herr.status < 400 || herr.status > 415 {
 				t.Fatalf("unexpected status %d", herr.status)
