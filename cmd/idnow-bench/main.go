@@ -38,6 +38,8 @@ func usage() error {
   idnow-bench enricher [flags]   enricher throughput vs the API-bound limit, and its memory
   idnow-bench all      [flags]   both (what make bench runs)
   idnow-bench restore  [flags]   state restore time of -sessions session states (not part of all)
+  idnow-bench ingress-cpu      [flags]   CPU per webhook, ingress vs reference (and -before-exe)
+  idnow-bench ingress-scaleout [flags]   one vs two ingress replicas behind a round-robin
 run "idnow-bench <mode> -h" for the flags`)
 }
 
@@ -49,6 +51,9 @@ func run(ctx context.Context, args []string) error {
 		return serveTarget(ctx, args[1:])
 	}
 	mode := args[0]
+	if mode == "ingress-cpu" || mode == "ingress-scaleout" {
+		return runIngressCPU(ctx, mode, args[1:])
+	}
 	if mode != "ingress" && mode != "enricher" && mode != "all" && mode != "restore" {
 		return usage()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/app"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
@@ -21,6 +22,7 @@ func erase(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&opts.Session, "session", "", "erase this session (its session-scoped data key and its compacted records)")
 	fs.StringVar(&opts.Reason, "reason", "", "why, for the audit trail (a ticket number; no personal data)")
 	fs.StringVar(&opts.Actor, "actor", "", "who asks, for the audit trail (default: OS user@host)")
+	fs.DurationVar(&opts.Settle, "settle", 10*time.Second, "wait this long, then for open transactions on the keys topic, and erase keys committed meanwhile (0 = one pass)")
 	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers (default: kafka.brokers, else the embedded broker)")
 	cfg, err := loadConfig(fs, args)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 )
@@ -19,6 +20,9 @@ type EraseOptions struct {
 	// Actor is who asks; empty = the OS user @ the host name.
 	Actor   string
 	Brokers []string
+	// Settle is how long to wait before the second pass over the keys topic (a key made by an
+	// enricher transaction open during the first pass); 0 = no second pass.
+	Settle time.Duration
 }
 
 // ToolPrivacy returns privacy.* as a command-line tool uses it: against the embedded
@@ -69,7 +73,8 @@ func Erase(ctx context.Context, cfg Config, opts EraseOptions, version string, o
 	if err != nil {
 		return err
 	}
-	rec, err := privacy.Erase(ctx, privacy.EraseDeps{Opts: base, Topics: cfg.Topics, Pepper: pepper, Version: version},
+	rec, err := privacy.Erase(ctx, privacy.EraseDeps{Opts: base, Topics: cfg.Topics, Pepper: pepper, Version: version,
+		Settle: opts.Settle, MaxTransaction: cfg.Enrich.TransactionTimeout},
 		privacy.EraseRequest{Subject: opts.Subject, Session: opts.Session, Reason: opts.Reason, Actor: opts.Actor})
 	if err != nil {
 		return err

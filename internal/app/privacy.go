@@ -170,14 +170,7 @@ func ensureKeysTopic(ctx context.Context, opts []kgo.Opt, t kafka.TopicsConfig) 
 	if err := kafka.EnsureTopics(ctx, adm, t, t.Keys); err != nil {
 		return fmt.Errorf("ensure keys topic: %w", err)
 	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, t.Keys)
-	if err != nil {
-		return fmt.Errorf("describe keys topic %q: %w", t.Keys, err)
-	}
-	rc, err := rcs.On(t.Keys, nil)
-	if err == nil {
-		err = rc.Err
-	}
+	rc, err := kafka.DescribeTopicConfig(ctx, adm, t.Keys)
 	if err != nil {
 		return fmt.Errorf("describe keys topic %q: %w", t.Keys, err)
 	}

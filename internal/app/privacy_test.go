@@ -84,7 +84,7 @@ func TestRunEncryptEraseDecrypt(t *testing.T) {
 		victim, victimSession = subjects[s], s
 	}
 	var out bytes.Buffer
-	if err := Erase(ctx, cfg, EraseOptions{Subject: victim, Reason: "test", Brokers: a.Brokers()}, "test", &out); err != nil {
+	if err := Erase(ctx, cfg, EraseOptions{Subject: victim, Reason: "test", Brokers: a.Brokers(), Settle: 200 * time.Millisecond}, "test", &out); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(out.String(), victim) || !strings.Contains(out.String(), `"keysErased": [`) {

@@ -63,6 +63,9 @@ type TargetSpec struct {
 	// ProducerLinger, when set, is appended to the ingress's client options (a what-if run that
 	// shows the effect of kgo.ProducerLinger on the ingress; the product uses franz-go's default).
 	ProducerLinger *time.Duration `json:"producerLinger,omitempty"`
+	// Compression, when set, is the ingress's kafka.compression (a what-if run; the product
+	// default is lz4).
+	Compression string `json:"compression,omitempty"`
 	// CPUProfile, when set, is the file the child writes its CPU profile to.
 	CPUProfile string `json:"cpuProfile,omitempty"`
 }
@@ -116,6 +119,9 @@ func webhookConfig(spec TargetSpec) webhook.Config {
 func kafkaConfig(spec TargetSpec) kafka.Config {
 	c := kafka.DefaultConfig()
 	c.Brokers = spec.Brokers
+	if spec.Compression != "" {
+		c.Compression = spec.Compression
+	}
 	return c
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -45,6 +46,9 @@ type AuditRecord struct {
 	KeysErased []string `json:"keysErased"`
 	// Tombstones counts the tombstones written per topic.
 	Tombstones map[string]int `json:"tombstones"`
+	// SecondPassKeys lists the keys found only by the second pass (made by a transaction that
+	// was open during the first); they are in KeysErased too.
+	SecondPassKeys []string `json:"secondPassKeys,omitempty"`
 	// ConnectorVersion is the version of the connector that erased.
 	ConnectorVersion string `json:"connectorVersion"`
 }
@@ -58,6 +62,19 @@ type EraseDeps struct {
 	Pepper  *Pepper
 	Version string
 	Now     func() time.Time // nil = time.Now
+	// Settle is how long erase waits before its second pass over the keys topic; 0 = no second
+	// pass. An enricher may be encrypting the subject's event under a key it has just made, in a
+	// transaction still open when the first pass reads the keys topic (read_committed, so it
+	// cannot see that key): without the second pass that key, committed a moment later, would
+	// keep the subject readable. After Settle, erase also waits for every transaction open on
+	// the keys topic to end (at most MaxTransaction), then tombstones every key of the
+	// reference that appeared meanwhile.
+	Settle time.Duration
+	// MaxTransaction bounds the wait for open transactions on the keys topic (the broker aborts
+	// a transaction older than the producer's transaction timeout: enrich.transaction_timeout).
+	MaxTransaction time.Duration
+	// afterFirstPass, when set, runs between the two passes (tests).
+	afterFirstPass func()
 }
 
 // Erase crypto-shreds a subject or a session: it tombstones every data key of its key
@@ -97,22 +114,26 @@ func Erase(ctx context.Context, d EraseDeps, req EraseRequest) (AuditRecord, err
 	if err != nil {
 		return rec, err
 	}
-	if _, err := NewKeysTopic(d.Opts, d.Topics.Keys, ring, nil).CatchUp(ctx); err != nil {
+	keys := NewKeysTopic(d.Opts, d.Topics.Keys, ring, nil)
+	if _, err := keys.CatchUp(ctx); err != nil {
 		return rec, fmt.Errorf("erase: %w", err)
 	}
-	var tombs []*kgo.Record
-	for _, name := range ring.Names(rec.KeyRef) {
-		tombs = append(tombs, &kgo.Record{Topic: d.Topics.Keys, Key: []byte(name)})
-		rec.KeysErased = append(rec.KeysErased, name)
-	}
-	rec.Tombstones[d.Topics.Keys] = len(tombs)
+	tombs := keyTombstones(d.Topics.Keys, ring.Names(rec.KeyRef), &rec)
 	if rec.SessionID != "" {
 		state := d.Topics.StateTopic()
-		if exists(ctx, adm, state) {
+		ok, err := exists(ctx, adm, state)
+		if err != nil {
+			return rec, fmt.Errorf("erase: %w", err)
+		}
+		if ok {
 			tombs = append(tombs, &kgo.Record{Topic: state, Key: []byte(rec.SessionID)})
 			rec.Tombstones[state] = 1
 		}
-		if compacted(ctx, adm, d.Topics.Enriched) {
+		ok, err = compacted(ctx, adm, d.Topics.Enriched)
+		if err != nil {
+			return rec, fmt.Errorf("erase: %w", err)
+		}
+		if ok {
 			tombs = append(tombs, &kgo.Record{Topic: d.Topics.Enriched, Key: []byte(rec.SessionID)})
 			rec.Tombstones[d.Topics.Enriched] = 1
 		}
@@ -120,6 +141,25 @@ func Erase(ctx context.Context, d EraseDeps, req EraseRequest) (AuditRecord, err
 	if len(tombs) > 0 {
 		if err := cl.ProduceSync(ctx, tombs...).FirstErr(); err != nil {
 			return rec, fmt.Errorf("erase: write tombstones: %w", err)
+		}
+	}
+	if d.afterFirstPass != nil {
+		d.afterFirstPass()
+	}
+	if d.Settle > 0 {
+		if err := settle(ctx, adm, d.Topics.Keys, d.Settle, d.MaxTransaction); err != nil {
+			return rec, fmt.Errorf("erase: the first pass tombstoned %d keys; %w", len(rec.KeysErased), err)
+		}
+		if _, err := keys.CatchUp(ctx); err != nil {
+			return rec, fmt.Errorf("erase: second pass: %w", err)
+		}
+		before := len(rec.KeysErased)
+		late := keyTombstones(d.Topics.Keys, ring.Names(rec.KeyRef), &rec)
+		rec.SecondPassKeys = slices.Clone(rec.KeysErased[before:])
+		if len(late) > 0 {
+			if err := cl.ProduceSync(ctx, late...).FirstErr(); err != nil {
+				return rec, fmt.Errorf("erase: write the second pass's tombstones: %w", err)
+			}
 		}
 	}
 	value, err := json.Marshal(rec)
@@ -134,30 +174,105 @@ func Erase(ctx context.Context, d EraseDeps, req EraseRequest) (AuditRecord, err
 	return rec, nil
 }
 
-func exists(ctx context.Context, adm *kadm.Client, topic string) bool {
+// keyTombstones returns a tombstone for each of names not yet in rec.KeysErased and records
+// them there.
+func keyTombstones(topic string, names []string, rec *AuditRecord) []*kgo.Record {
+	var tombs []*kgo.Record
+	for _, name := range names {
+		if slices.Contains(rec.KeysErased, name) {
+			continue
+		}
+		tombs = append(tombs, &kgo.Record{Topic: topic, Key: []byte(name)})
+		rec.KeysErased = append(rec.KeysErased, name)
+	}
+	rec.Tombstones[topic] += len(tombs)
+	return tombs
+}
+
+// settle waits wait, then until every transaction that was open on topic at that moment has
+// ended (its last stable offsets reach the end offsets seen then), at most maxTxn.
+func settle(ctx context.Context, adm *kadm.Client, topic string, wait, maxTxn time.Duration) error {
+	select {
+	case <-time.After(wait):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("list the end offsets of %s: %w", topic, err)
+	}
+	deadline := time.Now().Add(maxTxn)
+	for {
+		stable, err := adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			err = stable.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("list the last stable offsets of %s: %w", topic, err)
+		}
+		open := 0
+		ends.Each(func(o kadm.ListedOffset) {
+			if s, ok := stable.Lookup(topic, o.Partition); !ok || s.Offset < o.Offset {
+				open++
+			}
+		})
+		if open == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d partitions of %s still have a transaction open after %s: "+
+				"run `idnow-connector doctor` to find it, then erase again", open, topic, maxTxn)
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// exists reports whether topic exists; only "unknown topic" means it does not, any other
+// failure is returned (skipping a tombstone because a request failed would be a silent
+// partial erasure).
+func exists(ctx context.Context, adm *kadm.Client, topic string) (bool, error) {
 	d, err := adm.ListTopics(ctx, topic)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("look up topic %s: %w", topic, err)
 	}
 	t, ok := d[topic]
-	return ok && t.Err == nil
+	switch {
+	case !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition):
+		return false, nil
+	case t.Err != nil:
+		return false, fmt.Errorf("look up topic %s: %w", topic, t.Err)
+	}
+	return true, nil
 }
 
 // compacted reports whether topic exists with a cleanup.policy that includes compact: only then
-// does a tombstone remove a session's records.
-func compacted(ctx context.Context, adm *kadm.Client, topic string) bool {
+// does a tombstone remove a session's records. As exists, only "unknown topic" is not an error.
+func compacted(ctx context.Context, adm *kadm.Client, topic string) (bool, error) {
 	rcs, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
 	rc, err := rcs.On(topic, nil)
-	if err != nil || rc.Err != nil {
-		return false
+	if err == nil {
+		err = rc.Err
+	}
+	switch {
+	case errors.Is(err, kerr.UnknownTopicOrPartition):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
 	for _, c := range rc.Configs {
 		if c.Key == "cleanup.policy" && c.Value != nil {
-			return slices.Contains(strings.Split(*c.Value, ","), "compact")
+			return slices.Contains(strings.Split(*c.Value, ","), "compact"), nil
 		}
 	}
-	return false
+	return false, nil
 }

@@ -554,3 +554,80 @@ func TestKeysTopicFollows(t *testing.T) {
 	}
 	waitFor("the tombstone", func() bool { return !ring.Known("sub-x/1") })
 }
+
+// TestEraseSecondPassCatchesOpenTransaction: an enricher's transaction that holds a fresh data
+// key for the subject is open while erase reads the keys topic (read_committed, so the key is
+// invisible) and commits right after; the second pass must find and tombstone that key.
+func TestEraseSecondPassCatchesOpenTransaction(t *testing.T) {
+	kek, dir := testKEK(t)
+	pepper := testPepper(t, kek, dir)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "idnow.keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}
+	txn, err := kgo.NewClient(append(opts, kgo.TransactionalID("enricher-test"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txn.Close()
+	ring, _ := NewKeyring(kek, 16)
+	if _, err := NewKeysTopic(opts, "idnow.keys", ring, nil).CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Mode, cfg.KEKKeysetFile, cfg.PepperFile = schemas.PrivacyEncrypt, "k", "p"
+	p, err := NewProtector(cfg, ProtectorDeps{Ring: ring, Pepper: pepper, KeysTopic: "idnow.keys"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := sample("s-open", "subject-open")
+	keyRecs, err := p.Protect(t.Context(), testTopic, es)
+	if err != nil || len(keyRecs) != 1 {
+		t.Fatalf("protect: %d key records, %v", len(keyRecs), err)
+	}
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.ProduceSync(t.Context(), keyRecs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	topics := kafka.DefaultTopicsConfig()
+	topics.Partitions = 3
+	deps := EraseDeps{Opts: opts, Topics: topics, Pepper: pepper, Settle: 50 * time.Millisecond, MaxTransaction: 10 * time.Second,
+		afterFirstPass: func() {
+			if err := txn.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+				t.Error(err)
+			}
+		}}
+	audit, err := Erase(t.Context(), deps, EraseRequest{Subject: "subject-open", Actor: "dpo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit.SecondPassKeys) != 1 || len(audit.KeysErased) != 1 || audit.SecondPassKeys[0] != *es.Privacy.KeyName {
+		t.Fatalf("audit %+v: want the committed-late key %s found by the second pass", audit, *es.Privacy.KeyName)
+	}
+	reader, _ := NewKeyring(kek, 16)
+	if _, err := NewKeysTopic(opts, "idnow.keys", reader, nil).CatchUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := Open(reader, testTopic, clone(t, es)); !errors.Is(err, ErrErased) {
+		t.Fatalf("after erase: want ErrErased, got %v", err)
+	}
+
+	// Without the second pass the same race leaves the key readable: the test above can fail.
+	es2 := sample("s-open-2", "subject-open-2")
+	keyRecs, _ = p.Protect(t.Context(), testTopic, es2)
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.ProduceSync(t.Context(), keyRecs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	deps.Settle = 0
+	audit, err = Erase(t.Context(), deps, EraseRequest{Subject: "subject-open-2", Actor: "dpo"})
+	if err != nil || len(audit.KeysErased) != 0 {
+		t.Fatalf("one-pass erase: %+v, %v", audit, err)
+	}
+}

@@ -64,16 +64,9 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, t kafka.TopicsConfig) er
 			"either way the enricher starts without the record of what it enriched, so events enriched before may be enriched once more",
 			ErrNotCoPartitioned, t.State, got, t.Sessions, want, want, t.State)
 	}
-	cfgs, err := adm.DescribeTopicConfigs(ctx, t.State)
+	rc, err := kafka.DescribeTopicConfig(ctx, adm, t.State)
 	if err != nil {
 		return fmt.Errorf("describe configs of state topic %q: %w", t.State, err)
-	}
-	rc, err := cfgs.On(t.State, nil)
-	if err != nil {
-		return fmt.Errorf("describe configs of state topic %q: %w", t.State, err)
-	}
-	if rc.Err != nil {
-		return fmt.Errorf("describe configs of state topic %q: %w", t.State, rc.Err)
 	}
 	for _, c := range rc.Configs {
 		if c.Key == "cleanup.policy" && c.Value != nil && *c.Value != "compact" {

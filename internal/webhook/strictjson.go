@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 )
@@ -35,32 +36,33 @@ var (
 	errJSONInvalidUTF8 = errors.New("invalid UTF-8 in JSON string")
 )
 
-// jsonKind is the type of a JSON value, as reported for the members of the top-level object.
-type jsonKind uint8
+// JSONKind is the type of a JSON value, as reported for the members of the top-level object and
+// of the data claim (DataMember).
+type JSONKind uint8
 
 const (
-	kindAbsent jsonKind = iota
-	kindObject
-	kindArray
-	kindString
-	kindNumber
-	kindBool
-	kindNull
+	KindAbsent JSONKind = iota
+	KindObject
+	KindArray
+	KindString
+	KindNumber
+	KindBool
+	KindNull
 )
 
-func (k jsonKind) String() string {
+func (k JSONKind) String() string {
 	switch k {
-	case kindObject:
+	case KindObject:
 		return "an object"
-	case kindArray:
+	case KindArray:
 		return "an array"
-	case kindString:
+	case KindString:
 		return "a string"
-	case kindNumber:
+	case KindNumber:
 		return "a number"
-	case kindBool:
+	case KindBool:
 		return "a boolean"
-	case kindNull:
+	case KindNull:
 		return "null"
 	default:
 		return "absent"
@@ -72,11 +74,53 @@ func (k jsonKind) String() string {
 // depth, never repeat a member name. For every member of the top-level object it calls top with
 // the unescaped name (valid only during the call) and the kind of the value. Errors match
 // errJSONSyntax, errJSONDuplicateKey or errJSONInvalidUTF8 and carry the byte offset.
-func checkJSONObject(b []byte, top func(name []byte, kind jsonKind)) error {
-	// Room for the names of typical webhook objects without a heap allocation (the verifier is on
-	// the request path); deeper or wider JSON grows it as needed.
-	var names [32][]byte
-	s := jsonScanner{b: b, top: top, names: names[:0]}
+func checkJSONObject(b []byte, top func(name []byte, kind JSONKind)) error {
+	_, err := scanClaims(b, top, nil)
+	return err
+}
+
+// DataMember is one member of the token's data claim, met during the verifier's strict scan of
+// the claims: a member of the data object itself (Parent nil), or of an object that is the value
+// of one of its members (Parent is that member's name, e.g. "payload"). Deeper members and
+// array elements are not reported. Name is unescaped and, like Raw, valid only during the call.
+// Raw is the value's JSON text as signed (a string with its quotes and escapes); it has passed
+// the strict checks (valid JSON, valid UTF-8, no lone surrogate escapes, no repeated names).
+type DataMember struct {
+	Parent []byte
+	Name   []byte
+	Kind   JSONKind
+	Raw    []byte
+}
+
+// dataName is the folded (foldName) name of the data claim: encoding/json, and so any reader
+// of the claims in Go, matches "Data" or "DATA" to it as well.
+const dataName = "DATA"
+
+// scanClaims is checkJSONObject that also returns the JSON text of the top-level member named
+// data (compared as foldName compares names; nil when absent) and, when visit is set, reports
+// the members of that object as DataMembers: the one pass that validates the claims also reads
+// the event, so nobody has to parse it again.
+func scanClaims(b []byte, top func(name []byte, kind JSONKind), visit func(DataMember)) (data []byte, err error) {
+	s := scanners.Get().(*jsonScanner)
+	*s = jsonScanner{b: b, top: top, visit: visit, names: s.names[:0]}
+	err = s.run()
+	data = s.data
+	// Drop the references into this token before the scanner is reused.
+	clear(s.names[:cap(s.names)])
+	*s = jsonScanner{names: s.names[:0]}
+	scanners.Put(s)
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// scanners recycles scanners with room for the member names of typical webhook objects (the
+// verifier is on the request path, twice per token); deeper or wider JSON grows a scanner's
+// names as needed.
+var scanners = sync.Pool{New: func() any { return &jsonScanner{names: make([][]byte, 0, 32)} }}
+
+func (s *jsonScanner) run() error {
 	s.skipSpace()
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
 		return s.fail(errJSONSyntax, "want a JSON object")
@@ -94,10 +138,17 @@ func checkJSONObject(b []byte, top func(name []byte, kind jsonKind)) error {
 type jsonScanner struct {
 	b   []byte
 	i   int
-	top func(name []byte, kind jsonKind)
+	top func(name []byte, kind JSONKind)
 	// names holds the member names of every object currently open, innermost last; each object
 	// remembers where its own names start.
 	names [][]byte
+	// visit receives the data claim's members (DataMember) while inData, the scan of the
+	// top-level data object, lasts; parent is the data member whose object value is being
+	// scanned. data is the data member's JSON text once scanned.
+	visit  func(DataMember)
+	inData bool
+	parent []byte
+	data   []byte
 }
 
 func (s *jsonScanner) fail(kind error, what string) error {
@@ -116,28 +167,28 @@ func (s *jsonScanner) skipSpace() {
 }
 
 // value scans the value starting at s.i (no leading whitespace) and returns its kind.
-func (s *jsonScanner) value(depth int) (jsonKind, error) {
+func (s *jsonScanner) value(depth int) (JSONKind, error) {
 	if s.i >= len(s.b) {
-		return kindAbsent, s.fail(errJSONSyntax, "unexpected end of input")
+		return KindAbsent, s.fail(errJSONSyntax, "unexpected end of input")
 	}
 	switch c := s.b[s.i]; {
 	case c == '{':
-		return kindObject, s.object(depth)
+		return KindObject, s.object(depth)
 	case c == '[':
-		return kindArray, s.array(depth)
+		return KindArray, s.array(depth)
 	case c == '"':
 		_, _, err := s.str()
-		return kindString, err
+		return KindString, err
 	case c == '-' || (c >= '0' && c <= '9'):
-		return kindNumber, s.number()
+		return KindNumber, s.number()
 	case c == 't':
-		return kindBool, s.literal("true")
+		return KindBool, s.literal("true")
 	case c == 'f':
-		return kindBool, s.literal("false")
+		return KindBool, s.literal("false")
 	case c == 'n':
-		return kindNull, s.literal("null")
+		return KindNull, s.literal("null")
 	default:
-		return kindAbsent, s.fail(errJSONSyntax, fmt.Sprintf("unexpected character %q", c))
+		return KindAbsent, s.fail(errJSONSyntax, fmt.Sprintf("unexpected character %q", c))
 	}
 }
 
@@ -209,9 +260,28 @@ func (s *jsonScanner) object(depth int) error {
 		}
 		s.i++
 		s.skipSpace()
+		valStart := s.i
+		isData := depth == 1 && string(name) == dataName
+		switch {
+		case isData:
+			s.inData = s.visit != nil && s.i < len(s.b) && s.b[s.i] == '{'
+		case depth == 2 && s.inData:
+			s.parent = shown
+		}
 		kind, err := s.value(depth + 1)
 		if err != nil {
 			return err
+		}
+		switch {
+		case isData:
+			s.data, s.inData = s.b[valStart:s.i], false
+		case depth == 2 && s.inData:
+			s.parent = nil
+			s.visit(DataMember{Name: shown, Kind: kind, Raw: s.b[valStart:s.i]})
+		case depth == 3 && s.inData && s.parent != nil:
+			// Only a data member's object value is scanned at depth 3 while inData: array
+			// elements sit one level deeper.
+			s.visit(DataMember{Parent: s.parent, Name: shown, Kind: kind, Raw: s.b[valStart:s.i]})
 		}
 		if depth == 1 && s.top != nil {
 			s.top(shown, kind)

@@ -104,18 +104,55 @@ func TestCheckJSONObject(t *testing.T) {
 func TestCheckJSONObjectReportsTopLevelMembers(t *testing.T) {
 	type member struct {
 		name string
-		kind jsonKind
+		kind JSONKind
 	}
 	var got []member
 	in := `{"exp":1,"i\u0061t":"2","nbf":null,"data":{"exp":"nested, not reported"},"aud":["a"],"ok":true}`
-	if err := checkJSONObject([]byte(in), func(name []byte, kind jsonKind) {
+	if err := checkJSONObject([]byte(in), func(name []byte, kind JSONKind) {
 		got = append(got, member{string(name), kind})
 	}); err != nil {
 		t.Fatal(err)
 	}
-	want := []member{{"exp", kindNumber}, {"iat", kindString}, {"nbf", kindNull}, {"data", kindObject}, {"aud", kindArray}, {"ok", kindBool}}
+	want := []member{{"exp", KindNumber}, {"iat", KindString}, {"nbf", KindNull}, {"data", KindObject}, {"aud", KindArray}, {"ok", KindBool}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("members = %v, want %v", got, want)
+	}
+}
+
+// TestScanClaimsReportsDataMembers: the data claim (matched as encoding/json matches it,
+// ignoring case) comes back as its JSON text, and visit sees the members of the data object and
+// of the objects directly inside it, in order, with unescaped names and the values' text;
+// deeper members, array elements and other claims are not reported.
+func TestScanClaimsReportsDataMembers(t *testing.T) {
+	in := `{"iss":"x","obj":{"eventId":"no"},"Data": {"eventId":"e\"1", "n":-1.5e3,` +
+		`"p\u0061yload":{"sessionId":"s","deep":{"eventId":"no"},"l":[1]},"arr":[{"eventId":"no"}],"z":null} ,"exp":1}`
+	var got []string
+	data, err := scanClaims([]byte(in), nil, func(m DataMember) {
+		got = append(got, fmt.Sprintf("%s/%s=%s(%s)", m.Parent, m.Name, m.Raw, m.Kind))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`/eventId="e\"1"(a string)`,
+		`/n=-1.5e3(a number)`,
+		`payload/sessionId="s"(a string)`,
+		`payload/deep={"eventId":"no"}(an object)`,
+		`payload/l=[1](an array)`,
+		`/payload={"sessionId":"s","deep":{"eventId":"no"},"l":[1]}(an object)`,
+		`/arr=[{"eventId":"no"}](an array)`,
+		`/z=null(null)`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("members:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.HasPrefix(string(data), `{"eventId"`) || !strings.HasSuffix(string(data), `"z":null}`) {
+		t.Fatalf("data = %s, want the data object's text", data)
+	}
+	// A data claim that is not an object is returned, not visited.
+	data, err = scanClaims([]byte(`{"data":[{"eventId":"no"}]}`), nil, func(m DataMember) { t.Errorf("visited %s", m.Name) })
+	if err != nil || string(data) != `[{"eventId":"no"}]` {
+		t.Fatalf("data = %s, %v", data, err)
 	}
 }
 

@@ -43,10 +43,11 @@ import (
 )
 
 // Claims are the verified claims of a webhook token. Data is the raw JSON of the `data` claim:
-// the IDnow event (eventId, eventName, payload, ...), left for the ingress to map.
+// the IDnow event (eventId, eventName, payload, ...), left for the ingress to map. It is taken
+// from the verifier's strict scan of the claims (golang-jwt skips it rather than copy it again).
 type Claims struct {
 	jwt.RegisteredClaims
-	Data json.RawMessage `json:"data"`
+	Data json.RawMessage `json:"-"`
 }
 
 // errMissingKID is returned by the keyfunc when the token header has no usable kid: without it
@@ -198,17 +199,28 @@ func NewVerifier(ctx context.Context, cfg Config, deps Deps) (*Verifier, error) 
 // *VerificationError), ErrKeysUnavailable (the kid is not loaded and the JWKS cannot be fetched,
 // or no keys are loaded), or the ctx error if ctx ended while waiting for a JWKS refetch.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
-	claims, reason, err := v.verify(ctx, token)
+	return v.VerifyData(ctx, token, nil)
+}
+
+// VerifyData is Verify that also hands the members of the data claim to visit (see DataMember)
+// during the strict scan that validates the claims, so the caller builds its event from the one
+// reading of the signed bytes instead of parsing Claims.Data again. visit runs before the
+// signature and the rest of the claims are checked (a token rejected later may have been
+// visited): what it builds may be used only when VerifyData returns no error. It is never called
+// after VerifyData returns.
+func (v *Verifier) VerifyData(ctx context.Context, token string, visit func(DataMember)) (*Claims, error) {
+	claims, reason, err := v.verify(ctx, token, visit)
 	v.metrics.observe(reason)
 	return claims, err
 }
 
-func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, error) {
+func (v *Verifier) verify(ctx context.Context, token string, visit func(DataMember)) (*Claims, string, error) {
 	token = strings.TrimSpace(token)
 	if token == "" {
 		return nil, ReasonMalformed, invalid(ReasonMalformed, errors.New("empty token"))
 	}
-	if reason, err := precheck(token); err != nil {
+	rawData, reason, err := precheck(token, visit)
+	if err != nil {
 		return nil, reason, invalid(reason, err)
 	}
 	claims := &Claims{}
@@ -228,7 +240,8 @@ func (v *Verifier) verify(ctx context.Context, token string) (*Claims, string, e
 			"iat is %s old, more than webhook.max_token_age plus clock_skew (%s): IDnow signs every delivery when it sends it, so this is a replay or a token minted with a far-future exp",
 			age.Truncate(time.Second), v.maxAge))
 	}
-	data := bytes.TrimSpace(claims.Data)
+	claims.Data = rawData
+	data := bytes.TrimSpace(rawData)
 	switch {
 	case len(data) == 0 || bytes.Equal(data, []byte("null")):
 		return nil, ReasonMissingData, invalid(ReasonMissingData, errors.New("token has no data claim"))
@@ -283,12 +296,13 @@ func (v *Verifier) classify(parsed *jwt.Token, err error) (string, error) {
 // them with its lenient, last-wins encoding/json: it rejects what two readers of the same signed
 // bytes could read differently (duplicate member names anywhere, invalid UTF-8), a crit header,
 // exp/iat/nbf that are not JSON numbers, and a missing exp or iat. It returns the reason and the
-// cause, or "" and nil. The signature is left to golang-jwt.
-func precheck(token string) (string, error) {
+// cause, or "" and nil; and the JSON text of the data claim, whose members go to visit when set
+// (scanClaims). The signature is left to golang-jwt.
+func precheck(token string, visit func(DataMember)) (data []byte, reason string, err error) {
 	headerSeg, rest, ok1 := strings.Cut(token, ".")
 	claimsSeg, sigSeg, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.Contains(sigSeg, ".") {
-		return ReasonMalformed, errors.New("token is not a compact JWS: want three base64url segments separated by dots")
+		return nil, ReasonMalformed, errors.New("token is not a compact JWS: want three base64url segments separated by dots")
 	}
 
 	// One buffer for both segments: the token is decoded once more by golang-jwt, so keep this
@@ -297,28 +311,28 @@ func precheck(token string) (string, error) {
 	buf := make([]byte, enc.DecodedLen(len(headerSeg))+enc.DecodedLen(len(claimsSeg)))
 	n, err := enc.Decode(buf, []byte(headerSeg))
 	if err != nil {
-		return ReasonMalformed, fmt.Errorf("JOSE header is not unpadded base64url: %w", err)
+		return nil, ReasonMalformed, fmt.Errorf("JOSE header is not unpadded base64url: %w", err)
 	}
 	header, buf := buf[:n], buf[n:]
 	crit := false
-	if err := checkJSONObject(header, func(name []byte, _ jsonKind) {
+	if err := checkJSONObject(header, func(name []byte, _ JSONKind) {
 		if string(name) == "crit" {
 			crit = true
 		}
 	}); err != nil {
-		return jsonReason(err), fmt.Errorf("JOSE header: %w", err)
+		return nil, jsonReason(err), fmt.Errorf("JOSE header: %w", err)
 	}
 	if crit {
-		return ReasonCritHeader, errors.New(`JOSE header has a "crit" parameter: RFC 7515 §4.1.11 requires rejecting tokens with critical extensions the receiver does not understand, and this receiver understands none`)
+		return nil, ReasonCritHeader, errors.New(`JOSE header has a "crit" parameter: RFC 7515 §4.1.11 requires rejecting tokens with critical extensions the receiver does not understand, and this receiver understands none`)
 	}
 
 	n, err = enc.Decode(buf, []byte(claimsSeg))
 	if err != nil {
-		return ReasonMalformed, fmt.Errorf("claims are not unpadded base64url: %w", err)
+		return nil, ReasonMalformed, fmt.Errorf("claims are not unpadded base64url: %w", err)
 	}
 	payload := buf[:n]
-	var exp, iat, nbf jsonKind
-	if err := checkJSONObject(payload, func(name []byte, kind jsonKind) {
+	var exp, iat, nbf JSONKind
+	data, err = scanClaims(payload, func(name []byte, kind JSONKind) {
 		switch string(name) {
 		case "exp":
 			exp = kind
@@ -327,22 +341,23 @@ func precheck(token string) (string, error) {
 		case "nbf":
 			nbf = kind
 		}
-	}); err != nil {
-		return jsonReason(err), fmt.Errorf("claims: %w", err)
+	}, visit)
+	if err != nil {
+		return nil, jsonReason(err), fmt.Errorf("claims: %w", err)
 	}
 	for _, c := range []struct {
 		name     string
-		kind     jsonKind
+		kind     JSONKind
 		required bool
 	}{{"exp", exp, true}, {"iat", iat, true}, {"nbf", nbf, false}} {
 		switch {
-		case c.kind == kindAbsent && c.required:
-			return ReasonMissingClaim, fmt.Errorf("token has no %s claim: IDnow webhook tokens carry exp and iat as NumericDate (seconds since the epoch)", c.name)
-		case c.kind != kindAbsent && c.kind != kindNumber:
-			return ReasonClaimNotNumeric, fmt.Errorf("%s claim is %s: it must be a JSON number of seconds since the epoch (RFC 7519 NumericDate)", c.name, c.kind)
+		case c.kind == KindAbsent && c.required:
+			return nil, ReasonMissingClaim, fmt.Errorf("token has no %s claim: IDnow webhook tokens carry exp and iat as NumericDate (seconds since the epoch)", c.name)
+		case c.kind != KindAbsent && c.kind != KindNumber:
+			return nil, ReasonClaimNotNumeric, fmt.Errorf("%s claim is %s: it must be a JSON number of seconds since the epoch (RFC 7519 NumericDate)", c.name, c.kind)
 		}
 	}
-	return "", nil
+	return data, "", nil
 }
 
 // jsonReason maps a checkJSONObject error to the reason it is reported and counted under.

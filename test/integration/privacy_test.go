@@ -91,7 +91,7 @@ func TestPrivacyEncryptErase(t *testing.T) {
 	if victim == "" {
 		t.Fatal("no completed session with a subjectId to erase")
 	}
-	cmd := exec.Command(connectorBinary(t), "erase", "--subject", victim, "--reason", "itest erasure")
+	cmd := exec.Command(connectorBinary(t), "erase", "--subject", victim, "--reason", "itest erasure", "--settle", "2s")
 	cmd.Dir = t.TempDir()
 	cmd.Env = p.base().with(priv).environ()
 	out, err := cmd.CombinedOutput()

@@ -41,8 +41,18 @@ type Config struct {
 	InstanceID string `koanf:"instance_id"`
 	// Concurrency is how many sessions are enriched in parallel.
 	Concurrency int `koanf:"concurrency"`
-	// MaxPollRecords bounds one batch (one transaction): its memory and its produce-and-commit time.
+	// MaxPollRecords bounds the records taken from the consumer in one poll.
 	MaxPollRecords int `koanf:"max_poll_records"`
+	// CommitInterval is how long an enriched event may wait for its transaction (offset commit
+	// under at_least_once): the enricher commits what is finished when the oldest finished
+	// event has waited this long, or sooner when MaxBatchRecords are finished.
+	CommitInterval time.Duration `koanf:"commit_interval"`
+	// MaxBatchRecords bounds the events one transaction commits.
+	MaxBatchRecords int `koanf:"max_batch_records"`
+	// MaxInFlight bounds the events polled and not yet committed (being enriched, waiting for an
+	// earlier event of their partition, or finished and waiting for the commit): the enricher's
+	// memory. Polling pauses while it is reached.
+	MaxInFlight int `koanf:"max_in_flight"`
 	// TransactionTimeout is the broker-side transaction timeout (exactly_once only).
 	TransactionTimeout time.Duration `koanf:"transaction_timeout"`
 	// SessionTimeout is the consumer group session timeout: how long a crashed member keeps its
@@ -106,6 +116,9 @@ func DefaultConfig() Config {
 		TransactionalID:    "idnow-enricher",
 		Concurrency:        64,
 		MaxPollRecords:     2000,
+		CommitInterval:     100 * time.Millisecond,
+		MaxBatchRecords:    2000,
+		MaxInFlight:        4000,
 		TransactionTimeout: 60 * time.Second,
 		SessionTimeout:     45 * time.Second,
 		Retry:              RetryConfig{InitialBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second},
@@ -142,6 +155,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPollRecords <= 0 {
 		add("enrich.max_poll_records must be positive, e.g. 2000")
+	}
+	if c.CommitInterval < time.Millisecond || c.CommitInterval > time.Minute {
+		add("enrich.commit_interval %s must be between 1ms and 1m, e.g. 100ms", c.CommitInterval)
+	}
+	if c.MaxBatchRecords <= 0 {
+		add("enrich.max_batch_records must be positive, e.g. 2000")
+	}
+	if c.MaxInFlight < c.Concurrency {
+		add("enrich.max_in_flight %d must be at least enrich.concurrency %d (else workers idle), e.g. 4000", c.MaxInFlight, c.Concurrency)
 	}
 	if c.Delivery == DeliveryExactlyOnce && (c.TransactionTimeout < time.Second || c.TransactionTimeout > 15*time.Minute) {
 		add("enrich.transaction_timeout %s must be between 1s and 15m (the broker's transaction.max.timeout.ms default), e.g. 60s", c.TransactionTimeout)

@@ -7,28 +7,45 @@
 //
 // Enrichment is a ctx-first HandlerFunc wrapped in middleware (Watermill style): Metrics around
 // DLQ around Retry around the enrich handler. Each piece lives in its own file with its own
-// table tests. The Enricher owns the Kafka side: polling, grouping a batch by session, running
-// the chain with bounded parallelism, producing and committing.
+// table tests. The Enricher owns the Kafka side: polling, running the chain with bounded
+// parallelism, producing and committing.
+//
+// # Continuous flow
+//
+// One loop owns the Kafka client; enrich.concurrency workers enrich. The loop polls ahead while
+// earlier events are still being enriched, up to enrich.max_in_flight events polled and not yet
+// committed (then it stops polling, and franz-go stops fetching once its buffer is full). Each
+// session (partition and key) has a queue: its events are enriched one after the other in log
+// order, different sessions in parallel. An event becomes ready for a commit when it and every
+// earlier event of its partition are finished; the loop commits the ready events when the oldest
+// has waited enrich.commit_interval or enrich.max_batch_records are ready, and the workers keep
+// enriching meanwhile. A commit's offsets are exactly one past its last event per partition, so
+// it covers exactly the events whose output it writes.
 //
 // # Delivery
 //
-// With enrich.delivery exactly_once (the default) every batch is one Kafka transaction through a
+// With enrich.delivery exactly_once (the default) every commit is one Kafka transaction through a
 // franz-go GroupTransactSession: the EnrichedSession records, the DLQ records and the consumed
-// offsets commit atomically, or not at all. A batch is first enriched completely and only then
-// produced, so the broker-side transaction (which starts with the first produced record) spans
-// only produce and commit: API time, including retries while IDnow is down, never runs into
-// enrich.transaction_timeout. If the group rebalances before the commit, the session aborts the
-// transaction and rewinds to the committed offsets; the records are then enriched again by
-// whoever owns their partition, and the aborted output is invisible to read_committed readers,
-// so nothing is written twice.
+// offsets of the ready events commit atomically, or not at all. A GroupTransactSession's End
+// would commit every polled offset, including those of events still being enriched; the enricher
+// rewrites its TxnOffsetCommit (kgo.PreTxnCommitFnContext) to the ready events' offsets, and the
+// session records what was sent as committed. (franz-go's AutoCommitMarks does not change what
+// End commits in v1.22.3: End takes the polled offsets.) Events are enriched before their
+// transaction begins, so the broker-side transaction spans only produce and commit: API time,
+// including retries while IDnow is down, never runs into enrich.transaction_timeout. If the group
+// rebalances before the commit, the session aborts the transaction and rewinds every partition to
+// the committed offsets; the enricher then drops all its work in flight (its results stay in the
+// result cache) and consumes again from there, and the aborted output is invisible to
+// read_committed readers, so nothing is written twice.
 //
 // Consumers of topics.enriched and topics.dlq must read with isolation level read_committed
 // (franz-go: kgo.FetchIsolationLevel(kgo.ReadCommitted()); Java: isolation.level=read_committed).
 // A read_uncommitted reader also sees the records of aborted transactions, i.e. duplicates.
 //
-// With enrich.delivery at_least_once the output is produced, every acknowledgement awaited, and
-// only then are the input offsets committed: nothing is lost, but a crash or rebalance between
-// produce and commit writes the same enrichment again. Consumers key on event.eventId.
+// With enrich.delivery at_least_once the ready events' output is produced, every acknowledgement
+// awaited, and only then are their offsets committed: nothing is lost, but a crash or rebalance
+// between produce and commit writes the same enrichment again. Consumers key on event.eventId.
+// A rebalance drops only the work of the partitions taken away; the others go on.
 //
 // # Why franz-go v1.21.4 or later
 //
@@ -58,12 +75,12 @@
 //
 // Retryable failures (IDnow 429, 5xx, timeouts, network errors, a rejected token, an unreachable
 // schema registry) are retried with capped exponential backoff for as long as they last: the
-// batch and the partition's progress stop, lag grows and idnow_connector_enrich_blocked is 1.
+// event and its partition's commits stop, lag grows and idnow_connector_enrich_blocked is 1.
 // Permanent failures (session 404 or 403, other 4xx, an undecodable event or API response, an
 // output that does not fit the schema) send the original record to topics.dlq with headers naming
 // the error class, the message, the source topic, partition, offset and the attempts made.
 // Nothing is dropped silently. Kafka failures restart the client with backoff; the uncommitted
-// batch is consumed again.
+// events are consumed again.
 //
 // # One event never blocks the others
 //
@@ -106,14 +123,15 @@
 // # Pipeline state
 //
 // With Deps.State the enricher keeps what it enriched per session in the compacted topic
-// topics.state (internal/state), co-partitioned with topics.sessions. Before the first batch of
+// topics.state (internal/state), co-partitioned with topics.sessions. Before the first events of
 // a newly assigned partition it restores that partition of the state into memory (read
 // committed, to the end); it forgets it on revoke. Each event is checked against its session's
 // state before the API is called: an event id already enriched, or a terminal status already
 // enriched under another id, is skipped (counted in idnow_connector_enrich_events_skipped_total
-// when the batch commits, its offset committed like any other); an event whose status ranks
+// when the event commits, its offset committed like any other); an event whose status ranks
 // below the latest enriched one is enriched with outOfOrder set and leaves the latest status
 // alone. The session's new state is produced with the EnrichedSession, pinned to the input's
-// partition, in the batch's transaction, so output and state commit or abort together; the
-// in-memory state advances only when the batch committed.
+// partition, in the event's transaction, so output and state commit or abort together; the
+// in-memory state advances only when the event committed (until then the session's queue in
+// the flow carries it to the session's next events).
 package enrich

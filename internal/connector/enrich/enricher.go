@@ -19,7 +19,6 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/privacy"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
-	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
 // Deps are what the enricher needs from the composition root.
@@ -75,8 +74,8 @@ type Enricher struct {
 	running atomic.Bool
 	joined  atomic.Bool
 
-	mu          sync.Mutex
-	batchCancel context.CancelCauseFunc // cancels the batch being enriched; nil between batches
+	mu  sync.Mutex
+	cur *flow // the records in flight; nil while no client consumes
 
 	// deniedTopic is the output topic refusing writes (TOPIC_AUTHORIZATION_FAILED), "" when
 	// none; only the poll loop touches it (outputDenied).
@@ -271,7 +270,7 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 			return false, err
 		}
 		defer e.startMonitor(ctx, sess.Client())()
-		return e.loopExactlyOnce(ctx, shutdownCtx, sess)
+		return e.consume(ctx, shutdownCtx, sess.Client(), sess)
 	}
 	opts = append(opts, kgo.DisableAutoCommit())
 	cl, err := kgo.NewClient(opts...)
@@ -283,7 +282,7 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		return false, err
 	}
 	defer e.startMonitor(ctx, cl)()
-	return e.loopAtLeastOnce(ctx, cl)
+	return e.consume(ctx, shutdownCtx, cl, nil)
 }
 
 // startMonitor runs the progress monitor on cl until the returned function is called.
@@ -355,65 +354,6 @@ func (e *Enricher) closeClient(shutdownCtx context.Context, closeFn func()) erro
 	}
 }
 
-// loopExactlyOnce runs batches as transactions: begin, enrich everything, produce everything,
-// End with commit. End aborts instead when the group rebalanced meanwhile, and rewinds to the
-// committed offsets, so the batch is consumed again and the aborted output stays invisible.
-func (e *Enricher) loopExactlyOnce(ctx, shutdownCtx context.Context, sess *kgo.GroupTransactSession) (progressed bool, err error) {
-	for {
-		recs, err := e.poll(ctx, sess.PollRecords)
-		if err != nil || ctx.Err() != nil {
-			return progressed, err
-		}
-		if len(recs) == 0 {
-			continue
-		}
-		if err := e.restoreFor(ctx, recs); err != nil {
-			return progressed, err
-		}
-		if err := sess.Begin(); err != nil {
-			return progressed, fmt.Errorf("begin transaction: %w", err)
-		}
-		results, perr := e.processBatch(ctx, recs, true)
-		spans := e.startCommitSpans(results)
-		if perr == nil {
-			perr = e.produceTxn(ctx, sess.Client(), recs, results)
-		}
-		try := kgo.TryCommit
-		if perr != nil {
-			try = kgo.TryAbort
-		}
-		committed, err := sess.End(shutdownCtx, try)
-		spans.end(committed, errors.Join(perr, err))
-		if err != nil {
-			e.m.aborted()
-			e.log.Warn("ending the transaction failed; re-creating the Kafka client, the batch will be consumed again",
-				slog.Int("records", len(recs)), slog.Any("err", err), slog.Any("batch_err", perr))
-			return progressed, fmt.Errorf("end transaction: %w", err)
-		}
-		if !committed {
-			e.m.aborted()
-			reason := "the consumer group rebalanced before the commit"
-			if perr != nil {
-				reason = perr.Error()
-			}
-			if ctx.Err() != nil {
-				reason = "shutting down: " + reason
-			}
-			e.log.Warn("transaction aborted; the batch will be consumed again", slog.Int("records", len(recs)),
-				slog.Int("cached_results", e.cache.len()), slog.String("cause", reason))
-			if perr != nil && ctx.Err() == nil && !errors.Is(perr, errRebalance) {
-				// A produce failure: give the brokers a moment before the batch comes again.
-				if !sleepCtx(ctx, e.cfg.Retry.InitialBackoff) {
-					return progressed, nil
-				}
-			}
-			continue
-		}
-		progressed = true
-		e.commitDone(recs, results)
-	}
-}
-
 // commitDone records a committed batch: metrics, progress, and the cache entries it no longer
 // needs.
 func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
@@ -422,59 +362,16 @@ func (e *Enricher) commitDone(recs []*kgo.Record, results []Result) {
 	// Results of partitions that moved to another member and never came back: that member
 	// enriched them.
 	e.dropUnowned()
-	e.progress.pending.Store(0)
 	e.progress.lastCommit.Store(now.UnixNano())
 	e.m.committed(results, now)
 	e.commitState(recs, results)
 }
 
-// loopAtLeastOnce produces each batch, waits for every acknowledgement and only then commits
-// the batch's offsets. A batch left unfinished at shutdown is not committed and is consumed
-// again by the next owner.
-func (e *Enricher) loopAtLeastOnce(ctx context.Context, cl *kgo.Client) (progressed bool, err error) {
-	for {
-		recs, err := e.poll(ctx, cl.PollRecords)
-		if err != nil || ctx.Err() != nil {
-			return progressed, err
-		}
-		if len(recs) == 0 {
-			continue
-		}
-		if err := e.restoreFor(ctx, recs); err != nil {
-			return progressed, err
-		}
-		results, err := e.processBatch(ctx, recs, false)
-		if err != nil {
-			return progressed, nil // only the end of ctx stops a batch here
-		}
-		spans := e.startCommitSpans(results)
-		if err := e.produceUntilAcked(ctx, cl, recs, results); err != nil {
-			spans.end(false, err)
-			if ctx.Err() != nil {
-				return progressed, nil
-			}
-			return progressed, err
-		}
-		err = cl.CommitRecords(ctx, recs...)
-		spans.end(err == nil, err)
-		if err != nil {
-			if ctx.Err() != nil {
-				return progressed, nil
-			}
-			// The output is written; after a rebalance the new owner enriches these events
-			// again, which at_least_once allows.
-			e.log.Warn("committing offsets failed; the batch's events may be enriched again", slog.Any("err", err))
-			continue
-		}
-		progressed = true
-		e.commitDone(recs, results)
-	}
-}
-
-// poll fetches one batch and updates the consumption metrics. It returns an error only for
-// fetch errors a new client would not fix by itself being retried internally.
-func (e *Enricher) poll(ctx context.Context, pollFn func(context.Context, int) kgo.Fetches) ([]*kgo.Record, error) {
-	fs := pollFn(ctx, e.cfg.MaxPollRecords)
+// poll fetches up to n records, waiting at most until pctx ends, and updates the consumption
+// metrics. It returns an error only for fetch errors a new client would not fix by itself being
+// retried internally.
+func (e *Enricher) poll(ctx, pctx context.Context, cl *kgo.Client, n int) ([]*kgo.Record, error) {
+	fs := cl.PollRecords(pctx, n)
 	if ctx.Err() != nil {
 		return nil, nil
 	}
@@ -496,98 +393,8 @@ func (e *Enricher) poll(ctx context.Context, pollFn func(context.Context, int) k
 		return nil, fatal
 	}
 	recs := fs.Records()
-	if len(recs) > 0 {
-		// Lag is not taken from the fetch's high watermark: fetched batches wait in the
-		// client's buffer while that number goes stale. The monitor reads it from the group.
-		e.progress.pending.Store(int64(len(recs)))
-	}
 	e.m.consumed.Add(float64(len(recs)))
 	return recs, nil
-}
-
-// processBatch runs the handler chain over recs: records of one key (session) in their log
-// order, different keys in parallel up to enrich.concurrency. With cancelOnRebalance, a revoke
-// or loss of partitions cancels the batch, since its transaction can no longer commit.
-func (e *Enricher) processBatch(ctx context.Context, recs []*kgo.Record, cancelOnRebalance bool) ([]Result, error) {
-	bctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	if cancelOnRebalance {
-		e.mu.Lock()
-		e.batchCancel = cancel
-		e.mu.Unlock()
-		defer func() {
-			e.mu.Lock()
-			e.batchCancel = nil
-			e.mu.Unlock()
-		}()
-	}
-	var keys []string
-	groups := map[string][]int{}
-	for i, r := range recs {
-		k := string(r.Key)
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], i)
-	}
-	results := make([]Result, len(recs))
-	work := make(chan []int)
-	var (
-		wg       sync.WaitGroup
-		errOnce  sync.Once
-		firstErr error
-	)
-	for range min(e.cfg.Concurrency, len(keys)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for idxs := range work {
-				var ks keyState
-				for _, i := range idxs {
-					var (
-						ev *schemas.SessionEvent
-						d  state.Decision
-					)
-					if e.store != nil {
-						if ev, d = e.gate(bctx, &ks, recs[i]); d.Skip != "" {
-							results[i] = Result{Skipped: d.Skip}
-							continue
-						}
-					}
-					res, err := e.handle(bctx, recs[i], d.OutOfOrder)
-					if err == nil && e.store != nil {
-						res, err = e.withState(&ks, recs[i], ev, res)
-					}
-					if err != nil {
-						errOnce.Do(func() { firstErr = err })
-						cancel(err)
-						break
-					}
-					results[i] = res
-				}
-			}
-		}()
-	}
-feed:
-	for _, k := range keys {
-		select {
-		case work <- groups[k]:
-		case <-bctx.Done():
-			break feed
-		}
-	}
-	close(work)
-	wg.Wait()
-	if err := context.Cause(bctx); err != nil && firstErr == nil {
-		firstErr = err
-	}
-	if firstErr != nil {
-		if cause := context.Cause(bctx); errors.Is(cause, errRebalance) {
-			return nil, errRebalance
-		}
-		return nil, firstErr
-	}
-	return results, nil
 }
 
 // handle returns the cached result of r, or runs the handler chain and caches its result.
@@ -807,8 +614,9 @@ func (e *Enricher) onLost(_ context.Context, _ *kgo.Client, lost map[string][]in
 	e.rebalanced("lost", lost)
 }
 
-// rebalanced cancels the running batch (its transaction would be aborted anyway) and forgets the
-// lag of partitions this member no longer owns. It must not block: franz-go calls it while the
+// rebalanced voids the work in flight that can no longer commit (under exactly_once all of it:
+// the transaction would be aborted anyway; under at_least_once that of the partitions taken
+// away) and forgets the lag of partitions this member no longer owns. It must not block: franz-go calls it while the
 // rebalance waits.
 func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	ps := parts[e.deps.Topics.Sessions]
@@ -825,13 +633,21 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
 	// comes again without asking the API. The next assignment or commit drops the entries of
 	// partitions not handed back (dropUnowned).
-	// The polled batch is abandoned; whoever owns the partitions now consumes it.
-	e.progress.pending.Store(0)
 	e.mu.Lock()
-	if e.batchCancel != nil {
-		e.batchCancel(errRebalance)
+	defer e.mu.Unlock()
+	if e.cur == nil {
+		return
 	}
-	e.mu.Unlock()
+	if e.cfg.Delivery == DeliveryExactlyOnce {
+		// The session aborts the open or next transaction and rewinds every partition to its
+		// committed offset: all work in flight is void.
+		e.cur.cancel(errRebalance)
+		return
+	}
+	// at_least_once keeps consuming the other partitions from where it is; the records of
+	// these are abandoned, and whoever owns them now consumes them again.
+	e.cur.drop(ps)
+	e.progress.pending.Store(int64(e.cur.uncommitted()))
 }
 
 // StopTimeout is how long Run may take to return after its context ends: enrich.shutdown_timeout

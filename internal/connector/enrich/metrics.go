@@ -32,6 +32,8 @@ type metrics struct {
 	hanging      prometheus.Gauge
 	endToEnd     prometheus.Histogram
 	eventAge     prometheus.Histogram
+	uncommitted  prometheus.Gauge
+	batchSize    prometheus.Histogram
 
 	recent recentDLQ // metadata of the newest committed DLQ records, for the status page
 
@@ -110,6 +112,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from IDnow creating the event (createdAt) to its EnrichedSession record committing, per committed record with a createdAt.",
 			Buckets: latencyBuckets,
 		}),
+		uncommitted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: ns + "uncommitted_events",
+			Help: "Events polled and not yet committed: being enriched, waiting for an earlier event of their partition, or finished and waiting for their commit (bounded by enrich.max_in_flight).",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    ns + "commit_events",
+			Help:    "Events per commit (transaction under exactly_once), bounded by enrich.max_batch_records.",
+			Buckets: []float64{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000},
+		}),
 	}
 	// Every labelled series an alert or dashboard reads exists from the start at 0, so that
 	// increase() sees the first event of each kind.
@@ -141,7 +152,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.enriched, m.dlq, m.duration, m.inFlight, m.transactions, m.lag, m.retries,
-		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging, m.endToEnd, m.eventAge}
+		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging, m.endToEnd, m.eventAge, m.uncommitted, m.batchSize}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

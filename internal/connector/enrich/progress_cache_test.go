@@ -81,18 +81,18 @@ func TestStallCountsHandledEvents(t *testing.T) {
 		t.Fatal("no stall after neither a commit nor a handled event for stall_after")
 	}
 
-	// processBatch records handled events (cached results are not new progress).
+	// enrichRecord records handled events (cached results are not new progress).
 	e2 := &Enricher{cfg: e.cfg, m: testMetrics(t), log: discardLog(), progress: newProgress(),
 		handler: func(context.Context, *Message) (Result, error) { return Result{}, nil }}
 	before := time.Now().UnixNano()
-	if _, err := e2.processBatch(t.Context(), []*kgo.Record{{Topic: "in", Key: []byte("k"), Offset: 1}}, false); err != nil {
+	if _, err := e2.enrichRecord(t.Context(), &keyState{}, &kgo.Record{Topic: "in", Key: []byte("k"), Offset: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if got := e2.progress.lastHandled.Load(); got < before {
-		t.Fatalf("lastHandled %d not set by a handled event (batch started at %d)", got, before)
+		t.Fatalf("lastHandled %d not set by a handled event (handling started at %d)", got, before)
 	}
 	e2.progress.lastHandled.Store(0)
-	if _, err := e2.processBatch(t.Context(), []*kgo.Record{{Topic: "in", Key: []byte("k"), Offset: 1}}, false); err != nil {
+	if _, err := e2.enrichRecord(t.Context(), &keyState{}, &kgo.Record{Topic: "in", Key: []byte("k"), Offset: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if got := e2.progress.lastHandled.Load(); got != 0 {

@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/webhook"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -23,35 +24,14 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return fmt.Sprintf("event field %s: %s", e.Field, e.Reason) }
 
-// flexString accepts a JSON string or number (IDnow's builds disagree on types) and keeps its text.
-type flexString struct {
+// field is one text field of the event: a JSON string (unescaped) or number (its text, as
+// IDnow's builds disagree on types); null or absent leaves it unset.
+type field struct {
 	set   bool
 	value string
-	// badUTF8 is set when the JSON text held invalid UTF-8 or an escaped lone surrogate, which
-	// encoding/json silently replaces with U+FFFD: the value is then not what the sender signed.
-	badUTF8 bool
 }
 
-func (f *flexString) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	switch {
-	case bytes.Equal(b, []byte("null")):
-		return nil
-	case len(b) > 0 && b[0] == '"':
-		if err := json.Unmarshal(b, &f.value); err != nil {
-			return err
-		}
-		f.badUTF8 = !utf8.Valid(b) || (strings.ContainsRune(f.value, utf8.RuneError) && !literalReplacementChar(b))
-	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
-		f.value = string(b)
-	default:
-		return fmt.Errorf("want a string or number, got %.20s", b)
-	}
-	f.set = true
-	return nil
-}
-
-func (f flexString) ptr() *string {
+func (f field) ptr() *string {
 	if !f.set || f.value == "" {
 		return nil
 	}
@@ -59,28 +39,134 @@ func (f flexString) ptr() *string {
 	return &v
 }
 
-// rawEvent is the IDnow webhook event (reference §7). Unknown fields are ignored; lastStep*
+// read sets f from a member's value, or says why it cannot hold one.
+func (f *field) read(m webhook.DataMember) error {
+	switch m.Kind {
+	case webhook.KindNull:
+		return nil
+	case webhook.KindString:
+		s := m.Raw[1 : len(m.Raw)-1]
+		if bytes.IndexByte(s, '\\') < 0 {
+			f.value = string(s)
+		} else if err := json.Unmarshal(m.Raw, &f.value); err != nil {
+			// The verifier's strict scan validated the string; this is not expected.
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+	case webhook.KindNumber:
+		f.value = string(m.Raw)
+	default:
+		return fmt.Errorf("%s: want a string or number, got %.20s", m.Name, m.Raw)
+	}
+	f.set = true
+	return nil
+}
+
+// The fields read from the data claim (reference §7), by position in eventReader.top; lastStep*
 // fields are accepted both at the top level and inside payload because builds differ.
-type rawEvent struct {
-	EventID        flexString `json:"eventId"`
-	EventVersion   flexString `json:"eventVersion"`
-	EventName      flexString `json:"eventName"`
-	EventDeliverID flexString `json:"eventDeliverId"`
-	EventSequence  flexString `json:"eventSequence"`
-	CreatedAt      flexString `json:"createdAt"`
-	Environment    flexString `json:"environment"`
-	SessionID      flexString `json:"sessionId"`
-	LastStepID     flexString `json:"lastStepId"`
-	LastStepType   flexString `json:"lastStepType"`
-	LastStepStatus flexString `json:"lastStepStatus"`
-	Payload        *struct {
-		FlowID         flexString `json:"flowId"`
-		SessionID      flexString `json:"sessionId"`
-		SessionStatus  flexString `json:"sessionStatus"`
-		LastStepID     flexString `json:"lastStepId"`
-		LastStepType   flexString `json:"lastStepType"`
-		LastStepStatus flexString `json:"lastStepStatus"`
-	} `json:"payload"`
+const (
+	fEventID = iota
+	fEventVersion
+	fEventName
+	fEventDeliverID
+	fEventSequence
+	fCreatedAt
+	fEnvironment
+	fSessionID
+	fLastStepID
+	fLastStepType
+	fLastStepStatus
+	numTopFields
+)
+
+var topNames = [numTopFields]string{"eventId", "eventVersion", "eventName", "eventDeliverId", "eventSequence",
+	"createdAt", "environment", "sessionId", "lastStepId", "lastStepType", "lastStepStatus"}
+
+// The fields of the payload object, by position in eventReader.payload.
+const (
+	pFlowID = iota
+	pSessionID
+	pSessionStatus
+	pLastStepID
+	pLastStepType
+	pLastStepStatus
+	numPayloadFields
+)
+
+var payloadNames = [numPayloadFields]string{"flowId", "sessionId", "sessionStatus", "lastStepId", "lastStepType", "lastStepStatus"}
+
+// storedText is a stored text field checked by checkText, with its name in errors.
+type storedText struct {
+	name string
+	i    int
+}
+
+// The stored text fields in the order they are checked (the first bad one is named).
+var (
+	storedTop = []storedText{{"eventDeliverId", fEventDeliverID}, {"eventName", fEventName}, {"eventVersion", fEventVersion},
+		{"environment", fEnvironment}, {"lastStepId", fLastStepID}, {"lastStepType", fLastStepType}, {"lastStepStatus", fLastStepStatus}}
+	storedPayload = []storedText{{"payload.flowId", pFlowID}, {"payload.sessionStatus", pSessionStatus},
+		{"payload.lastStepId", pLastStepID}, {"payload.lastStepType", pLastStepType}, {"payload.lastStepStatus", pLastStepStatus}}
+)
+
+// eventReader builds the SessionEvent from the members of the data claim as the verifier's strict
+// scan meets them (webhook.Verifier.VerifyData): the signed bytes are read once, by that scan,
+// and the event is not parsed again. Unknown members are ignored. Names match as encoding/json
+// matches struct fields (exact, else case-insensitively), which the scan's duplicate check
+// already applies, so at most one member matches each field.
+type eventReader struct {
+	top        [numTopFields]field
+	payload    [numPayloadFields]field
+	hasPayload bool
+	// err is the first member of a type no field can hold.
+	err error
+}
+
+// visit is the webhook.DataMember callback.
+func (r *eventReader) visit(m webhook.DataMember) {
+	if r.err != nil {
+		return
+	}
+	if m.Parent == nil {
+		if matchName(m.Name, "payload") {
+			switch m.Kind {
+			case webhook.KindObject:
+				r.hasPayload = true
+			case webhook.KindNull:
+			default:
+				r.err = fmt.Errorf("payload: want an object, got %.20s", m.Raw)
+			}
+			return
+		}
+		if i := fieldIndex(topNames[:], m.Name); i >= 0 {
+			r.err = r.top[i].read(m)
+		}
+		return
+	}
+	if matchName(m.Parent, "payload") {
+		if i := fieldIndex(payloadNames[:], m.Name); i >= 0 {
+			r.err = r.payload[i].read(m)
+		}
+	}
+}
+
+// matchName reports whether a member name selects the field called want.
+func matchName(name []byte, want string) bool {
+	return string(name) == want || bytes.EqualFold(name, []byte(want))
+}
+
+// fieldIndex is the position of the field name selects in names, or -1.
+func fieldIndex(names []string, name []byte) int {
+	for i, n := range names {
+		if string(name) == n {
+			return i
+		}
+	}
+	for i, n := range names {
+		if bytes.EqualFold(name, []byte(n)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // maxIDLength bounds ids taken from the network: they become Kafka keys and dedupe entries.
@@ -96,88 +182,82 @@ var idPattern = regexp.MustCompile(IDPattern)
 // IDPattern is the regular expression every accepted eventId and sessionId matches.
 const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`
 
-// ParseEvent maps the JSON of a verified webhook's `data` claim to a SessionEvent. Unknown event
-// names and statuses pass through unchanged. A missing eventId or sessionId, one that does not
-// match IDPattern, and invalid UTF-8 or control characters in any text field are a *FieldError
-// naming the field.
-func ParseEvent(data []byte) (*schemas.SessionEvent, error) {
-	var raw rawEvent
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&raw); err != nil {
-		return nil, &FieldError{Field: "data", Reason: "not a JSON event object: " + err.Error()}
+// event maps what the reader collected to a SessionEvent. Unknown event names and statuses pass
+// through unchanged. A member of an impossible type is a *FieldError on data; a missing eventId
+// or sessionId, one that does not match IDPattern, and invalid UTF-8 or control characters in any
+// text field are a *FieldError naming the field.
+func (r *eventReader) event() (*schemas.SessionEvent, error) {
+	if r.err != nil {
+		return nil, &FieldError{Field: "data", Reason: "not a JSON event object: " + r.err.Error()}
 	}
+	t, p := &r.top, &r.payload
 	ev := &schemas.SessionEvent{
-		EventID:        raw.EventID.value,
-		EventName:      raw.EventName.value,
-		EventVersion:   raw.EventVersion.ptr(),
-		EventDeliverID: raw.EventDeliverID.ptr(),
-		Environment:    raw.Environment.ptr(),
-		SessionID:      raw.SessionID.value,
-		LastStepID:     raw.LastStepID.ptr(),
-		LastStepType:   raw.LastStepType.ptr(),
-		LastStepStatus: raw.LastStepStatus.ptr(),
+		EventID:        t[fEventID].value,
+		EventName:      t[fEventName].value,
+		EventVersion:   t[fEventVersion].ptr(),
+		EventDeliverID: t[fEventDeliverID].ptr(),
+		Environment:    t[fEnvironment].ptr(),
+		SessionID:      t[fSessionID].value,
+		LastStepID:     t[fLastStepID].ptr(),
+		LastStepType:   t[fLastStepType].ptr(),
+		LastStepStatus: t[fLastStepStatus].ptr(),
 		Origin:         schemas.OriginWebhook,
 	}
-	if p := raw.Payload; p != nil {
-		if p.SessionID.value != "" {
-			ev.SessionID = p.SessionID.value
+	if r.hasPayload {
+		if p[pSessionID].value != "" {
+			ev.SessionID = p[pSessionID].value
 		}
-		ev.FlowID = p.FlowID.ptr()
-		ev.SessionStatus = p.SessionStatus.ptr()
-		ev.LastStepID = firstNonNil(ev.LastStepID, p.LastStepID.ptr())
-		ev.LastStepType = firstNonNil(ev.LastStepType, p.LastStepType.ptr())
-		ev.LastStepStatus = firstNonNil(ev.LastStepStatus, p.LastStepStatus.ptr())
+		ev.FlowID = p[pFlowID].ptr()
+		ev.SessionStatus = p[pSessionStatus].ptr()
+		ev.LastStepID = firstNonNil(ev.LastStepID, p[pLastStepID].ptr())
+		ev.LastStepType = firstNonNil(ev.LastStepType, p[pLastStepType].ptr())
+		ev.LastStepStatus = firstNonNil(ev.LastStepStatus, p[pLastStepStatus].ptr())
 	}
-	sessionField, sessionRaw := "sessionId", raw.SessionID
-	if raw.Payload != nil && raw.Payload.SessionID.value != "" {
-		sessionField, sessionRaw = "payload.sessionId", raw.Payload.SessionID
-	} else if ev.SessionID == "" {
+	sessionField := "sessionId"
+	if (r.hasPayload && p[pSessionID].value != "") || ev.SessionID == "" {
 		sessionField = "payload.sessionId"
 	}
-	if err := checkID("eventId", ev.EventID, raw.EventID.badUTF8); err != nil {
+	if err := checkID("eventId", ev.EventID); err != nil {
 		return nil, err
 	}
-	if err := checkID(sessionField, ev.SessionID, sessionRaw.badUTF8); err != nil {
+	if err := checkID(sessionField, ev.SessionID); err != nil {
 		return nil, err
 	}
 	// The other fields are stored, not used as keys or in URLs, so they keep IDnow's text as it
-	// is; but text that is not what was signed (invalid UTF-8) or that could forge log lines and
-	// headers downstream (control characters) is refused as well.
-	others := []textField{
-		{"eventDeliverId", raw.EventDeliverID}, {"eventName", raw.EventName}, {"eventVersion", raw.EventVersion},
-		{"environment", raw.Environment}, {"lastStepId", raw.LastStepID}, {"lastStepType", raw.LastStepType},
-		{"lastStepStatus", raw.LastStepStatus},
-	}
-	if p := raw.Payload; p != nil {
-		others = append(others, textField{"payload.flowId", p.FlowID}, textField{"payload.sessionStatus", p.SessionStatus},
-			textField{"payload.lastStepId", p.LastStepID}, textField{"payload.lastStepType", p.LastStepType},
-			textField{"payload.lastStepStatus", p.LastStepStatus})
-	}
-	for _, o := range others {
-		if err := checkText(o.field, o.v); err != nil {
+	// is; but text that could forge log lines and headers downstream (control characters) is
+	// refused as well.
+	for _, c := range storedTop {
+		if err := checkText(c.name, t[c.i].value); err != nil {
 			return nil, err
 		}
 	}
-	if raw.EventSequence.set {
-		n, err := strconv.ParseInt(raw.EventSequence.value, 10, 64)
+	if r.hasPayload {
+		for _, c := range storedPayload {
+			if err := checkText(c.name, p[c.i].value); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if t[fEventSequence].set {
+		n, err := strconv.ParseInt(t[fEventSequence].value, 10, 64)
 		if err != nil {
 			return nil, &FieldError{Field: "eventSequence", Reason: "not an integer"}
 		}
 		ev.EventSequence = &n
 	}
-	if raw.CreatedAt.set {
+	if t[fCreatedAt].set {
 		// A timestamp we cannot read is not a reason to lose the event: it stays null.
-		ev.CreatedAt = parseTime(raw.CreatedAt.value)
+		ev.CreatedAt = parseTime(t[fCreatedAt].value)
 	}
 	return ev, nil
 }
 
 // checkID holds an identifier to IDPattern, naming what is wrong with it.
-func checkID(field, v string, badUTF8 bool) error {
+func checkID(field, v string) error {
 	switch {
 	case v == "":
 		return &FieldError{Field: field, Reason: "missing or empty"}
-	case badUTF8 || !utf8.ValidString(v):
+	case !utf8.ValidString(v):
 		return &FieldError{Field: field, Reason: "not valid UTF-8"}
 	case strings.ContainsFunc(v, unicode.IsControl):
 		return &FieldError{Field: field, Reason: "contains control characters"}
@@ -189,27 +269,17 @@ func checkID(field, v string, badUTF8 bool) error {
 	return nil
 }
 
-// textField is a stored text field of the event and its name in errors.
-type textField struct {
-	field string
-	v     flexString
-}
-
-// checkText refuses invalid UTF-8 and control characters in a stored text field.
-func checkText(field string, v flexString) error {
+// checkText refuses invalid UTF-8 and control characters in a stored text field. The verifier's
+// strict scan already refused invalid UTF-8 and lone surrogate escapes in the signed JSON; the
+// check stays so that no path can store such text.
+func checkText(field, v string) error {
 	switch {
-	case v.badUTF8 || !utf8.ValidString(v.value):
+	case !utf8.ValidString(v):
 		return &FieldError{Field: field, Reason: "not valid UTF-8"}
-	case strings.ContainsFunc(v.value, unicode.IsControl):
+	case strings.ContainsFunc(v, unicode.IsControl):
 		return &FieldError{Field: field, Reason: "contains control characters"}
 	}
 	return nil
-}
-
-// literalReplacementChar reports whether the JSON string text b spells U+FFFD itself (as the
-// character or as \ufffd), in which case a U+FFFD in the decoded value is genuine.
-func literalReplacementChar(b []byte) bool {
-	return bytes.ContainsRune(b, utf8.RuneError) || bytes.Contains(bytes.ToLower(b), []byte(`\ufffd`))
 }
 
 func firstNonNil(a, b *string) *string {

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,9 @@ import (
 // Verifier checks webhook signatures and the optional static header; *webhook.Verifier is the
 // production implementation.
 type Verifier interface {
-	Verify(ctx context.Context, token string) (*webhook.Claims, error)
+	// VerifyData verifies the token and hands the members of its data claim to visit while it
+	// reads them (webhook.Verifier.VerifyData), so the event is parsed once.
+	VerifyData(ctx context.Context, token string, visit func(webhook.DataMember)) (*webhook.Claims, error)
 	CheckStaticHeader(h http.Header) error
 }
 
@@ -76,9 +79,46 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
+// bufPool recycles the buffers a request's body is read into and a record's value is encoded
+// into (a few hundred bytes to a few KiB each, once per webhook): under load the garbage
+// collector then has little more than the event itself to sweep.
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBuf bounds what returns to bufPool, so one large body does not stay pinned.
+const maxPooledBuf = 64 << 10
+
+func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
+
+// putBuf returns b, grown to hold used, to the pool.
+func putBuf(b *[]byte, used []byte) {
+	if cap(used) > maxPooledBuf {
+		return
+	}
+	*b = used[:0]
+	bufPool.Put(b)
+}
+
+// readBody appends what r yields to dst until EOF or an error.
+func readBody(dst []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(dst) == cap(dst) {
+			dst = append(dst, 0)[:len(dst)]
+		}
+		n, err := r.Read(dst[len(dst):cap(dst)])
+		dst = dst[:len(dst)+n]
+		if err == io.EOF {
+			return dst, nil
+		}
+		if err != nil {
+			return dst, err
+		}
+	}
+}
+
 // parseDelivery extracts the token from either IDnow delivery variant. It enforces the body
-// limit and content types and never trusts a length the client claims.
-func parseDelivery(r *http.Request, maxBody int64, signatureHeader string) (*delivery, *httpError) {
+// limit and content types and never trusts a length the client claims. The body is read into
+// *buf (grown as needed); d.bodyEvent points into it, so *buf must outlive d.
+func parseDelivery(r *http.Request, maxBody int64, signatureHeader string, buf *[]byte) (*delivery, *httpError) {
 	if r.ContentLength > maxBody {
 		return nil, &httpError{http.StatusRequestEntityTooLarge, resultTooLarge, "body larger than " + strconv.FormatInt(maxBody, 10) + " bytes"}
 	}
@@ -95,7 +135,8 @@ func parseDelivery(r *http.Request, maxBody int64, signatureHeader string) (*del
 	default:
 		return nil, &httpError{http.StatusUnsupportedMediaType, resultUnsupportedMedia, "Content-Type " + mediaType + " not supported: send application/jwt or application/json"}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	body, err := readBody((*buf)[:0], io.LimitReader(r.Body, maxBody+1))
+	*buf = body
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -152,8 +193,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	client, peer := h.addrs.client(r)
 	result, status, reason := h.serve(w, r, client, start)
-	h.metrics.requests.WithLabelValues(result).Inc()
-	h.metrics.requestDuration.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	h.metrics.answered(result, time.Since(start))
 	switch {
 	case status >= 500:
 		h.rejects.record(r.Context(), slog.LevelWarn, result, status, addrString(client), addrString(peer), reason)
@@ -182,7 +222,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	// Until the body has been read completely, any answer closes the connection: otherwise the
 	// server would try to read (and discard) the rest of an unwanted body before answering, for
 	// as long as the sender cares to trickle it.
-	w.Header().Set("Connection", "close")
+	w.Header()["Connection"] = headerClose
 	if !h.addrs.allows(client) {
 		return h.fail(w, &httpError{http.StatusForbidden, resultForbidden, "the sender's address is not allowed to deliver webhooks here"})
 	}
@@ -205,7 +245,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	// ErrNotSupported (a ResponseWriter without a connection, as in handler tests) leaves the
 	// server's read_timeout in charge.
 	deadlineSet := rc.SetReadDeadline(start.Add(h.cfg.BodyReadTimeout)) == nil
-	d, herr := parseDelivery(r, h.cfg.MaxBodyBytes, h.cfg.SignatureHeader)
+	body := getBuf()
+	defer func() { putBuf(body, *body) }()
+	d, herr := parseDelivery(r, h.cfg.MaxBodyBytes, h.cfg.SignatureHeader, body)
 	if deadlineSet {
 		// Nothing more is read for this request (on failure the connection closes after the
 		// answer). Lift the short deadline so the server's background read does not time out,
@@ -216,7 +258,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	if herr != nil {
 		return h.fail(w, herr)
 	}
-	w.Header().Del("Connection") // the body is consumed: the connection may be kept alive
+	delete(w.Header(), "Connection") // the body is consumed: the connection may be kept alive
 
 	select {
 	case h.slots <- struct{}{}:
@@ -227,7 +269,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	h.metrics.inFlight.Inc()
 	defer h.metrics.inFlight.Dec()
 
-	claims, err := h.verifier.Verify(r.Context(), d.token)
+	var rd eventReader
+	claims, err := h.verifier.VerifyData(r.Context(), d.token, rd.visit)
 	if err != nil {
 		if errors.Is(err, webhook.ErrKeysUnavailable) {
 			return h.unavailable(w, resultKeysUnavailable, "the token's signing key is not available (keys not loaded or the key set unreachable); retry")
@@ -244,7 +287,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	if d.variant == schemas.DeliverySignatureHeader && !sameJSON(d.bodyEvent, claims.Data) {
 		return h.fail(w, &httpError{http.StatusUnauthorized, resultUnauthorized, "the JSON body does not match the signed token's data claim"})
 	}
-	ev, err := ParseEvent(claims.Data)
+	ev, err := rd.event()
 	if err != nil {
 		return h.fail(w, &httpError{http.StatusBadRequest, resultBadRequest, err.Error()})
 	}
@@ -304,11 +347,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f *flight) {
 	start := time.Now()
 	err := h.produceOnce(parent, ev)
-	outcome := "ok"
+	series := h.metrics.produced
 	if err != nil {
-		outcome = "error"
+		series = h.metrics.failed
 	}
-	h.metrics.produceDuration.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	series.duration.Observe(time.Since(start).Seconds())
 	h.tracker.finish(ev.EventID, f, err)
 	if f.abandoned.Load() {
 		if err == nil {
@@ -323,7 +366,11 @@ func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f 
 }
 
 func (h *Handler) produceOnce(parent trace.SpanContext, ev *schemas.SessionEvent) (err error) {
-	value, err := h.encoder.AppendEncode(nil, ev)
+	// ProduceSync returns only once the record's promise ran, and kgo is done with the value
+	// then: the buffer can go back to the pool (this defer runs after the span's).
+	buf := getBuf()
+	value, err := h.encoder.AppendEncode((*buf)[:0], ev)
+	defer func() { putBuf(buf, value) }()
 	if err != nil {
 		return fmt.Errorf("encode event %s: %w", ev.EventID, err)
 	}
@@ -356,15 +403,31 @@ type answer struct {
 	Error   string `json:"error,omitempty"`
 }
 
+// Header values set on every answer, shared rather than allocated per request (net/http only
+// reads them).
+var (
+	headerJSON    = []string{"application/json"}
+	headerNosniff = []string{"nosniff"}
+	headerClose   = []string{"close"}
+)
+
 func writeJSON(w http.ResponseWriter, status int, a answer) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header()["Content-Type"] = headerJSON
+	w.Header()["X-Content-Type-Options"] = headerNosniff
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(a)
 }
 
 func (h *Handler) ok(w http.ResponseWriter, result, eventID string) (string, int, string) {
-	writeJSON(w, http.StatusOK, answer{Status: result, EventID: eventID})
+	// The answer every accepted webhook gets, written without encoding/json: result is one of
+	// the result constants and eventID matched IDPattern, so neither needs escaping. The bytes
+	// are what writeJSON would write.
+	w.Header()["Content-Type"] = headerJSON
+	w.Header()["X-Content-Type-Options"] = headerNosniff
+	w.WriteHeader(http.StatusOK)
+	b := make([]byte, 0, len(`{"status":"","eventId":""}`)+len(result)+len(eventID)+1)
+	b = append(append(append(append(append(b, `{"status":"`...), result...), `","eventId":"`...), eventID...), "\"}\n"...)
+	_, _ = w.Write(b)
 	return result, http.StatusOK, ""
 }
 

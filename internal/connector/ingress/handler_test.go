@@ -286,3 +286,19 @@ func TestAnswersAreJSON(t *testing.T) {
 		t.Fatalf("answer %q is not a JSON error: %v", w.Body, err)
 	}
 }
+
+// TestOKAnswerMatchesWriteJSON: the hand-built answer of an accepted webhook is byte for byte
+// what encoding/json (writeJSON) writes, headers included.
+func TestOKAnswerMatchesWriteJSON(t *testing.T) {
+	for _, result := range []string{resultAccepted, resultDuplicate} {
+		for _, id := range []string{"e", "98da8c6c-7f38-4c1e-9d0a-2f4b7c1e5a10", "evt:2026.11.25-1"} {
+			got := httptest.NewRecorder()
+			(&Handler{}).ok(got, result, id)
+			want := httptest.NewRecorder()
+			writeJSON(want, http.StatusOK, answer{Status: result, EventID: id})
+			if got.Code != want.Code || got.Body.String() != want.Body.String() || fmt.Sprint(got.Header()) != fmt.Sprint(want.Header()) {
+				t.Fatalf("ok answer %d %v %q, writeJSON %d %v %q", got.Code, got.Header(), got.Body, want.Code, want.Header(), want.Body)
+			}
+		}
+	}
+}

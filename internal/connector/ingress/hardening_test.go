@@ -371,7 +371,7 @@ func logLines(t *testing.T, out, msg string) []map[string]any {
 // carrying a VerificationError.
 type keysUnavailableVerifier struct{ err error }
 
-func (v keysUnavailableVerifier) Verify(context.Context, string) (*webhook.Claims, error) {
+func (v keysUnavailableVerifier) VerifyData(context.Context, string, func(webhook.DataMember)) (*webhook.Claims, error) {
 	return nil, v.err
 }
 func (keysUnavailableVerifier) CheckStaticHeader(http.Header) error { return nil }

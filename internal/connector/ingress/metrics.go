@@ -1,6 +1,8 @@
 package ingress
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,6 +26,12 @@ const (
 )
 
 type metrics struct {
+	// byResult holds the series of the common results resolved once, so a request does not
+	// hash its label value and look the series up (WithLabelValues) twice; rarer results do.
+	byResult map[string]resultSeries
+	produced resultSeries // produceDuration{outcome="ok"}
+	failed   resultSeries // produceDuration{outcome="error"}
+
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	produceDuration *prometheus.HistogramVec
@@ -72,8 +80,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	// Pre-create the common series so dashboards and alerts see zeros rather than gaps.
+	m.byResult = make(map[string]resultSeries)
 	for _, r := range []string{resultAccepted, resultDuplicate, resultBadRequest, resultUnauthorized, resultKafkaUnavailable, resultKeysUnavailable, resultOverloaded, resultForbidden, resultBodyTimeout} {
 		m.requests.WithLabelValues(r)
 	}
+	// The answers of a healthy ingress under load: their duration series are resolved (and so
+	// exported) from the start as well.
+	for _, r := range []string{resultAccepted, resultDuplicate} {
+		m.byResult[r] = resultSeries{count: m.requests.WithLabelValues(r), duration: m.requestDuration.WithLabelValues(r)}
+	}
+	m.produced = resultSeries{duration: m.produceDuration.WithLabelValues("ok")}
+	m.failed = resultSeries{duration: m.produceDuration.WithLabelValues("error")}
 	return m, nil
+}
+
+// resultSeries are the series of one label value.
+type resultSeries struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
+}
+
+// answered counts a request answered with result after d.
+func (m *metrics) answered(result string, d time.Duration) {
+	if s, ok := m.byResult[result]; ok {
+		s.count.Inc()
+		s.duration.Observe(d.Seconds())
+		return
+	}
+	m.requests.WithLabelValues(result).Inc()
+	m.requestDuration.WithLabelValues(result).Observe(d.Seconds())
 }

@@ -1,0 +1,39 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func TestDescribeTopicConfig(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "present"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	rc, err := DescribeTopicConfig(t.Context(), adm, "present")
+	if err != nil || rc.Name != "present" {
+		t.Fatalf("present topic: %+v, %v", rc, err)
+	}
+	// An unknown topic is retried (it may have been created a moment ago), until the context
+	// ends: the error is the context's, not UNKNOWN_TOPIC_OR_PARTITION at the first answer.
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = DescribeTopicConfig(ctx, adm, "absent")
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("absent topic: %v after %s, want the context's deadline after retrying", err, time.Since(start))
+	}
+}
