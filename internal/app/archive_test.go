@@ -200,3 +200,21 @@ func TestArchiveToolsEncrypted(t *testing.T) {
 		t.Fatalf("get after erasure: %v", err)
 	}
 }
+
+// TestArchiverValidatesPrivacy: the archiver role alone checks privacy.*, since under encrypt it
+// needs the key-encryption key and the pepper.
+func TestArchiverValidatesPrivacy(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Kafka.Brokers = []string{"127.0.0.1:19199"}
+	cfg.Archive.BucketURL = "file:///tmp/archive"
+	cfg.IDnow.ClientID, cfg.IDnow.ClientSecret = "id", "secret"
+	cfg.IDnow.APIURL, cfg.IDnow.TokenURL = "https://api.example/api/v1", "https://auth.example/token"
+	if err := cfg.Validate(ModeArchiver); err != nil {
+		t.Fatalf("plain archiver config: %v", err)
+	}
+	cfg.Privacy.Mode = "encrypt"
+	err := cfg.Validate(ModeArchiver)
+	if err == nil || !strings.Contains(err.Error(), "privacy.pepper_file") || !strings.Contains(err.Error(), "key-encryption key") {
+		t.Fatalf("encrypt without KEK and pepper: %v", err)
+	}
+}

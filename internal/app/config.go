@@ -157,6 +157,11 @@ func (c Config) Validate(mode Mode) error {
 		if !c.Simulator.Enabled && !mode.runsEnricher() {
 			add(c.IDnow.Validate())
 		}
+		if !mode.runsEnricher() {
+			// privacy.mode encrypt: the archiver encrypts the evidence under the data keys, so
+			// it needs the KEK and the pepper as the enricher does.
+			add(c.Privacy.Validate())
+		}
 	}
 	if mode.runsReconciler(c) {
 		add(c.Reconcile.Validate())
