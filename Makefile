@@ -58,7 +58,7 @@ clean: ## Remove build output and local data (not the Kafka jar cache)
 	rm -rf bin data
 
 .PHONY: interop
-interop: ## Read the Avro interop vectors with Apache Avro for Java, decrypt the privacy vectors with Tink for Java and Tink for Python (needs Java 17+, Maven, python3-venv; cached outside the clone)
+interop: ## Read the Avro interop vectors with Apache Avro for Java, decrypt the privacy vectors (records, an archive object) with Tink for Java and Tink for Python (needs Java 17+, Maven, python3-venv; cached outside the clone)
 	scripts/interop.sh
 	@py="$$(scripts/examples-venv.sh internal/privacy/interop/python/requirements.txt)" && \
 		echo "interop: decrypting internal/privacy/testdata/interop with Tink for Python" && \

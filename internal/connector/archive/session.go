@@ -111,7 +111,7 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 	}
 	blockCreated := blockTimes(&es)
 	seen := map[string]bool{}
-	var sealed []SealedFile
+	sealed := []SealedFile{}
 	for _, ref := range es.FileRefs {
 		if seen[ref.VaultEntryID] {
 			continue
