@@ -122,9 +122,14 @@ func parseDelivery(r *http.Request, maxBody int64, signatureHeader string, buf *
 	if r.ContentLength > maxBody {
 		return nil, &httpError{http.StatusRequestEntityTooLarge, resultTooLarge, "body larger than " + strconv.FormatInt(maxBody, 10) + " bytes"}
 	}
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return nil, &httpError{http.StatusUnsupportedMediaType, resultUnsupportedMedia, "missing or malformed Content-Type: send application/jwt (token as body) or application/json (with the token in " + signatureHeader + ")"}
+	mediaType := r.Header.Get("Content-Type")
+	// The two bare types IDnow sends skip the parser (and its allocations); anything else, with
+	// parameters or in other case, is parsed.
+	if mediaType != "application/jwt" && mediaType != "application/json" {
+		var err error
+		if mediaType, _, err = mime.ParseMediaType(mediaType); err != nil {
+			return nil, &httpError{http.StatusUnsupportedMediaType, resultUnsupportedMedia, "missing or malformed Content-Type: send application/jwt (token as body) or application/json (with the token in " + signatureHeader + ")"}
+		}
 	}
 	var variant string
 	switch mediaType {
