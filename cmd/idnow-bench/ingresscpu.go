@@ -26,7 +26,7 @@ func runIngressCPU(ctx context.Context, mode string, args []string) error {
 	fs.IntVar(&cfg.MaxRequests, "max-requests", cfg.MaxRequests, "request bound per round and target (tokens signed per round)")
 	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "untimed load per target before the first level")
 	fs.StringVar(&cfg.BeforeExe, "before-exe", "", "ingress-cpu: an idnow-bench binary of an older build (e.g. main: git worktree add /tmp/before main && cd /tmp/before && go build -o /tmp/idnow-bench-before ./cmd/idnow-bench) whose ingress runs as one more target")
-	variants := fs.String("variants", "", "ingress-cpu: what-if ingress targets, comma-separated: linger0, snappy, none, zstd, gzip")
+	variants := fs.String("variants", "", "ingress-cpu: what-if ingress targets with another kafka.compression, comma-separated: snappy, none, zstd, gzip")
 	fs.StringVar(&cfg.ProfileDir, "cpuprofile-dir", "", "ingress-cpu: write a CPU profile of each target into this directory")
 	verbose := fs.Bool("v", false, "log progress")
 	if err := fs.Parse(args); err != nil {

@@ -337,7 +337,7 @@ func (a *App) startIngress(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	producer, err := kgo.NewClient(opts...)
+	producer, err := kgo.NewClient(append(opts, ingress.ProducerOpts()...)...)
 	if err != nil {
 		return fmt.Errorf("kafka client for the ingress: %w", err)
 	}

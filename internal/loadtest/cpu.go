@@ -30,8 +30,8 @@ type IngressCPUConfig struct {
 	Duration    time.Duration // timed window per round and target
 	MaxRequests int           // request bound per round and target (tokens signed per round)
 	Warmup      time.Duration // untimed load per target before the first level
-	// Variants are what-if ingress targets: "linger0" (kgo.ProducerLinger(0)), "snappy", "none",
-	// "zstd" or "gzip" (kafka.compression instead of the default lz4).
+	// Variants are what-if ingress targets: "snappy", "none", "zstd" or "gzip" (kafka.compression
+	// instead of the default lz4).
 	Variants []string
 	// ProfileDir, when set, receives a CPU profile of each target (ingress-cpu-<target>.pprof).
 	ProfileDir string
@@ -57,7 +57,7 @@ func (c IngressCPUConfig) Validate() error {
 		return errors.New("ingress cpu bench: -max-requests must be between 1 and 200000")
 	}
 	for _, v := range c.Variants {
-		if _, _, err := variantSpec(v); err != nil {
+		if _, err := variantSpec(v); err != nil {
 			return err
 		}
 	}
@@ -65,15 +65,12 @@ func (c IngressCPUConfig) Validate() error {
 }
 
 // variantSpec is what a what-if variant changes in the ingress target.
-func variantSpec(v string) (linger *time.Duration, compression string, err error) {
+func variantSpec(v string) (compression string, err error) {
 	switch v {
-	case "linger0":
-		zero := time.Duration(0)
-		return &zero, "", nil
 	case "snappy", "none", "zstd", "gzip", "lz4":
-		return nil, v, nil
+		return v, nil
 	}
-	return nil, "", fmt.Errorf("ingress cpu bench: unknown variant %q (want linger0, snappy, none, zstd, gzip or lz4)", v)
+	return "", fmt.Errorf("ingress cpu bench: unknown variant %q (want snappy, none, zstd, gzip or lz4)", v)
 }
 
 // CPUResult is one target at one level, summed over the rounds.
@@ -189,8 +186,8 @@ func RunIngressCPU(ctx context.Context, cfg IngressCPUConfig, log *slog.Logger) 
 		}
 	}
 	for _, v := range cfg.Variants {
-		linger, compression, _ := variantSpec(v)
-		if err := start(cfg.Exe, "ingress, "+v, TargetSpec{Kind: TargetIngress, ProducerLinger: linger, Compression: compression}); err != nil {
+		compression, _ := variantSpec(v)
+		if err := start(cfg.Exe, "ingress, "+v, TargetSpec{Kind: TargetIngress, Compression: compression}); err != nil {
 			return nil, err
 		}
 	}

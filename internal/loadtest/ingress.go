@@ -24,8 +24,8 @@ type IngressConfig struct {
 	MaxRequests int           // request bound per level and target (tokens signed per level)
 	Warmup      time.Duration // untimed load per target before the first level
 	// WhatIfLinger0 also measures the ingress with kgo.ProducerLinger(0) appended to its client
-	// options: the product's ingress waits for franz-go's default 10 ms linger on every record
-	// (it uses Produce with a callback, which lingers, where ProduceSync would not).
+	// options. Since issue 16 the product's ingress does not linger (ingress.ProducerOpts), so
+	// this what-if measures the same ingress again and is off by default.
 	WhatIfLinger0 bool
 	// ProfileDir, when set, receives a CPU profile of each target (ingress.pprof, ...).
 	ProfileDir string
@@ -33,7 +33,7 @@ type IngressConfig struct {
 
 // DefaultIngressConfig is what `make bench` runs: about 40 s of load plus signing.
 func DefaultIngressConfig() IngressConfig {
-	return IngressConfig{Levels: []int{16, 64, 256}, Duration: 4 * time.Second, MaxRequests: 20000, Warmup: time.Second, WhatIfLinger0: true}
+	return IngressConfig{Levels: []int{16, 64, 256}, Duration: 4 * time.Second, MaxRequests: 20000, Warmup: time.Second}
 }
 
 // Validate reports a config the runner cannot honour.

@@ -133,6 +133,7 @@ func serveIngress(ctx context.Context, spec TargetSpec, stdout io.Writer, log *s
 	if err != nil {
 		return err
 	}
+	opts = append(opts, ingress.ProducerOpts()...)
 	if spec.ProducerLinger != nil {
 		opts = append(opts, kgo.ProducerLinger(*spec.ProducerLinger))
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -31,12 +30,13 @@ type field struct {
 	value string
 }
 
-func (f field) ptr() *string {
+// ptr points at the value, nil when unset or empty. The event keeps pointing into its reader,
+// which saves an allocation per field.
+func (f *field) ptr() *string {
 	if !f.set || f.value == "" {
 		return nil
 	}
-	v := f.value
-	return &v
+	return &f.value
 }
 
 // read sets f from a member's value, or says why it cannot hold one.
@@ -119,6 +119,10 @@ type eventReader struct {
 	hasPayload bool
 	// err is the first member of a type no field can hold.
 	err error
+	// The event's eventSequence and createdAt point here (one allocation for the reader, not
+	// one per field).
+	sequence  int64
+	createdAt time.Time
 }
 
 // visit is the webhook.DataMember callback.
@@ -172,14 +176,12 @@ func fieldIndex(names []string, name []byte) int {
 // maxIDLength bounds ids taken from the network: they become Kafka keys and dedupe entries.
 const maxIDLength = 128
 
-// idPattern is the safe form of eventId and sessionId, which become Kafka keys, record headers,
-// dedupe entries and path segments of IDnow API URLs (/sessions/{sessionId}): an ASCII letter or
-// digit, then up to 127 letters, digits, '.', ':' or '-'. IDnow's ids are UUIDs; the
-// pattern leaves room for other opaque ids while ruling out ".", "..", slashes, spaces, control
-// characters and anything non-ASCII.
-var idPattern = regexp.MustCompile(IDPattern)
-
-// IDPattern is the regular expression every accepted eventId and sessionId matches.
+// IDPattern is the regular expression every accepted eventId and sessionId matches: the safe
+// form of ids that become Kafka keys, record headers, dedupe entries and path segments of IDnow
+// API URLs (/sessions/{sessionId}): an ASCII letter or digit, then up to 127 letters, digits, '_',
+// '.', ':' or '-'. IDnow's ids are UUIDs; the pattern leaves room for other opaque ids while
+// ruling out ".", "..", slashes, spaces, control characters and anything non-ASCII. isID
+// implements it.
 const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`
 
 // event maps what the reader collected to a SessionEvent. Unknown event names and statuses pass
@@ -243,11 +245,15 @@ func (r *eventReader) event() (*schemas.SessionEvent, error) {
 		if err != nil {
 			return nil, &FieldError{Field: "eventSequence", Reason: "not an integer"}
 		}
-		ev.EventSequence = &n
+		r.sequence = n
+		ev.EventSequence = &r.sequence
 	}
 	if t[fCreatedAt].set {
 		// A timestamp we cannot read is not a reason to lose the event: it stays null.
-		ev.CreatedAt = parseTime(t[fCreatedAt].value)
+		if at, ok := parseTime(t[fCreatedAt].value); ok {
+			r.createdAt = at
+			ev.CreatedAt = &r.createdAt
+		}
 	}
 	return ev, nil
 }
@@ -263,10 +269,28 @@ func checkID(field, v string) error {
 		return &FieldError{Field: field, Reason: "contains control characters"}
 	case len(v) > maxIDLength:
 		return &FieldError{Field: field, Reason: fmt.Sprintf("longer than %d bytes", maxIDLength)}
-	case !idPattern.MatchString(v):
-		return &FieldError{Field: field, Reason: fmt.Sprintf("%q does not match %s (a letter or digit, then letters, digits, '.', ':' or '-')", v, IDPattern)}
+	case !isID(v):
+		return &FieldError{Field: field, Reason: fmt.Sprintf("%q does not match %s (a letter or digit, then letters, digits, '.', '_', ':' or '-')", v, IDPattern)}
 	}
 	return nil
+}
+
+// isID reports whether v matches IDPattern, without running the regular expression on every
+// webhook (TestIsIDMatchesIDPattern holds the two together).
+func isID(v string) bool {
+	if v == "" || len(v) > maxIDLength {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '.' || c == '_' || c == ':' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // checkText refuses invalid UTF-8 and control characters in a stored text field. The verifier's
@@ -289,18 +313,16 @@ func firstNonNil(a, b *string) *string {
 	return b
 }
 
-// parseTime reads ISO 8601 / RFC 3339 text or epoch milliseconds; nil when it is neither.
-func parseTime(s string) *time.Time {
+// parseTime reads ISO 8601 / RFC 3339 text or epoch milliseconds; false when it is neither.
+func parseTime(s string) (time.Time, bool) {
 	s = strings.TrimSpace(s)
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04:05.999999999Z0700"} {
 		if t, err := time.Parse(layout, s); err == nil {
-			t = t.UTC()
-			return &t
+			return t.UTC(), true
 		}
 	}
 	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
-		t := time.UnixMilli(ms).UTC()
-		return &t
+		return time.UnixMilli(ms).UTC(), true
 	}
-	return nil
+	return time.Time{}, false
 }

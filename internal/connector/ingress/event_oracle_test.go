@@ -147,7 +147,9 @@ func oracleParseEvent(data []byte) (*schemas.SessionEvent, error) {
 	}
 	if raw.CreatedAt.set {
 		// A timestamp we cannot read is not a reason to lose the event: it stays null.
-		ev.CreatedAt = parseTime(raw.CreatedAt.value)
+		if at, ok := parseTime(raw.CreatedAt.value); ok {
+			ev.CreatedAt = &at
+		}
 	}
 	return ev, nil
 }

@@ -3,6 +3,7 @@ package ingress
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -227,4 +228,28 @@ func TestEventReader(t *testing.T) {
 			tc.check(t, m)
 		})
 	}
+}
+
+// idPattern is IDPattern compiled, the reference isID is held to.
+var idPattern = regexp.MustCompile(IDPattern)
+
+// TestIsIDMatchesIDPattern: the hand-written check accepts exactly what IDPattern does.
+func TestIsIDMatchesIDPattern(t *testing.T) {
+	for _, v := range []string{"", "a", "A", "0", ".", "..", "-a", ":a", "a.b:c-d", "a_b", "a b", "a/b", "é", "a\x00", "a\n",
+		strings.Repeat("x", 127), strings.Repeat("x", 128), strings.Repeat("x", 129), "98da8c6c-7f38-4c1e-9d0a-2f4b7c1e5a10", "a\u0080"} {
+		if got, want := isID(v), idPattern.MatchString(v); got != want {
+			t.Errorf("isID(%q) = %v, IDPattern says %v", v, got, want)
+		}
+	}
+}
+
+// FuzzIsID holds isID to IDPattern on arbitrary strings.
+func FuzzIsID(f *testing.F) {
+	f.Add("evt:2026.11.25-1")
+	f.Add("-")
+	f.Fuzz(func(t *testing.T, v string) {
+		if got, want := isID(v), idPattern.MatchString(v); got != want {
+			t.Fatalf("isID(%q) = %v, IDPattern says %v", v, got, want)
+		}
+	})
 }

@@ -55,10 +55,8 @@ type Handler struct {
 	metrics  *metrics
 	log      *slog.Logger
 	slots    chan struct{}
-	// maxBuffered is the producer's kgo.MaxBufferedRecords: past it a webhook is refused at once.
-	maxBuffered int64
-	closing     atomic.Bool
-	now         func() time.Time
+	closing  atomic.Bool
+	now      func() time.Time
 	// tracer is nil when tracing is off (tracing.go).
 	tracer trace.Tracer
 }
@@ -122,9 +120,14 @@ func parseDelivery(r *http.Request, maxBody int64, signatureHeader string, buf *
 	if r.ContentLength > maxBody {
 		return nil, &httpError{http.StatusRequestEntityTooLarge, resultTooLarge, "body larger than " + strconv.FormatInt(maxBody, 10) + " bytes"}
 	}
-	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return nil, &httpError{http.StatusUnsupportedMediaType, resultUnsupportedMedia, "missing or malformed Content-Type: send application/jwt (token as body) or application/json (with the token in " + signatureHeader + ")"}
+	mediaType := r.Header.Get("Content-Type")
+	// The two bare types IDnow sends skip the parser (and its allocations); anything else, with
+	// parameters or in other case, is parsed.
+	if mediaType != "application/jwt" && mediaType != "application/json" {
+		var err error
+		if mediaType, _, err = mime.ParseMediaType(mediaType); err != nil {
+			return nil, &httpError{http.StatusUnsupportedMediaType, resultUnsupportedMedia, "missing or malformed Content-Type: send application/jwt (token as body) or application/json (with the token in " + signatureHeader + ")"}
+		}
 	}
 	var variant string
 	switch mediaType {
@@ -312,7 +315,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 		if h.tracer != nil {
 			parent = trace.SpanContextFromContext(r.Context())
 		}
-		go h.produce(parent, ev, f)
+		h.produce(parent, ev, f)
 	} else {
 		h.metrics.inflightJoins.Inc()
 	}
@@ -339,14 +342,52 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 	return h.ok(w, resultAccepted, ev.EventID)
 }
 
-// produce writes the event, waits for acks=all and reports the outcome to f (and so to every
-// request waiting for it). It runs in its own goroutine, detached from any request: a record
-// already on its way to an unresponsive broker cannot be recalled, so its fate is awaited even
-// after the requests gave up at produce_timeout. If it lands late, the eventId still enters the
-// dedupe window and IDnow's retry is answered as a duplicate instead of being written again.
+// produce writes the event and reports the outcome to f (and so to every request waiting for
+// it) once Kafka acknowledged it with acks=all or gave up. It returns at once: the record goes to
+// franz-go with a promise, detached from any request, as a record already on its way to an
+// unresponsive broker cannot be recalled; its fate is awaited even after the requests gave up at
+// produce_timeout. If it lands late, the eventId still enters the dedupe window and IDnow's retry
+// is answered as a duplicate instead of being written again. No goroutine is started per webhook:
+// the promise runs on franz-go's own, and the client does not linger (ProducerOpts), so a lone
+// webhook is sent at once while concurrent ones still share batches.
 func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f *flight) {
 	start := time.Now()
-	err := h.produceOnce(parent, ev)
+	buf := getBuf()
+	value, err := h.encoder.AppendEncode((*buf)[:0], ev)
+	if err != nil {
+		putBuf(buf, *buf)
+		h.produced(ev, f, start, fmt.Errorf("encode event %s: %w", ev.EventID, err))
+		return
+	}
+	rec := serde.NewRecord(h.topic, ev.SessionID, ev.EventID, h.encoder.Schema(), value)
+	ctx := context.Background()
+	var span trace.Span
+	if h.tracer != nil && parent.IsValid() {
+		ctx, span = h.startSendSpan(parent, rec)
+	}
+	// The record's context expires with produce_timeout: a record still in the buffer by then is
+	// failed (the waiting requests were answered 503 and IDnow retries); one already sent to the
+	// broker is awaited, as kgo cannot take it back.
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProduceTimeout)
+	// TryProduce refuses at once (kgo.ErrMaxBuffered) when the producer buffer is full, Kafka
+	// being slow or away, rather than queueing the webhook behind it.
+	h.kafka.TryProduce(ctx, rec, func(rec *kgo.Record, err error) {
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, err)
+		}
+		if span != nil {
+			endSendSpan(span, rec, err)
+		}
+		// kgo is done with the value once the promise runs.
+		putBuf(buf, value)
+		h.produced(ev, f, start, err)
+	})
+}
+
+// produced ends a produce: the metrics, the flight's outcome (and with it the dedupe window),
+// and a log line when the requests had already been answered 503.
+func (h *Handler) produced(ev *schemas.SessionEvent, f *flight, start time.Time, err error) {
 	series := h.metrics.produced
 	if err != nil {
 		series = h.metrics.failed
@@ -365,36 +406,14 @@ func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f 
 	}
 }
 
-func (h *Handler) produceOnce(parent trace.SpanContext, ev *schemas.SessionEvent) (err error) {
-	// ProduceSync returns only once the record's promise ran, and kgo is done with the value
-	// then: the buffer can go back to the pool (this defer runs after the span's).
-	buf := getBuf()
-	value, err := h.encoder.AppendEncode((*buf)[:0], ev)
-	defer func() { putBuf(buf, value) }()
-	if err != nil {
-		return fmt.Errorf("encode event %s: %w", ev.EventID, err)
-	}
-	rec := serde.NewRecord(h.topic, ev.SessionID, ev.EventID, h.encoder.Schema(), value)
-	ctx := context.Background()
-	if h.tracer != nil && parent.IsValid() {
-		var span trace.Span
-		ctx, span = h.startSendSpan(parent, rec)
-		defer func() { endSendSpan(span, rec, err) }()
-	}
-	// A full producer buffer (Kafka slow or away) is refused at once rather than queued behind.
-	if h.kafka.BufferedProduceRecords() >= h.maxBuffered {
-		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, kgo.ErrMaxBuffered)
-	}
-	// ProduceSync un-lingers the partition it wrote to, so a lone webhook does not wait out kgo's
-	// linger. Its context expires with produce_timeout: a record still in the buffer by then is
-	// failed (the waiting requests were answered 503 and IDnow retries); one already sent to the
-	// broker is awaited, as kgo cannot take it back.
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.ProduceTimeout)
-	defer cancel()
-	if err := h.kafka.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("produce event %s to %s: %w", ev.EventID, h.topic, err)
-	}
-	return nil
+// ProducerOpts are the options the ingress's Kafka client needs on top of the shared ones
+// (kafka.ClientOpts): no linger. The handler produces every webhook with a promise instead of
+// ProduceSync in a goroutine of its own (the goroutine, its stack growth and kgo's linger timer
+// per record were a measurable share of the CPU per webhook, BENCHMARKS.md); ProduceSync
+// un-lingered the record's partition, which without linger is what happens anyway. Under load
+// records still share batches: they collect while the previous produce request is in flight.
+func ProducerOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.ProducerLinger(0)}
 }
 
 type answer struct {

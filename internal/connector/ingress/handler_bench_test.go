@@ -47,7 +47,7 @@ func newBenchHandler(b *testing.B) (*Handler, *webhooktest.KeySet) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, ProducerOpts()...)...)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -93,8 +93,8 @@ func newHarness(t *testing.T, opts ...harnessOpt) *harness {
 		}
 		return nil, nil, false
 	})
-	kopts := []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond })}
+	kopts := append([]kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...), kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond })}, ProducerOpts()...)
 	if settings.maxBuffered > 0 {
 		kopts = append(kopts, kgo.MaxBufferedRecords(settings.maxBuffered))
 	}

@@ -55,9 +55,8 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	maxBuffered, ok := deps.Kafka.OptValue(kgo.MaxBufferedRecords).(int64)
-	if !ok || maxBuffered <= 0 {
-		return nil, errors.New("ingress: the Kafka client reports no MaxBufferedRecords")
+	if linger, _ := deps.Kafka.OptValue(kgo.ProducerLinger).(time.Duration); linger > 0 {
+		return nil, fmt.Errorf("ingress: the Kafka client lingers %s before sending a record: add ingress.ProducerOpts() to its options, or every lone webhook waits that long", linger)
 	}
 	m, err := newMetrics(deps.Registry)
 	if err != nil {
@@ -71,9 +70,8 @@ func NewHandler(cfg Config, deps Deps) (*Handler, error) {
 		cfg: cfg, topic: deps.Topic, verifier: deps.Verifier, encoder: deps.Encoder, kafka: deps.Kafka,
 		tracker: newTracker(cfg.Dedupe), addrs: addrs, rejects: newRejectLog(deps.Log),
 		metrics: m, log: deps.Log, slots: make(chan struct{}, cfg.MaxConcurrent),
-		maxBuffered: maxBuffered,
-		now:         time.Now,
-		tracer:      newTracer(deps.Tracer),
+		now:    time.Now,
+		tracer: newTracer(deps.Tracer),
 	}, nil
 }
 
