@@ -38,6 +38,7 @@ func usage() error {
   idnow-bench enricher [flags]   enricher throughput vs the API-bound limit, and its memory
   idnow-bench all      [flags]   both (what make bench runs)
   idnow-bench restore  [flags]   state restore time of -sessions session states (not part of all)
+  idnow-bench compare|latency|scaleout [flags]   the enricher benchmarks of issue 16 (not part of all)
 run "idnow-bench <mode> -h" for the flags`)
 }
 
@@ -47,6 +48,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if args[0] == loadtest.ServeArg {
 		return serveTarget(ctx, args[1:])
+	}
+	if _, ok := round2Modes[args[0]]; ok {
+		return runRound2(ctx, args[0], args[1:])
 	}
 	mode := args[0]
 	if mode != "ingress" && mode != "enricher" && mode != "all" && mode != "restore" {
