@@ -70,11 +70,11 @@ func (c LatencyConfig) Validate() error {
 
 // LatencyLevel is one paced run: events sent at Rate for the configured duration.
 type LatencyLevel struct {
-	Fraction, Rate     float64
-	Sent, Received     int
-	Measured           int // events after the warm-up, whose latencies the percentiles cover
+	Fraction, Rate      float64
+	Sent, Received      int
+	Measured            int // events after the warm-up, whose latencies the percentiles cover
 	P50, P99, P999, Max time.Duration
-	CPUPerEvent        time.Duration
+	CPUPerEvent         time.Duration
 }
 
 // LatencyRun is one executable's peak drain and its paced levels.
