@@ -2,12 +2,18 @@ package idnow
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestParseNewerBlocksMatchesGeneralPath: the one-pass decode of newer-shape answers gives
@@ -75,5 +81,55 @@ func TestReadBody(t *testing.T) {
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
 		}
+	}
+}
+
+// TestConnectionsReusedAboveDefaultIdlePool: with more requests in flight than net/http's
+// default pool of 100 idle connections, a second wave of requests reuses the first wave's
+// connections instead of dialling (and, in production, TLS-handshaking) new ones.
+func TestConnectionsReusedAboveDefaultIdlePool(t *testing.T) {
+	const inFlight = 150
+	var dials atomic.Int64
+	f := startFake(t, func(h http.Handler) *httptest.Server {
+		srv := httptest.NewUnstartedServer(h)
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				dials.Add(1)
+			}
+		}
+		srv.Start()
+		return srv
+	})
+	var arrived sync.WaitGroup
+	gate := make(chan struct{})
+	f.handle("GET /live/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		arrived.Done()
+		<-gate
+		writeJSON(w, http.StatusOK, map[string]any{"sessionId": r.PathValue("id"), "sessionStatus": "RUNNING"})
+	})
+	c, _ := newTestClient(t, f, func(cfg *Config) { cfg.MaxInFlight = inFlight; cfg.Timeout = 20 * time.Second })
+	if err := c.Token(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wave := func() {
+		arrived.Add(inFlight)
+		gate = make(chan struct{})
+		var done sync.WaitGroup
+		for i := range inFlight {
+			done.Go(func() {
+				if _, err := c.GetSession(t.Context(), fmt.Sprintf("ses-%d", i)); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		arrived.Wait() // every request holds its own connection now
+		close(gate)
+		done.Wait()
+	}
+	wave()
+	first := dials.Load()
+	wave()
+	if again := dials.Load() - first; again != 0 {
+		t.Fatalf("the second wave of %d requests dialled %d new connections (first wave: %d)", inFlight, again, first)
 	}
 }
