@@ -308,6 +308,13 @@ func (b *benchEnv) paced(ctx context.Context, cfg LatencyConfig, exe Exe, id str
 	if err != nil {
 		return lv, err
 	}
+	// No linger: the ingress writes each webhook's event with ProduceSync, which does not wait
+	// for a batch to fill either.
+	prod, err := kgo.NewClient(kgo.SeedBrokers(b.brokers...), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	if err != nil {
+		return lv, fmt.Errorf("latency producer: %w", err)
+	}
+	defer prod.Close()
 	cpu0, _ := ProcessCPU(child.Pid())
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
@@ -335,7 +342,7 @@ func (b *benchEnv) paced(ctx context.Context, cfg LatencyConfig, exe Exe, id str
 				return lv, err
 			}
 			sentAt[sent] = now
-			b.cl.Produce(ctx, &kgo.Record{Topic: tp.Sessions, Key: []byte(sid), Value: v}, func(_ *kgo.Record, err error) {
+			prod.Produce(ctx, &kgo.Record{Topic: tp.Sessions, Key: []byte(sid), Value: v}, func(_ *kgo.Record, err error) {
 				if err != nil {
 					perrMu.Lock()
 					perr = errors.Join(perr, err)
@@ -345,7 +352,7 @@ func (b *benchEnv) paced(ctx context.Context, cfg LatencyConfig, exe Exe, id str
 		}
 	}
 	tick.Stop()
-	if err := b.cl.Flush(ctx); err != nil {
+	if err := prod.Flush(ctx); err != nil {
 		return lv, err
 	}
 	perrMu.Lock()
