@@ -40,6 +40,7 @@ func usage() error {
   idnow-bench restore  [flags]   state restore time of -sessions session states (not part of all)
   idnow-bench ingress-cpu      [flags]   CPU per webhook, ingress vs reference (and -before-exe)
   idnow-bench ingress-scaleout [flags]   one vs two ingress replicas behind a round-robin
+  idnow-bench compare|latency|scaleout [flags]   the enricher benchmarks of issue 16 (not part of all)
 run "idnow-bench <mode> -h" for the flags`)
 }
 
@@ -49,6 +50,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if args[0] == loadtest.ServeArg {
 		return serveTarget(ctx, args[1:])
+	}
+	if _, ok := round2Modes[args[0]]; ok {
+		return runRound2(ctx, args[0], args[1:])
 	}
 	mode := args[0]
 	if mode == "ingress-cpu" || mode == "ingress-scaleout" {

@@ -101,6 +101,10 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Client, error) {
 	} else {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = cfg.MaxInFlight
+		// The default transport keeps 100 idle connections in all: with more requests in
+		// flight than that, every burst would close connections and dial (and TLS-handshake)
+		// new ones. The API, the token endpoint and downloads may be different hosts.
+		t.MaxIdleConns = max(t.MaxIdleConns, 3*cfg.MaxInFlight)
 		transport = t
 	}
 	// Presigned downloads get their own transport whose dialler refuses non-public addresses;

@@ -25,6 +25,53 @@ var olderEnvelope = map[string]bool{
 // DataBlocks. The shape is decided per element, so a mixed answer still parses.
 func parseDataBlocks(body []byte) ([]DataBlock, error) {
 	body = bytes.TrimSpace(body)
+	if out, ok := parseNewerBlocks(body); ok {
+		return out, nil
+	}
+	return parseDataBlocksAnyShape(body)
+}
+
+// parseNewerBlocks decodes an answer whose every block has the newer shape in one pass over
+// the body (encoding/json validates and then decodes each input it is given, so the general
+// path, which takes the blocks apart as raw messages first, reads every byte several times).
+// ok is false for anything else: an older-shape block, a missing or null list, invalid JSON;
+// parseDataBlocksAnyShape then decides, and words the error.
+func parseNewerBlocks(body []byte) ([]DataBlock, bool) {
+	var blocks []newerBlock
+	switch {
+	case len(body) == 0:
+		return nil, false
+	case body[0] == '[':
+		if json.Unmarshal(body, &blocks) != nil {
+			return nil, false
+		}
+	default:
+		// encoding/json matches keys case-insensitively: "dataBlocks" (newer) and
+		// "datablocks" (older) both land here.
+		var top struct {
+			DataBlocks []newerBlock `json:"dataBlocks"`
+		}
+		if json.Unmarshal(body, &top) != nil || top.DataBlocks == nil {
+			return nil, false
+		}
+		blocks = top.DataBlocks
+	}
+	out := make([]DataBlock, 0, len(blocks))
+	for i := range blocks {
+		if blocks[i].Content == nil && blocks[i].CreatedBy == nil {
+			return nil, false
+		}
+		db, err := blocks[i].dataBlock()
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, db)
+	}
+	return out, true
+}
+
+// parseDataBlocksAnyShape is parseDataBlocks for every shape, block by block.
+func parseDataBlocksAnyShape(body []byte) ([]DataBlock, error) {
 	var items []json.RawMessage
 	switch {
 	case len(body) == 0:
@@ -87,6 +134,11 @@ func parseDataBlock(raw json.RawMessage) (DataBlock, error) {
 	if nb.Content == nil && nb.CreatedBy == nil {
 		return parseOlderBlock(raw)
 	}
+	return nb.dataBlock()
+}
+
+// dataBlock converts a decoded newer-shape block.
+func (nb *newerBlock) dataBlock() (DataBlock, error) {
 	db := DataBlock{
 		ID:        firstNonEmpty(string(nb.DatablockID), string(nb.ID)),
 		Type:      camelType(string(nb.Type)),
@@ -105,7 +157,7 @@ func parseDataBlock(raw json.RawMessage) (DataBlock, error) {
 		db.Clock = parseClock(string(by.Clock))
 	}
 	if c := bytes.TrimSpace(nb.Content); len(c) > 0 && string(c) != "null" {
-		db.Content = c // json.Unmarshal copies RawMessage values, so c does not alias raw
+		db.Content = c // json.Unmarshal copies RawMessage values, so c does not alias the body
 	}
 	if db.Status == "" {
 		db.Status = DataBlockStored

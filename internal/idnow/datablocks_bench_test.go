@@ -8,7 +8,7 @@ import (
 // BenchmarkParseDataBlocks measures decoding a completed session's data blocks in the newer
 // shape, the enricher's most expensive JSON work per completed session.
 func BenchmarkParseDataBlocks(b *testing.B) {
-	body, err := os.ReadFile("../../connector/enrich/testdata/api/new/datablocks.json")
+	body, err := os.ReadFile("../connector/enrich/testdata/api/new/datablocks.json")
 	if err != nil {
 		b.Skip("fixture not found:", err)
 	}

@@ -72,7 +72,16 @@ func (c *Client) GetSession(ctx context.Context, sessionID string) (*Session, er
 	}
 	var out Session
 	req := &request{endpoint: EndpointGetSession, method: http.MethodGet, url: c.apiURL(nil, c.cfg.Environment, "sessions", sessionID), sessionID: sessionID, idempotent: true, auth: true}
-	if err := c.doJSON(ctx, req, func(b []byte) error { return json.Unmarshal(b, &out) }); err != nil {
+	// Decoding into the wire form directly, not through Session.UnmarshalJSON, spares a second
+	// validating pass over the body.
+	if err := c.doJSON(ctx, req, func(b []byte) error {
+		var w sessionWire
+		if err := json.Unmarshal(b, &w); err != nil {
+			return err
+		}
+		out = w.session()
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	if out.SessionID == "" {

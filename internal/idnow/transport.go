@@ -47,7 +47,7 @@ func (r *request) apiError(status int, err error) *APIError {
 func (c *Client) doJSON(ctx context.Context, req *request, decode func([]byte) error) error {
 	return c.withRetry(ctx, req, func(ctx context.Context) (string, error) {
 		return c.attempt(ctx, req, func(resp *http.Response) error {
-			body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxResponseSize+1))
+			body, err := readBody(resp, c.cfg.MaxResponseSize+1)
 			if err != nil {
 				return fmt.Errorf("read body: %w", err)
 			}
@@ -63,6 +63,28 @@ func (c *Client) doJSON(ctx context.Context, req *request, decode func([]byte) e
 			return nil
 		})
 	})
+}
+
+// readBody reads at most limit bytes of resp's body, into one buffer sized by Content-Length
+// when the server sent it (io.ReadAll grows from 512 bytes, copying a data-block answer of a
+// few dozen KiB several times).
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	r := io.LimitReader(resp.Body, limit)
+	n := resp.ContentLength
+	if n <= 0 || n >= limit {
+		return io.ReadAll(r)
+	}
+	// One byte more than announced: a body longer than its Content-Length is read on.
+	buf := make([]byte, n+1)
+	k, err := io.ReadFull(r, buf)
+	switch {
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return buf[:k], nil
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(r)
+	return append(buf, rest...), err
 }
 
 // attempt performs one HTTP exchange: rate limit, in-flight slot, token, per-attempt

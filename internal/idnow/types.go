@@ -158,39 +158,48 @@ type Session struct {
 // normalised by NormalizeOutcome.
 func (s *Session) NormalizedOutcome() string { return NormalizeOutcome(s.Outcome) }
 
-// UnmarshalJSON tolerates every known variant: times as RFC 3339 or epoch numbers, numeric
-// versions, both lastStep forms, a nested sessionContext, and unknown fields.
+// sessionWire is every known variant of a session answer: times as RFC 3339 or epoch numbers,
+// numeric versions, both lastStep forms, a nested sessionContext, and unknown fields.
+type sessionWire struct {
+	SessionID      string                     `json:"sessionId"`
+	ID             string                     `json:"id"`
+	FlowID         string                     `json:"flowId"`
+	FlowVersion    flexString                 `json:"flowVersion"`
+	Environment    string                     `json:"environment"`
+	SessionStatus  flexString                 `json:"sessionStatus"`
+	Status         flexString                 `json:"status"`
+	SubjectID      flexString                 `json:"subjectId"`
+	Outcome        flexString                 `json:"outcome"`
+	CreatedAt      flexTime                   `json:"createdAt"`
+	StartedAt      flexTime                   `json:"startedAt"`
+	UpdatedAt      flexTime                   `json:"updatedAt"`
+	CompletedAt    flexTime                   `json:"completedAt"`
+	ExpiresAt      flexTime                   `json:"expiresAt"`
+	RedirectURL    flexString                 `json:"redirectUrl"`
+	State          flexString                 `json:"state"`
+	LastStep       *LastStep                  `json:"lastStep"`
+	Metadata       map[string]json.RawMessage `json:"metadata"`
+	Results        json.RawMessage            `json:"results"`
+	SessionContext *struct {
+		SessionID     string     `json:"sessionId"`
+		SessionStatus flexString `json:"sessionStatus"`
+		CreatedAt     flexTime   `json:"createdAt"`
+		ExpiresAt     flexTime   `json:"expiresAt"`
+	} `json:"sessionContext"`
+}
+
+// UnmarshalJSON tolerates every known variant (sessionWire).
 func (s *Session) UnmarshalJSON(b []byte) error {
-	var w struct {
-		SessionID      string                     `json:"sessionId"`
-		ID             string                     `json:"id"`
-		FlowID         string                     `json:"flowId"`
-		FlowVersion    flexString                 `json:"flowVersion"`
-		Environment    string                     `json:"environment"`
-		SessionStatus  flexString                 `json:"sessionStatus"`
-		Status         flexString                 `json:"status"`
-		SubjectID      flexString                 `json:"subjectId"`
-		Outcome        flexString                 `json:"outcome"`
-		CreatedAt      flexTime                   `json:"createdAt"`
-		StartedAt      flexTime                   `json:"startedAt"`
-		UpdatedAt      flexTime                   `json:"updatedAt"`
-		CompletedAt    flexTime                   `json:"completedAt"`
-		ExpiresAt      flexTime                   `json:"expiresAt"`
-		RedirectURL    flexString                 `json:"redirectUrl"`
-		State          flexString                 `json:"state"`
-		LastStep       *LastStep                  `json:"lastStep"`
-		Metadata       map[string]json.RawMessage `json:"metadata"`
-		Results        json.RawMessage            `json:"results"`
-		SessionContext *struct {
-			SessionID     string     `json:"sessionId"`
-			SessionStatus flexString `json:"sessionStatus"`
-			CreatedAt     flexTime   `json:"createdAt"`
-			ExpiresAt     flexTime   `json:"expiresAt"`
-		} `json:"sessionContext"`
-	}
+	var w sessionWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
+	*s = w.session()
+	return nil
+}
+
+// session normalises the decoded answer.
+func (w *sessionWire) session() Session {
 	out := Session{
 		SessionID:   firstNonEmpty(w.SessionID, w.ID),
 		FlowID:      w.FlowID,
@@ -225,8 +234,7 @@ func (s *Session) UnmarshalJSON(b []byte) error {
 	if r := bytes.TrimSpace(w.Results); len(r) > 0 && string(r) != "null" {
 		out.Results = append(json.RawMessage(nil), r...)
 	}
-	*s = out
-	return nil
+	return out
 }
 
 func flattenMetadata(m map[string]json.RawMessage) map[string]string {

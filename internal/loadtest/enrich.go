@@ -112,7 +112,8 @@ type EnrichRun struct {
 	Limit         float64 // C / (calls per event x L)
 	DLQ           int64   // records written to the DLQ (must be 0: no faults are injected)
 	PeakRSS       int64
-	RSSSamples    []int64 // KiB, every 250 ms
+	RSSSamples    []int64       // KiB, every 250 ms
+	CPUPerEvent   time.Duration // the enricher's CPU (user+system) over the steady-state window per event
 }
 
 // Ratio is the measured rate over the API-bound limit.
@@ -327,6 +328,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 	var (
 		t0     time.Time
 		c0     int64
+		cpu0   time.Duration
 		warmAt = int64(n) / 20
 	)
 	for {
@@ -344,10 +346,14 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		}
 		if t0.IsZero() && done >= warmAt {
 			t0, c0 = time.Now(), done
+			cpu0, _ = ProcessCPU(child.Pid())
 		}
 		if done >= int64(n) {
 			r.Elapsed = time.Since(t0)
 			r.EventsPerSec = float64(done-c0) / r.Elapsed.Seconds()
+			if cpu, err := ProcessCPU(child.Pid()); err == nil && done > c0 {
+				r.CPUPerEvent = (cpu - cpu0) / time.Duration(done-c0)
+			}
 			break
 		}
 	}
@@ -390,11 +396,11 @@ func (r *EnrichReport) Write(w io.Writer) {
 	if r.MaxPollRecords > 0 {
 		fmt.Fprintf(w, "enrich.max_poll_records overridden to %d (what-if)\n\n", r.MaxPollRecords)
 	}
-	fmt.Fprintln(w, "| C | delivery | state store | privacy | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS |")
-	fmt.Fprintln(w, "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| C | delivery | state store | privacy | L | events | events/s | API calls/event | limit C/(calls×L) | ratio | DLQ | peak RSS | CPU/event |")
+	fmt.Fprintln(w, "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, x := range r.Runs {
-		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s |\n", x.Concurrency, x.Delivery, onOff(x.State), x.Privacy, x.Latency,
-			x.Events, x.EventsPerSec, x.CallsPerEvent, x.Limit, x.Ratio(), x.DLQ, mib(x.PeakRSS))
+		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %d | %.0f | %.2f | %.0f | **%.2f** | %d | %s | %s |\n", x.Concurrency, x.Delivery, onOff(x.State), x.Privacy, x.Latency,
+			x.Events, x.EventsPerSec, x.CallsPerEvent, x.Limit, x.Ratio(), x.DLQ, mib(x.PeakRSS), micros(x.CPUPerEvent))
 	}
 	// The encryption cost: mean throughput of the encrypt drains over the plain ones of the same
 	// C, delivery and state setting (interleaved when -privacy repeats them).

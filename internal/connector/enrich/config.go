@@ -116,7 +116,7 @@ func DefaultConfig() Config {
 		TransactionalID:    "idnow-enricher",
 		Concurrency:        64,
 		MaxPollRecords:     2000,
-		CommitInterval:     100 * time.Millisecond,
+		CommitInterval:     50 * time.Millisecond,
 		MaxBatchRecords:    2000,
 		MaxInFlight:        4000,
 		TransactionTimeout: 60 * time.Second,
@@ -157,7 +157,7 @@ func (c Config) Validate() error {
 		add("enrich.max_poll_records must be positive, e.g. 2000")
 	}
 	if c.CommitInterval < time.Millisecond || c.CommitInterval > time.Minute {
-		add("enrich.commit_interval %s must be between 1ms and 1m, e.g. 100ms", c.CommitInterval)
+		add("enrich.commit_interval %s must be between 1ms and 1m, e.g. 50ms", c.CommitInterval)
 	}
 	if c.MaxBatchRecords <= 0 {
 		add("enrich.max_batch_records must be positive, e.g. 2000")

@@ -116,9 +116,12 @@ func (e *Enricher) rewind(ctx, shutdownCtx context.Context, sess *kgo.GroupTrans
 		e.m.aborted()
 		return fmt.Errorf("end transaction: %w", err)
 	}
-	e.m.aborted()
-	e.log.Warn("transaction aborted; the uncommitted events will be consumed again", slog.Int("records", uncommitted),
-		slog.Int("cached_results", e.cache.len()), slog.String("cause", cause.Error()))
+	if uncommitted > 0 || !errors.Is(cause, errRebalance) {
+		// A rebalance with nothing in flight voided nothing.
+		e.m.aborted()
+		e.log.Warn("transaction aborted; the uncommitted events will be consumed again", slog.Int("records", uncommitted),
+			slog.Int("cached_results", e.cache.len()), slog.String("cause", cause.Error()))
+	}
 	if !errors.Is(cause, errRebalance) {
 		// A handler failure: give the dependencies a moment before the events come again.
 		sleepCtx(ctx, e.cfg.Retry.InitialBackoff)

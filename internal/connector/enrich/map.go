@@ -65,14 +65,16 @@ func Map(ev *schemas.SessionEvent, s *idnow.Session, blocks []idnow.DataBlock, f
 		}
 		deleted := strings.EqualFold(b.Status, idnow.DataBlockDeleted) || len(b.Content) == 0
 		if !deleted {
-			fields := contentFields(b.Content)
+			// Only two block types have typed fields; the others' content is not parsed.
 			switch {
 			case strings.EqualFold(b.Type, "basicIdentity") && content == ContentFull:
+				fields := contentFields(b.Content)
 				db.BasicIdentity = &schemas.BasicIdentity{
 					GivenName: fields.get("givenName"), FamilyName: fields.get("familyName"),
 					BirthDate: fields.get("birthDate"), Name: fields.get("name"),
 				}
 			case strings.EqualFold(b.Type, "documentData"):
+				fields := contentFields(b.Content)
 				dd := &schemas.DocumentData{
 					DocumentType: fields.get("documentType"), IssuingCountry: fields.get("issuingCountry"),
 					IssuingAuthority: fields.get("issuingAuthority"),
@@ -140,6 +142,7 @@ func mapSession(ev *schemas.SessionEvent, s *idnow.Session) schemas.SessionDetai
 // whatever the API's formatting; text that is not JSON passes through unchanged.
 func compactJSON(raw json.RawMessage) string {
 	var buf bytes.Buffer
+	buf.Grow(len(raw))
 	if json.Compact(&buf, raw) != nil {
 		return string(raw)
 	}
