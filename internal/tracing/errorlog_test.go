@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/tracing/tracingtest"
 )
 
 // TestErrorLogThrottled: a collector that stays down is one warning, not one per batch; the next
@@ -78,7 +80,7 @@ func TestShutdownCollectorNotAnswering(t *testing.T) {
 	})
 	// The exporter goroutine outlives Shutdown here and reports its failure through the
 	// global error handler into the same log: a buffer safe for concurrent use.
-	logs := &lockedBuffer{}
+	logs := &tracingtest.LogBuffer{}
 	endpoint := "http://" + ln.Addr().String()
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint) // the exporter reads it in New
 	p, err := New(t.Context(), Config{Exporter: ExporterOTLP, Protocol: ProtocolHTTP, Endpoint: endpoint}, Deps{Log: slog.New(slog.NewTextHandler(logs, nil))})
@@ -99,21 +101,4 @@ func TestShutdownCollectorNotAnswering(t *testing.T) {
 	if !strings.Contains(logs.String(), "did not take the last spans in time") || !strings.Contains(logs.String(), "endpoint="+endpoint) {
 		t.Fatalf("no warning naming the endpoint:\n%s", logs.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -161,7 +161,7 @@ func TestExportOverOTLP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var logs bytes.Buffer
+			var logs tracingtest.LogBuffer
 			p, err := tracing.New(t.Context(), cfg, tracing.Deps{ServiceName: "default-name", Version: "1.2.3", Log: slog.New(slog.NewJSONHandler(&logs, nil))})
 			if err != nil {
 				t.Fatal(err)

@@ -169,3 +169,24 @@ func (r *Receiver) WaitFor(tb testing.TB, timeout time.Duration, done func([]Spa
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// LogBuffer is a log sink safe for concurrent use. OpenTelemetry's error handler is global: a
+// batch processor of an earlier test, still draining, may log through the handler the current
+// test installed while the test reads its logs.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.b)
+}
