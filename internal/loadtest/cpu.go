@@ -247,7 +247,7 @@ func RunIngressCPU(ctx context.Context, cfg IngressCPUConfig, log *slog.Logger) 
 				r.WorstP99 = max(r.WorstP99, res.P99)
 				p50s[i] = append(p50s[i], res.P50)
 				log.Info("ingress cpu window done", "target", t.name, "concurrency", level, "round", round+1,
-					"rps", int(res.RPS), "cpu_per_webhook", (cpu1-cpu0)/time.Duration(max(1, res.Requests-res.Errors)), "errors", res.Errors)
+					"rps", int(res.RPS), "cpu_per_webhook", (cpu1-cpu0)/time.Duration(max(1, res.Requests-res.Errors)), "failed_requests", res.Errors)
 			}
 		}
 		for i, t := range targets {

@@ -40,6 +40,7 @@ var (
 // of the data claim (DataMember).
 type JSONKind uint8
 
+// The kinds of JSON values; KindAbsent is the zero value, a member that is not there.
 const (
 	KindAbsent JSONKind = iota
 	KindObject
