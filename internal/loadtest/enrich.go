@@ -329,6 +329,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		t0     time.Time
 		c0     int64
 		cpu0   time.Duration
+		a0     int64 // API requests served at t0
 		warmAt = int64(n) / 20
 	)
 	for {
@@ -347,10 +348,16 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		if t0.IsZero() && done >= warmAt {
 			t0, c0 = time.Now(), done
 			cpu0, _ = ProcessCPU(child.Pid())
+			a0 = sim.Stats().APIRequests
 		}
 		if done >= int64(n) {
 			r.Elapsed = time.Since(t0)
 			r.EventsPerSec = float64(done-c0) / r.Elapsed.Seconds()
+			// What the window itself saw: API requests per committed event, and the mean
+			// number of requests in flight (requests × L / elapsed), which C bounds.
+			a1 := sim.Stats().APIRequests
+			log.Info("enricher drain window", "calls_per_event", float64(a1-a0)/float64(done-c0),
+				"mean_requests_in_flight", float64(a1-a0)*latency.Seconds()/r.Elapsed.Seconds(), "concurrency", conc)
 			if cpu, err := ProcessCPU(child.Pid()); err == nil && done > c0 {
 				r.CPUPerEvent = (cpu - cpu0) / time.Duration(done-c0)
 			}
