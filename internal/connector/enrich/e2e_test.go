@@ -29,7 +29,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The ingress, verifying webhooks against the simulator's JWKS.
 	events, _ := newCodecs(t)
-	producer := newProducer(t, brokers)
+	producer := newProducer(t, brokers, ingress.ProducerOpts()...)
 	icfg := ingress.DefaultConfig()
 	// The audience is the webhook URL, so the port must be known before the verifier exists.
 	addr := freeAddr(t)
