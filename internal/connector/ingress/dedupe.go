@@ -5,25 +5,27 @@ import (
 	"sync/atomic"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
 // dedupe remembers recently accepted eventIds so an IDnow redelivery inside the window is
 // answered 2xx without writing the event again. Memory is bounded by MaxEntries: under a flood
 // the least recently seen ids are forgotten first, which can only cause a harmless duplicate
 // downstream. (golang-lru's expirable cache is not used because its cleanup goroutine can never
-// be stopped; expiry is checked on read instead.)
+// be stopped; expiry is checked on read instead.) It is not safe for concurrent use: the
+// tracker's lock guards it, so the cache needs no lock of its own (simplelru, not lru.Cache,
+// which would take a second lock on every webhook).
 type dedupe struct {
 	window time.Duration
 	now    func() time.Time
-	lru    *lru.Cache[string, time.Time]
+	lru    *simplelru.LRU[string, time.Time]
 }
 
 func newDedupe(cfg DedupeConfig) *dedupe {
 	if cfg.Window <= 0 {
 		return nil
 	}
-	c, err := lru.New[string, time.Time](cfg.MaxEntries)
+	c, err := simplelru.NewLRU[string, time.Time](cfg.MaxEntries, nil)
 	if err != nil {
 		// Only a non-positive size fails, which Config.Validate rules out.
 		panic("ingress: dedupe cache: " + err.Error())

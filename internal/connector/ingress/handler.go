@@ -308,6 +308,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 		h.metrics.dedupeHits.Inc()
 		return h.ok(w, resultDuplicate, ev.EventID)
 	}
+	var (
+		record context.Context  // the lead's record, expiring with produce_timeout
+		joined <-chan time.Time // a joiner's own produce_timeout
+	)
 	if lead {
 		// The produce outlives the request (see produce); only the webhook span's identity
 		// goes with it, as the parent of the record's send span.
@@ -315,15 +319,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 		if h.tracer != nil {
 			parent = trace.SpanContextFromContext(r.Context())
 		}
-		h.produce(parent, ev, f)
+		record = h.produce(parent, ev, f)
 	} else {
 		h.metrics.inflightJoins.Inc()
+		wait := time.NewTimer(h.cfg.ProduceTimeout)
+		defer wait.Stop()
+		joined = wait.C
 	}
-	wait := time.NewTimer(h.cfg.ProduceTimeout)
-	defer wait.Stop()
+	// The lead waits for its record's own produce_timeout context rather than a second timer;
+	// the promise cancels that context just before it releases f, so a cancellation (not a
+	// deadline) only means the outcome is a moment away.
+	var expired <-chan struct{}
+	if record != nil {
+		expired = record.Done()
+	}
+	timedOut := false
 	select {
 	case <-f.done:
-	case <-wait.C:
+	case <-joined:
+		timedOut = true
+	case <-expired:
+		if timedOut = errors.Is(record.Err(), context.DeadlineExceeded); !timedOut {
+			<-f.done
+		}
+	}
+	if timedOut {
 		f.abandoned.Store(true)
 		h.log.ErrorContext(r.Context(), "Kafka did not acknowledge the webhook event within ingress.produce_timeout; answered 503 so IDnow retries (a later acknowledgement makes the retry a duplicate)",
 			"topic", h.topic, "event_id", ev.EventID, "produce_timeout", h.cfg.ProduceTimeout.String())
@@ -350,14 +370,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, client netip.Add
 // is answered as a duplicate instead of being written again. No goroutine is started per webhook:
 // the promise runs on franz-go's own, and the client does not linger (ProducerOpts), so a lone
 // webhook is sent at once while concurrent ones still share batches.
-func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f *flight) {
+//
+// It returns the record's context, which expires with produce_timeout and is canceled when the
+// promise ran, or nil when the event could not be encoded (f is then already released).
+func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f *flight) context.Context {
 	start := time.Now()
 	buf := getBuf()
 	value, err := h.encoder.AppendEncode((*buf)[:0], ev)
 	if err != nil {
 		putBuf(buf, *buf)
 		h.produced(ev, f, start, fmt.Errorf("encode event %s: %w", ev.EventID, err))
-		return
+		return nil
 	}
 	rec := serde.NewRecord(h.topic, ev.SessionID, ev.EventID, h.encoder.Schema(), value)
 	ctx := context.Background()
@@ -383,6 +406,7 @@ func (h *Handler) produce(parent trace.SpanContext, ev *schemas.SessionEvent, f 
 		putBuf(buf, value)
 		h.produced(ev, f, start, err)
 	})
+	return ctx
 }
 
 // produced ends a produce: the metrics, the flight's outcome (and with it the dedupe window),
