@@ -114,6 +114,14 @@ func (k *Keyring) Apply(name string, value []byte) {
 	k.wrapped[name] = slices.Clone(value)
 }
 
+// Committed records that the caller committed the key name, which ForWrite made here, to the
+// keys topic itself: ForWrite stops returning its record. A key erased meanwhile stays erased.
+func (k *Keyring) Committed(name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.pending, name)
+}
+
 // ForWrite returns the data key to encrypt under for ref. rec is non-nil when the key was made
 // by this process and not yet seen committed in the keys topic: the caller produces rec in the
 // same transaction as the records encrypted under it (producing it twice is harmless, the

@@ -74,6 +74,10 @@ type Archiver struct {
 	missing  atomic.Int64
 	inFlight atomic.Int64
 	lastOK   atomic.Int64 // unix nanos of the last committed batch
+
+	// keyProducer commits the data keys the archiver makes (privacy.mode encrypt; nil
+	// otherwise). Set by Run before any record is archived.
+	keyProducer *kgo.Client
 }
 
 // New builds the archiver; nothing runs until Run.
@@ -90,8 +94,8 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		return nil, errors.New("archive: Deps.Bucket is nil")
 	case deps.Topics.Enriched == "" || deps.Topics.Archived == "":
 		return nil, errors.New("archive: topics.enriched and topics.archived must be set")
-	case deps.Encryption != nil && (deps.Encryption.Keys == nil || deps.Encryption.Pepper == nil || deps.Encryption.KeysTopic == ""):
-		return nil, errors.New("archive: Deps.Encryption needs a key finder, the pepper and topics.keys")
+	case deps.Encryption != nil && (deps.Encryption.Keys == nil || deps.Encryption.Pepper == nil || deps.Encryption.KeysTopic == "" || deps.Encryption.KeysOpts == nil):
+		return nil, errors.New("archive: Deps.Encryption needs a key finder, the pepper, topics.keys and the keys client options")
 	}
 	log := deps.Log
 	if log == nil {
@@ -160,6 +164,14 @@ func (a *Archiver) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.ShutdownTimeout, cancelShutdown) })
 	defer stop()
 	a.removeStaleSpool()
+	if a.deps.Encryption != nil {
+		cl, err := kgo.NewClient(a.deps.Encryption.KeysOpts...)
+		if err != nil {
+			return fmt.Errorf("archive: keys topic producer: %w", err)
+		}
+		defer cl.Close()
+		a.keyProducer = cl
+	}
 	b := a.cfg.Retry.NewBackOff()
 	a.log.Info("archiver starting", slog.String("group", a.cfg.Group), slog.String("transactional_id", a.txnID),
 		slog.String("topic", a.deps.Topics.Enriched), slog.String("storage", a.deps.Storage), slog.Any("on_status", a.cfg.OnStatus),
@@ -315,27 +327,24 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 	}
 }
 
-// produceAll produces the batch's ArchivedSession records, and the keys-topic records of data
-// keys the archiver made for them, and waits for every acknowledgement.
+// produceAll produces the batch's ArchivedSession records and waits for every acknowledgement.
 func produceAll(ctx context.Context, cl *kgo.Client, outs []output) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	for _, o := range outs {
-		for _, rec := range []*kgo.Record{o.key, o.record} {
-			if rec == nil {
-				continue
-			}
-			wg.Add(1)
-			cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-				defer wg.Done()
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("produce to %s (key %s): %w", r.Topic, r.Key, err))
-					mu.Unlock()
-				}
-			})
+		if o.record == nil {
+			continue
 		}
+		wg.Add(1)
+		cl.Produce(ctx, o.record, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("produce to %s (key %s): %w", r.Topic, r.Key, err))
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -358,10 +367,7 @@ func (a *Archiver) closeClient(shutdownCtx context.Context, closeFn func()) erro
 // output is one input record's result: the ArchivedSession record to produce, or nil when the
 // record is not archived (another status, undecodable).
 type output struct {
-	record *kgo.Record
-	// key is the keys-topic record of a data key the archiver made for the session (a record
-	// that named none under privacy.mode encrypt), committed with record.
-	key     *kgo.Record
+	record  *kgo.Record
 	missing int
 }
 

@@ -43,13 +43,24 @@ type fakeFiles struct {
 	truncate  map[string]int
 	transient map[string]int
 	calls     map[string]int
+	// before runs, outside the lock, at the start of each download of the id (it may block).
+	before map[string]func(ctx context.Context)
 }
 
 func newFakeFiles() *fakeFiles {
-	return &fakeFiles{files: map[string][]byte{}, notFound: map[string]bool{}, truncate: map[string]int{}, transient: map[string]int{}, calls: map[string]int{}}
+	return &fakeFiles{files: map[string][]byte{}, notFound: map[string]bool{}, truncate: map[string]int{}, transient: map[string]int{}, calls: map[string]int{}, before: map[string]func(context.Context){}}
 }
 
-func (f *fakeFiles) GetFile(_ context.Context, id string) (*idnow.File, error) {
+func (f *fakeFiles) GetFile(ctx context.Context, id string) (*idnow.File, error) {
+	f.mu.Lock()
+	hook := f.before[id]
+	f.mu.Unlock()
+	if hook != nil {
+		hook(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[id]++

@@ -2,12 +2,14 @@ package archive
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,7 +48,7 @@ func newCryptoFixture(t *testing.T, h *harness) *cryptoFixture {
 		t.Fatal(err)
 	}
 	f := &cryptoFixture{kek: kek, pepper: pepper, opts: []kgo.Opt{kgo.SeedBrokers(h.brokers...)}}
-	h.enc = &Encryption{Keys: f.finder(), Pepper: pepper, KeyScope: privacy.ScopeSubject, KeysTopic: testTopics.Keys, KEKSource: kek.Source}
+	h.enc = &Encryption{Keys: f.finder(), Pepper: pepper, KeyScope: privacy.ScopeSubject, KeysTopic: testTopics.Keys, KEKSource: kek.Source, KeysOpts: f.opts}
 	return f
 }
 
@@ -249,5 +251,48 @@ func TestEncryptedObjectUnderOtherKeyOverwritten(t *testing.T) {
 	if up, ex := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_files_total", fileUploaded)),
 		testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_files_total", fileExisting)); up != 1 || ex != 1 {
 		t.Fatalf("files uploaded %v, existing %v; want 1 and 1", up, ex)
+	}
+}
+
+// TestMadeKeyCommittedBeforeArchiving: the data key the archiver makes for a record that names
+// none is in the keys topic (read_committed) while the session's files are still downloading,
+// so an erasure run meanwhile finds and tombstones it; it is not held back until the batch's
+// transaction commits.
+func TestMadeKeyCommittedBeforeArchiving(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.files.before["y"] = func(ctx context.Context) {
+		once.Do(func() { close(started) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}
+	h.sessionWith(t, "s3", "COMPLETED", "COMPLETED", map[string][]byte{"y": blobBytes(300, 8)}, func(es *schemas.EnrichedSession) {
+		es.Session.SubjectID = ptr("subj-9")
+	})
+	stop := h.start(t, testConfig(t))
+	defer stop()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the archiver never downloaded the file")
+	}
+	ref := f.pepper.KeyRef(privacy.ScopeSubject, "subj-9")
+	fin := f.finder()
+	if err := fin.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	names := fin.Ring().Names(ref)
+	close(release)
+	if len(names) != 1 {
+		t.Fatalf("keys of %s in the keys topic while archiving: %v, want the one the archiver made", ref, names)
+	}
+	h.archivedRecords(t, 1)
+	v, err := VerifyDecrypt(t.Context(), h.bucket, "idnow/live/2026/11/s3", nil, f.finder())
+	if err != nil || !v.OK() || !v.Decrypted || v.Manifest.Encryption.KeyName != names[0] {
+		t.Fatalf("verification %+v, %v; want decrypted under %s", v, err, names[0])
 	}
 }

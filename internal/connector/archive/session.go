@@ -91,10 +91,7 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		return output{}, err
 	} else if ok && m.EnrichedRecord.SHA256 == recDigest && a.usable(ctx, m, key) {
 		a.m.sessions.WithLabelValues(sessionReused).Inc()
-		if key != nil && (m.Encryption == nil || m.Encryption.KeyName != key.name) {
-			key = nil // the manifest does not use the key this attempt found or made
-		}
-		return a.result(&es, m, raw, dir, key)
+		return a.result(&es, m, raw, dir)
 	} else if ok && m.EnrichedRecord.SHA256 != recDigest && m.Status == es.Session.Status {
 		// Another record announcing the same status (a replayed event) was archived already;
 		// that record's own transaction produces (or produced) the session's ArchivedSession.
@@ -145,7 +142,7 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		return output{}, err
 	}
 	a.m.sessions.WithLabelValues(sessionArchived).Inc()
-	return a.result(&es, m, raw, dir, key)
+	return a.result(&es, m, raw, dir)
 }
 
 // usable reports whether an existing manifest of this record can be reused: a plain one always
@@ -162,9 +159,8 @@ func (a *Archiver) usable(ctx context.Context, m *Manifest, key *dataKey) bool {
 	return err == nil && live
 }
 
-// result builds the ArchivedSession record for a written manifest, with the keys-topic record
-// of its data key when the archiver made that key.
-func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string, key *dataKey) (output, error) {
+// result builds the ArchivedSession record for a written manifest.
+func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string) (output, error) {
 	sum := sha256.Sum256(raw)
 	var bytesArchived int64
 	for _, f := range m.Files {
@@ -186,11 +182,7 @@ func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, 
 		return output{}, fmt.Errorf("encode ArchivedSession %s: %w", m.SessionID, err)
 	}
 	rec := serde.NewRecord(a.deps.Topics.Archived, m.SessionID, m.EnrichedRecord.EventID, a.deps.Archived.Schema(), v)
-	o := output{record: rec, missing: len(m.Missing)}
-	if key != nil {
-		o.key = key.record
-	}
-	return o, nil
+	return output{record: rec, missing: len(m.Missing)}, nil
 }
 
 // blockTimes maps data block ids to their creation times: the time IDnow created the file.
