@@ -48,9 +48,9 @@ var errErasedSession = errors.New("the session's data key was erased")
 // personal fields under it), or, for a record that names none (written before privacy.mode
 // encrypt was turned on, or without any personal value), the subject's (or session's) current
 // key, made when there is none and committed to the keys topic before any byte is encrypted
-// under it. A named key that is erased returns errErasedSession: archiving
-// evidence of an erased person would undo the erasure. Key-manager and keys-topic failures are
-// retried until ctx ends.
+// under it. A named key that is erased, or for a record naming none a key reference with an
+// erased key, returns errErasedSession: archiving evidence of an erased person would undo the
+// erasure. Key-manager and keys-topic failures are retried until ctx ends.
 func (a *Archiver) sessionKey(ctx context.Context, es *schemas.EnrichedSession) (*dataKey, error) {
 	enc := a.deps.Encryption
 	b := a.cfg.Retry.NewBackOff()
@@ -91,6 +91,15 @@ func (a *Archiver) sessionKeyOnce(ctx context.Context, es *schemas.EnrichedSessi
 	}
 	if err := enc.Keys.Fresh(ctx); err != nil {
 		return nil, err
+	}
+	if enc.Keys.Ring().RefErased(ref) {
+		// The subject was erased (`erase --subject` tombstoned its keys): a record naming no key
+		// is taken to be from before the erasure (a lagging or replaying archiver), and a fresh
+		// key would archive the erased person's evidence again, readable. A new session of the
+		// person after the erasure with personal values names the new key the enricher made for
+		// it and does not come here; one without any personal value does, and is not archived
+		// either (docs/archive.md, Limits).
+		return nil, fmt.Errorf("%w: a data key of %s was erased and the record names none", errErasedSession, ref)
 	}
 	name, k, rec, err := enc.Keys.Ring().ForWrite(ctx, ref)
 	if err != nil {

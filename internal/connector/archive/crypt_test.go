@@ -296,3 +296,31 @@ func TestMadeKeyCommittedBeforeArchiving(t *testing.T) {
 		t.Fatalf("verification %+v, %v; want decrypted under %s", v, err, names[0])
 	}
 }
+
+// TestErasedSubjectRecordNamingNoKey: after `erase --subject` tombstoned the subject's keys, a
+// record of that subject naming no key (written before privacy.mode encrypt, replayed by a
+// lagging archiver) is not archived under a fresh key but counted erased.
+func TestErasedSubjectRecordNamingNoKey(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	gone := f.dataKey(t, f.pepper.KeyRef(privacy.ScopeSubject, "subj-erased")+"/aa")
+	f.produce(t, &kgo.Record{Key: []byte(gone), Value: nil})
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", map[string][]byte{"x": blobBytes(100, 1)}, func(es *schemas.EnrichedSession) {
+		es.Session.SubjectID = ptr("subj-erased")
+	})
+	h.sessionWith(t, "s2", "COMPLETED", "COMPLETED", map[string][]byte{"y": blobBytes(100, 2)}, func(es *schemas.EnrichedSession) {
+		es.Session.SubjectID = ptr("subj-other")
+	})
+	stop := h.start(t, testConfig(t))
+	got := h.archivedRecords(t, 1)
+	stop()
+	if got["s1"] != nil || len(got["s2"]) != 1 {
+		t.Fatalf("archived: %v; want only s2", got)
+	}
+	if n := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_sessions_total", sessionErased)); n != 1 {
+		t.Errorf("sessions erased = %v, want 1", n)
+	}
+	if ok, _ := h.bucket.Exists(t.Context(), ManifestKey("idnow/live/2026/11/s1")); ok {
+		t.Error("s1 has a manifest")
+	}
+}
