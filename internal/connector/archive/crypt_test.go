@@ -143,7 +143,7 @@ func TestArchiveEncrypted(t *testing.T) {
 		if c.Plain == nil || c.Plain.SHA256 != digest || c.Plain.Size != int64(len(b)) {
 			t.Errorf("plaintext check of %s: %+v", c.Entry.VaultEntryID, c.Plain)
 		}
-		if want := dir + "/" + f.pepper.ObjectName("s1", digest) + ".jpg.tink"; c.Entry.Key != want {
+		if want := dir + "/" + f.pepper.ObjectName("s1", c.Entry.VaultEntryID, digest) + ".jpg.tink"; c.Entry.Key != want {
 			t.Errorf("key %s, want %s", c.Entry.Key, want)
 		}
 		attrs, err := h.bucket.Attributes(t.Context(), c.Entry.Key)
@@ -218,11 +218,11 @@ func TestEncryptedObjectUnderOtherKeyOverwritten(t *testing.T) {
 	stale, kept := blobBytes(4000, 1), blobBytes(5000, 2)
 	k := f.dataKey(t, "sub-0003/cc")
 	dir := "idnow/live/2026/11/s1"
-	name := func(b []byte) string {
+	name := func(vid string, b []byte) string {
 		sum := sha256.Sum256(b)
-		return encryptedFileKey(dir, f.pepper.ObjectName("s1", hex.EncodeToString(sum[:])), "image/jpeg")
+		return encryptedFileKey(dir, f.pepper.ObjectName("s1", vid, hex.EncodeToString(sum[:])), "image/jpeg")
 	}
-	if err := h.bucket.WriteAll(t.Context(), name(stale), []byte("from a key that never committed"), &blob.WriterOptions{
+	if err := h.bucket.WriteAll(t.Context(), name("stale", stale), []byte("from a key that never committed"), &blob.WriterOptions{
 		Metadata: map[string]string{"key-name": "ses-dead/00", "object-sha256": strings.Repeat("0", 64), "size": "31"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestEncryptedObjectUnderOtherKeyOverwritten(t *testing.T) {
 	_, _ = w.Write(kept)
 	_ = w.Close()
 	osum := sha256.Sum256(obj.Bytes())
-	if err := h.bucket.WriteAll(t.Context(), name(kept), obj.Bytes(), &blob.WriterOptions{
+	if err := h.bucket.WriteAll(t.Context(), name("kept", kept), obj.Bytes(), &blob.WriterOptions{
 		Metadata: map[string]string{"key-name": k, "object-sha256": hex.EncodeToString(osum[:]), "size": strconv.Itoa(obj.Len())}}); err != nil {
 		t.Fatal(err)
 	}
@@ -322,5 +322,28 @@ func TestErasedSubjectRecordNamingNoKey(t *testing.T) {
 	}
 	if ok, _ := h.bucket.Exists(t.Context(), ManifestKey("idnow/live/2026/11/s1")); ok {
 		t.Error("s1 has a manifest")
+	}
+}
+
+// TestEqualFilesOfOneSession: two vault entries of one session with the same content are two
+// objects, each bound to its own file, so the archive verifies (not "moved").
+func TestEqualFilesOfOneSession(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	same := blobBytes(3000, 4)
+	k := f.dataKey(t, "sub-0004/dd")
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", map[string][]byte{"front": same, "back": same}, withKey(k))
+	stop := h.start(t, testConfig(t))
+	h.archivedRecords(t, 1)
+	stop()
+	v, err := VerifyDecrypt(t.Context(), h.bucket, "idnow/live/2026/11/s1", nil, f.finder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK() || !v.Decrypted || len(v.Files) != 2 || v.Files[0].Entry.Key == v.Files[1].Entry.Key {
+		for _, c := range v.Files {
+			t.Logf("%s %s: %+v", c.Entry.VaultEntryID, c.Entry.Key, c.Plain)
+		}
+		t.Fatalf("verification %+v", v)
 	}
 }

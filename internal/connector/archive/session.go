@@ -286,8 +286,8 @@ type archivedFile struct {
 //
 // With a data key (privacy.mode encrypt) the download is encrypted on its way into the spool
 // file, so no plaintext evidence ever touches the disk; the object is named by the pepper's
-// HMAC of the plaintext digest (<dir>/<hmac>.<ext>.tink), its metadata names the data key and
-// the object's own SHA-256, never the plaintext's.
+// HMAC of the session, vault entry id and plaintext digest (<dir>/<hmac>.<ext>.tink), its
+// metadata names the data key and the object's own SHA-256, never the plaintext's.
 func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time, key *dataKey) (*archivedFile, string, error) {
 	f, err := a.deps.Files.GetFile(ctx, ref.VaultEntryID)
 	if err != nil {
@@ -353,7 +353,7 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 		if err != nil {
 			return nil, stageUpload, fmt.Errorf("spool file size: %w", err)
 		}
-		fe.Key = encryptedFileKey(dir, a.deps.Encryption.Pepper.ObjectName(sid, digest), contentType)
+		fe.Key = encryptedFileKey(dir, a.deps.Encryption.Pepper.ObjectName(sid, ref.VaultEntryID, digest), contentType)
 		fe.SHA256, fe.Size = hex.EncodeToString(objHash.Sum(nil)), size
 		md["size"], md["object-sha256"], md["encryption"], md["key-name"] = strconv.FormatInt(size, 10), fe.SHA256, privacy.ObjectScheme, key.name
 		storedType = "application/octet-stream"
