@@ -347,3 +347,30 @@ func TestEqualFilesOfOneSession(t *testing.T) {
 		t.Fatalf("verification %+v", v)
 	}
 }
+
+// TestDigestMismatchEncryptedNoDigests: under encryption a file whose digest never matches is
+// recorded missing without the plaintext digests in the manifest's clear MissingFile.Detail.
+func TestDigestMismatchEncryptedNoDigests(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	bad := blobBytes(100, 1)
+	h.files.truncate["bad"] = 1000
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", map[string][]byte{"bad": bad}, withKey(f.dataKey(t, "sub-0005/ee")))
+	stop := h.start(t, testConfig(t))
+	got := h.archivedRecords(t, 1)
+	stop()
+	if as := got["s1"][0]; as.FilesMissing != 1 {
+		t.Fatalf("ArchivedSession %+v", as)
+	}
+	raw, err := h.bucket.ReadAll(t.Context(), ManifestKey("idnow/live/2026/11/s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, half := sha256.Sum256(bad), sha256.Sum256(bad[:len(bad)/2])
+	if bytes.Contains(raw, []byte(hex.EncodeToString(full[:]))) || bytes.Contains(raw, []byte(hex.EncodeToString(half[:]))) {
+		t.Fatalf("the manifest holds a plaintext digest in clear:\n%s", raw)
+	}
+	if !bytes.Contains(raw, []byte(ReasonDigestMismatch)) {
+		t.Fatalf("the manifest does not record the mismatch:\n%s", raw)
+	}
+}

@@ -326,6 +326,11 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 		return nil, stageDigest, fmt.Errorf("%w: %s: got %d bytes, Content-Length said %d", errDigest, ref.VaultEntryID, n, f.Size)
 	}
 	if f.SHA256 != nil && !bytes.Equal(sum, f.SHA256) {
+		if key != nil {
+			// The plaintext digests would end in the logs and, once the file is given up, in
+			// the manifest's clear MissingFile.Detail: under encryption they stay out of both.
+			return nil, stageDigest, fmt.Errorf("%w: %s: %d bytes whose SHA-256 is not the one the storage declared (truncated body?)", errDigest, ref.VaultEntryID, n)
+		}
 		return nil, stageDigest, fmt.Errorf("%w: %s: %d bytes with SHA-256 %x, the storage declared %x (truncated body?)", errDigest, ref.VaultEntryID, n, sum, f.SHA256)
 	}
 	a.m.bytes.Add(float64(n))
