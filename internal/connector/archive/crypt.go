@@ -130,6 +130,28 @@ func (a *Archiver) commitKey(ctx context.Context, rec *privacy.KeyRecord) error 
 	return nil
 }
 
+// keyLive reports whether the data key name is still live (the keys topic is read again when
+// the last read is older than the finder's maximum age). Keys-topic failures are retried until
+// ctx ends.
+func (a *Archiver) keyLive(ctx context.Context, name string) (bool, error) {
+	b := a.cfg.Retry.NewBackOff()
+	for {
+		live, err := a.deps.Encryption.Keys.Live(ctx, name)
+		if err == nil {
+			return live, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		a.m.retries.WithLabelValues(stageKey).Inc()
+		wait := b.NextBackOff()
+		a.log.Warn("checking the session's data key failed; retrying", slog.String("key_name", name), slog.Duration("wait", wait), slog.Any("err", err))
+		if err := retry.Wait(ctx, wait); err != nil {
+			return false, err
+		}
+	}
+}
+
 // seal encrypts the plaintext digests of a session's files under its data key.
 func seal(k *dataKey, sessionID string, files []SealedFile) (*ManifestEncryption, error) {
 	raw, err := json.Marshal(files)

@@ -374,3 +374,50 @@ func TestDigestMismatchEncryptedNoDigests(t *testing.T) {
 		t.Fatalf("the manifest does not record the mismatch:\n%s", raw)
 	}
 }
+
+// TestKeyErasedWhileArchiving: a data key erased while the session's files are archived is seen
+// before the manifest is written: no manifest, no ArchivedSession, counted erased.
+func TestKeyErasedWhileArchiving(t *testing.T) {
+	h := newHarness(t)
+	f := newCryptoFixture(t, h)
+	// A finder that reads the keys topic at every check, so the test needs no 30 s wait.
+	ring, err := privacy.NewKeyring(f.kek, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.enc.Keys = privacy.NewKeyFinder(ring, privacy.NewKeysTopic(f.opts, testTopics.Keys, ring, nil), 0)
+	k := f.dataKey(t, "sub-0006/ff")
+	var once sync.Once
+	h.files.before["x"] = func(ctx context.Context) {
+		once.Do(func() {
+			// On the archiver's goroutine: errors are reported, not fatal.
+			cl, err := kgo.NewClient(append(f.opts, kgo.DefaultProduceTopic(testTopics.Keys))...)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer cl.Close()
+			if err := cl.ProduceSync(ctx, &kgo.Record{Key: []byte(k), Value: nil}).FirstErr(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", map[string][]byte{"x": blobBytes(100, 1)}, withKey(k))
+	h.sessionWith(t, "s2", "COMPLETED", "COMPLETED", map[string][]byte{"y": blobBytes(100, 2)}, withKey(f.dataKey(t, "sub-0007/gg")))
+	stop := h.start(t, testConfig(t))
+	got := h.archivedRecords(t, 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_sessions_total", sessionErased)) != 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if got["s1"] != nil || len(got["s2"]) != 1 {
+		t.Fatalf("archived: %v; want only s2", got)
+	}
+	if n := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_sessions_total", sessionErased)); n != 1 {
+		t.Errorf("sessions erased = %v, want 1", n)
+	}
+	if ok, _ := h.bucket.Exists(t.Context(), ManifestKey("idnow/live/2026/11/s1")); ok {
+		t.Error("s1 has a manifest though its key was erased before it was written")
+	}
+}

@@ -126,6 +126,17 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		sealed = append(sealed, fe.plain)
 	}
 	if key != nil {
+		// The key was live when the session began; an erasure while its files were archived
+		// (minutes for a large video) must not be followed by a manifest and an ArchivedSession
+		// that index the erased person's evidence. The objects already written stay, unreadable.
+		if live, err := a.keyLive(ctx, key.name); err != nil {
+			return output{}, err
+		} else if !live {
+			a.m.sessions.WithLabelValues(sessionErased).Inc()
+			a.log.Info("the session's data key was erased while its files were archived; no manifest is written",
+				slog.String("session_id", sid), slog.Int64("offset", r.Offset), slog.String("key_name", key.name))
+			return output{}, nil
+		}
 		enc, err := seal(key, sid, sealed)
 		if err != nil {
 			return output{}, err
