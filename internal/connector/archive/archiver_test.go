@@ -288,6 +288,11 @@ func TestArchiveSessions(t *testing.T) {
 	if as.ManifestKey != dir+"/manifest.json" {
 		t.Fatalf("manifest key %s", as.ManifestKey)
 	}
+	if attrs, err := h.bucket.Attributes(t.Context(), as.ManifestKey); err != nil {
+		t.Fatal(err)
+	} else if attrs.Metadata["manifest-version"] != "1" {
+		t.Errorf("manifest metadata %v, want manifest-version 1", attrs.Metadata)
+	}
 	v, err := Verify(t.Context(), h.bucket, dir, nil)
 	if err != nil {
 		t.Fatal(err)

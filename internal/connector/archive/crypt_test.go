@@ -128,6 +128,11 @@ func TestArchiveEncrypted(t *testing.T) {
 			t.Errorf("the manifest holds the plaintext digest of %s in clear", vid)
 		}
 	}
+	if attrs, err := h.bucket.Attributes(t.Context(), ManifestKey(dir)); err != nil {
+		t.Fatal(err)
+	} else if attrs.Metadata["manifest-version"] != "2" {
+		t.Errorf("manifest metadata %v, want manifest-version 2", attrs.Metadata)
+	}
 	v, err := VerifyDecrypt(t.Context(), h.bucket, dir, nil, f.finder())
 	if err != nil {
 		t.Fatal(err)

@@ -149,7 +149,7 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		return output{}, fmt.Errorf("encode manifest: %w", err)
 	}
 	raw = append(raw, '\n')
-	if err := a.writeManifest(ctx, dir, raw); err != nil {
+	if err := a.writeManifest(ctx, dir, m.Version, raw); err != nil {
 		return output{}, err
 	}
 	a.m.sessions.WithLabelValues(sessionArchived).Inc()
@@ -455,10 +455,10 @@ func (a *Archiver) readManifest(ctx context.Context, dir string) (*Manifest, []b
 
 // writeManifest writes the signature (when signing) and then the manifest, retrying
 // transient storage failures.
-func (a *Archiver) writeManifest(ctx context.Context, dir string, raw []byte) error {
+func (a *Archiver) writeManifest(ctx context.Context, dir string, version int, raw []byte) error {
 	b := a.cfg.Retry.NewBackOff()
 	for {
-		err := a.writeManifestOnce(ctx, dir, raw)
+		err := a.writeManifestOnce(ctx, dir, version, raw)
 		if err == nil {
 			return nil
 		}
@@ -473,12 +473,14 @@ func (a *Archiver) writeManifest(ctx context.Context, dir string, raw []byte) er
 	}
 }
 
-func (a *Archiver) writeManifestOnce(ctx context.Context, dir string, raw []byte) error {
+// writeManifestOnce writes raw, a manifest of the given version (1 plain, 2 encrypted), which
+// its object metadata names.
+func (a *Archiver) writeManifestOnce(ctx context.Context, dir string, version int, raw []byte) error {
 	if a.signer != nil {
 		sig := ed25519.Sign(a.signer, raw)
 		if err := a.upload(ctx, SignatureKey(dir), "application/octet-stream", map[string]string{"signing-key-id": a.keyID}, bytes.NewReader(sig)); err != nil {
 			return err
 		}
 	}
-	return a.upload(ctx, ManifestKey(dir), "application/json", map[string]string{"manifest-version": strconv.Itoa(ManifestVersion)}, bytes.NewReader(raw))
+	return a.upload(ctx, ManifestKey(dir), "application/json", map[string]string{"manifest-version": strconv.Itoa(version)}, bytes.NewReader(raw))
 }
