@@ -130,7 +130,7 @@ func (a *App) archiveEncryption(ctx context.Context) (*archive.Encryption, error
 		return nil, fmt.Errorf("archiver start-up: %w", err)
 	}
 	a.log.Info("archiver: encrypting evidence under the subjects' data keys", slog.String("kek", kek.Source), slog.String("topic", a.cfg.Topics.Keys))
-	return &archive.Encryption{Keys: keys, Pepper: pepper, KeyScope: pc.KeyScope, KeysTopic: a.cfg.Topics.Keys, KEKSource: kek.Source}, nil
+	return &archive.Encryption{Keys: keys, Pepper: pepper, KeyScope: pc.KeyScope, KeysTopic: a.cfg.Topics.Keys, KEKSource: kek.Source, KeysOpts: keysOpts}, nil
 }
 
 // VerifyOptions are the `archive verify` flags.

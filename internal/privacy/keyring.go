@@ -59,6 +59,9 @@ type Keyring struct {
 	wrapped map[string][]byte   // live key name -> wrapped keyset
 	pending map[string]bool     // created here, not yet seen in the topic
 	erased  map[string]bool     // seen tombstoned
+	// erasedRefs are the key references with a key seen tombstoned: the subject (or session)
+	// was erased, whatever keys it was given since.
+	erasedRefs map[string]bool
 	// creating holds a channel per key reference whose key is being made, so concurrent
 	// events of one subject in this process make one key.
 	creating map[string]chan struct{}
@@ -80,7 +83,7 @@ func NewKeyring(kek *KEK, cacheSize int) (*Keyring, error) {
 		return nil, fmt.Errorf("key cache: %w", err)
 	}
 	return &Keyring{kek: kek, byRef: map[string][]string{}, wrapped: map[string][]byte{}, pending: map[string]bool{},
-		erased: map[string]bool{}, creating: map[string]chan struct{}{}, aeads: c, ready: make(chan struct{})}, nil
+		erased: map[string]bool{}, erasedRefs: map[string]bool{}, creating: map[string]chan struct{}{}, aeads: c, ready: make(chan struct{})}, nil
 }
 
 // MarkReady says the keys topic was read to its end once; ForWrite waits for it, so a process
@@ -103,6 +106,7 @@ func (k *Keyring) Apply(name string, value []byte) {
 			k.metrics.erasedSeen.Inc()
 		}
 		k.erased[name] = true
+		k.erasedRefs[ref] = true
 		k.aeads.Remove(name)
 		return
 	}
@@ -112,6 +116,14 @@ func (k *Keyring) Apply(name string, value []byte) {
 		k.byRef[ref] = append(k.byRef[ref], name)
 	}
 	k.wrapped[name] = slices.Clone(value)
+}
+
+// Committed records that the caller committed the key name, which ForWrite made here, to the
+// keys topic itself: ForWrite stops returning its record. A key erased meanwhile stays erased.
+func (k *Keyring) Committed(name string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.pending, name)
 }
 
 // ForWrite returns the data key to encrypt under for ref. rec is non-nil when the key was made
@@ -197,6 +209,15 @@ func (k *Keyring) Known(name string) bool {
 	defer k.mu.Unlock()
 	_, ok := k.wrapped[name]
 	return ok
+}
+
+// RefErased reports whether a key of ref was seen tombstoned: the subject (or session) was
+// erased. Only what the keys topic still holds counts: compaction removes tombstones after
+// topics.keys' delete.retention.ms.
+func (k *Keyring) RefErased(ref string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.erasedRefs[ref]
 }
 
 // Names returns the live key names of ref.

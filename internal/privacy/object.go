@@ -153,14 +153,16 @@ func (h *ObjectHeader) Decrypt(r io.Reader, dek tink.AEAD) (io.Reader, error) {
 }
 
 // objectNameDomain separates object names from key references and pseudonyms.
-const objectNameDomain = "idnow.archive.object.v1\x00"
+const objectNameDomain = "idnow.archive.object.v2\x00"
 
 // ObjectName is the name of an encrypted archive object: 64 hex digits of an HMAC, under the
-// pepper, of the session id and the plaintext's SHA-256 (hex). It is stable (a retry writes the
-// same name) but tells nobody without the pepper which content it holds, so a bucket listing
-// cannot be matched against a known image.
-func (p *Pepper) ObjectName(sessionID, sha256Hex string) string {
-	return hex.EncodeToString(p.mac(objectNameDomain, sessionID+"\x00"+sha256Hex))
+// pepper, of the session id, the vault entry id and the plaintext's SHA-256 (hex). It is stable
+// (a retry writes the same name) but tells nobody without the pepper which content it holds, so
+// a bucket listing cannot be matched against a known image. The vault entry id is part of it
+// because the object's header and associated data bind it: two files of a session with equal
+// content are two objects, each readable as its own file.
+func (p *Pepper) ObjectName(sessionID, vaultEntryID, sha256Hex string) string {
+	return hex.EncodeToString(p.mac(objectNameDomain, sessionID+"\x00"+vaultEntryID+"\x00"+sha256Hex))
 }
 
 // ManifestAssociatedData is the associated data of an archive manifest's sealed section (the

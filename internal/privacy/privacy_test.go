@@ -211,6 +211,10 @@ func TestErasedKey(t *testing.T) {
 	es := sample("s-1", "subject-1")
 	recs, _ := f.prot.Protect(t.Context(), testTopic, es)
 	f.ring.Apply(string(recs[0].Key), recs[0].Value)
+	ref := RefOf(string(recs[0].Key))
+	if f.ring.RefErased(ref) {
+		t.Fatal("RefErased before the tombstone")
+	}
 	f.ring.Apply(string(recs[0].Key), nil) // tombstone
 	err := Open(f.ring, testTopic, es)
 	var ee *ErasedError
@@ -224,6 +228,11 @@ func TestErasedKey(t *testing.T) {
 	}
 	if *again.Privacy.KeyName == *es.Privacy.KeyName {
 		t.Fatal("an erased key was used again")
+	}
+	// The reference stays erased though it has a live key again (the archiver's test for a
+	// record naming no key); other references are not.
+	if !f.ring.RefErased(ref) || RefOf(*again.Privacy.KeyName) != ref || f.ring.RefErased("sub-other") {
+		t.Fatal("RefErased does not follow the tombstones")
 	}
 }
 

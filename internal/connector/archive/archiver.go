@@ -74,6 +74,13 @@ type Archiver struct {
 	missing  atomic.Int64
 	inFlight atomic.Int64
 	lastOK   atomic.Int64 // unix nanos of the last committed batch
+
+	// batch cancels the batch being archived when the group takes partitions away.
+	batch batchGuard
+
+	// keyProducer commits the data keys the archiver makes (privacy.mode encrypt; nil
+	// otherwise). Set by Run before any record is archived.
+	keyProducer *kgo.Client
 }
 
 // New builds the archiver; nothing runs until Run.
@@ -90,8 +97,8 @@ func New(cfg Config, deps Deps) (*Archiver, error) {
 		return nil, errors.New("archive: Deps.Bucket is nil")
 	case deps.Topics.Enriched == "" || deps.Topics.Archived == "":
 		return nil, errors.New("archive: topics.enriched and topics.archived must be set")
-	case deps.Encryption != nil && (deps.Encryption.Keys == nil || deps.Encryption.Pepper == nil || deps.Encryption.KeysTopic == ""):
-		return nil, errors.New("archive: Deps.Encryption needs a key finder, the pepper and topics.keys")
+	case deps.Encryption != nil && (deps.Encryption.Keys == nil || deps.Encryption.Pepper == nil || deps.Encryption.KeysTopic == "" || deps.Encryption.KeysOpts == nil):
+		return nil, errors.New("archive: Deps.Encryption needs a key finder, the pepper, topics.keys and the keys client options")
 	}
 	log := deps.Log
 	if log == nil {
@@ -160,6 +167,14 @@ func (a *Archiver) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(a.cfg.ShutdownTimeout, cancelShutdown) })
 	defer stop()
 	a.removeStaleSpool()
+	if a.deps.Encryption != nil {
+		cl, err := kgo.NewClient(a.deps.Encryption.KeysOpts...)
+		if err != nil {
+			return fmt.Errorf("archive: keys topic producer: %w", err)
+		}
+		defer cl.Close()
+		a.keyProducer = cl
+	}
 	b := a.cfg.Retry.NewBackOff()
 	a.log.Info("archiver starting", slog.String("group", a.cfg.Group), slog.String("transactional_id", a.txnID),
 		slog.String("topic", a.deps.Topics.Enriched), slog.String("storage", a.deps.Storage), slog.Any("on_status", a.cfg.OnStatus),
@@ -229,6 +244,19 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		kgo.HeartbeatInterval(min(3*time.Second, a.cfg.SessionTimeout/3)),
 		kgo.TransactionalID(a.txnID),
 		kgo.TransactionTimeout(a.cfg.TransactionTimeout),
+		// A member that lost partitions stops archiving its batch at once: the new owner
+		// archives those sessions again, and two archivers writing one session's objects and
+		// manifest at the same time would leave them out of step (every encrypted upload is
+		// other bytes).
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+			for _, ps := range revoked {
+				if len(ps) > 0 {
+					a.batch.rebalanced()
+					return
+				}
+			}
+		}),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { a.batch.rebalanced() }),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -248,6 +276,7 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 	}
 	a.joined.Store(true)
 	for {
+		a.batch.reset()
 		fetches := sess.PollRecords(ctx, a.cfg.MaxPollRecords)
 		if ctx.Err() != nil {
 			return progressed, nil
@@ -271,14 +300,31 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		// The files are archived before the transaction begins: uploads are idempotent
 		// (content-addressed keys, manifest last), so a batch archived twice costs time, never
 		// a duplicate, and the transaction stays short however large the videos are.
-		outs, err := a.archiveBatch(ctx, recs)
+		batchCtx, rebalanced, endBatch := a.batch.start(ctx)
+		outs, err := a.archiveBatch(batchCtx, recs)
+		abandoned := rebalanced()
+		endBatch()
 		if err != nil {
 			if ctx.Err() != nil {
 				// Abandoned mid-batch: nothing was produced, the offsets stay, the next owner
 				// archives the batch again.
 				return progressed, nil
 			}
-			return progressed, err
+			if !abandoned {
+				return progressed, err
+			}
+			// Partitions were revoked or lost mid-batch: the batch is abandoned, and an empty
+			// aborted transaction rewinds this member to the committed offsets of the
+			// partitions it kept, so their records are archived again, not skipped.
+			if err := sess.Begin(); err != nil {
+				return progressed, fmt.Errorf("begin transaction: %w", err)
+			}
+			if _, err := sess.End(shutdownCtx, kgo.TryAbort); err != nil {
+				return progressed, fmt.Errorf("end transaction: %w", err)
+			}
+			a.m.transactions.WithLabelValues(transactionAborted).Inc()
+			a.log.Info("partitions were revoked while archiving a batch; the batch is abandoned and archived again by their owners", slog.Int("records", len(recs)))
+			continue
 		}
 		if err := sess.Begin(); err != nil {
 			return progressed, fmt.Errorf("begin transaction: %w", err)
@@ -315,27 +361,24 @@ func (a *Archiver) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 	}
 }
 
-// produceAll produces the batch's ArchivedSession records, and the keys-topic records of data
-// keys the archiver made for them, and waits for every acknowledgement.
+// produceAll produces the batch's ArchivedSession records and waits for every acknowledgement.
 func produceAll(ctx context.Context, cl *kgo.Client, outs []output) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error
 	for _, o := range outs {
-		for _, rec := range []*kgo.Record{o.key, o.record} {
-			if rec == nil {
-				continue
-			}
-			wg.Add(1)
-			cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
-				defer wg.Done()
-				if err != nil {
-					mu.Lock()
-					errs = append(errs, fmt.Errorf("produce to %s (key %s): %w", r.Topic, r.Key, err))
-					mu.Unlock()
-				}
-			})
+		if o.record == nil {
+			continue
 		}
+		wg.Add(1)
+		cl.Produce(ctx, o.record, func(r *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("produce to %s (key %s): %w", r.Topic, r.Key, err))
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -358,21 +401,22 @@ func (a *Archiver) closeClient(shutdownCtx context.Context, closeFn func()) erro
 // output is one input record's result: the ArchivedSession record to produce, or nil when the
 // record is not archived (another status, undecodable).
 type output struct {
-	record *kgo.Record
-	// key is the keys-topic record of a data key the archiver made for the session (a record
-	// that named none under privacy.mode encrypt), committed with record.
-	key     *kgo.Record
+	record  *kgo.Record
 	missing int
 }
 
-// archiveBatch archives the batch's sessions, archive.concurrency at a time. It fails only when
-// ctx ends: every other failure is retried or recorded.
+// archiveBatch archives the batch's sessions, archive.concurrency at a time. The records of one
+// session (one record key) are archived one after the other, in offset order: in parallel, two
+// records of a session would write its objects and manifest at the same time, and the manifest
+// could end up listing objects the other overwrote (every encrypted upload is other bytes). In
+// order, the later record finds the earlier one's manifest. It fails only when ctx ends: every
+// other failure is retried or recorded.
 func (a *Archiver) archiveBatch(ctx context.Context, recs []*kgo.Record) ([]output, error) {
 	outs := make([]output, len(recs))
 	errs := make([]error, len(recs))
 	sem := make(chan struct{}, a.cfg.Concurrency)
 	var wg sync.WaitGroup
-	for i, r := range recs {
+	for _, idx := range bySession(recs) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -381,7 +425,11 @@ func (a *Archiver) archiveBatch(ctx context.Context, recs []*kgo.Record) ([]outp
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			outs[i], errs[i] = a.archiveRecord(ctx, r)
+			for _, i := range idx {
+				if outs[i], errs[i] = a.archiveRecord(ctx, recs[i]); errs[i] != nil {
+					return
+				}
+			}
 		})
 	}
 	wg.Wait()
@@ -389,4 +437,73 @@ func (a *Archiver) archiveBatch(ctx context.Context, recs []*kgo.Record) ([]outp
 		return nil, err
 	}
 	return outs, nil
+}
+
+// bySession groups the indexes of recs by record key (the session id), each group in the order
+// of recs (offset order within a partition, and a session's records share a partition). A
+// record without a key is a group of its own.
+func bySession(recs []*kgo.Record) [][]int {
+	var groups [][]int
+	at := map[string]int{}
+	for i, r := range recs {
+		if len(r.Key) == 0 {
+			groups = append(groups, []int{i})
+			continue
+		}
+		g, ok := at[string(r.Key)]
+		if !ok {
+			g = len(groups)
+			at[string(r.Key)] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
+}
+
+// errRebalanced cancels a batch whose member had partitions revoked or lost.
+var errRebalanced = errors.New("partitions were revoked or lost")
+
+// batchGuard lets the group's rebalance callbacks cancel the batch being archived.
+type batchGuard struct {
+	mu sync.Mutex
+	// hit is set by a revocation since the last poll began, so a batch that starts after it is
+	// cancelled at once.
+	hit    bool
+	cancel context.CancelCauseFunc
+}
+
+// reset is called before each poll: a revocation before the poll does not concern the records
+// it returns (the client drops the revoked partitions' buffered records).
+func (g *batchGuard) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hit = false
+}
+
+func (g *batchGuard) rebalanced() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hit = true
+	if g.cancel != nil {
+		g.cancel(errRebalanced)
+	}
+}
+
+// start returns the batch's context, which a revocation cancels; rebalanced reports whether one
+// did; end must be called when the batch is archived.
+func (g *batchGuard) start(ctx context.Context) (bctx context.Context, rebalanced func() bool, end func()) {
+	bctx, cancel := context.WithCancelCause(ctx)
+	g.mu.Lock()
+	g.cancel = cancel
+	if g.hit {
+		cancel(errRebalanced)
+	}
+	g.mu.Unlock()
+	return bctx, func() bool { return errors.Is(context.Cause(bctx), errRebalanced) }, func() {
+		g.mu.Lock()
+		g.cancel = nil
+		g.mu.Unlock()
+		cancel(nil)
+	}
 }

@@ -43,13 +43,24 @@ type fakeFiles struct {
 	truncate  map[string]int
 	transient map[string]int
 	calls     map[string]int
+	// before runs, outside the lock, at the start of each download of the id (it may block).
+	before map[string]func(ctx context.Context)
 }
 
 func newFakeFiles() *fakeFiles {
-	return &fakeFiles{files: map[string][]byte{}, notFound: map[string]bool{}, truncate: map[string]int{}, transient: map[string]int{}, calls: map[string]int{}}
+	return &fakeFiles{files: map[string][]byte{}, notFound: map[string]bool{}, truncate: map[string]int{}, transient: map[string]int{}, calls: map[string]int{}, before: map[string]func(context.Context){}}
 }
 
-func (f *fakeFiles) GetFile(_ context.Context, id string) (*idnow.File, error) {
+func (f *fakeFiles) GetFile(ctx context.Context, id string) (*idnow.File, error) {
+	f.mu.Lock()
+	hook := f.before[id]
+	f.mu.Unlock()
+	if hook != nil {
+		hook(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls[id]++
@@ -119,10 +130,17 @@ func testConfig(t *testing.T) Config {
 
 func (h *harness) start(t *testing.T, cfg Config) (stop func()) {
 	t.Helper()
+	return h.startWith(t, cfg, h.reg)
+}
+
+// startWith starts an archiver registering its metrics in reg (a second member of the group
+// needs its own).
+func (h *harness) startWith(t *testing.T, cfg Config, reg *prometheus.Registry) (stop func()) {
+	t.Helper()
 	a, err := New(cfg, Deps{
 		KafkaOpts: []kgo.Opt{kgo.SeedBrokers(h.brokers...)}, Topics: testTopics, Files: h.files,
 		Enriched: h.enriched, Archived: h.archived, Bucket: h.bucket, Storage: "file:///test",
-		Environment: "live", Registry: h.reg, Log: slog.New(slog.DiscardHandler), Version: "test", Encryption: h.enc,
+		Environment: "live", Registry: reg, Log: slog.New(slog.DiscardHandler), Version: "test", Encryption: h.enc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -270,6 +288,11 @@ func TestArchiveSessions(t *testing.T) {
 	if as.ManifestKey != dir+"/manifest.json" {
 		t.Fatalf("manifest key %s", as.ManifestKey)
 	}
+	if attrs, err := h.bucket.Attributes(t.Context(), as.ManifestKey); err != nil {
+		t.Fatal(err)
+	} else if attrs.Metadata["manifest-version"] != "1" {
+		t.Errorf("manifest metadata %v, want manifest-version 1", attrs.Metadata)
+	}
 	v, err := Verify(t.Context(), h.bucket, dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -388,4 +411,74 @@ func TestSignedManifestAndRerun(t *testing.T) {
 	if _, err := FindManifest(t.Context(), h.bucket, "idnow", "live", "nope"); !errors.Is(err, ErrNoManifest) {
 		t.Fatalf("FindManifest(nope) = %v", err)
 	}
+}
+
+// TestRecordsOfOneSessionInOrder: two records announcing one session's status in one batch are
+// archived one after the other, not in parallel: the second finds the first's manifest and is a
+// duplicate, so the session is archived once, with one ArchivedSession.
+func TestRecordsOfOneSessionInOrder(t *testing.T) {
+	h := newHarness(t)
+	// Slow downloads: in parallel, both records would find no manifest and archive the session.
+	h.files.before["x"] = func(ctx context.Context) {
+		select {
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+	files := map[string][]byte{"x": blobBytes(100, 1)}
+	h.session(t, "s1", "COMPLETED", files)
+	h.sessionWith(t, "s1", "COMPLETED", "COMPLETED", files, func(es *schemas.EnrichedSession) { es.Event.EventID = "ev-replayed" })
+	cfg := testConfig(t)
+	cfg.Concurrency = 4
+	stop := h.start(t, cfg)
+	got := h.archivedRecords(t, 1)
+	stop()
+	if len(got["s1"]) != 1 || got["s1"][0].EnrichedEventID != "ev-s1" {
+		t.Fatalf("archived: %+v; want one ArchivedSession of the first record", got)
+	}
+	if n := testutil.ToFloat64(mustVec(h.reg, "idnow_connector_archive_sessions_total", sessionDuplicate)); n != 1 {
+		t.Errorf("sessions duplicate = %v, want 1", n)
+	}
+}
+
+// TestRevokedBatchCancelled: when a second member joins and partitions are revoked from the
+// first while it archives, the first cancels its in-flight downloads at once instead of
+// finishing (and writing) a session another member now owns; the session is still archived
+// exactly once.
+func TestRevokedBatchCancelled(t *testing.T) {
+	h := newHarness(t)
+	started, cancelled := make(chan struct{}), make(chan struct{})
+	var once, onceCancel sync.Once
+	var first sync.Mutex
+	blocked := true
+	h.files.before["v"] = func(ctx context.Context) {
+		first.Lock()
+		block := blocked
+		blocked = false
+		first.Unlock()
+		if !block {
+			return
+		}
+		once.Do(func() { close(started) })
+		<-ctx.Done()
+		onceCancel.Do(func() { close(cancelled) })
+	}
+	h.session(t, "s1", "COMPLETED", map[string][]byte{"v": blobBytes(1000, 3)})
+	stop1 := h.start(t, testConfig(t))
+	defer stop1()
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first archiver never started the download")
+	}
+	cfg2 := testConfig(t)
+	cfg2.InstanceID = "test-2"
+	stop2 := h.startWith(t, cfg2, prometheus.NewRegistry())
+	defer stop2()
+	select {
+	case <-cancelled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the download of a batch whose partitions were revoked was not cancelled")
+	}
+	h.archivedRecords(t, 1)
 }

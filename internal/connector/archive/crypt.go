@@ -30,15 +30,15 @@ type Encryption struct {
 	// key records of data keys the archiver makes itself.
 	KeysTopic string
 	KEKSource string
+	// KeysOpts are the client options (brokers, TLS, SASL) of the plain producer that commits
+	// the data keys the archiver makes to topics.keys.
+	KeysOpts []kgo.Opt
 }
 
 // dataKey is the data key a session's objects are encrypted under.
 type dataKey struct {
 	name string
 	aead tink.AEAD
-	// record is the keys-topic record of a key this process made and has not seen committed:
-	// produced in the batch's transaction with the session's ArchivedSession.
-	record *kgo.Record
 }
 
 // errErasedSession marks a session whose data key was erased: it is not archived.
@@ -47,9 +47,10 @@ var errErasedSession = errors.New("the session's data key was erased")
 // sessionKey returns the data key of es: the key its record names (the enricher encrypted its
 // personal fields under it), or, for a record that names none (written before privacy.mode
 // encrypt was turned on, or without any personal value), the subject's (or session's) current
-// key, made when there is none. A named key that is erased returns errErasedSession: archiving
-// evidence of an erased person would undo the erasure. Key-manager and keys-topic failures are
-// retried until ctx ends.
+// key, made when there is none and committed to the keys topic before any byte is encrypted
+// under it. A named key that is erased, or for a record naming none a key reference with an
+// erased key, returns errErasedSession: archiving evidence of an erased person would undo the
+// erasure. Key-manager and keys-topic failures are retried until ctx ends.
 func (a *Archiver) sessionKey(ctx context.Context, es *schemas.EnrichedSession) (*dataKey, error) {
 	enc := a.deps.Encryption
 	b := a.cfg.Retry.NewBackOff()
@@ -91,16 +92,64 @@ func (a *Archiver) sessionKeyOnce(ctx context.Context, es *schemas.EnrichedSessi
 	if err := enc.Keys.Fresh(ctx); err != nil {
 		return nil, err
 	}
+	if enc.Keys.Ring().RefErased(ref) {
+		// The subject was erased (`erase --subject` tombstoned its keys): a record naming no key
+		// is taken to be from before the erasure (a lagging or replaying archiver), and a fresh
+		// key would archive the erased person's evidence again, readable. A new session of the
+		// person after the erasure with personal values names the new key the enricher made for
+		// it and does not come here; one without any personal value does, and is not archived
+		// either (docs/archive.md, Limits).
+		return nil, fmt.Errorf("%w: a data key of %s was erased and the record names none", errErasedSession, ref)
+	}
 	name, k, rec, err := enc.Keys.Ring().ForWrite(ctx, ref)
 	if err != nil {
 		return nil, fmt.Errorf("data key for %s: %w", ref, err)
 	}
-	dk := &dataKey{name: name, aead: k}
 	if rec != nil {
-		dk.record = &kgo.Record{Topic: enc.KeysTopic, Key: []byte(rec.Name), Value: rec.Wrapped,
-			Headers: []kgo.RecordHeader{{Key: privacy.HeaderKEK, Value: []byte(enc.KEKSource)}}}
+		if err := a.commitKey(ctx, rec); err != nil {
+			return nil, err
+		}
 	}
-	return dk, nil
+	return &dataKey{name: name, aead: k}, nil
+}
+
+// commitKey produces a data key the archiver made to the keys topic and waits for it, on its
+// own and not in the batch's transaction: that transaction commits only after the whole batch
+// is archived (minutes with large videos), and `idnow-connector erase` would not see the key
+// until then, so after an erasure completed the key would appear and make the subject's
+// evidence readable again. Committed first, the key is in the keys topic before any byte is
+// encrypted under it; a key whose session then fails to archive is an orphan, harmless.
+func (a *Archiver) commitKey(ctx context.Context, rec *privacy.KeyRecord) error {
+	enc := a.deps.Encryption
+	r := &kgo.Record{Topic: enc.KeysTopic, Key: []byte(rec.Name), Value: rec.Wrapped,
+		Headers: []kgo.RecordHeader{{Key: privacy.HeaderKEK, Value: []byte(enc.KEKSource)}}}
+	if err := a.keyProducer.ProduceSync(ctx, r).FirstErr(); err != nil {
+		return fmt.Errorf("commit data key %s to %s: %w", rec.Name, enc.KeysTopic, err)
+	}
+	enc.Keys.Ring().Committed(rec.Name)
+	return nil
+}
+
+// keyLive reports whether the data key name is still live (the keys topic is read again when
+// the last read is older than the finder's maximum age). Keys-topic failures are retried until
+// ctx ends.
+func (a *Archiver) keyLive(ctx context.Context, name string) (bool, error) {
+	b := a.cfg.Retry.NewBackOff()
+	for {
+		live, err := a.deps.Encryption.Keys.Live(ctx, name)
+		if err == nil {
+			return live, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		a.m.retries.WithLabelValues(stageKey).Inc()
+		wait := b.NextBackOff()
+		a.log.Warn("checking the session's data key failed; retrying", slog.String("key_name", name), slog.Duration("wait", wait), slog.Any("err", err))
+		if err := retry.Wait(ctx, wait); err != nil {
+			return false, err
+		}
+	}
 }
 
 // seal encrypts the plaintext digests of a session's files under its data key.

@@ -132,7 +132,8 @@ func fileKey(dir, sum, contentType string) string {
 const encryptedSuffix = ".tink"
 
 // encryptedFileKey is the key of an encrypted file: <dir>/<name>.<ext>.tink, name being the
-// pepper's HMAC of the session and the plaintext digest (privacy.Pepper.ObjectName).
+// pepper's HMAC of the session, the vault entry id and the plaintext digest
+// (privacy.Pepper.ObjectName).
 func encryptedFileKey(dir, name, contentType string) string {
 	return dir + "/" + name + "." + extension(contentType) + encryptedSuffix
 }

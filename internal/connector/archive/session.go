@@ -91,10 +91,7 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		return output{}, err
 	} else if ok && m.EnrichedRecord.SHA256 == recDigest && a.usable(ctx, m, key) {
 		a.m.sessions.WithLabelValues(sessionReused).Inc()
-		if key != nil && (m.Encryption == nil || m.Encryption.KeyName != key.name) {
-			key = nil // the manifest does not use the key this attempt found or made
-		}
-		return a.result(&es, m, raw, dir, key)
+		return a.result(&es, m, raw, dir)
 	} else if ok && m.EnrichedRecord.SHA256 != recDigest && m.Status == es.Session.Status {
 		// Another record announcing the same status (a replayed event) was archived already;
 		// that record's own transaction produces (or produced) the session's ArchivedSession.
@@ -129,6 +126,17 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		sealed = append(sealed, fe.plain)
 	}
 	if key != nil {
+		// The key was live when the session began; an erasure while its files were archived
+		// (minutes for a large video) must not be followed by a manifest and an ArchivedSession
+		// that index the erased person's evidence. The objects already written stay, unreadable.
+		if live, err := a.keyLive(ctx, key.name); err != nil {
+			return output{}, err
+		} else if !live {
+			a.m.sessions.WithLabelValues(sessionErased).Inc()
+			a.log.Info("the session's data key was erased while its files were archived; no manifest is written",
+				slog.String("session_id", sid), slog.Int64("offset", r.Offset), slog.String("key_name", key.name))
+			return output{}, nil
+		}
 		enc, err := seal(key, sid, sealed)
 		if err != nil {
 			return output{}, err
@@ -141,11 +149,11 @@ func (a *Archiver) archiveRecord(ctx context.Context, r *kgo.Record) (output, er
 		return output{}, fmt.Errorf("encode manifest: %w", err)
 	}
 	raw = append(raw, '\n')
-	if err := a.writeManifest(ctx, dir, raw); err != nil {
+	if err := a.writeManifest(ctx, dir, m.Version, raw); err != nil {
 		return output{}, err
 	}
 	a.m.sessions.WithLabelValues(sessionArchived).Inc()
-	return a.result(&es, m, raw, dir, key)
+	return a.result(&es, m, raw, dir)
 }
 
 // usable reports whether an existing manifest of this record can be reused: a plain one always
@@ -162,9 +170,8 @@ func (a *Archiver) usable(ctx context.Context, m *Manifest, key *dataKey) bool {
 	return err == nil && live
 }
 
-// result builds the ArchivedSession record for a written manifest, with the keys-topic record
-// of its data key when the archiver made that key.
-func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string, key *dataKey) (output, error) {
+// result builds the ArchivedSession record for a written manifest.
+func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, dir string) (output, error) {
 	sum := sha256.Sum256(raw)
 	var bytesArchived int64
 	for _, f := range m.Files {
@@ -186,11 +193,7 @@ func (a *Archiver) result(es *schemas.EnrichedSession, m *Manifest, raw []byte, 
 		return output{}, fmt.Errorf("encode ArchivedSession %s: %w", m.SessionID, err)
 	}
 	rec := serde.NewRecord(a.deps.Topics.Archived, m.SessionID, m.EnrichedRecord.EventID, a.deps.Archived.Schema(), v)
-	o := output{record: rec, missing: len(m.Missing)}
-	if key != nil {
-		o.key = key.record
-	}
-	return o, nil
+	return output{record: rec, missing: len(m.Missing)}, nil
 }
 
 // blockTimes maps data block ids to their creation times: the time IDnow created the file.
@@ -294,8 +297,8 @@ type archivedFile struct {
 //
 // With a data key (privacy.mode encrypt) the download is encrypted on its way into the spool
 // file, so no plaintext evidence ever touches the disk; the object is named by the pepper's
-// HMAC of the plaintext digest (<dir>/<hmac>.<ext>.tink), its metadata names the data key and
-// the object's own SHA-256, never the plaintext's.
+// HMAC of the session, vault entry id and plaintext digest (<dir>/<hmac>.<ext>.tink), its
+// metadata names the data key and the object's own SHA-256, never the plaintext's.
 func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.FileRef, created *time.Time, key *dataKey) (*archivedFile, string, error) {
 	f, err := a.deps.Files.GetFile(ctx, ref.VaultEntryID)
 	if err != nil {
@@ -334,6 +337,11 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 		return nil, stageDigest, fmt.Errorf("%w: %s: got %d bytes, Content-Length said %d", errDigest, ref.VaultEntryID, n, f.Size)
 	}
 	if f.SHA256 != nil && !bytes.Equal(sum, f.SHA256) {
+		if key != nil {
+			// The plaintext digests would end in the logs and, once the file is given up, in
+			// the manifest's clear MissingFile.Detail: under encryption they stay out of both.
+			return nil, stageDigest, fmt.Errorf("%w: %s: %d bytes whose SHA-256 is not the one the storage declared (truncated body?)", errDigest, ref.VaultEntryID, n)
+		}
 		return nil, stageDigest, fmt.Errorf("%w: %s: %d bytes with SHA-256 %x, the storage declared %x (truncated body?)", errDigest, ref.VaultEntryID, n, sum, f.SHA256)
 	}
 	a.m.bytes.Add(float64(n))
@@ -361,7 +369,7 @@ func (a *Archiver) storeFile(ctx context.Context, sid, dir string, ref schemas.F
 		if err != nil {
 			return nil, stageUpload, fmt.Errorf("spool file size: %w", err)
 		}
-		fe.Key = encryptedFileKey(dir, a.deps.Encryption.Pepper.ObjectName(sid, digest), contentType)
+		fe.Key = encryptedFileKey(dir, a.deps.Encryption.Pepper.ObjectName(sid, ref.VaultEntryID, digest), contentType)
 		fe.SHA256, fe.Size = hex.EncodeToString(objHash.Sum(nil)), size
 		md["size"], md["object-sha256"], md["encryption"], md["key-name"] = strconv.FormatInt(size, 10), fe.SHA256, privacy.ObjectScheme, key.name
 		storedType = "application/octet-stream"
@@ -447,10 +455,10 @@ func (a *Archiver) readManifest(ctx context.Context, dir string) (*Manifest, []b
 
 // writeManifest writes the signature (when signing) and then the manifest, retrying
 // transient storage failures.
-func (a *Archiver) writeManifest(ctx context.Context, dir string, raw []byte) error {
+func (a *Archiver) writeManifest(ctx context.Context, dir string, version int, raw []byte) error {
 	b := a.cfg.Retry.NewBackOff()
 	for {
-		err := a.writeManifestOnce(ctx, dir, raw)
+		err := a.writeManifestOnce(ctx, dir, version, raw)
 		if err == nil {
 			return nil
 		}
@@ -465,12 +473,14 @@ func (a *Archiver) writeManifest(ctx context.Context, dir string, raw []byte) er
 	}
 }
 
-func (a *Archiver) writeManifestOnce(ctx context.Context, dir string, raw []byte) error {
+// writeManifestOnce writes raw, a manifest of the given version (1 plain, 2 encrypted), which
+// its object metadata names.
+func (a *Archiver) writeManifestOnce(ctx context.Context, dir string, version int, raw []byte) error {
 	if a.signer != nil {
 		sig := ed25519.Sign(a.signer, raw)
 		if err := a.upload(ctx, SignatureKey(dir), "application/octet-stream", map[string]string{"signing-key-id": a.keyID}, bytes.NewReader(sig)); err != nil {
 			return err
 		}
 	}
-	return a.upload(ctx, ManifestKey(dir), "application/json", map[string]string{"manifest-version": strconv.Itoa(ManifestVersion)}, bytes.NewReader(raw))
+	return a.upload(ctx, ManifestKey(dir), "application/json", map[string]string{"manifest-version": strconv.Itoa(version)}, bytes.NewReader(raw))
 }
