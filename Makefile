@@ -39,7 +39,9 @@ test-unit:
 
 fuzz: ## Fuzz the webhook parsing path for FUZZTIME per target (default 20000 inputs, a few seconds)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDelivery$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
-	$(GO) test -run '^$$' -fuzz '^FuzzParseEvent$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
+	$(GO) test -run '^$$' -fuzz '^FuzzEventReader$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
+	$(GO) test -run '^$$' -fuzz '^FuzzIsID$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckJSONObject$$' -fuzztime $(FUZZTIME) ./internal/webhook
 
 lint: ## gofmt, go vet, golangci-lint (.golangci.yml; built once into the tool cache), integration build tag included; go mod tidy -diff
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
