@@ -128,8 +128,9 @@ func (k *Keyring) Committed(name string) {
 
 // ForWrite returns the data key to encrypt under for ref. rec is non-nil when the key was made
 // by this process and not yet seen committed in the keys topic: the caller produces rec in the
-// same transaction as the records encrypted under it (producing it twice is harmless, the
-// value is the same and the topic is compacted).
+// same transaction as the records encrypted under it (the enricher), or on its own before
+// encrypting anything and then calls Committed (the archiver); producing it twice is harmless,
+// the value is the same and the topic is compacted.
 func (k *Keyring) ForWrite(ctx context.Context, ref string) (name string, a tink.AEAD, rec *KeyRecord, err error) {
 	select {
 	case <-k.ready:

@@ -34,9 +34,11 @@
 // the spool file under a fresh Tink streaming AEAD keyset per object, wrapped by the subject's
 // data key (the key the record names in privacy.keyName) in the object's header
 // (privacy.NewObjectWriter); the object is named <dir>/<hmac>.<ext>.tink, an HMAC under the
-// pepper of the session and the plaintext digest, so names stay content-addressed without
-// revealing digests; the manifest (version 2) keeps the stored objects' digests in clear and
-// seals the plaintext digests under the data key. Erasing the subject's key makes the archived
-// evidence unreadable (VerifyDecrypt reports Erased); a record whose key is already erased is not
-// archived at all.
+// pepper of the session, the vault entry id and the plaintext digest, so names stay
+// content-addressed without revealing digests; the manifest (version 2) keeps the stored
+// objects' digests in clear and seals the plaintext digests under the data key. Erasing the
+// subject's key makes the archived evidence unreadable (VerifyDecrypt reports Erased); a record
+// whose key is already erased (or, naming no key, whose subject had a key erased) is not archived
+// at all, nor one whose key is erased before its manifest is written. A key the archiver makes
+// for a record naming none is committed to the keys topic before anything is encrypted under it.
 package archive
