@@ -181,7 +181,7 @@ func FuzzCheckJSONObject(f *testing.F) {
 			if !valid || !isObject || !utf8.Valid(b) {
 				t.Fatalf("accepted %q, which encoding/json rejects or is not a UTF-8 object", b)
 			}
-			if dup := referenceDuplicate(t, b); dup != "" {
+			if dup, found := referenceDuplicate(t, b); found {
 				t.Fatalf("accepted %q with the repeated name %q", b, dup)
 			}
 			return
@@ -190,16 +190,22 @@ func FuzzCheckJSONObject(f *testing.F) {
 			t.Fatalf("syntax error %v for %q, which encoding/json accepts", err, b)
 		}
 		if valid && isObject && utf8.Valid(b) && !loneSurrogateEscape.Match(b) && !strings.Contains(err.Error(), "nested deeper") &&
-			referenceDuplicate(t, b) == "" {
+			!referenceHasDuplicate(t, b) {
 			t.Fatalf("rejected %q (%v), which is unambiguous", b, err)
 		}
 	})
 }
 
+// referenceHasDuplicate reports whether referenceDuplicate finds a repeated name.
+func referenceHasDuplicate(t *testing.T, b []byte) bool {
+	_, found := referenceDuplicate(t, b)
+	return found
+}
+
 // referenceDuplicate walks b with encoding/json's tokenizer and returns the first name repeated in
-// one object, or "". Names are compared with strings.EqualFold, as encoding/json matches them to
-// struct fields.
-func referenceDuplicate(t *testing.T, b []byte) string {
+// one object, and whether there is one (the name itself may be empty: {"":0,"":0}). Names are
+// compared with strings.EqualFold, as encoding/json matches them to struct fields.
+func referenceDuplicate(t *testing.T, b []byte) (string, bool) {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(b))
 	type frame struct {
@@ -211,7 +217,7 @@ func referenceDuplicate(t *testing.T, b []byte) string {
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
-			return ""
+			return "", false
 		}
 		if err != nil {
 			t.Fatalf("reference walk of valid JSON %q: %v", b, err)
@@ -231,7 +237,7 @@ func referenceDuplicate(t *testing.T, b []byte) string {
 			name := tok.(string)
 			for prev := range top.names {
 				if strings.EqualFold(prev, name) {
-					return name
+					return name, true
 				}
 			}
 			top.names[name] = true
