@@ -133,22 +133,40 @@ func (p *pipeline) enricherSettings(sim *idnowsim.Simulator, instance string) se
 	})
 }
 
-// checkTopicsCreated checks the connector created the three topics with topics.partitions.
+// checkTopicsCreated checks the connector created the three topics with topics.partitions. A
+// topic the enricher created a moment ago can be missing from a broker's metadata answer until
+// the controller's update reaches it, so the check asks again until opTimeout.
 func (p *pipeline) checkTopicsCreated() {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	details, err := newAdmin(p.t, p.seeds).ListTopics(ctx, p.sessions, p.enriched, p.dlq)
-	if err != nil {
-		p.t.Fatalf("list topics: %v", err)
-	}
-	for _, topic := range []string{p.sessions, p.enriched, p.dlq} {
-		d, ok := details[topic]
-		switch {
-		case !ok || d.Err != nil:
-			p.t.Errorf("topic %s was not created by the connector (err %v)", topic, d.Err)
-		case len(d.Partitions) != pipelinePartitions:
-			p.t.Errorf("topic %s has %d partitions, want topics.partitions = %d", topic, len(d.Partitions), pipelinePartitions)
+	adm := newAdmin(p.t, p.seeds)
+	for {
+		details, err := adm.ListTopics(ctx, p.sessions, p.enriched, p.dlq)
+		var problems []string
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("list topics: %v", err))
+		}
+		for _, topic := range []string{p.sessions, p.enriched, p.dlq} {
+			d, ok := details[topic]
+			switch {
+			case err != nil:
+			case !ok || d.Err != nil:
+				problems = append(problems, fmt.Sprintf("topic %s was not created by the connector (err %v)", topic, d.Err))
+			case len(d.Partitions) != pipelinePartitions:
+				problems = append(problems, fmt.Sprintf("topic %s has %d partitions, want topics.partitions = %d", topic, len(d.Partitions), pipelinePartitions))
+			}
+		}
+		if len(problems) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			for _, pr := range problems {
+				p.t.Error(pr)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
