@@ -217,7 +217,7 @@ func RunIngressCPU(ctx context.Context, cfg IngressCPUConfig, log *slog.Logger) 
 			for k := range targets {
 				i := (k + round + li) % len(targets)
 				t := targets[i]
-				cpu0, err := procCPU(t.child.Pid())
+				cpu0, err := ProcessCPU(t.child.Pid())
 				if err != nil {
 					return nil, err
 				}
@@ -229,7 +229,7 @@ func RunIngressCPU(ctx context.Context, cfg IngressCPUConfig, log *slog.Logger) 
 				if err != nil {
 					return nil, err
 				}
-				cpu1, err := procCPU(t.child.Pid())
+				cpu1, err := ProcessCPU(t.child.Pid())
 				if err != nil {
 					return nil, err
 				}
@@ -268,30 +268,6 @@ func RunIngressCPU(ctx context.Context, cfg IngressCPUConfig, log *slog.Logger) 
 // clockTick is the unit of utime and stime in /proc/<pid>/stat: USER_HZ, 100 on every Linux
 // architecture Go supports.
 const clockTick = 10 * time.Millisecond
-
-// procCPU returns the user+system CPU time a process has used, all threads.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read process CPU time: %w", err)
-	}
-	// The command name (field 2) may hold spaces; the fields after its closing parenthesis are
-	// fixed: state is field 3, utime 14 and stime 15.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
-	}
-	return time.Duration(utime+stime) * clockTick, nil
-}
 
 // machineBusy returns the CPU time all cores of the machine spent not idle since boot.
 func machineBusy() (time.Duration, error) {
@@ -352,10 +328,6 @@ func cores(cpu, wall time.Duration) float64 {
 	return cpu.Seconds() / wall.Seconds()
 }
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat: 100 on every Linux
-// architecture Go supports.
-const clockTicks = 100
-
 // ProcessCPU returns the CPU time (user + system) process pid has used so far, from
 // /proc/<pid>/stat.
 func ProcessCPU(pid int) (time.Duration, error) {
@@ -382,7 +354,7 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	if err != nil {
 		return 0, fmt.Errorf("stime in /proc/%d/stat: %w", pid, err)
 	}
-	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+	return time.Duration(utime+stime) * clockTick, nil
 }
 
 // micros renders a duration in whole microseconds, "-" when unknown.

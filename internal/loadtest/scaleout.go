@@ -131,11 +131,11 @@ func scaleOutWindow(ctx context.Context, replicas []*Child, tokens []string, con
 	cpu0 := make([]time.Duration, len(replicas))
 	for i, c := range replicas {
 		var err error
-		if cpu0[i], err = procCPU(c.Pid()); err != nil {
+		if cpu0[i], err = ProcessCPU(c.Pid()); err != nil {
 			return w, err
 		}
 	}
-	self0, err := procCPU(os.Getpid())
+	self0, err := ProcessCPU(os.Getpid())
 	if err != nil {
 		return w, err
 	}
@@ -167,7 +167,7 @@ func scaleOutWindow(ctx context.Context, replicas []*Child, tokens []string, con
 		return w, err
 	}
 	for i, c := range replicas {
-		cpu1, err := procCPU(c.Pid())
+		cpu1, err := ProcessCPU(c.Pid())
 		if err != nil {
 			return w, err
 		}
@@ -176,7 +176,7 @@ func scaleOutWindow(ctx context.Context, replicas []*Child, tokens []string, con
 		w.Errors += results[i].Errors
 		w.Elapsed = max(w.Elapsed, results[i].Elapsed)
 	}
-	self1, err := procCPU(os.Getpid())
+	self1, err := ProcessCPU(os.Getpid())
 	if err != nil {
 		return w, err
 	}
