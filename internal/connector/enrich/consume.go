@@ -51,6 +51,7 @@ func (e *Enricher) consume(ctx, shutdownCtx context.Context, cl *kgo.Client, ses
 			f.wait(wait)
 			continue
 		}
+		drops := f.dropCount()
 		pctx, cancel := context.WithTimeout(f.ctx, wait)
 		f.setPollCancel(cancel)
 		recs, err := e.poll(ctx, pctx, cl, min(e.cfg.MaxPollRecords, room))
@@ -67,7 +68,7 @@ func (e *Enricher) consume(ctx, shutdownCtx context.Context, cl *kgo.Client, ses
 		if err := e.restoreFor(ctx, recs); err != nil {
 			return progressed, err
 		}
-		f.add(recs)
+		f.add(drops, recs)
 		e.noteInFlight(f)
 	}
 }
@@ -142,10 +143,13 @@ func (e *Enricher) shutdown(shutdownCtx context.Context, cl *kgo.Client, sess *k
 		if len(batch) == 0 {
 			return nil
 		}
-		if _, err := e.commitBatch(shutdownCtx, shutdownCtx, cl, sess, f, batch); err != nil {
+		ok, err := e.commitBatch(shutdownCtx, shutdownCtx, cl, sess, f, batch)
+		if err != nil {
 			return err
 		}
-		if shutdownCtx.Err() != nil {
+		if !ok || shutdownCtx.Err() != nil {
+			// After an abort the session has rewound its partitions: later batches lie beyond
+			// the committed offsets and commitOnly would refuse them. They are consumed again.
 			return nil
 		}
 	}
