@@ -180,8 +180,16 @@ func TestBlockedWhileAPIDown(t *testing.T) {
 }
 
 // TestRebalance runs two enrichers in the group and stops one mid-stream: the other takes over
-// its partitions, and a read_committed reader sees every event exactly once.
+// its partitions, and a read_committed reader sees every event exactly once (at least once under
+// at_least_once).
 func TestRebalance(t *testing.T) {
+	// at_least_once shares the loop; its rebalances drop only the revoked partitions' work.
+	for _, delivery := range []string{DeliveryExactlyOnce, DeliveryAtLeastOnce} {
+		t.Run(delivery, func(t *testing.T) { testRebalance(t, delivery) })
+	}
+}
+
+func testRebalance(t *testing.T, delivery string) {
 	brokers := newCluster(t)
 	sim := startSim(t, 40)
 	// Slow answers keep the stream going long enough to stop a member in the middle of it.
@@ -195,6 +203,7 @@ func TestRebalance(t *testing.T) {
 	cfgA, cfgB := testConfig("a"), testConfig("b")
 	cfgA.Concurrency, cfgB.Concurrency = 2, 2
 	cfgA.MaxPollRecords, cfgB.MaxPollRecords = 8, 8
+	cfgA.Delivery, cfgB.Delivery = delivery, delivery
 	a := startEnricher(t, brokers, api, cfgA)
 	b := startEnricher(t, brokers, api, cfgB)
 	if err := pollConsumed(brokers, cfgA.Group, 30*time.Second, 0.3); err != nil {
@@ -210,7 +219,7 @@ func TestRebalance(t *testing.T) {
 	if err := a.stop(); err != nil {
 		t.Fatalf("member a Run: %v", err)
 	}
-	checkExactlyOnce(t, sent, decodeEnriched(t, readCommitted(t, brokers, testTopics.Enriched)), cfgA.DataBlocks, false)
+	checkExactlyOnce(t, sent, decodeEnriched(t, readCommitted(t, brokers, testTopics.Enriched)), cfgA.DataBlocks, delivery == DeliveryAtLeastOnce)
 	committed := testutil.ToFloat64(a.e.m.transactions.WithLabelValues("committed")) + testutil.ToFloat64(b.e.m.transactions.WithLabelValues("committed"))
 	if testutil.ToFloat64(b.e.m.transactions.WithLabelValues("committed")) == 0 || committed < 2 {
 		t.Errorf("member b committed no batch before it stopped (a %v, b %v): the test did not share the stream",
