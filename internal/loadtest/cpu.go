@@ -134,16 +134,11 @@ func RunIngressCPU(ctx context.Context, cfg IngressCPUConfig, log *slog.Logger) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	brokers, broker, stopBroker, err := startBroker(cfg.Brokers, log)
+	brokers, broker, signer, stop, err := startSigning(cfg.Brokers, log)
 	if err != nil {
 		return nil, err
 	}
-	defer stopBroker()
-	signer, err := NewSigner()
-	if err != nil {
-		return nil, err
-	}
-	defer signer.Close()
+	defer stop()
 
 	run := fmt.Sprintf("c%d", time.Now().UnixNano())
 	topics := kafka.DefaultTopicsConfig()

@@ -87,16 +87,11 @@ func RunIngress(ctx context.Context, cfg IngressConfig, log *slog.Logger) (*Ingr
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	brokers, broker, stopBroker, err := startBroker(cfg.Brokers, log)
+	brokers, broker, signer, stop, err := startSigning(cfg.Brokers, log)
 	if err != nil {
 		return nil, err
 	}
-	defer stopBroker()
-	signer, err := NewSigner()
-	if err != nil {
-		return nil, err
-	}
-	defer signer.Close()
+	defer stop()
 
 	// Tokens live long enough for the whole run; each level gets its own distinct set (the
 	// ingress deduplicates by event id), shared by both targets.
@@ -204,6 +199,21 @@ func RunIngress(ctx context.Context, cfg IngressConfig, log *slog.Logger) (*Ingr
 }
 
 // startBroker returns the seed brokers to use: the given ones, or an embedded broker started
+
+// startSigning starts the broker (startBroker) and a webhook signer for an ingress benchmark;
+// stop ends both.
+func startSigning(given []string, log *slog.Logger) (brokers []string, name string, signer *Signer, stop func(), err error) {
+	brokers, name, stopBroker, err := startBroker(given, log)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
+	signer, err = NewSigner()
+	if err != nil {
+		stopBroker()
+		return nil, "", nil, nil, err
+	}
+	return brokers, name, signer, func() { signer.Close(); stopBroker() }, nil
+}
 // in this process (so its CPU is not counted in either target's memory).
 func startBroker(given []string, log *slog.Logger) (brokers []string, name string, stop func(), err error) {
 	if len(given) > 0 {
