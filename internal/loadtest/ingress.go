@@ -214,6 +214,7 @@ func startSigning(given []string, log *slog.Logger) (brokers []string, name stri
 	}
 	return brokers, name, signer, func() { signer.Close(); stopBroker() }, nil
 }
+
 // in this process (so its CPU is not counted in either target's memory).
 func startBroker(given []string, log *slog.Logger) (brokers []string, name string, stop func(), err error) {
 	if len(given) > 0 {
