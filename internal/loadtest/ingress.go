@@ -198,8 +198,6 @@ func RunIngress(ctx context.Context, cfg IngressConfig, log *slog.Logger) (*Ingr
 	return rep, errors.Join(stopIng(), stopRef())
 }
 
-// startBroker returns the seed brokers to use: the given ones, or an embedded broker started
-
 // startSigning starts the broker (startBroker) and a webhook signer for an ingress benchmark;
 // stop ends both.
 func startSigning(given []string, log *slog.Logger) (brokers []string, name string, signer *Signer, stop func(), err error) {
@@ -215,6 +213,7 @@ func startSigning(given []string, log *slog.Logger) (brokers []string, name stri
 	return brokers, name, signer, func() { signer.Close(); stopBroker() }, nil
 }
 
+// startBroker returns the seed brokers to use: the given ones, or an embedded broker started
 // in this process (so its CPU is not counted in either target's memory).
 func startBroker(given []string, log *slog.Logger) (brokers []string, name string, stop func(), err error) {
 	if len(given) > 0 {
