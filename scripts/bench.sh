@@ -34,5 +34,16 @@ if [ -n "${KAFKA_BROKERS:-}" ]; then
 	"$OUT/idnow-bench" ingress -brokers "$KAFKA_BROKERS" "$@" | tee "$OUT/load-kafka.txt"
 fi
 
+if [ -n "${BENCH_ROUND2:-}" ]; then
+	# Issue 16's measurements (~15 min more on 2 cores): CPU per webhook against the reference,
+	# ingress replicas, end-to-end latency at 25/50/90 % of the peak, enricher members.
+	# BENCHMARKS.md's round-2 sections add -before-exe with a build of an older commit.
+	echo "== round 2: ingress CPU, scale-out, end-to-end latency, enricher members"
+	KAFKA_BROKERS= "$OUT/idnow-bench" ingress-cpu | tee "$OUT/ingress-cpu.txt"
+	KAFKA_BROKERS= "$OUT/idnow-bench" ingress-scaleout | tee "$OUT/ingress-scaleout.txt"
+	KAFKA_BROKERS= "$OUT/idnow-bench" latency | tee "$OUT/latency.txt"
+	KAFKA_BROKERS= "$OUT/idnow-bench" scaleout | tee "$OUT/scaleout.txt"
+fi
+
 echo "== where the ingress spends its CPU (go tool pprof -top)"
 "$GO" tool pprof -top -nodecount=15 "$OUT/idnow-bench" "$OUT/ingress.pprof" 2>/dev/null | sed -n '1,25p'
