@@ -51,7 +51,6 @@ func (e *Enricher) consume(ctx, shutdownCtx context.Context, cl *kgo.Client, ses
 			f.wait(wait)
 			continue
 		}
-		drops := f.dropCount()
 		pctx, cancel := context.WithTimeout(f.ctx, wait)
 		f.setPollCancel(cancel)
 		recs, err := e.poll(ctx, pctx, cl, min(e.cfg.MaxPollRecords, room))
@@ -68,7 +67,7 @@ func (e *Enricher) consume(ctx, shutdownCtx context.Context, cl *kgo.Client, ses
 		if err := e.restoreFor(ctx, recs); err != nil {
 			return progressed, err
 		}
-		f.add(drops, recs)
+		f.add(recs)
 		e.noteInFlight(f)
 	}
 }

@@ -36,11 +36,6 @@ type flow struct {
 	inFlight   int                // records added and not committed or dropped
 	pollCancel context.CancelFunc // cancels the poll in progress (size trigger); nil when none
 	maxBatch   int
-	// drops counts drop calls; droppedAt holds, per partition, the count at its last drop. A
-	// poll that began before a partition's drop may return records of it: they must not be
-	// added, or they would be enriched and committed past the dropped ones (at_least_once).
-	drops     uint64
-	droppedAt map[int32]uint64
 }
 
 // partFlow is one input partition's records in the flow.
@@ -77,7 +72,7 @@ func newFlow(ctx context.Context, workers, maxBatch int,
 	enrich func(ctx context.Context, ks *keyState, r *kgo.Record) (Result, error)) *flow {
 	fctx, cancel := context.WithCancelCause(ctx)
 	f := &flow{ctx: fctx, cancel: cancel, enrich: enrich, kick: make(chan struct{}, 1),
-		parts: map[int32]*partFlow{}, maxBatch: maxBatch, droppedAt: map[int32]uint64{}}
+		parts: map[int32]*partFlow{}, maxBatch: maxBatch}
 	f.cond = sync.NewCond(&f.mu)
 	for range workers {
 		f.wg.Go(f.worker)
@@ -104,15 +99,10 @@ func (f *flow) broken() error {
 }
 
 // add takes polled records into the flow and queues their sessions for the workers.
-func (f *flow) add(polledAfter uint64, recs []*kgo.Record) {
+func (f *flow) add(recs []*kgo.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range recs {
-		if f.droppedAt[r.Partition] > polledAfter {
-			// Polled before the partition was revoked: its next owner consumes it from the
-			// committed offset.
-			continue
-		}
 		p := f.parts[r.Partition]
 		if p == nil {
 			pctx, cancel := context.WithCancel(f.ctx)
@@ -273,9 +263,7 @@ func (f *flow) forgetKeyLocked(kq *keyQueue) {
 func (f *flow) drop(partitions []int32) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.drops++
 	for _, part := range partitions {
-		f.droppedAt[part] = f.drops
 		p := f.parts[part]
 		if p == nil {
 			continue
@@ -337,11 +325,4 @@ func recordsOf(batch []*entry) ([]*kgo.Record, []Result) {
 		recs[i], results[i] = en.rec, en.res
 	}
 	return recs, results
-}
-
-// dropCount returns the number of drops so far; pass it to add for records polled after it.
-func (f *flow) dropCount() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.drops
 }

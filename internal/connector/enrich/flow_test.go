@@ -94,7 +94,7 @@ func TestFlowOrder(t *testing.T) {
 	rec := func(key string, p int32, off int64) *kgo.Record {
 		return &kgo.Record{Topic: "in", Key: []byte(key), Partition: p, Offset: off}
 	}
-	f.add(0, []*kgo.Record{rec("a", 0, 0), rec("b", 0, 1), rec("a", 0, 2), rec("c", 1, 0)})
+	f.add([]*kgo.Record{rec("a", 0, 0), rec("b", 0, 1), rec("a", 0, 2), rec("c", 1, 0)})
 	waitFor(t, "a, b and c started", func() bool { return s.isStarted("a@0/0") && s.isStarted("b@0/1") && s.isStarted("c@1/0") })
 	time.Sleep(20 * time.Millisecond)
 	if s.isStarted("a@0/2") {
@@ -135,34 +135,6 @@ func TestFlowOrder(t *testing.T) {
 	}
 }
 
-// TestFlowSkipsRecordsPolledBeforeDrop: a poll that began before a partition was revoked
-// (at_least_once) can return records of it after the revoke's drop; adding them would enrich and
-// commit them past the dropped records, which the partition's next owner then never sees.
-func TestFlowSkipsRecordsPolledBeforeDrop(t *testing.T) {
-	s := newStepper()
-	f := newFlow(t.Context(), 2, 100, s.enrich)
-	defer f.stop(context.Canceled)
-	rec := func(key string, p int32, off int64) *kgo.Record {
-		return &kgo.Record{Topic: "in", Key: []byte(key), Partition: p, Offset: off}
-	}
-	f.add(f.dropCount(), []*kgo.Record{rec("a", 0, 0)})
-	polledAfter := f.dropCount() // the next poll begins
-	f.drop([]int32{0})           // the revoke runs while it is under way
-	f.add(polledAfter, []*kgo.Record{rec("a", 0, 1), rec("b", 1, 0)})
-	if n := f.uncommitted(); n != 1 {
-		t.Fatalf("uncommitted %d, want 1: only partition 1's record, polled with the revoked partition's", n)
-	}
-	// Records of the partition polled after the drop (it came back) are taken again.
-	f.add(f.dropCount(), []*kgo.Record{rec("a", 0, 0)})
-	if n := f.uncommitted(); n != 2 {
-		t.Fatalf("uncommitted %d after the partition came back, want 2", n)
-	}
-	for _, g := range []string{"a@0/0", "b@1/0"} {
-		close(s.gate(g))
-	}
-	waitFor(t, "both ready", func() bool { return len(readyNames(f)) == 2 })
-}
-
 // TestFlowSizeTrigger: max_batch_records ready records make the commit due at once, take
 // hands out at most that many, and a handler failure breaks the flow with its error.
 func TestFlowSizeTrigger(t *testing.T) {
@@ -178,7 +150,7 @@ func TestFlowSizeTrigger(t *testing.T) {
 	for i := range 5 {
 		recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "k%d", i), Offset: int64(i)})
 	}
-	f.add(0, recs)
+	f.add(recs)
 	select {
 	case <-f.kick:
 	case <-time.After(5 * time.Second):
@@ -190,7 +162,7 @@ func TestFlowSizeTrigger(t *testing.T) {
 	if n := len(f.take()); n != 3 {
 		t.Fatalf("took %d, want max_batch_records 3", n)
 	}
-	f.add(0, []*kgo.Record{{Key: []byte("bad"), Offset: 5}})
+	f.add([]*kgo.Record{{Key: []byte("bad"), Offset: 5}})
 	waitFor(t, "the flow to break", func() bool { return f.broken() != nil })
 	if !errors.Is(f.broken(), boom) {
 		t.Fatalf("broken() = %v, want the handler's error", f.broken())

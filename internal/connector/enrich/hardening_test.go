@@ -382,6 +382,10 @@ func TestLagAndStallWithBacklog(t *testing.T) {
 	api.free, api.gate = 10, make(chan struct{})
 	cfg := testConfig("a")
 	cfg.MaxPollRecords = 10
+	// Only the first ten events in flight, so the ten free API calls go to them (the enricher
+	// polls ahead: with room for more, the calls went to events all over the partitions and no
+	// partition's prefix finished, so nothing committed).
+	cfg.MaxInFlight = 10
 	cfg.LagInterval = 50 * time.Millisecond
 	cfg.StallAfter = time.Second
 	r := startEnricher(t, brokers, api, cfg)
