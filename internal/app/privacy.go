@@ -174,13 +174,9 @@ func ensureKeysTopic(ctx context.Context, opts []kgo.Opt, t kafka.TopicsConfig) 
 	if err != nil {
 		return fmt.Errorf("describe keys topic %q: %w", t.Keys, err)
 	}
-	for _, c := range rc.Configs {
-		if c.Key == "cleanup.policy" && c.Value != nil {
-			if policies := strings.Split(*c.Value, ","); !slices.Contains(policies, "compact") || slices.Contains(policies, "delete") {
-				return fmt.Errorf("topics.keys %q has cleanup.policy=%s; it must be compact alone, or data keys expire and the records they encrypted become unreadable. Fix: kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact",
-					t.Keys, *c.Value, t.Keys)
-			}
-		}
+	if policies := kafka.CleanupPolicy(rc); policies != nil && (!slices.Contains(policies, "compact") || slices.Contains(policies, "delete")) {
+		return fmt.Errorf("topics.keys %q has cleanup.policy=%s; it must be compact alone, or data keys expire and the records they encrypted become unreadable. Fix: kafka-configs.sh --alter --entity-type topics --entity-name %s --add-config cleanup.policy=compact",
+			t.Keys, strings.Join(policies, ","), t.Keys)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -40,4 +41,15 @@ func DescribeTopicConfig(ctx context.Context, adm *kadm.Client, topic string) (k
 			return kadm.ResourceConfig{}, ctx.Err()
 		}
 	}
+}
+
+// CleanupPolicy returns the policies of a described topic's cleanup.policy ("compact",
+// "delete"), nil when the description does not carry it.
+func CleanupPolicy(rc kadm.ResourceConfig) []string {
+	for _, c := range rc.Configs {
+		if c.Key == "cleanup.policy" && c.Value != nil {
+			return strings.Split(*c.Value, ",")
+		}
+	}
+	return nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 func TestDescribeTopicConfig(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "present"))
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "present"), kfake.SeedTopics(1, "compacted"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,6 +26,16 @@ func TestDescribeTopicConfig(t *testing.T) {
 	rc, err := DescribeTopicConfig(t.Context(), adm, "present")
 	if err != nil || rc.Name != "present" {
 		t.Fatalf("present topic: %+v, %v", rc, err)
+	}
+	if got := CleanupPolicy(rc); len(got) != 1 || got[0] != "delete" {
+		t.Errorf("cleanup.policy of a default topic = %v, want [delete]", got)
+	}
+	if _, err := adm.AlterTopicConfigs(t.Context(), []kadm.AlterConfig{{Name: "cleanup.policy", Value: kadm.StringPtr("compact,delete")}}, "compacted"); err != nil {
+		t.Fatal(err)
+	}
+	rc, err = DescribeTopicConfig(t.Context(), adm, "compacted")
+	if got := CleanupPolicy(rc); err != nil || len(got) != 2 || got[0] != "compact" || got[1] != "delete" {
+		t.Errorf("cleanup.policy after setting compact,delete = %v (%v)", got, err)
 	}
 	// An unknown topic is retried (it may have been created a moment ago), until the context
 	// ends: the error is the context's, not UNKNOWN_TOPIC_OR_PARTITION at the first answer.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -269,10 +268,5 @@ func compacted(ctx context.Context, adm *kadm.Client, topic string) (bool, error
 	case err != nil:
 		return false, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
-	for _, c := range rc.Configs {
-		if c.Key == "cleanup.policy" && c.Value != nil {
-			return slices.Contains(strings.Split(*c.Value, ","), "compact"), nil
-		}
-	}
-	return false, nil
+	return slices.Contains(kafka.CleanupPolicy(rc), "compact"), nil
 }
