@@ -57,18 +57,7 @@ func TestArchiveEncrypted(t *testing.T) {
 		}
 	})
 	prefix := strings.ReplaceAll(uniqueName(t, "sealed"), ".", "-")
-	dir := t.TempDir()
-	kekFile, pepperFile := filepath.Join(dir, "kek.json"), filepath.Join(dir, "pepper.json")
-	if err := privacy.NewKEKKeysetFile(kekFile); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := privacy.OpenKEK(t.Context(), privacy.Config{KEKKeysetFile: kekFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := privacy.NewPepperFile(pepperFile, kek); err != nil {
-		t.Fatal(err)
-	}
+	kekFile, pepperFile, kek, _ := devPrivacyKeys(t)
 	priv := settings{
 		"privacy.mode":            "encrypt",
 		"privacy.kek_keyset_file": kekFile,

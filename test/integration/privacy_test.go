@@ -41,22 +41,7 @@ func TestPrivacyEncryptErase(t *testing.T) {
 			t.Logf("delete topics: %v", err)
 		}
 	})
-	dir := t.TempDir()
-	kekFile, pepperFile := filepath.Join(dir, "kek.json"), filepath.Join(dir, "pepper.json")
-	if err := privacy.NewKEKKeysetFile(kekFile); err != nil {
-		t.Fatal(err)
-	}
-	kek, err := privacy.OpenKEK(t.Context(), privacy.Config{KEKKeysetFile: kekFile})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := privacy.NewPepperFile(pepperFile, kek); err != nil {
-		t.Fatal(err)
-	}
-	pepper, err := privacy.LoadPepper(pepperFile, kek)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kekFile, pepperFile, _, pepper := devPrivacyKeys(t)
 	priv := settings{
 		"privacy.mode":            "encrypt",
 		"privacy.kek_keyset_file": kekFile,
@@ -195,4 +180,27 @@ func TestPrivacyEncryptErase(t *testing.T) {
 		}
 		t.Logf("%s: %d log lines, none with any of %d personal values", c.name, lines, len(personal))
 	}
+}
+
+// devPrivacyKeys creates a development KEK keyset file and a pepper file wrapped by it, as
+// `idnow-connector privacy init` does, and returns them opened.
+func devPrivacyKeys(t *testing.T) (kekFile, pepperFile string, kek *privacy.KEK, pepper *privacy.Pepper) {
+	t.Helper()
+	dir := t.TempDir()
+	kekFile, pepperFile = filepath.Join(dir, "kek.json"), filepath.Join(dir, "pepper.json")
+	if err := privacy.NewKEKKeysetFile(kekFile); err != nil {
+		t.Fatal(err)
+	}
+	kek, err := privacy.OpenKEK(t.Context(), privacy.Config{KEKKeysetFile: kekFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kek.Close() })
+	if err := privacy.NewPepperFile(pepperFile, kek); err != nil {
+		t.Fatal(err)
+	}
+	if pepper, err = privacy.LoadPepper(pepperFile, kek); err != nil {
+		t.Fatal(err)
+	}
+	return kekFile, pepperFile, kek, pepper
 }
