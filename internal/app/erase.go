@@ -59,6 +59,9 @@ func Erase(ctx context.Context, cfg Config, opts EraseOptions, version string, o
 	if (opts.Subject == "") == (opts.Session == "") {
 		return errors.New("erase: give exactly one of --subject SUBJECT_ID and --session SESSION_ID")
 	}
+	if opts.Settle < 0 {
+		return fmt.Errorf("erase: --settle %s is negative: give a wait such as 10s, or 0 for one pass", opts.Settle)
+	}
 	if opts.Actor == "" {
 		opts.Actor = defaultActor()
 	}

@@ -84,6 +84,9 @@ func TestRunEncryptEraseDecrypt(t *testing.T) {
 		victim, victimSession = subjects[s], s
 	}
 	var out bytes.Buffer
+	if err := Erase(ctx, cfg, EraseOptions{Subject: victim, Brokers: a.Brokers(), Settle: -time.Second}, "test", &out); err == nil || !strings.Contains(err.Error(), "--settle") {
+		t.Fatalf("erase with a negative --settle: %v, want an error naming --settle", err)
+	}
 	if err := Erase(ctx, cfg, EraseOptions{Subject: victim, Reason: "test", Brokers: a.Brokers(), Settle: 200 * time.Millisecond}, "test", &out); err != nil {
 		t.Fatal(err)
 	}
