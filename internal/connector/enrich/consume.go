@@ -56,20 +56,34 @@ func (e *Enricher) consume(ctx, shutdownCtx context.Context, cl *kgo.Client, ses
 		recs, err := e.poll(ctx, pctx, cl, min(e.cfg.MaxPollRecords, room))
 		f.setPollCancel(nil)
 		cancel()
+		if err == nil {
+			err = e.admit(ctx, f, recs)
+		}
+		// Under at_least_once the client holds back rebalances from the poll's return until
+		// here (kgo.BlockRebalanceOnPoll): a revoke that ran between the poll and the add
+		// would drop its partition's work in flight, and the polled records, added after it
+		// into a fresh queue, would then commit that partition's offset past the dropped ones.
+		// Now a revoke finds them in the flow and drops them too. (No-op under exactly_once.)
+		cl.AllowRebalance()
 		if err != nil {
 			return progressed, err
 		}
-		if len(recs) == 0 || f.broken() != nil {
-			// Records polled after the flow broke lie beyond the committed offsets the
-			// consumer is about to be rewound to.
-			continue
-		}
-		if err := e.restoreFor(ctx, recs); err != nil {
-			return progressed, err
-		}
-		f.add(recs)
-		e.noteInFlight(f)
 	}
+}
+
+// admit restores the state of recs' partitions where needed and adds recs to the flow. Records
+// polled after the flow broke are not added: they lie beyond the committed offsets the consumer
+// is about to be rewound to.
+func (e *Enricher) admit(ctx context.Context, f *flow, recs []*kgo.Record) error {
+	if len(recs) == 0 || f.broken() != nil {
+		return nil
+	}
+	if err := e.restoreFor(ctx, recs); err != nil {
+		return err
+	}
+	f.add(recs)
+	e.noteInFlight(f)
+	return nil
 }
 
 // startFlow starts the workers of a new flow and publishes it to the rebalance callbacks.

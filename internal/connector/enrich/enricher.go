@@ -272,7 +272,11 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		defer e.startMonitor(ctx, sess.Client())()
 		return e.consume(ctx, shutdownCtx, sess.Client(), sess)
 	}
-	opts = append(opts, kgo.DisableAutoCommit())
+	// Rebalances wait while polled records are being added to the flow (see consume), so a
+	// revoke always finds the records of its partitions there. The wait includes restoring the
+	// state of newly assigned partitions, which must stay within the group's rebalance timeout
+	// (franz-go's default, 60 s; BENCHMARKS.md: about 3 s per million sessions).
+	opts = append(opts, kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll())
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return false, fmt.Errorf("%w: new group client: %w", errClientConfig, err)
