@@ -147,8 +147,10 @@ func (e *Enricher) rewind(ctx, shutdownCtx context.Context, sess *kgo.GroupTrans
 func (e *Enricher) shutdown(shutdownCtx context.Context, cl *kgo.Client, sess *kgo.GroupTransactSession, f *flow) error {
 	cause := f.broken()
 	f.stop(context.Canceled)
-	if cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
-		// A rebalance or failure voided the work in flight before the stop.
+	if f.wasAbandoned() || cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		// A rebalance or failure voided the work in flight before the stop, or a batch was
+		// left unfinished (aborted, or its produce cut short by the stop): the ready records
+		// behind it lie past it and are consumed again.
 		return nil
 	}
 	for {
@@ -168,9 +170,10 @@ func (e *Enricher) shutdown(shutdownCtx context.Context, cl *kgo.Client, sess *k
 	}
 }
 
-// commitBatch writes batch's output and commits exactly its offsets. ok reports a commit; after
-// an abort under exactly_once the flow is broken so that the loop rewinds. err is returned for
-// failures a new client has to fix.
+// commitBatch writes batch's output and commits exactly its offsets. ok reports a commit. A
+// batch left unfinished (an aborted transaction, or a produce the stop cut short) abandons the
+// flow: the loop rewinds, and a shutdown commits nothing behind it. err is returned for failures
+// a new client has to fix.
 func (e *Enricher) commitBatch(ctx, shutdownCtx context.Context, cl *kgo.Client, sess *kgo.GroupTransactSession, f *flow, batch []*entry) (ok bool, err error) {
 	recs, results := recordsOf(batch)
 	e.m.batchSize.Observe(float64(len(batch)))
@@ -179,6 +182,8 @@ func (e *Enricher) commitBatch(ctx, shutdownCtx context.Context, cl *kgo.Client,
 		if err := e.produceUntilAcked(ctx, cl, recs, results); err != nil {
 			spans.end(false, err)
 			if ctx.Err() != nil {
+				// The stop cut the produce short: part of the batch's output may be unwritten.
+				f.abandon(fmt.Errorf("produce interrupted by the stop: %w", err))
 				return false, nil
 			}
 			return false, err
@@ -223,7 +228,7 @@ func (e *Enricher) commitBatch(ctx, shutdownCtx context.Context, cl *kgo.Client,
 		if perr != nil {
 			cause = perr
 		}
-		f.cancel(cause)
+		f.abandon(cause)
 		return false, nil
 	}
 	e.commitDone(recs, results)

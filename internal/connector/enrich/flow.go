@@ -36,6 +36,8 @@ type flow struct {
 	inFlight   int                // records added and not committed or dropped
 	pollCancel context.CancelFunc // cancels the poll in progress (size trigger); nil when none
 	maxBatch   int
+	// abandoned: a batch taken for a commit was neither committed nor released (see abandon).
+	abandoned bool
 }
 
 // partFlow is one input partition's records in the flow.
@@ -88,6 +90,25 @@ func (f *flow) stop(cause error) {
 	f.cond.Broadcast()
 	f.mu.Unlock()
 	f.wg.Wait()
+}
+
+// abandon records that a batch taken for a commit was neither committed nor released (its
+// transaction aborted, or the stop cut its produce short) and breaks the flow with cause. The
+// ready records behind that batch lie past it, so nothing of this flow may commit any more. The
+// mark is kept apart from the cause because a stop may have cancelled the flow already, and
+// then the cause stays context.Canceled.
+func (f *flow) abandon(cause error) {
+	f.mu.Lock()
+	f.abandoned = true
+	f.mu.Unlock()
+	f.cancel(cause)
+}
+
+// wasAbandoned reports whether abandon was called.
+func (f *flow) wasAbandoned() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.abandoned
 }
 
 // broken returns why the flow ended early (rebalance, handler failure), nil while it runs.
