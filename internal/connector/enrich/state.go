@@ -85,7 +85,9 @@ func (p statePartitioner) ForTopic(t string) kgo.TopicPartitioner {
 // restoreFor restores the state partitions of recs' input partitions that are not held yet. It
 // runs before a batch (and before its transaction begins), once per partition assignment: by
 // then the group's committed offsets were fetched as stable, so the previous owner's last
-// transaction is over and its state records are readable.
+// transaction is over and its state records are readable. Only owned partitions are restored:
+// a partition held but not owned would count as restored when it comes back, with the state
+// from before its next owner's writes.
 func (e *Enricher) restoreFor(ctx context.Context, recs []*kgo.Record) error {
 	if e.store == nil {
 		return nil
@@ -96,23 +98,47 @@ func (e *Enricher) restoreFor(ctx context.Context, recs []*kgo.Record) error {
 			missing = append(missing, r.Partition)
 		}
 	}
-	if len(missing) == 0 {
-		return nil
+	missing = e.owned(missing)
+	for len(missing) > 0 {
+		gen := e.rebalances.Load()
+		if err := e.restore(ctx, missing); err != nil || ctx.Err() != nil {
+			return err
+		}
+		if e.rebalances.Load() == gen {
+			return nil
+		}
+		// A rebalance ran during the read (under exactly_once nothing holds it back): what was
+		// read of a partition revoked meanwhile, or revoked and handed back, may predate its
+		// other owner's writes. Read again what is still owned.
+		e.store.Drop(missing...)
+		missing = e.owned(missing)
 	}
+	return nil
+}
+
+// restore reads partitions ps of the state topic into the store.
+func (e *Enricher) restore(ctx context.Context, ps []int32) error {
 	start := time.Now()
-	n, err := e.store.Restore(ctx, e.deps.StateOpts, e.deps.Topics.State, e.deps.State, missing)
+	n, err := e.store.Restore(ctx, e.deps.StateOpts, e.deps.Topics.State, e.deps.State, ps)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("restore %s partitions %v: %w", e.deps.Topics.State, missing, err)
+		return fmt.Errorf("restore %s partitions %v: %w", e.deps.Topics.State, ps, err)
 	}
 	d := time.Since(start)
 	e.sm.restored.Add(float64(n))
 	e.sm.restoreDuration.Observe(d.Seconds())
-	e.log.Info("state restored", slog.String("topic", e.deps.Topics.State), slog.Any("partitions", missing),
+	e.log.Info("state restored", slog.String("topic", e.deps.Topics.State), slog.Any("partitions", ps),
 		slog.Int("sessions", n), slog.Duration("took", d))
 	return nil
+}
+
+// owned returns the partitions of ps this member owns.
+func (e *Enricher) owned(ps []int32) []int32 {
+	e.progress.mu.Lock()
+	defer e.progress.mu.Unlock()
+	return slices.DeleteFunc(ps, func(p int32) bool { return !e.progress.assigned[p] })
 }
 
 // keyState carries one session's state through the records of that session in a batch: the
