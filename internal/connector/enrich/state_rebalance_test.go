@@ -13,8 +13,9 @@ import (
 )
 
 // newStatefulEnricher builds (does not run) an enricher with the state store on a kfake cluster
-// that has the state topic; the state restore clients get extra options.
-func newStatefulEnricher(t *testing.T, extra ...kgo.Opt) *Enricher {
+// that has the state topic, and returns it with the cluster's addresses; the state restore
+// clients get extra options.
+func newStatefulEnricher(t *testing.T, extra ...kgo.Opt) (*Enricher, []string) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1),
 		kfake.SeedTopics(testPartitions, testTopics.Sessions, testTopics.Enriched, testTopics.DLQ, testTopics.State))
@@ -30,7 +31,7 @@ func newStatefulEnricher(t *testing.T, extra ...kgo.Opt) *Enricher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e
+	return e, c.ListenAddrs()
 }
 
 // TestRevokeDuringRestoreLeavesNoStaleState: under exactly_once nothing holds a revoke back
@@ -54,7 +55,7 @@ func TestRevokeDuringRestoreLeavesNoStaleState(t *testing.T) {
 		}
 		return dialer.DialContext(ctx, network, host)
 	})
-	e := newStatefulEnricher(t, hold)
+	e, _ := newStatefulEnricher(t, hold)
 	const p = 1
 	e.onAssigned(t.Context(), nil, map[string][]int32{testTopics.Sessions: {p}})
 	done := make(chan error, 1)
@@ -82,7 +83,7 @@ func TestRevokeDuringRestoreLeavesNoStaleState(t *testing.T) {
 // state was taken as restored. A newly assigned partition was not owned in the previous session,
 // so whatever state is held for it is stale.
 func TestAssignDropsHeldState(t *testing.T) {
-	e := newStatefulEnricher(t)
+	e, _ := newStatefulEnricher(t)
 	const p = 2
 	e.onAssigned(t.Context(), nil, map[string][]int32{testTopics.Sessions: {p}})
 	if err := e.restoreFor(t.Context(), []*kgo.Record{{Topic: testTopics.Sessions, Partition: p}}); err != nil {
