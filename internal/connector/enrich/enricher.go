@@ -470,8 +470,8 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 	return nil
 }
 
-// produceRound produces the records of results[idxs] (fresh copies) and waits for every
-// outcome. It returns the indexes that must be produced again: refused for good (their result
+// produceRound produces the records of results[idxs] (fresh copies), in their order, and waits
+// for every outcome. It returns the indexes that must be produced again: refused for good (their result
 // now being the DLQ record, also in the cache) or failed transiently (transient is the first
 // such error). Records the broker refused for good together with others (too large, invalid,
 // policy) are produced one by one next time, to tell a record refused by itself from the
@@ -479,66 +479,79 @@ func (e *Enricher) produceUntilAcked(ctx context.Context, cl *kgo.Client, recs [
 // start-up). err is set when even a bare DLQ record is refused, or the
 // context ended.
 func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, results []Result, idxs []int) (failed []int, transient, err error) {
+	errsOf := map[int]error{}
+	// An output topic refusing writes for lack of an ACL; see outputDenied.
+	var denied string
+	var deniedErr error
+	note := func(i int, r *kgo.Record, perr error) {
+		if errsOf[i] == nil {
+			errsOf[i] = perr
+		}
+		if errors.Is(perr, kerr.TopicAuthorizationFailed) {
+			denied, deniedErr = r.Topic, perr
+		}
+	}
+	// refusedWith is, per result index produced together with others, how many of them the
+	// broker refused with the same per-record class in that call. It answers too-large,
+	// INVALID_RECORD, CORRUPT_MESSAGE and POLICY_VIOLATION for a whole partition batch, so the
+	// healthy records sharing it get the same answer.
+	refusedWith := map[int]int{}
 	var together []*kgo.Record
 	// The result index of each record: ProduceSync reports outcomes in completion order, not
 	// in the order the records were given.
 	togetherIdx := map[*kgo.Record]int{}
-	errsOf := map[int]error{}
-	var order []int
-	// An output topic refusing writes for lack of an ACL; see outputDenied.
-	var denied string
-	var deniedErr error
+	produceTogether := func() {
+		if len(together) == 0 {
+			return
+		}
+		byClass := map[string]map[int]bool{}
+		for _, r := range cl.ProduceSync(ctx, together...) {
+			if r.Err == nil {
+				continue
+			}
+			i := togetherIdx[r.Record]
+			note(i, r.Record, r.Err)
+			if class := produceRejection(r.Err); class != "" {
+				if byClass[class] == nil {
+					byClass[class] = map[int]bool{}
+				}
+				byClass[class][i] = true
+			}
+		}
+		for _, set := range byClass {
+			for i := range set {
+				refusedWith[i] = len(set)
+			}
+		}
+		together = together[:0]
+		clear(togetherIdx)
+	}
 	for _, i := range idxs {
 		c, _ := e.cache.get(recs[i])
 		out := freshRecords(results[i])
-		if c.alone {
-			// One at a time: each record is its own batch.
+		if !c.alone {
 			for _, r := range out {
-				if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil {
-					if errsOf[i] == nil {
-						errsOf[i] = perr
-					}
-					if errors.Is(perr, kerr.TopicAuthorizationFailed) {
-						denied, deniedErr = r.Topic, perr
-					}
-				}
+				together = append(together, r)
+				togetherIdx[r] = i
 			}
-			order = append(order, i)
 			continue
 		}
+		// The records before this one are written first: a session's records keep their log
+		// order in topics.enriched, and its state records theirs in the compacted state topic.
+		produceTogether()
+		// One at a time: each record is its own batch.
 		for _, r := range out {
-			together = append(together, r)
-			togetherIdx[r] = i
-		}
-		order = append(order, i)
-	}
-	// Records produced together and refused with a per-record class, by class. The broker
-	// answers too-large, INVALID_RECORD, CORRUPT_MESSAGE and POLICY_VIOLATION for a whole
-	// partition batch, so the healthy records sharing it get the same answer.
-	refusedTogether := map[string]map[int]bool{}
-	for _, r := range cl.ProduceSync(ctx, together...) {
-		if r.Err == nil {
-			continue
-		}
-		i := togetherIdx[r.Record]
-		if errsOf[i] == nil {
-			errsOf[i] = r.Err
-		}
-		if errors.Is(r.Err, kerr.TopicAuthorizationFailed) {
-			denied, deniedErr = r.Record.Topic, r.Err
-		}
-		if class := produceRejection(r.Err); class != "" {
-			if refusedTogether[class] == nil {
-				refusedTogether[class] = map[int]bool{}
+			if perr := cl.ProduceSync(ctx, r).FirstErr(); perr != nil {
+				note(i, r, perr)
 			}
-			refusedTogether[class][i] = true
 		}
 	}
+	produceTogether()
 	if ctx.Err() != nil {
 		return nil, nil, ctx.Err()
 	}
 	e.outputDenied(denied, deniedErr)
-	for _, i := range order {
+	for _, i := range idxs {
 		perr := errsOf[i]
 		if perr == nil {
 			continue
@@ -550,13 +563,13 @@ func (e *Enricher) produceRound(ctx context.Context, cl *kgo.Client, recs []*kgo
 			if transient == nil {
 				transient = perr
 			}
-		case len(refusedTogether[class]) > 1 && refusedTogether[class][i]:
+		case refusedWith[i] > 1:
 			// Several records refused with the same class at once: a batch was, not
 			// necessarily each of them. Produce each alone next time; only a record refused
 			// on its own is dead-lettered.
 			e.cache.put(recs[i], cachedResult{res: results[i], alone: true})
 			if transient == nil {
-				transient = fmt.Errorf("%d records refused together (%s); producing each alone: %w", len(refusedTogether[class]), class, perr)
+				transient = fmt.Errorf("%d records refused together (%s); producing each alone: %w", refusedWith[i], class, perr)
 			}
 		default:
 			res, derr := e.deadLetter(recs[i], results[i], class, perr)
