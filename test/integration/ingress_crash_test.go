@@ -26,8 +26,9 @@ func TestIngressCrash(t *testing.T) {
 	icfg, url := p.ingressSettings(keys.Serve(t), testIssuer)
 	// The subject is the crash, not a slow broker: on a loaded CI machine a broker that has just
 	// created the topic can take longer than the suite's 3 s to acknowledge, and the 503 the
-	// ingress then answers (correctly) would read as a failure here.
-	icfg = icfg.with(settings{"ingress.produce_timeout": "15s"}) // below the load generator's 20 s
+	// ingress then answers (correctly) would read as a failure here. 9 s is the most the ingress
+	// accepts (IDnow's answer deadline is 10 s).
+	icfg = icfg.with(settings{"ingress.produce_timeout": "9s", "ingress.write_timeout": "12s"})
 	began := time.Now()
 	ds := syntheticDeliveries(t, keys, url, prepared)
 	t.Logf("signed %d webhooks in %s", len(ds), time.Since(began).Round(time.Millisecond))
