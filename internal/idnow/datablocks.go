@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
 )
 
 // olderEnvelope lists the keys of the older flat shape that describe the block rather than
@@ -232,48 +234,102 @@ func parseClock(s string) int64 {
 }
 
 // findFileRefs walks content and returns every {"$ref":"vault","$id":...} with its JSON path.
-// Object keys are visited in sorted order so the result is deterministic.
+// Object keys are visited in sorted order so the result is deterministic; a key given twice
+// counts with its last value, as when decoding into a map. content must be valid JSON (a block
+// cut from a decoded answer, or parseOlderBlock's encoding): it is walked in place rather than
+// decoded, which would validate it again and build a map per object.
 func findFileRefs(content json.RawMessage) ([]FileRef, error) {
 	// Most blocks hold no reference: a "$ref" key needs the bytes "ref", or an escape sequence
-	// spelling them, so without either the full decode below cannot find one.
+	// spelling them, so without either the walk below cannot find one.
 	if !bytes.Contains(content, []byte("ref")) && !bytes.Contains(content, []byte(`\u`)) {
 		return nil, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(content))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	var refs []FileRef
+	if err := walkRefs(bytes.TrimSpace(content), "$", &refs); err != nil {
 		return nil, err
 	}
-	var refs []FileRef
-	walkRefs(v, "$", &refs)
 	return refs, nil
 }
 
 var identKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-func walkRefs(v any, path string, refs *[]FileRef) {
-	switch x := v.(type) {
-	case map[string]any:
-		if ref, _ := x["$ref"].(string); strings.EqualFold(ref, "vault") {
-			if id, _ := x["$id"].(string); id != "" {
-				*refs = append(*refs, FileRef{VaultEntryID: id, JSONPath: path})
-				return
-			}
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			walkRefs(x[k], childPath(path, k), refs)
-		}
-	case []any:
-		for i, e := range x {
-			walkRefs(e, path+"["+strconv.Itoa(i)+"]", refs)
+// walkRefs appends the references inside the JSON value v, found at path, to refs.
+func walkRefs(v []byte, path string, refs *[]FileRef) error {
+	switch {
+	case len(v) == 0:
+		return jsonscan.ErrMalformed
+	case v[0] == '[':
+		i := 0
+		return jsonscan.Elements(v, func(e []byte) error {
+			err := walkRefs(e, path+"["+strconv.Itoa(i)+"]", refs)
+			i++
+			return err
+		})
+	case v[0] != '{':
+		return nil
+	}
+	members, err := objectMembers(v)
+	if err != nil {
+		return err
+	}
+	if ref, ok := members.text("$ref"); ok && strings.EqualFold(ref, "vault") {
+		if id, _ := members.text("$id"); id != "" {
+			*refs = append(*refs, FileRef{VaultEntryID: id, JSONPath: path})
+			return nil
 		}
 	}
+	for _, m := range members {
+		if err := walkRefs(m.value, childPath(path, m.key), refs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// member is one object member: its decoded key and raw value.
+type member struct {
+	key   string
+	value []byte
+}
+
+// members are an object's members sorted by key, each key once with its last value.
+type members []member
+
+// objectMembers takes the object obj apart as decoding it into a map and sorting the keys
+// would.
+func objectMembers(obj []byte) (members, error) {
+	var ms members
+	err := jsonscan.Members(obj, func(k, v []byte) error {
+		key, err := jsonscan.Unquote(k)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, member{key: key, value: v})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Stable, so of equal keys the last in the document stays last and wins.
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].key < ms[j].key })
+	out := ms[:0]
+	for i, m := range ms {
+		if i+1 < len(ms) && ms[i+1].key == m.key {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// text returns the value of key when it is a JSON string.
+func (ms members) text(key string) (string, bool) {
+	i := sort.Search(len(ms), func(i int) bool { return ms[i].key >= key })
+	if i == len(ms) || ms[i].key != key || len(ms[i].value) == 0 || ms[i].value[0] != '"' {
+		return "", false
+	}
+	s, err := jsonscan.Unquote(ms[i].value)
+	return s, err == nil
 }
 
 func childPath(parent, key string) string {
