@@ -465,7 +465,10 @@ func parseFlexTime(b []byte) time.Time {
 	}
 	s := string(b)
 	if b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
+		// A quoted time without escapes is its own text: no second decode (see flexString).
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+			s = s[1 : len(s)-1]
+		} else if err := json.Unmarshal(b, &s); err != nil {
 			return time.Time{}
 		}
 		s = strings.TrimSpace(s)
