@@ -27,6 +27,9 @@ var olderEnvelope = map[string]bool{
 // DataBlocks. The shape is decided per element, so a mixed answer still parses.
 func parseDataBlocks(body []byte) ([]DataBlock, error) {
 	body = bytes.TrimSpace(body)
+	if out, ok := parseNewerFast(body); ok {
+		return out, nil
+	}
 	if out, ok := parseNewerBlocks(body); ok {
 		return out, nil
 	}
@@ -148,11 +151,8 @@ func (nb *newerBlock) dataBlock() (DataBlock, error) {
 		Status:    strings.ToUpper(strings.TrimSpace(string(nb.Status))),
 	}
 	if cb := bytes.TrimSpace(nb.CreatedBy); len(cb) > 0 && string(cb) != "null" {
-		var by struct {
-			StepID flexString `json:"stepId"`
-			Clock  flexString `json:"clock"`
-		}
-		if err := json.Unmarshal(cb, &by); err != nil {
+		by, err := decodeCreatedBy(cb)
+		if err != nil {
 			return DataBlock{}, fmt.Errorf("createdBy: %w", err)
 		}
 		db.StepID = string(by.StepID)

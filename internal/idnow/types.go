@@ -180,12 +180,15 @@ type sessionWire struct {
 	LastStep       *LastStep                  `json:"lastStep"`
 	Metadata       map[string]json.RawMessage `json:"metadata"`
 	Results        json.RawMessage            `json:"results"`
-	SessionContext *struct {
-		SessionID     string     `json:"sessionId"`
-		SessionStatus flexString `json:"sessionStatus"`
-		CreatedAt     flexTime   `json:"createdAt"`
-		ExpiresAt     flexTime   `json:"expiresAt"`
-	} `json:"sessionContext"`
+	SessionContext *sessionContext            `json:"sessionContext"`
+}
+
+// sessionContext is the nested envelope some builds wrap a session's identity in.
+type sessionContext struct {
+	SessionID     string     `json:"sessionId"`
+	SessionStatus flexString `json:"sessionStatus"`
+	CreatedAt     flexTime   `json:"createdAt"`
+	ExpiresAt     flexTime   `json:"expiresAt"`
 }
 
 // UnmarshalJSON tolerates every known variant (sessionWire).

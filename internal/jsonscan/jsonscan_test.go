@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -87,4 +88,32 @@ func TestIsCompact(t *testing.T) {
 			t.Errorf("IsCompact(%q) = %v, want %v", in, got, want)
 		}
 	}
+}
+
+var validCases = []string{
+	``, ` `, `{}`, `[]`, `{"a":1}`, `{"a":1,}`, `[1,]`, `[01]`, `[-]`, `[-0]`, `[1.]`, `[1.5e]`, `[1e+5]`, `[1E-0]`, `[.5]`,
+	`"\u12"`, `"\u12g4"`, `"\uABCD"`, `"\x"`, "\"a\tb\"", "\"\xff\"", `tru`, `true `, ` null`, `nul`, `falsey`, `{"a" 1}`,
+	`{"a":}`, `{,}`, `[1 2]`, `"\"`, `"\\"`, `{"a":[{"b":[true,false,null,"x",-1.2e-3]}]}`, `1 2`, `{} {}`, "\x00", `[1]]`,
+	`{"a":1}}`, `"\/"`,
+}
+
+// TestValidMatchesEncodingJSON: Valid accepts exactly what json.Valid accepts.
+func TestValidMatchesEncodingJSON(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	for _, c := range append(validCases, deep(10000), deep(10001), strings.Repeat(`{"a":`, 10001)+"1"+strings.Repeat("}", 10001)) {
+		if got, want := Valid([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("Valid(%.40q) = %v, json.Valid = %v", c, got, want)
+		}
+	}
+}
+
+func FuzzValid(f *testing.F) {
+	for _, c := range append(validCases, cases...) {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := Valid(b), json.Valid(b); got != want {
+			t.Fatalf("Valid(%q) = %v, json.Valid = %v", b, got, want)
+		}
+	})
 }
