@@ -126,7 +126,9 @@ func (v *validator) str() bool {
 	return false
 }
 
-func isHex(c byte) bool { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') }
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
