@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -251,8 +251,6 @@ func findFileRefs(content json.RawMessage) ([]FileRef, error) {
 	return refs, nil
 }
 
-var identKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
 // walkRefs appends the references inside the JSON value v, found at path, to refs.
 func walkRefs(v []byte, path string, refs *[]FileRef) error {
 	switch {
@@ -279,6 +277,10 @@ func walkRefs(v []byte, path string, refs *[]FileRef) error {
 		}
 	}
 	for _, m := range members {
+		// Only objects and arrays can hold a reference: a scalar needs no path built.
+		if m.value[0] != '{' && m.value[0] != '[' {
+			continue
+		}
 		if err := walkRefs(m.value, childPath(path, m.key), refs); err != nil {
 			return err
 		}
@@ -311,7 +313,7 @@ func objectMembers(obj []byte) (members, error) {
 		return nil, err
 	}
 	// Stable, so of equal keys the last in the document stays last and wins.
-	sort.SliceStable(ms, func(i, j int) bool { return ms[i].key < ms[j].key })
+	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
 	out := ms[:0]
 	for i, m := range ms {
 		if i+1 < len(ms) && ms[i+1].key == m.key {
@@ -333,8 +335,20 @@ func (ms members) text(key string) (string, bool) {
 }
 
 func childPath(parent, key string) string {
-	if identKey.MatchString(key) {
+	if isIdent(key) {
 		return parent + "." + key
 	}
 	return parent + "['" + strings.ReplaceAll(strings.ReplaceAll(key, `\`, `\\`), `'`, `\'`) + "']"
+}
+
+// isIdent reports whether key matches [A-Za-z_][A-Za-z0-9_]*, so the dot notation can name it.
+func isIdent(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		letter := c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return key != ""
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,13 +40,23 @@ func walkDecoded(v any, path string, refs *[]FileRef) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			walkDecoded(x[k], childPath(path, k), refs)
+			walkDecoded(x[k], decodedChildPath(path, k), refs)
 		}
 	case []any:
 		for i, e := range x {
 			walkDecoded(e, path+"["+strconv.Itoa(i)+"]", refs)
 		}
 	}
+}
+
+var identKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// decodedChildPath is childPath as it was written before isIdent replaced the expression.
+func decodedChildPath(parent, key string) string {
+	if identKey.MatchString(key) {
+		return parent + "." + key
+	}
+	return parent + "['" + strings.ReplaceAll(strings.ReplaceAll(key, `\`, `\\`), `'`, `\'`) + "']"
 }
 
 // fileRefCases are contents whose references are easy to get wrong when walking the bytes:
@@ -68,6 +79,7 @@ var fileRefCases = []string{
 	`{"ä":{"$ref":"vault","$id":"v16"},"a":{"$ref":"vault","$id":"v17"},"\u0061":{"$ref":"vault","$id":"v18"}}`,
 	`[{"$ref":"vault","$id":"v19"},[[{"$ref":"vault","$id":"v20"}]]]`,
 	`{"$ref":"vault","$id":"top"}`,
+	`{"":{"$ref":"vault","$id":"e"},"_":{"$ref":"vault","$id":"u"},"a1":{"$ref":"vault","$id":"a1"},"1a":{"$ref":"vault","$id":"1a"},"a-b":[{"$ref":"vault","$id":"ab"}],"Z_9":{"$ref":"vault","$id":"z"}}`,
 	`"ref"`,
 	`12345678901234567890123456789012345678901234567890`,
 	`{"x":"a ref } ] { [ \" still in the string","y":{"$ref":"vault","$id":"v21"}}`,
