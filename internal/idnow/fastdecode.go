@@ -13,7 +13,6 @@ package idnow
 import (
 	"encoding/json"
 	"errors"
-	"strings"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
 )
@@ -42,13 +41,33 @@ func plainFields(obj []byte, names []string, set func(i int, value []byte) bool)
 				seen |= 1 << i
 				return nil
 			}
-			if strings.EqualFold(string(key), name) {
+			if asciiEqualFold(key, name) {
 				return errSlowPath
 			}
 		}
 		return nil
 	})
 	return err == nil
+}
+
+// asciiEqualFold is strings.EqualFold for an ASCII key and name, without converting the key.
+func asciiEqualFold(key []byte, name string) bool {
+	if len(key) != len(name) {
+		return false
+	}
+	for i, c := range key {
+		if lower(c) != lower(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // rawCopy is what json.RawMessage.UnmarshalJSON stores: a copy, so it does not alias the body.
@@ -111,9 +130,9 @@ func (nb *newerBlock) set(i int, v []byte) bool {
 	case 2:
 		return nb.Type.UnmarshalJSON(v) == nil
 	case 3:
-		nb.CreatedBy = rawCopy(v)
+		nb.CreatedBy = v // read by dataBlock while the body is at hand, not kept
 	case 4:
-		nb.CreatedAt = rawCopy(v)
+		nb.CreatedAt = v // likewise
 	case 5:
 		return nb.Status.UnmarshalJSON(v) == nil
 	case 6:
@@ -219,7 +238,33 @@ func (w *sessionWire) setLastStep(v []byte) bool {
 		return true
 	}
 	w.LastStep = new(LastStep)
-	return w.LastStep.UnmarshalJSON(v) == nil
+	if v[0] != '{' {
+		return w.LastStep.UnmarshalJSON(v) == nil
+	}
+	var l lastStepWire
+	if !plainFields(v, lastStepFields, l.set) {
+		return w.LastStep.UnmarshalJSON(v) == nil
+	}
+	*w.LastStep = l.lastStep()
+	return true
+}
+
+var lastStepFields = []string{"stepId", "stepDescription", "stepName", "stepType", "verdict"}
+
+// set stores the member lastStepFields[i].
+func (l *lastStepWire) set(i int, v []byte) bool {
+	switch i {
+	case 0:
+		return l.StepID.UnmarshalJSON(v) == nil
+	case 1:
+		return l.StepDescription.UnmarshalJSON(v) == nil
+	case 2:
+		return l.StepName.UnmarshalJSON(v) == nil
+	case 3:
+		return l.StepType.UnmarshalJSON(v) == nil
+	}
+	l.Verdict = v // read by lastStep while the body is at hand, not kept
+	return true
 }
 
 // setMetadata reads the metadata object into a map as encoding/json does (keys unescaped, the

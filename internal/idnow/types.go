@@ -89,18 +89,25 @@ type LastStep struct {
 
 // UnmarshalJSON accepts both documented variants and a verdict given as text or object.
 func (l *LastStep) UnmarshalJSON(b []byte) error {
-	var w struct {
-		StepID          flexString      `json:"stepId"`
-		StepDescription flexString      `json:"stepDescription"`
-		StepName        flexString      `json:"stepName"`
-		StepType        flexString      `json:"stepType"`
-		Verdict         json.RawMessage `json:"verdict"`
-	}
+	var w lastStepWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*l = LastStep{StepID: string(w.StepID), StepDescription: string(w.StepDescription), StepName: string(w.StepName), StepType: string(w.StepType), Verdict: verdictText(w.Verdict)}
+	*l = w.lastStep()
 	return nil
+}
+
+// lastStepWire is both documented lastStep variants as sent.
+type lastStepWire struct {
+	StepID          flexString      `json:"stepId"`
+	StepDescription flexString      `json:"stepDescription"`
+	StepName        flexString      `json:"stepName"`
+	StepType        flexString      `json:"stepType"`
+	Verdict         json.RawMessage `json:"verdict"`
+}
+
+func (w *lastStepWire) lastStep() LastStep {
+	return LastStep{StepID: string(w.StepID), StepDescription: string(w.StepDescription), StepName: string(w.StepName), StepType: string(w.StepType), Verdict: verdictText(w.Verdict)}
 }
 
 func verdictText(raw json.RawMessage) string {
