@@ -169,7 +169,7 @@ type blockField struct {
 // still ships. It reads what decoding into map[string]json.RawMessage would, without building
 // the map.
 func contentFields(content json.RawMessage) blockFields {
-	if !json.Valid(content) {
+	if !jsonscan.Valid(content) {
 		return nil
 	}
 	var f blockFields
