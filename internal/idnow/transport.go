@@ -24,6 +24,11 @@ import (
 
 const userAgent = "idnow-kafka-connector"
 
+var (
+	jsonValue      = []string{"application/json"}
+	userAgentValue = []string{userAgent}
+)
+
 // request describes one logical call; attempts are derived from it.
 type request struct {
 	endpoint     string
@@ -149,13 +154,17 @@ func (c *Client) attempt(ctx context.Context, req *request, handle func(*http.Re
 		// A request that cannot be built is permanent (classify: no network or status cause).
 		return token, req.apiError(0, fmt.Errorf("build request: %w", err))
 	}
-	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("User-Agent", userAgent)
+	// Canonical keys and shared values: Header.Set would canonicalise each key and allocate
+	// each value per request. Nothing appends to these one-element slices in place (Add
+	// would copy them).
+	hreq.Header = make(http.Header, 8)
+	hreq.Header["Accept"] = jsonValue
+	hreq.Header["User-Agent"] = userAgentValue
 	if req.body != nil {
-		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header["Content-Type"] = jsonValue
 	}
 	if token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+token)
+		hreq.Header["Authorization"] = []string{"Bearer " + token}
 	}
 
 	start := time.Now()
