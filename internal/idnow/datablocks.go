@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
 )
@@ -281,7 +282,7 @@ func walkRefs(v []byte, path string, refs *[]FileRef) error {
 		if m.value[0] != '{' && m.value[0] != '[' {
 			continue
 		}
-		if err := walkRefs(m.value, childPath(path, m.key), refs); err != nil {
+		if err := walkRefs(m.value, childPath(path, string(m.key)), refs); err != nil {
 			return err
 		}
 	}
@@ -290,7 +291,7 @@ func walkRefs(v []byte, path string, refs *[]FileRef) error {
 
 // member is one object member: its decoded key and raw value.
 type member struct {
-	key   string
+	key   []byte // the key's text: the token's own bytes when it needs no decoding
 	value []byte
 }
 
@@ -302,9 +303,13 @@ type members []member
 func objectMembers(obj []byte) (members, error) {
 	var ms members
 	err := jsonscan.Members(obj, func(k, v []byte) error {
-		key, err := jsonscan.Unquote(k)
-		if err != nil {
-			return err
+		key := k[1 : len(k)-1]
+		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
+			s, err := jsonscan.Unquote(k)
+			if err != nil {
+				return err
+			}
+			key = []byte(s)
 		}
 		ms = append(ms, member{key: key, value: v})
 		return nil
@@ -312,11 +317,12 @@ func objectMembers(obj []byte) (members, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Stable, so of equal keys the last in the document stays last and wins.
-	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	// Stable, so of equal keys the last in the document stays last and wins. Byte order is
+	// the decoded strings' order.
+	slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 	out := ms[:0]
 	for i, m := range ms {
-		if i+1 < len(ms) && ms[i+1].key == m.key {
+		if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
 			continue
 		}
 		out = append(out, m)
@@ -326,8 +332,8 @@ func objectMembers(obj []byte) (members, error) {
 
 // text returns the value of key when it is a JSON string.
 func (ms members) text(key string) (string, bool) {
-	i := sort.Search(len(ms), func(i int) bool { return ms[i].key >= key })
-	if i == len(ms) || ms[i].key != key || len(ms[i].value) == 0 || ms[i].value[0] != '"' {
+	i := sort.Search(len(ms), func(i int) bool { return string(ms[i].key) >= key })
+	if i == len(ms) || string(ms[i].key) != key || len(ms[i].value) == 0 || ms[i].value[0] != '"' {
 		return "", false
 	}
 	s, err := jsonscan.Unquote(ms[i].value)

@@ -45,9 +45,12 @@ const (
 // NormalizeOutcome lower-cases an outcome and writes separators as underscores, so
 // "ACCEPTED", "accepted" and "No-Outcome" compare equal. Unknown values pass through normalised.
 func NormalizeOutcome(raw string) string {
-	s := strings.ToLower(strings.TrimSpace(raw))
-	return strings.NewReplacer("-", "_", " ", "_").Replace(s)
+	return outcomeSeparators.Replace(strings.ToLower(strings.TrimSpace(raw)))
 }
+
+// outcomeSeparators is built once: a Replacer is safe for concurrent use, and building one
+// per call showed in the enricher's profile.
+var outcomeSeparators = strings.NewReplacer("-", "_", " ", "_")
 
 // Flow is one published flow of the client's environment.
 type Flow struct {
