@@ -50,6 +50,13 @@ func Map(ev *schemas.SessionEvent, s *idnow.Session, blocks []idnow.DataBlock, f
 	if !fetched {
 		return out
 	}
+	// Sized once: appending block by block reallocated both lists several times per event.
+	refs := 0
+	for i := range blocks {
+		refs += len(blocks[i].FileRefs)
+	}
+	out.DataBlocks = make([]schemas.DataBlock, 0, len(blocks))
+	out.FileRefs = make([]schemas.FileRef, 0, refs)
 	for _, b := range blocks {
 		if !policy.includes(b.Type) {
 			continue
