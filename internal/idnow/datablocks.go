@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
 )
@@ -303,13 +302,9 @@ type members []member
 func objectMembers(obj []byte) (members, error) {
 	var ms members
 	err := jsonscan.Members(obj, func(k, v []byte) error {
-		key := k[1 : len(k)-1]
-		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
-			s, err := jsonscan.Unquote(k)
-			if err != nil {
-				return err
-			}
-			key = []byte(s)
+		key, err := jsonscan.Text(k)
+		if err != nil {
+			return err
 		}
 		ms = append(ms, member{key: key, value: v})
 		return nil

@@ -163,18 +163,36 @@ func Elements(arr []byte, fn func(value []byte) error) error {
 // replaced by U+FFFD). A token without escapes that is valid UTF-8 is its own text, so only
 // the others go through encoding/json.
 func Unquote(s []byte) (string, error) {
+	if inner, ok := ownText(s); ok {
+		return string(inner), nil
+	}
 	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
 		return "", ErrMalformed
-	}
-	inner := s[1 : len(s)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), nil
 	}
 	var out string
 	if err := json.Unmarshal(s, &out); err != nil {
 		return "", err
 	}
 	return out, nil
+}
+
+// Text is Unquote for callers that compare or sort keys as bytes: a token that is its own
+// text comes back as a slice of s, without a copy.
+func Text(s []byte) ([]byte, error) {
+	if inner, ok := ownText(s); ok {
+		return inner, nil
+	}
+	out, err := Unquote(s)
+	return []byte(out), err
+}
+
+// ownText returns the inside of the string token s when that is already its decoded text.
+func ownText(s []byte) ([]byte, bool) {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return nil, false
+	}
+	inner := s[1 : len(s)-1]
+	return inner, bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner)
 }
 
 // IsCompact reports whether text holds no whitespace outside strings, so that json.Compact

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
@@ -181,13 +180,9 @@ func contentFields(content json.RawMessage) blockFields {
 	}
 	var f blockFields
 	err := jsonscan.Members(content, func(k, v []byte) error {
-		key := k[1 : len(k)-1]
-		if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
-			s, err := jsonscan.Unquote(k)
-			if err != nil {
-				return err
-			}
-			key = []byte(s)
+		key, err := jsonscan.Text(k)
+		if err != nil {
+			return err
 		}
 		f = append(f, blockField{key: key, value: v})
 		return nil
