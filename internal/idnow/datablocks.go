@@ -300,7 +300,7 @@ type members []member
 // objectMembers takes the object obj apart as decoding it into a map and sorting the keys
 // would.
 func objectMembers(obj []byte) (members, error) {
-	var ms members
+	ms := make(members, 0, 8) // most content objects have a handful of keys
 	err := jsonscan.Members(obj, func(k, v []byte) error {
 		key, err := jsonscan.Text(k)
 		if err != nil {

@@ -104,7 +104,8 @@ func parseNewerFast(body []byte) ([]DataBlock, bool) {
 	if len(list) == 0 || list[0] != '[' {
 		return nil, false
 	}
-	out := []DataBlock{}
+	// Room for a completed session's usual blocks: growing block by block showed in profiles.
+	out := make([]DataBlock, 0, 8)
 	err := jsonscan.Elements(list, func(e []byte) error {
 		var nb newerBlock
 		if e[0] != '{' || !plainFields(e, newerBlockFields, nb.set) || (nb.Content == nil && nb.CreatedBy == nil) {
