@@ -148,10 +148,12 @@ type createdBy struct {
 	Clock  flexString `json:"clock"`
 }
 
+var createdByFields = []string{"stepId", "clock"}
+
 // decodeCreatedBy reads createdBy (valid JSON, cut from the decoded answer).
 func decodeCreatedBy(raw []byte) (createdBy, error) {
 	var by createdBy
-	if raw[0] == '{' && plainFields(raw, []string{"stepId", "clock"}, func(i int, v []byte) bool {
+	if raw[0] == '{' && plainFields(raw, createdByFields, func(i int, v []byte) bool {
 		if i == 0 {
 			return by.StepID.UnmarshalJSON(v) == nil
 		}

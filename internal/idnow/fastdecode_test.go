@@ -149,3 +149,27 @@ func FuzzDataBlocksFastPath(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkBlocks(t, body) })
 }
+
+// TestFastPathFieldsMatchTheStructs: each fast path names every field its struct's JSON tags
+// name, in order, so a field added to a struct cannot be skipped by the fast path unnoticed.
+func TestFastPathFieldsMatchTheStructs(t *testing.T) {
+	for _, tc := range []struct {
+		v     any
+		names []string
+	}{
+		{sessionWire{}, sessionFields},
+		{newerBlock{}, newerBlockFields},
+		{lastStepWire{}, lastStepFields},
+		{sessionContext{}, sessionContextFields},
+		{createdBy{}, createdByFields},
+	} {
+		typ := reflect.TypeOf(tc.v)
+		var tags []string
+		for i := range typ.NumField() {
+			tags = append(tags, strings.Split(typ.Field(i).Tag.Get("json"), ",")[0])
+		}
+		if !reflect.DeepEqual(tags, tc.names) {
+			t.Errorf("%s: JSON tags %q, fast path names %q", typ.Name(), tags, tc.names)
+		}
+	}
+}
