@@ -37,11 +37,16 @@ test: test-unit fuzz ## Unit and component tests with the race detector, plus a 
 test-unit:
 	$(GO) test -race -count=1 ./...
 
-fuzz: ## Fuzz the webhook parsing path for FUZZTIME per target (default 20000 inputs, a few seconds)
+fuzz: ## Fuzz the webhook parsing path and the API answer decoding for FUZZTIME per target (default 20000 inputs, a few seconds)
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDelivery$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
 	$(GO) test -run '^$$' -fuzz '^FuzzEventReader$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
 	$(GO) test -run '^$$' -fuzz '^FuzzIsID$$' -fuzztime $(FUZZTIME) ./internal/connector/ingress
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckJSONObject$$' -fuzztime $(FUZZTIME) ./internal/webhook
+	$(GO) test -run '^$$' -fuzz '^FuzzValid$$' -fuzztime $(FUZZTIME) ./internal/jsonscan
+	$(GO) test -run '^$$' -fuzz '^FuzzFindFileRefs$$' -fuzztime $(FUZZTIME) ./internal/idnow
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionFastPath$$' -fuzztime $(FUZZTIME) ./internal/idnow
+	$(GO) test -run '^$$' -fuzz '^FuzzDataBlocksFastPath$$' -fuzztime $(FUZZTIME) ./internal/idnow
+	$(GO) test -run '^$$' -fuzz '^FuzzContentFields$$' -fuzztime $(FUZZTIME) ./internal/connector/enrich
 
 lint: ## gofmt, go vet, golangci-lint (.golangci.yml; built once into the tool cache), integration build tag included; go mod tidy -diff
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

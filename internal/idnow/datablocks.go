@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
 )
 
 // olderEnvelope lists the keys of the older flat shape that describe the block rather than
@@ -25,6 +27,9 @@ var olderEnvelope = map[string]bool{
 // DataBlocks. The shape is decided per element, so a mixed answer still parses.
 func parseDataBlocks(body []byte) ([]DataBlock, error) {
 	body = bytes.TrimSpace(body)
+	if out, ok := parseNewerFast(body); ok {
+		return out, nil
+	}
 	if out, ok := parseNewerBlocks(body); ok {
 		return out, nil
 	}
@@ -146,11 +151,8 @@ func (nb *newerBlock) dataBlock() (DataBlock, error) {
 		Status:    strings.ToUpper(strings.TrimSpace(string(nb.Status))),
 	}
 	if cb := bytes.TrimSpace(nb.CreatedBy); len(cb) > 0 && string(cb) != "null" {
-		var by struct {
-			StepID flexString `json:"stepId"`
-			Clock  flexString `json:"clock"`
-		}
-		if err := json.Unmarshal(cb, &by); err != nil {
+		by, err := decodeCreatedBy(cb)
+		if err != nil {
 			return DataBlock{}, fmt.Errorf("createdBy: %w", err)
 		}
 		db.StepID = string(by.StepID)
@@ -232,53 +234,122 @@ func parseClock(s string) int64 {
 }
 
 // findFileRefs walks content and returns every {"$ref":"vault","$id":...} with its JSON path.
-// Object keys are visited in sorted order so the result is deterministic.
+// Object keys are visited in sorted order so the result is deterministic; a key given twice
+// counts with its last value, as when decoding into a map. content must be valid JSON (a block
+// cut from a decoded answer, or parseOlderBlock's encoding): it is walked in place rather than
+// decoded, which would validate it again and build a map per object.
 func findFileRefs(content json.RawMessage) ([]FileRef, error) {
 	// Most blocks hold no reference: a "$ref" key needs the bytes "ref", or an escape sequence
-	// spelling them, so without either the full decode below cannot find one.
+	// spelling them, so without either the walk below cannot find one.
 	if !bytes.Contains(content, []byte("ref")) && !bytes.Contains(content, []byte(`\u`)) {
 		return nil, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(content))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	var refs []FileRef
+	if err := walkRefs(bytes.TrimSpace(content), "$", &refs); err != nil {
 		return nil, err
 	}
-	var refs []FileRef
-	walkRefs(v, "$", &refs)
 	return refs, nil
 }
 
-var identKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-func walkRefs(v any, path string, refs *[]FileRef) {
-	switch x := v.(type) {
-	case map[string]any:
-		if ref, _ := x["$ref"].(string); strings.EqualFold(ref, "vault") {
-			if id, _ := x["$id"].(string); id != "" {
-				*refs = append(*refs, FileRef{VaultEntryID: id, JSONPath: path})
-				return
-			}
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			walkRefs(x[k], childPath(path, k), refs)
-		}
-	case []any:
-		for i, e := range x {
-			walkRefs(e, path+"["+strconv.Itoa(i)+"]", refs)
+// walkRefs appends the references inside the JSON value v, found at path, to refs.
+func walkRefs(v []byte, path string, refs *[]FileRef) error {
+	switch {
+	case len(v) == 0:
+		return jsonscan.ErrMalformed
+	case v[0] == '[':
+		i := 0
+		return jsonscan.Elements(v, func(e []byte) error {
+			err := walkRefs(e, path+"["+strconv.Itoa(i)+"]", refs)
+			i++
+			return err
+		})
+	case v[0] != '{':
+		return nil
+	}
+	members, err := objectMembers(v)
+	if err != nil {
+		return err
+	}
+	if ref, ok := members.text("$ref"); ok && strings.EqualFold(ref, "vault") {
+		if id, _ := members.text("$id"); id != "" {
+			*refs = append(*refs, FileRef{VaultEntryID: id, JSONPath: path})
+			return nil
 		}
 	}
+	for _, m := range members {
+		// Only objects and arrays can hold a reference: a scalar needs no path built.
+		if m.value[0] != '{' && m.value[0] != '[' {
+			continue
+		}
+		if err := walkRefs(m.value, childPath(path, string(m.key)), refs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// member is one object member: its decoded key and raw value.
+type member struct {
+	key   []byte // the key's text: the token's own bytes when it needs no decoding
+	value []byte
+}
+
+// members are an object's members sorted by key, each key once with its last value.
+type members []member
+
+// objectMembers takes the object obj apart as decoding it into a map and sorting the keys
+// would.
+func objectMembers(obj []byte) (members, error) {
+	ms := make(members, 0, 8) // most content objects have a handful of keys
+	err := jsonscan.Members(obj, func(k, v []byte) error {
+		key, err := jsonscan.Text(k)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, member{key: key, value: v})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Stable, so of equal keys the last in the document stays last and wins. Byte order is
+	// the decoded strings' order.
+	slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+	out := ms[:0]
+	for i, m := range ms {
+		if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// text returns the value of key when it is a JSON string.
+func (ms members) text(key string) (string, bool) {
+	i := sort.Search(len(ms), func(i int) bool { return string(ms[i].key) >= key })
+	if i == len(ms) || string(ms[i].key) != key || len(ms[i].value) == 0 || ms[i].value[0] != '"' {
+		return "", false
+	}
+	s, err := jsonscan.Unquote(ms[i].value)
+	return s, err == nil
 }
 
 func childPath(parent, key string) string {
-	if identKey.MatchString(key) {
+	if isIdent(key) {
 		return parent + "." + key
 	}
 	return parent + "['" + strings.ReplaceAll(strings.ReplaceAll(key, `\`, `\\`), `'`, `\'`) + "']"
+}
+
+// isIdent reports whether key matches [A-Za-z_][A-Za-z0-9_]*, so the dot notation can name it.
+func isIdent(key string) bool {
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		letter := c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return false
+		}
+	}
+	return key != ""
 }

@@ -75,8 +75,8 @@ func (c *Client) GetSession(ctx context.Context, sessionID string) (*Session, er
 	// Decoding into the wire form directly, not through Session.UnmarshalJSON, spares a second
 	// validating pass over the body.
 	if err := c.doJSON(ctx, req, func(b []byte) error {
-		var w sessionWire
-		if err := json.Unmarshal(b, &w); err != nil {
+		w, err := decodeSessionWire(b)
+		if err != nil {
 			return err
 		}
 		out = w.session()

@@ -77,7 +77,7 @@ func TestReadBody(t *testing.T) {
 		{"empty", "", 0, 100, ""},
 	} {
 		resp := &http.Response{Body: io.NopCloser(strings.NewReader(tc.body)), ContentLength: tc.length}
-		got, err := readBody(resp, tc.limit)
+		got, err := readBody(resp, tc.limit, nil)
 		if err != nil || string(got) != tc.want {
 			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.want)
 		}
@@ -131,5 +131,59 @@ func TestConnectionsReusedAboveDefaultIdlePool(t *testing.T) {
 	wave()
 	if again := dials.Load() - first; again != 0 {
 		t.Fatalf("the second wave of %d requests dialled %d new connections (first wave: %d)", inFlight, again, first)
+	}
+}
+
+// TestAnswersDoNotAliasPooledBuffers: answer bodies are read into pooled buffers that later
+// answers overwrite, so nothing a call returns may point into its body.
+func TestAnswersDoNotAliasPooledBuffers(t *testing.T) {
+	f := newFake(t)
+	answer := func(id string) (session, blocks string) {
+		x := strings.Repeat(id, 8)
+		session = `{"sessionId":"` + x + `","flowId":"` + x + `","sessionStatus":"COMPLETED","outcome":"` + x + `","metadata":{"k":"` + x + `","o":{"a":"` + x + `"}},` +
+			`"lastStep":{"stepId":"` + x + `","verdict":"` + x + `"},"results":{"r":"` + x + `"}}`
+		blocks = `{"dataBlocks":[{"datablockId":"` + x + `","type":"t` + x + `","createdBy":{"stepId":"` + x + `"},"status":"STORED",` +
+			`"content":{"v":"` + x + `","f":{"$ref":"vault","$id":"` + x + `"}}}]}`
+		return session, blocks
+	}
+	f.handle("GET /live/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := answer(r.PathValue("id"))
+		_, _ = io.WriteString(w, s)
+	})
+	f.handle("GET /live/sessions/{id}/datablocks", func(w http.ResponseWriter, r *http.Request) {
+		_, b := answer(r.PathValue("id"))
+		_, _ = io.WriteString(w, b)
+	})
+	c, _ := newTestClient(t, f, nil)
+	type answers struct {
+		s      *Session
+		blocks []DataBlock
+	}
+	read := func(id string) answers {
+		s, err := c.GetSession(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks, err := c.GetDataBlocks(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return answers{s, blocks}
+	}
+	show := func(a answers) string {
+		s := *a.s
+		s.LastStep = nil // printed by value below, not as an address
+		return fmt.Sprintf("%+v %+v %+v %s", s, *a.s.LastStep, a.blocks, a.blocks[0].Content)
+	}
+	first := read("a")
+	want := show(first)
+	for range 20 {
+		read("b")
+	}
+	if got := show(first); got != want || strings.Contains(got, "bbbb") {
+		t.Fatalf("the first answers changed after later calls:\n%s\nwas\n%s", got, want)
+	}
+	if again := show(read("a")); again != want {
+		t.Fatalf("the same answer decodes differently:\n%s\n%s", again, want)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +23,11 @@ import (
 )
 
 const userAgent = "idnow-kafka-connector"
+
+var (
+	jsonValue      = []string{"application/json"}
+	userAgentValue = []string{userAgent}
+)
 
 // request describes one logical call; attempts are derived from it.
 type request struct {
@@ -43,11 +50,20 @@ func (r *request) apiError(status int, err error) *APIError {
 	return &APIError{Op: r.endpoint, SessionID: r.sessionID, VaultEntryID: r.vaultEntryID, StatusCode: status, Err: err}
 }
 
-// doJSON runs req with retries and hands each 2xx body (size-limited) to decode.
+// doJSON runs req with retries and hands each 2xx body (size-limited) to decode. The body is
+// read into a pooled buffer that is reused once decode returns: decode must not keep it (the
+// decoders copy what they keep; encoding/json copies json.RawMessage values).
 func (c *Client) doJSON(ctx context.Context, req *request, decode func([]byte) error) error {
 	return c.withRetry(ctx, req, func(ctx context.Context) (string, error) {
 		return c.attempt(ctx, req, func(resp *http.Response) error {
-			body, err := readBody(resp, c.cfg.MaxResponseSize+1)
+			bp := bodyBuffers.Get().(*[]byte)
+			body, err := readBody(resp, c.cfg.MaxResponseSize+1, (*bp)[:0])
+			defer func() {
+				if cap(body) <= maxPooledBody {
+					*bp = body[:0]
+					bodyBuffers.Put(bp)
+				}
+			}()
 			if err != nil {
 				return fmt.Errorf("read body: %w", err)
 			}
@@ -65,26 +81,35 @@ func (c *Client) doJSON(ctx context.Context, req *request, decode func([]byte) e
 	})
 }
 
-// readBody reads at most limit bytes of resp's body, into one buffer sized by Content-Length
-// when the server sent it (io.ReadAll grows from 512 bytes, copying a data-block answer of a
-// few dozen KiB several times).
-func readBody(resp *http.Response, limit int64) ([]byte, error) {
+// bodyBuffers holds answer buffers for reuse; larger ones (a huge data-block list) are left to
+// the garbage collector rather than kept alive by the pool.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledBody = 64 << 10
+
+// readBody appends at most limit bytes of resp's body to buf, growing it once to the
+// announced Content-Length when the server sent one (io.ReadAll grows from 512 bytes, copying
+// a data-block answer of a few dozen KiB several times). A body longer or shorter than
+// announced is still read to its end.
+func readBody(resp *http.Response, limit int64, buf []byte) ([]byte, error) {
 	r := io.LimitReader(resp.Body, limit)
-	n := resp.ContentLength
-	if n <= 0 || n >= limit {
-		return io.ReadAll(r)
+	if n := resp.ContentLength; n > 0 && n < limit {
+		// One byte more than announced, so reading the end needs no growth.
+		buf = slices.Grow(buf, int(n)+1)
 	}
-	// One byte more than announced: a body longer than its Content-Length is read on.
-	buf := make([]byte, n+1)
-	k, err := io.ReadFull(r, buf)
-	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		return buf[:k], nil
-	case err != nil:
-		return nil, err
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 512)
+		}
+		k, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+k]
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf, nil
+		case err != nil:
+			return buf, err
+		}
 	}
-	rest, err := io.ReadAll(r)
-	return append(buf, rest...), err
 }
 
 // attempt performs one HTTP exchange: rate limit, in-flight slot, token, per-attempt
@@ -129,13 +154,17 @@ func (c *Client) attempt(ctx context.Context, req *request, handle func(*http.Re
 		// A request that cannot be built is permanent (classify: no network or status cause).
 		return token, req.apiError(0, fmt.Errorf("build request: %w", err))
 	}
-	hreq.Header.Set("Accept", "application/json")
-	hreq.Header.Set("User-Agent", userAgent)
+	// Canonical keys and shared values: Header.Set would canonicalise each key and allocate
+	// each value per request. Nothing appends to these one-element slices in place (Add
+	// would copy them).
+	hreq.Header = make(http.Header, 8)
+	hreq.Header["Accept"] = jsonValue
+	hreq.Header["User-Agent"] = userAgentValue
 	if req.body != nil {
-		hreq.Header.Set("Content-Type", "application/json")
+		hreq.Header["Content-Type"] = jsonValue
 	}
 	if token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+token)
+		hreq.Header["Authorization"] = []string{"Bearer " + token}
 	}
 
 	start := time.Now()

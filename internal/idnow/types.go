@@ -45,9 +45,12 @@ const (
 // NormalizeOutcome lower-cases an outcome and writes separators as underscores, so
 // "ACCEPTED", "accepted" and "No-Outcome" compare equal. Unknown values pass through normalised.
 func NormalizeOutcome(raw string) string {
-	s := strings.ToLower(strings.TrimSpace(raw))
-	return strings.NewReplacer("-", "_", " ", "_").Replace(s)
+	return outcomeSeparators.Replace(strings.ToLower(strings.TrimSpace(raw)))
 }
+
+// outcomeSeparators is built once: a Replacer is safe for concurrent use, and building one
+// per call showed in the enricher's profile.
+var outcomeSeparators = strings.NewReplacer("-", "_", " ", "_")
 
 // Flow is one published flow of the client's environment.
 type Flow struct {
@@ -89,18 +92,25 @@ type LastStep struct {
 
 // UnmarshalJSON accepts both documented variants and a verdict given as text or object.
 func (l *LastStep) UnmarshalJSON(b []byte) error {
-	var w struct {
-		StepID          flexString      `json:"stepId"`
-		StepDescription flexString      `json:"stepDescription"`
-		StepName        flexString      `json:"stepName"`
-		StepType        flexString      `json:"stepType"`
-		Verdict         json.RawMessage `json:"verdict"`
-	}
+	var w lastStepWire
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*l = LastStep{StepID: string(w.StepID), StepDescription: string(w.StepDescription), StepName: string(w.StepName), StepType: string(w.StepType), Verdict: verdictText(w.Verdict)}
+	*l = w.lastStep()
 	return nil
+}
+
+// lastStepWire is both documented lastStep variants as sent.
+type lastStepWire struct {
+	StepID          flexString      `json:"stepId"`
+	StepDescription flexString      `json:"stepDescription"`
+	StepName        flexString      `json:"stepName"`
+	StepType        flexString      `json:"stepType"`
+	Verdict         json.RawMessage `json:"verdict"`
+}
+
+func (w *lastStepWire) lastStep() LastStep {
+	return LastStep{StepID: string(w.StepID), StepDescription: string(w.StepDescription), StepName: string(w.StepName), StepType: string(w.StepType), Verdict: verdictText(w.Verdict)}
 }
 
 func verdictText(raw json.RawMessage) string {
@@ -180,12 +190,15 @@ type sessionWire struct {
 	LastStep       *LastStep                  `json:"lastStep"`
 	Metadata       map[string]json.RawMessage `json:"metadata"`
 	Results        json.RawMessage            `json:"results"`
-	SessionContext *struct {
-		SessionID     string     `json:"sessionId"`
-		SessionStatus flexString `json:"sessionStatus"`
-		CreatedAt     flexTime   `json:"createdAt"`
-		ExpiresAt     flexTime   `json:"expiresAt"`
-	} `json:"sessionContext"`
+	SessionContext *sessionContext            `json:"sessionContext"`
+}
+
+// sessionContext is the nested envelope some builds wrap a session's identity in.
+type sessionContext struct {
+	SessionID     string     `json:"sessionId"`
+	SessionStatus flexString `json:"sessionStatus"`
+	CreatedAt     flexTime   `json:"createdAt"`
+	ExpiresAt     flexTime   `json:"expiresAt"`
 }
 
 // UnmarshalJSON tolerates every known variant (sessionWire).
@@ -465,7 +478,10 @@ func parseFlexTime(b []byte) time.Time {
 	}
 	s := string(b)
 	if b[0] == '"' {
-		if err := json.Unmarshal(b, &s); err != nil {
+		// A quoted time without escapes is its own text: no second decode (see flexString).
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b) {
+			s = s[1 : len(s)-1]
+		} else if err := json.Unmarshal(b, &s); err != nil {
 			return time.Time{}
 		}
 		s = strings.TrimSpace(s)

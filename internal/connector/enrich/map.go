@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/jsonscan"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -48,6 +49,13 @@ func Map(ev *schemas.SessionEvent, s *idnow.Session, blocks []idnow.DataBlock, f
 	if !fetched {
 		return out
 	}
+	// Sized once: appending block by block reallocated both lists several times per event.
+	refs := 0
+	for i := range blocks {
+		refs += len(blocks[i].FileRefs)
+	}
+	out.DataBlocks = make([]schemas.DataBlock, 0, len(blocks))
+	out.FileRefs = make([]schemas.FileRef, 0, refs)
 	for _, b := range blocks {
 		if !policy.includes(b.Type) {
 			continue
@@ -139,8 +147,12 @@ func mapSession(ev *schemas.SessionEvent, s *idnow.Session) schemas.SessionDetai
 }
 
 // compactJSON returns raw without insignificant whitespace, so equal content gives equal text
-// whatever the API's formatting; text that is not JSON passes through unchanged.
+// whatever the API's formatting; text that is not JSON passes through unchanged. Answers are
+// usually compact already, and then raw is the result without a validating pass over it.
 func compactJSON(raw json.RawMessage) string {
+	if jsonscan.IsCompact(raw) {
+		return string(raw)
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(raw))
 	if json.Compact(&buf, raw) != nil {
@@ -149,25 +161,50 @@ func compactJSON(raw json.RawMessage) string {
 	return buf.String()
 }
 
-// blockFields is a block's top-level content fields, kept raw until a typed field asks for one.
-type blockFields map[string]json.RawMessage
+// blockFields is a block's top-level content members in document order, kept raw until a
+// typed field asks for one.
+type blockFields []blockField
+
+type blockField struct {
+	key   []byte // the key's text when it needs no decoding, else its decoded text
+	value json.RawMessage
+}
 
 // contentFields reads the top level of a block's content; content that is not a JSON object
 // (IDnow documents objects only) yields no typed fields rather than an error, as the raw content
-// still ships.
+// still ships. It reads what decoding into map[string]json.RawMessage would, without building
+// the map.
 func contentFields(content json.RawMessage) blockFields {
+	if !jsonscan.Valid(content) {
+		return nil
+	}
 	var f blockFields
-	if json.Unmarshal(content, &f) != nil {
+	err := jsonscan.Members(content, func(k, v []byte) error {
+		key, err := jsonscan.Text(k)
+		if err != nil {
+			return err
+		}
+		f = append(f, blockField{key: key, value: v})
+		return nil
+	})
+	if err != nil {
 		return nil
 	}
 	return f
 }
 
 // get returns a typed field as text: strings as they are, numbers and booleans as their JSON
-// text (builds disagree on types), nil for absent, null or structured values.
+// text (builds disagree on types), nil for absent, null or structured values. Of a key given
+// twice the last value counts, as when decoding into a map.
 func (f blockFields) get(key string) *string {
-	raw, ok := f[key]
-	if !ok {
+	var raw json.RawMessage
+	found := false
+	for i := len(f) - 1; i >= 0 && !found; i-- {
+		if string(f[i].key) == key {
+			raw, found = f[i].value, true
+		}
+	}
+	if !found {
 		return nil
 	}
 	raw = bytes.TrimSpace(raw)
@@ -175,8 +212,8 @@ func (f blockFields) get(key string) *string {
 		return nil
 	}
 	if raw[0] == '"' {
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
+		s, err := jsonscan.Unquote(raw)
+		if err != nil {
 			return nil
 		}
 		return &s
