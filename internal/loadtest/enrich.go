@@ -44,6 +44,9 @@ type EnrichConfig struct {
 	MemoryLatency time.Duration // API latency during the memory drain
 	RunTimeout    time.Duration // bound on each drain
 	ProfileDir    string        // when set, the enricher of the memory drain writes enricher.pprof here
+	// HeapProfileDir, when set, receives enricher-heap.pprof: the memory drain's enricher's
+	// heap in use near the end of the drain (go tool pprof -sample_index=inuse_space).
+	HeapProfileDir string
 	// MaxPollRecords overrides enrich.max_poll_records (batch and transaction size) when
 	// positive; 0 keeps the product default, which is what the report's headline measures.
 	MaxPollRecords int
@@ -210,7 +213,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 		for _, d := range cfg.Deliveries {
 			for i, st := range cfg.StateStore {
 				for j, pm := range cfg.Privacy {
-					r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d-%d", run, d, c, i, j), c, d, st, pm, cfg.Events, cfg.Latency, "", log)
+					r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d-%d", run, d, c, i, j), c, d, st, pm, cfg.Events, cfg.Latency, profiles{}, log)
 					if err != nil {
 						return nil, err
 					}
@@ -228,11 +231,14 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 			return nil, err
 		}
 		c := slices.Max(cfg.Concurrency)
-		profile := ""
+		var prof profiles
 		if cfg.ProfileDir != "" {
-			profile = filepath.Join(cfg.ProfileDir, "enricher.pprof")
+			prof.cpu = filepath.Join(cfg.ProfileDir, "enricher.pprof")
 		}
-		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.Privacy[0], cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
+		if cfg.HeapProfileDir != "" {
+			prof.heap = filepath.Join(cfg.HeapProfileDir, "enricher-heap.pprof")
+		}
+		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.Privacy[0], cfg.MemoryEvents, cfg.MemoryLatency, prof, log)
 		if err != nil {
 			return nil, err
 		}
@@ -297,10 +303,13 @@ func backlogStatus(i, n, sessions int, final string) string {
 	return "RUNNING"
 }
 
+// profiles are the files a drain's enricher writes its CPU and heap profiles to (empty: none).
+type profiles struct{ cpu, heap string }
+
 // drain starts one enricher child on the backlog and waits until its group committed every
 // offset, measuring the steady-state rate between 5 % and 100 % committed.
 func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, brokers []string, tp kafka.TopicsConfig,
-	id string, conc int, delivery string, withState bool, privacyMode string, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
+	id string, conc int, delivery string, withState bool, privacyMode string, n int, latency time.Duration, prof profiles, log *slog.Logger) (EnrichRun, error) {
 	r := EnrichRun{Concurrency: conc, Delivery: delivery, State: withState, Privacy: privacyMode, Events: n, Latency: latency}
 	// Each drain gets its own state topic: a second drain of the same backlog must start with
 	// nothing enriched, or it would skip every event the previous drain enriched.
@@ -313,7 +322,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
 		MaxPollRecords: cfg.MaxPollRecords, State: withState, Privacy: privacyMode,
 	}
-	spec.CPUProfile = profile
+	spec.CPUProfile, spec.HeapProfile = prof.cpu, prof.heap
 	child, err := StartChild(cfg.Exe, spec, 30*time.Second)
 	if err != nil {
 		return r, err
