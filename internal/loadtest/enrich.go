@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -473,6 +474,7 @@ func (r *EnrichReport) Write(w io.Writer) {
 	if m := r.Memory; m != nil {
 		fmt.Fprintf(w, "\n## Enricher memory: drained %d events (C=%d, %s, state store %s, L=%s) at %.0f events/s\n\n", m.Events, m.Concurrency, m.Delivery, onOff(m.State), m.Latency, m.EventsPerSec)
 		fmt.Fprintf(w, "Peak RSS (VmHWM) %s; %s\n", mib(m.PeakRSS), growth(m.RSSSamples))
+		fmt.Fprintf(w, "\nHighest RSS in each tenth of the drain: %s\n", tenths(m.RSSSamples))
 	}
 }
 
@@ -491,6 +493,20 @@ func growth(samples []int64) string {
 	a, b := med(samples[q:2*q]), med(samples[3*q:])
 	return fmt.Sprintf("median RSS in the 2nd quarter of the drain %s, in the last quarter %s (%+.1f%%)",
 		mib(a<<10), mib(b<<10), 100*float64(b-a)/float64(a))
+}
+
+// tenths returns the highest RSS sample of each tenth of a drain, to show when the peak came
+// (a start-up transient, or growth).
+func tenths(samples []int64) string {
+	if len(samples) < 10 {
+		return fmt.Sprintf("too few RSS samples (%d)", len(samples))
+	}
+	parts := make([]string, 10)
+	for i := range parts {
+		part := samples[i*len(samples)/10 : (i+1)*len(samples)/10]
+		parts[i] = strconv.FormatInt(slices.Max(part)>>10, 10)
+	}
+	return strings.Join(parts, ", ") + " MiB"
 }
 
 func onOff(b bool) string {
