@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"time"
 
@@ -72,6 +73,8 @@ type TargetSpec struct {
 	// HeapProfile, when set, is the file the child rewrites with its heap profile every
 	// heapProfileEvery, so that when it is stopped the file shows what was live near the end.
 	HeapProfile string `json:"heapProfile,omitempty"`
+	// MemoryLimitMiB, when positive, is the child's Go soft memory limit (what GOMEMLIMIT sets).
+	MemoryLimitMiB int `json:"memoryLimitMiB,omitempty"`
 }
 
 // heapProfileEvery is how often a child rewrites its heap profile. The parent stops the child
@@ -103,6 +106,9 @@ func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Log
 			pprof.StopCPUProfile()
 			err = errors.Join(err, f.Close())
 		}()
+	}
+	if spec.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(spec.MemoryLimitMiB) << 20)
 	}
 	if spec.HeapProfile != "" {
 		stop := writeHeapProfiles(ctx, spec.HeapProfile, log)
