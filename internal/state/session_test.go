@@ -36,6 +36,8 @@ func TestSessionRoundTrip(t *testing.T) {
 		{SessionID: "s", LatestStatus: sp("COMPLETED"), Outcome: sp("accepted"), EnrichedEventIDs: idShapes, UpdatedAt: updated},
 		{SessionID: "s", LatestStatus: sp("on_hold"), Outcome: sp(""), EnrichedEventIDs: []string{"a", "a", "b"}, UpdatedAt: updated},
 		{SessionID: "s", LatestStatus: sp(""), EnrichedEventIDs: manyIDs("x", MaxEventIDs+6), UpdatedAt: updated},
+		{SessionID: "s", LatestStatus: sp("RUNNING"), Outcome: sp("partial"), EnrichedEventIDs: []string{"e"}, UpdatedAt: updated},
+		{SessionID: "s", Outcome: sp("rejected"), EnrichedEventIDs: []string{"e"}, UpdatedAt: updated},
 	} {
 		got := FromState(st).State("s")
 		if !reflect.DeepEqual(got, st) {
@@ -50,8 +52,12 @@ func TestSessionRoundTrip(t *testing.T) {
 	}
 }
 
-// TestSessionPackedSize pins what the packed form costs per id, the point of the type.
+// TestSessionPackedSize pins what the packed form costs per id, the point of the type, and the
+// size of a Session (a Store's map slot holds one per session).
 func TestSessionPackedSize(t *testing.T) {
+	if size := unsafe.Sizeof(Session{}); size > 40 {
+		t.Errorf("a Session takes %d bytes, want at most 40", size)
+	}
 	for _, tc := range []struct {
 		name    string
 		ids     []string
@@ -79,8 +85,8 @@ func TestSessionApplyBound(t *testing.T) {
 	ids := uuids(MaxEventIDs + 10)
 	for i, id := range ids {
 		s = s.Apply(id, "RUNNING", "", now)
-		if want := min(i+1, MaxEventIDs); s.n != want {
-			t.Fatalf("after %d ids n = %d, want %d", i+1, s.n, want)
+		if n, _ := s.count(); n != min(i+1, MaxEventIDs) {
+			t.Fatalf("after %d ids n = %d, want %d", i+1, n, min(i+1, MaxEventIDs))
 		}
 	}
 	if got, want := s.State("s").EnrichedEventIDs, ids[10:]; !slices.Equal(got, want) {
@@ -95,8 +101,8 @@ func TestSessionApplyBound(t *testing.T) {
 	// A restored record with more ids than the bound keeps them until the next Apply, which
 	// bounds them also when the id is among them (as Apply on SessionState did).
 	over := FromState(&schemas.SessionState{EnrichedEventIDs: manyIDs("r", MaxEventIDs+5)})
-	if over.n != MaxEventIDs+5 {
-		t.Fatalf("FromState dropped ids: n = %d", over.n)
+	if n, _ := over.count(); n != MaxEventIDs+5 {
+		t.Fatalf("FromState dropped ids: n = %d", n)
 	}
 	again := over.Apply(fmt.Sprintf("r%d", MaxEventIDs+4), "", "", now)
 	if got := again.State("s").EnrichedEventIDs; len(got) != MaxEventIDs || got[0] != "r5" {

@@ -240,13 +240,13 @@ func TestRestore(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("restored %d sessions, want 2 (a, c)", n)
 	}
-	if a, ok := s.Get(0, "a"); !ok || a.status != "COMPLETED" || a.State("a").EnrichedEventIDs[0] != "e2" {
+	if a, ok := s.Get(0, "a"); !ok || *a.State("a").LatestStatus != "COMPLETED" || a.State("a").EnrichedEventIDs[0] != "e2" {
 		t.Fatalf("a = %+v, want the last committed value", a)
 	}
 	if _, ok := s.Get(0, "b"); ok {
 		t.Fatal("b was erased by a tombstone but restored")
 	}
-	if c, ok := s.Get(1, "c"); !ok || c.status != "RUNNING" {
+	if c, ok := s.Get(1, "c"); !ok || *c.State("c").LatestStatus != "RUNNING" {
 		t.Fatalf("c = %+v, want RUNNING (the COMPLETED write was aborted)", c)
 	}
 	if _, ok := s.Get(2, "d"); s.Restored(2) || ok {
