@@ -51,6 +51,25 @@ func packID[T string | []byte](p *idPacker, id T) {
 	p.Write(p.prev[k:])
 }
 
+// entrySize is the size of the entry packID writes for id after prev.
+func entrySize(prev []byte, id string) int {
+	if len(id) == uuidLen {
+		if _, _, ok := packUUID(id); ok {
+			return 1 + 16
+		}
+	}
+	k := commonPrefix(prev, id)
+	return uvarintLen(uint64(k)+headPrefix) + uvarintLen(uint64(len(id)-k)) + len(id) - k
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
 func (p *idPacker) uvarint(v uint64) {
 	n := binary.PutUvarint(p.num[:], v)
 	p.Write(p.num[:n])
@@ -113,7 +132,7 @@ func commonPrefix[T string | []byte](a []byte, b T) int {
 // packUUID returns the 16 bytes of id and its head when id is a canonical UUID whose hex letters
 // are all lower-case or all upper-case (ids with digits only count as lower-case); ids of mixed
 // case are not packed, so unpacking always gives back the exact text.
-func packUUID(id []byte) (u [16]byte, head uint64, ok bool) {
+func packUUID[T string | []byte](id T) (u [16]byte, head uint64, ok bool) {
 	if len(id) != uuidLen || id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
 		return u, 0, false
 	}

@@ -89,6 +89,9 @@ func TestSessionApplyBound(t *testing.T) {
 			t.Fatalf("after %d ids n = %d, want %d", i+1, n, min(i+1, MaxEventIDs))
 		}
 	}
+	if s.ids != FromState(s.State("s")).ids {
+		t.Fatal("the bounded list packs differently from the same ids packed afresh")
+	}
 	if got, want := s.State("s").EnrichedEventIDs, ids[10:]; !slices.Equal(got, want) {
 		t.Fatalf("bounded ids = %v, want the last %d", got, MaxEventIDs)
 	}
@@ -135,6 +138,9 @@ func TestSessionDecideMatchesState(t *testing.T) {
 		}
 		if got := s.State("s"); !reflect.DeepEqual(got, st) {
 			t.Fatalf("event %d: Session %+v, SessionState %+v", i, got, st)
+		}
+		if s.ids != FromState(st).ids {
+			t.Fatalf("event %d: Apply packed %q, FromState %q", i, s.ids, FromState(st).ids)
 		}
 	}
 	if *st.LatestStatus != "COMPLETED" || *st.Outcome != "accepted" || len(st.EnrichedEventIDs) != 7 {
