@@ -1,9 +1,6 @@
 package state
 
-import (
-	"encoding/binary"
-	"strings"
-)
+import "strings"
 
 // The packed form of a session's event ids (Session.ids) is a sequence of entries, one per id in
 // order. An entry starts with a uvarint head:
@@ -20,39 +17,51 @@ const (
 	headUUIDUpper = 1
 	headPrefix    = 2
 
-	binaryMaxVarint = binary.MaxVarintLen64
-	uuidLen         = 36
+	uuidLen = 36
 )
 
-// idPacker appends ids to a packed list.
+// idPacker appends ids to a packed list, remembering the last one for the next entry's prefix.
 type idPacker struct {
 	strings.Builder
 	prev []byte // the last id added
-	num  [binaryMaxVarint]byte
 }
 
-func (p *idPacker) add(id string) { packID(p, id) }
+func (p *idPacker) add(id string) {
+	writeEntry(&p.Builder, p.prev, id)
+	p.prev = append(p.prev[:0], id...)
+}
 
 // addBytes adds an id read back by an idReader (its buffer is reused by the next read).
-func (p *idPacker) addBytes(id []byte) { packID(p, id) }
+func (p *idPacker) addBytes(id []byte) {
+	writeEntry(&p.Builder, p.prev, id)
+	p.prev = append(p.prev[:0], id...)
+}
 
-// packID appends one entry; it is generic so that ids read back from another list are packed
-// without a string allocated for each.
-func packID[T string | []byte](p *idPacker, id T) {
-	k := commonPrefix(p.prev, id)
-	p.prev = append(p.prev[:k], id[k:]...)
-	if u, head, ok := packUUID(p.prev); ok {
-		p.uvarint(head)
-		p.Write(u[:])
+// writeEntry appends the entry of id after prev. It is generic so that neither ids read back
+// from another list nor the strings of a record need a conversion (an allocation) each.
+func writeEntry[P, T string | []byte](b *strings.Builder, prev P, id T) {
+	if u, head, ok := packUUID(id); ok {
+		writeUvarint(b, head)
+		b.Write(u[:])
 		return
 	}
-	p.uvarint(uint64(k) + headPrefix)
-	p.uvarint(uint64(len(p.prev) - k))
-	p.Write(p.prev[k:])
+	k := commonPrefix(prev, id)
+	writeUvarint(b, uint64(k)+headPrefix)
+	writeUvarint(b, uint64(len(id)-k))
+	for _, c := range []byte(id[k:]) {
+		b.WriteByte(c)
+	}
+}
+
+func writeUvarint(b *strings.Builder, v uint64) {
+	for ; v >= 0x80; v >>= 7 {
+		b.WriteByte(byte(v) | 0x80)
+	}
+	b.WriteByte(byte(v))
 }
 
 // entrySize is the size of the entry packID writes for id after prev.
-func entrySize(prev []byte, id string) int {
+func entrySize[P string | []byte](prev P, id string) int {
 	if len(id) == uuidLen {
 		if _, _, ok := packUUID(id); ok {
 			return 1 + 16
@@ -68,11 +77,6 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
-}
-
-func (p *idPacker) uvarint(v uint64) {
-	n := binary.PutUvarint(p.num[:], v)
-	p.Write(p.num[:n])
 }
 
 // idReader reads a packed list back, one id at a time; id is valid until the next call.
@@ -119,7 +123,7 @@ func (r *idReader) uvarint() uint64 {
 	}
 }
 
-func commonPrefix[T string | []byte](a []byte, b T) int {
+func commonPrefix[A, B string | []byte](a A, b B) int {
 	n := min(len(a), len(b))
 	for i := range n {
 		if a[i] != b[i] {
