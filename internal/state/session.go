@@ -123,11 +123,11 @@ func (s Session) Apply(eventID, status, outcome string, now time.Time) Session {
 		next.ids = s.repack(drop, eventID, !found)
 	case !found:
 		// The common case: one id more, front-coded against the last one.
-		p := idPacker{prev: last}
-		p.Grow(len(s.ids) + entrySize(last, eventID))
-		p.WriteString(s.ids)
-		p.add(eventID)
-		next.ids = p.String()
+		var b strings.Builder
+		b.Grow(len(s.ids) + entrySize(last, eventID))
+		b.WriteString(s.ids)
+		writeEntry(&b, last, eventID)
+		next.ids = b.String()
 	}
 	next.updated = now.UnixMilli()
 	return next
@@ -151,8 +151,12 @@ func (s Session) repack(drop int, id string, add bool) string {
 
 // contains reports whether eventID is among the session's enriched event ids.
 func (s Session) contains(eventID string) bool {
-	found, _, _ := s.scan(eventID)
-	return found
+	for r := newIDReader(s.ids); r.next(); {
+		if string(r.id) == eventID {
+			return true
+		}
+	}
+	return false
 }
 
 // scan reports whether eventID is among the session's enriched event ids and returns the number
