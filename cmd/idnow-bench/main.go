@@ -86,6 +86,8 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&rc.EventIDs, "event-ids", rc.EventIDs, "restore: enriched event ids per session state")
 	fs.DurationVar(&rc.RunTimeout, "restore-timeout", rc.RunTimeout, "restore: bound on the restore")
 	profDir := fs.String("cpuprofile-dir", "", "write CPU profiles of the ingress targets and of the enricher's memory drain into this directory")
+	fs.IntVar(&ec.MemoryLimitMiB, "memory-limit-mib", 0, "enricher: Go soft memory limit of the memory drain's enricher in MiB, as GOMEMLIMIT=<n>MiB sets it (0 = none)")
+	heapDir := fs.String("heapprofile-dir", "", "enricher: write the memory drain's enricher heap profile (in use near the end of the drain) into this directory as enricher-heap.pprof")
 	verbose := fs.Bool("v", false, "log progress")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -122,6 +124,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	ic.Exe, ec.Exe, rc.Exe = exe, exe, exe
 	ic.ProfileDir, ec.ProfileDir = *profDir, *profDir
+	ec.HeapProfileDir = *heapDir
 	if *brokers != "" {
 		ic.Brokers = strings.Split(*brokers, ",")
 		ec.Brokers, rc.Brokers = ic.Brokers, ic.Brokers

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,12 @@ type EnrichConfig struct {
 	MemoryLatency time.Duration // API latency during the memory drain
 	RunTimeout    time.Duration // bound on each drain
 	ProfileDir    string        // when set, the enricher of the memory drain writes enricher.pprof here
+	// MemoryLimitMiB, when positive, is the Go soft memory limit of the memory drain's enricher
+	// (debug.SetMemoryLimit, what GOMEMLIMIT=<n>MiB sets), to compare the peak with and without.
+	MemoryLimitMiB int
+	// HeapProfileDir, when set, receives enricher-heap.pprof: the memory drain's enricher's
+	// heap in use near the end of the drain (go tool pprof -sample_index=inuse_space).
+	HeapProfileDir string
 	// MaxPollRecords overrides enrich.max_poll_records (batch and transaction size) when
 	// positive; 0 keeps the product default, which is what the report's headline measures.
 	MaxPollRecords int
@@ -89,6 +96,9 @@ func (c EnrichConfig) Validate() error {
 	if c.MemoryEvents < 0 || c.MemoryEvents > 2_000_000 {
 		errs = append(errs, errors.New("enricher bench: -memory-events must be between 0 and 2000000"))
 	}
+	if c.MemoryLimitMiB < 0 {
+		errs = append(errs, errors.New("enricher bench: -memory-limit-mib must be 0 (none) or positive"))
+	}
 	if c.MaxPollRecords < 0 {
 		errs = append(errs, errors.New("enricher bench: -max-poll-records must be 0 (product default) or positive"))
 	}
@@ -114,6 +124,8 @@ type EnrichRun struct {
 	PeakRSS       int64
 	RSSSamples    []int64       // KiB, every 250 ms
 	CPUPerEvent   time.Duration // the enricher's CPU (user+system) over the steady-state window per event
+	// MemoryLimitMiB is the enricher's Go soft memory limit (0: none).
+	MemoryLimitMiB int
 }
 
 // Ratio is the measured rate over the API-bound limit.
@@ -210,7 +222,7 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 		for _, d := range cfg.Deliveries {
 			for i, st := range cfg.StateStore {
 				for j, pm := range cfg.Privacy {
-					r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d-%d", run, d, c, i, j), c, d, st, pm, cfg.Events, cfg.Latency, "", log)
+					r, err := drain(ctx, cfg, sim, adm, brokers, tp, fmt.Sprintf("%s-%s-%d-%d-%d", run, d, c, i, j), c, d, st, pm, cfg.Events, cfg.Latency, drainOpts{}, log)
 					if err != nil {
 						return nil, err
 					}
@@ -228,11 +240,15 @@ func RunEnrich(ctx context.Context, cfg EnrichConfig, log *slog.Logger) (*Enrich
 			return nil, err
 		}
 		c := slices.Max(cfg.Concurrency)
-		profile := ""
+		var prof drainOpts
 		if cfg.ProfileDir != "" {
-			profile = filepath.Join(cfg.ProfileDir, "enricher.pprof")
+			prof.cpu = filepath.Join(cfg.ProfileDir, "enricher.pprof")
 		}
-		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.Privacy[0], cfg.MemoryEvents, cfg.MemoryLatency, profile, log)
+		if cfg.HeapProfileDir != "" {
+			prof.heap = filepath.Join(cfg.HeapProfileDir, "enricher-heap.pprof")
+		}
+		prof.memoryLimitMiB = cfg.MemoryLimitMiB
+		r, err := drain(ctx, cfg, sim, adm, brokers, tp, run+"-mem", c, enrich.DeliveryExactlyOnce, cfg.StateStore[0], cfg.Privacy[0], cfg.MemoryEvents, cfg.MemoryLatency, prof, log)
 		if err != nil {
 			return nil, err
 		}
@@ -297,11 +313,18 @@ func backlogStatus(i, n, sessions int, final string) string {
 	return "RUNNING"
 }
 
+// drainOpts are the files a drain's enricher writes its CPU and heap profiles to (empty: none),
+// and its Go soft memory limit in MiB (0: none).
+type drainOpts struct {
+	cpu, heap      string
+	memoryLimitMiB int
+}
+
 // drain starts one enricher child on the backlog and waits until its group committed every
 // offset, measuring the steady-state rate between 5 % and 100 % committed.
 func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *kadm.Client, brokers []string, tp kafka.TopicsConfig,
-	id string, conc int, delivery string, withState bool, privacyMode string, n int, latency time.Duration, profile string, log *slog.Logger) (EnrichRun, error) {
-	r := EnrichRun{Concurrency: conc, Delivery: delivery, State: withState, Privacy: privacyMode, Events: n, Latency: latency}
+	id string, conc int, delivery string, withState bool, privacyMode string, n int, latency time.Duration, prof drainOpts, log *slog.Logger) (EnrichRun, error) {
+	r := EnrichRun{Concurrency: conc, Delivery: delivery, State: withState, Privacy: privacyMode, Events: n, Latency: latency, MemoryLimitMiB: prof.memoryLimitMiB}
 	// Each drain gets its own state topic: a second drain of the same backlog must start with
 	// nothing enriched, or it would skip every event the previous drain enriched.
 	tp.State = "bench.state." + id
@@ -313,7 +336,7 @@ func drain(ctx context.Context, cfg EnrichConfig, sim *idnowsim.Simulator, adm *
 		Environment: sim.Config().Environment, Delivery: delivery, Concurrency: conc, Group: "bench-" + id, Instance: id,
 		MaxPollRecords: cfg.MaxPollRecords, State: withState, Privacy: privacyMode,
 	}
-	spec.CPUProfile = profile
+	spec.CPUProfile, spec.HeapProfile, spec.MemoryLimitMiB = prof.cpu, prof.heap, prof.memoryLimitMiB
 	child, err := StartChild(cfg.Exe, spec, 30*time.Second)
 	if err != nil {
 		return r, err
@@ -462,8 +485,13 @@ func (r *EnrichReport) Write(w io.Writer) {
 		}
 	}
 	if m := r.Memory; m != nil {
-		fmt.Fprintf(w, "\n## Enricher memory: drained %d events (C=%d, %s, state store %s, L=%s) at %.0f events/s\n\n", m.Events, m.Concurrency, m.Delivery, onOff(m.State), m.Latency, m.EventsPerSec)
+		limit := "no Go memory limit"
+		if m.MemoryLimitMiB > 0 {
+			limit = fmt.Sprintf("Go memory limit %d MiB", m.MemoryLimitMiB)
+		}
+		fmt.Fprintf(w, "\n## Enricher memory: drained %d events (C=%d, %s, state store %s, L=%s, %s) at %.0f events/s\n\n", m.Events, m.Concurrency, m.Delivery, onOff(m.State), m.Latency, limit, m.EventsPerSec)
 		fmt.Fprintf(w, "Peak RSS (VmHWM) %s; %s\n", mib(m.PeakRSS), growth(m.RSSSamples))
+		fmt.Fprintf(w, "\nHighest RSS in each tenth of the drain: %s\n", tenths(m.RSSSamples))
 	}
 }
 
@@ -482,6 +510,20 @@ func growth(samples []int64) string {
 	a, b := med(samples[q:2*q]), med(samples[3*q:])
 	return fmt.Sprintf("median RSS in the 2nd quarter of the drain %s, in the last quarter %s (%+.1f%%)",
 		mib(a<<10), mib(b<<10), 100*float64(b-a)/float64(a))
+}
+
+// tenths returns the highest RSS sample of each tenth of a drain, to show when the peak came
+// (a start-up transient, or growth).
+func tenths(samples []int64) string {
+	if len(samples) < 10 {
+		return fmt.Sprintf("too few RSS samples (%d)", len(samples))
+	}
+	parts := make([]string, 10)
+	for i := range parts {
+		part := samples[i*len(samples)/10 : (i+1)*len(samples)/10]
+		parts[i] = strconv.FormatInt(slices.Max(part)>>10, 10)
+	}
+	return strings.Join(parts, ", ") + " MiB"
 }
 
 func onOff(b bool) string {

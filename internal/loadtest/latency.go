@@ -229,7 +229,7 @@ func RunLatency(ctx context.Context, cfg LatencyConfig, log *slog.Logger) (*Late
 	for i, exe := range cfg.Exes {
 		ec := EnrichConfig{Exe: exe.Path, RunTimeout: cfg.RunTimeout}
 		peak, err := drain(ctx, ec, env.sim, adm, env.brokers, peakTopics, fmt.Sprintf("%s-peak-%d", env.run, i),
-			cfg.Concurrency, cfg.Delivery, true, schemas.PrivacyPlain, cfg.PeakEvents, cfg.Latency, "", log)
+			cfg.Concurrency, cfg.Delivery, true, schemas.PrivacyPlain, cfg.PeakEvents, cfg.Latency, drainOpts{}, log)
 		if err != nil {
 			return nil, fmt.Errorf("%s: peak drain: %w", exe.Label, err)
 		}

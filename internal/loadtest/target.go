@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"time"
 
@@ -68,7 +70,17 @@ type TargetSpec struct {
 	Compression string `json:"compression,omitempty"`
 	// CPUProfile, when set, is the file the child writes its CPU profile to.
 	CPUProfile string `json:"cpuProfile,omitempty"`
+	// HeapProfile, when set, is the file the child rewrites with its heap profile every
+	// heapProfileEvery, so that when it is stopped the file shows what was live near the end.
+	HeapProfile string `json:"heapProfile,omitempty"`
+	// MemoryLimitMiB, when positive, is the child's Go soft memory limit (what GOMEMLIMIT sets).
+	MemoryLimitMiB int `json:"memoryLimitMiB,omitempty"`
 }
+
+// heapProfileEvery is how often a child rewrites its heap profile. The parent stops the child
+// as soon as the drain is committed, so the last profile is at most this old; profiling the
+// heap on SIGTERM instead would see the enricher already tearing down its state.
+const heapProfileEvery = 5 * time.Second
 
 // readyPrefix starts the one line a child writes to stdout once it serves; the rest of the line
 // is the webhook URL (empty for the enricher).
@@ -95,6 +107,13 @@ func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Log
 			err = errors.Join(err, f.Close())
 		}()
 	}
+	if spec.MemoryLimitMiB > 0 {
+		debug.SetMemoryLimit(int64(spec.MemoryLimitMiB) << 20)
+	}
+	if spec.HeapProfile != "" {
+		stop := writeHeapProfiles(ctx, spec.HeapProfile, log)
+		defer stop()
+	}
 	switch spec.Kind {
 	case TargetIngress:
 		return serveIngress(ctx, spec, stdout, log)
@@ -106,6 +125,49 @@ func Serve(ctx context.Context, spec TargetSpec, stdout io.Writer, log *slog.Log
 		return serveRestore(ctx, spec, stdout)
 	}
 	return fmt.Errorf("loadtest: unknown target kind %q (want %s, %s, %s or %s)", spec.Kind, TargetIngress, TargetReference, TargetEnricher, TargetRestore)
+}
+
+// writeHeapProfiles rewrites path with the heap profile (in use as of the last GC) every
+// heapProfileEvery until ctx ends or stop is called. Each profile goes to a temporary file
+// renamed over path, so a stop between two writes leaves a whole profile.
+func writeHeapProfiles(ctx context.Context, path string, log *slog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heapProfileEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := writeHeapProfile(path); err != nil {
+					log.Warn("heap profile", slog.Any("err", err))
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".heap-*.pprof")
+	if err != nil {
+		return fmt.Errorf("create heap profile: %w", err)
+	}
+	err = pprof.Lookup("heap").WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("write heap profile %s: %w", path, err)
+	}
+	return nil
 }
 
 func webhookConfig(spec TargetSpec) webhook.Config {

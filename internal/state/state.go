@@ -55,55 +55,19 @@ type Decision struct {
 	OutOfOrder bool
 }
 
-// Decide judges an event of a session whose state is prev (nil: nothing enriched yet).
+// Decide judges an event of a session whose state is prev (nil: nothing enriched yet): an event
+// id among the enriched ones is skipped, so is a terminal status equal to the latest one under
+// another event id; a known status ranking below the latest one is out of order.
 func Decide(prev *schemas.SessionState, eventID, status string) Decision {
-	if prev == nil {
-		return Decision{}
-	}
-	if slices.Contains(prev.EnrichedEventIDs, eventID) {
-		return Decision{Skip: SkipAlreadyEnriched}
-	}
-	latest := ""
-	if prev.LatestStatus != nil {
-		latest = *prev.LatestStatus
-	}
-	r, lr := Rank(status), Rank(latest)
-	if r == 3 && strings.EqualFold(status, latest) {
-		return Decision{Skip: SkipStatusEnriched}
-	}
-	return Decision{OutOfOrder: r > 0 && lr > 0 && r < lr}
+	return FromState(prev).Decide(eventID, status)
 }
 
 // Apply returns the state after enriching event eventID announcing status, with the outcome the
 // API reported; prev is not modified. An out-of-order event only adds its id. A status of equal
-// rank does not replace the latest one either: the first terminal status is final.
+// rank does not replace the latest one either: the first terminal status is final. The ids are
+// bounded to the last MaxEventIDs; UpdatedAt is now at millisecond precision, in UTC.
 func Apply(prev *schemas.SessionState, sessionID, eventID, status, outcome string, now time.Time) *schemas.SessionState {
-	next := &schemas.SessionState{SessionID: sessionID, EnrichedEventIDs: []string{}}
-	if prev != nil {
-		next.LatestStatus, next.Outcome = prev.LatestStatus, prev.Outcome
-		next.EnrichedEventIDs = slices.Clone(prev.EnrichedEventIDs)
-	}
-	latest := ""
-	if next.LatestStatus != nil {
-		latest = *next.LatestStatus
-	}
-	if r := Rank(status); r > 0 && r > Rank(latest) {
-		s := strings.ToUpper(status)
-		next.LatestStatus = &s
-		next.Outcome = nil
-		if outcome != "" {
-			o := outcome
-			next.Outcome = &o
-		}
-	}
-	if !slices.Contains(next.EnrichedEventIDs, eventID) {
-		next.EnrichedEventIDs = append(next.EnrichedEventIDs, eventID)
-	}
-	if n := len(next.EnrichedEventIDs); n > MaxEventIDs {
-		next.EnrichedEventIDs = slices.Clone(next.EnrichedEventIDs[n-MaxEventIDs:])
-	}
-	next.UpdatedAt = now.UTC().Truncate(time.Millisecond)
-	return next
+	return FromState(prev).Apply(eventID, status, outcome, now).State(sessionID)
 }
 
 // Complete reports whether a session listed by the API with status has that status enriched

@@ -240,16 +240,16 @@ func TestRestore(t *testing.T) {
 	if n != 2 {
 		t.Fatalf("restored %d sessions, want 2 (a, c)", n)
 	}
-	if a := s.Get(0, "a"); a == nil || *a.LatestStatus != "COMPLETED" {
+	if a, ok := s.Get(0, "a"); !ok || *a.State("a").LatestStatus != "COMPLETED" || a.State("a").EnrichedEventIDs[0] != "e2" {
 		t.Fatalf("a = %+v, want the last committed value", a)
 	}
-	if s.Get(0, "b") != nil {
+	if _, ok := s.Get(0, "b"); ok {
 		t.Fatal("b was erased by a tombstone but restored")
 	}
-	if c := s.Get(1, "c"); c == nil || *c.LatestStatus != "RUNNING" {
+	if c, ok := s.Get(1, "c"); !ok || *c.State("c").LatestStatus != "RUNNING" {
 		t.Fatalf("c = %+v, want RUNNING (the COMPLETED write was aborted)", c)
 	}
-	if s.Restored(2) || s.Get(2, "d") != nil {
+	if _, ok := s.Get(2, "d"); s.Restored(2) || ok {
 		t.Fatal("partition 2 was not asked for")
 	}
 	s.Drop(0)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,15 +22,17 @@ type Decoder interface {
 }
 
 // Store holds the restored state of the partitions one enricher owns: one map per partition of
-// topics.state (the same partition number as the sessions partition it describes). It is safe
-// for concurrent use.
+// topics.state (the same partition number as the sessions partition it describes), keyed by
+// session id, of compact Sessions. It keeps nothing that points into a caller's or a decoder's
+// memory: a session's state lives as long as the partition is owned, and a kept substring would
+// keep its whole buffer alive. It is safe for concurrent use.
 type Store struct {
 	mu    sync.RWMutex
-	parts map[int32]map[string]*schemas.SessionState
+	parts map[int32]map[string]Session
 }
 
 // NewStore returns an empty store.
-func NewStore() *Store { return &Store{parts: map[int32]map[string]*schemas.SessionState{}} }
+func NewStore() *Store { return &Store{parts: map[int32]map[string]Session{}} }
 
 // Restored reports whether partition p has been restored and not dropped since.
 func (s *Store) Restored(p int32) bool {
@@ -39,20 +42,23 @@ func (s *Store) Restored(p int32) bool {
 	return ok
 }
 
-// Get returns the state of a session in partition p, or nil. The value must not be modified.
-func (s *Store) Get(p int32, sessionID string) *schemas.SessionState {
+// Get returns the state of a session in partition p; false when nothing is held for it.
+func (s *Store) Get(p int32, sessionID string) (Session, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.parts[p][sessionID]
+	st, ok := s.parts[p][sessionID]
+	return st, ok
 }
 
-// Put records committed state; it is ignored for a partition that is not restored (dropped
-// meanwhile: the next owner restores it from the topic).
-func (s *Store) Put(p int32, st *schemas.SessionState) {
+// Put records the committed state of session sessionID; it is ignored for a partition that is
+// not restored (dropped meanwhile: the next owner restores it from the topic). The key is
+// copied: a map assignment stores the key it is given even when the session is there already,
+// and sessionID is usually the decoded event's.
+func (s *Store) Put(p int32, sessionID string, st Session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if m, ok := s.parts[p]; ok {
-		m[st.SessionID] = st
+		m[strings.Clone(sessionID)] = st
 	}
 }
 
@@ -88,12 +94,12 @@ func (s *Store) Len() int {
 // opts are the base client options (brokers, TLS, SASL); Restore builds its own short-lived
 // client. It returns the number of sessions restored.
 func (s *Store) Restore(ctx context.Context, opts []kgo.Opt, topic string, dec Decoder, ps []int32) (int, error) {
-	maps := make(map[int32]map[string]*schemas.SessionState, len(ps))
+	maps := make(map[int32]map[string]Session, len(ps))
 	for _, p := range ps {
-		maps[p] = map[string]*schemas.SessionState{}
+		maps[p] = map[string]Session{}
 	}
 	err := ReadPartitions(ctx, opts, topic, ps, func(r *kgo.Record) error {
-		return apply(ctx, maps[r.Partition], dec, r)
+		return restoreRecord(ctx, maps[r.Partition], dec, r)
 	})
 	if err != nil {
 		return 0, err
@@ -116,24 +122,50 @@ func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, dec Decoder) (ma
 	return all, err
 }
 
+// restoreRecord folds one state record into a restored partition as apply does, keeping the
+// compact Session: the decoded record's strings (which share the decoder's buffers with other
+// records) are dropped with it. The key is string(r.Key), a copy of the fetched bytes.
+func restoreRecord(ctx context.Context, m map[string]Session, dec Decoder, r *kgo.Record) error {
+	key := string(r.Key)
+	if r.Value == nil {
+		delete(m, key)
+		return nil
+	}
+	st, err := decodeRecord(ctx, dec, r, key)
+	if err != nil {
+		return err
+	}
+	m[key] = FromState(st)
+	return nil
+}
+
 // apply folds one state record into m: a tombstone (the erase tool's, or a topic cleanup)
-// removes the session, anything else replaces it. A record that does not decode is an error:
-// skipping it would silently drop what it protects against (duplicates).
+// removes the session, anything else replaces it.
 func apply(ctx context.Context, m map[string]*schemas.SessionState, dec Decoder, r *kgo.Record) error {
 	key := string(r.Key)
 	if r.Value == nil {
 		delete(m, key)
 		return nil
 	}
+	st, err := decodeRecord(ctx, dec, r, key)
+	if err != nil {
+		return err
+	}
+	m[key] = st
+	return nil
+}
+
+// decodeRecord decodes a state record (not a tombstone) of session key. A record that does not
+// decode is an error: skipping it would silently drop what it protects against (duplicates).
+func decodeRecord(ctx context.Context, dec Decoder, r *kgo.Record, key string) (*schemas.SessionState, error) {
 	var st schemas.SessionState
 	if err := dec.Decode(ctx, r.Value, &st); err != nil {
-		return fmt.Errorf("state record %s/%d@%d (key %q) does not decode: %w; if the topic holds foreign records, point topics.state at a topic only the enricher writes", r.Topic, r.Partition, r.Offset, key, err)
+		return nil, fmt.Errorf("state record %s/%d@%d (key %q) does not decode: %w; if the topic holds foreign records, point topics.state at a topic only the enricher writes", r.Topic, r.Partition, r.Offset, key, err)
 	}
 	if st.SessionID == "" {
 		st.SessionID = key
 	}
-	m[key] = &st
-	return nil
+	return &st, nil
 }
 
 // ReadPartitions calls fn for every committed record of topic's partitions ps (nil: all) from

@@ -57,7 +57,7 @@ type Result struct {
 	// sessionOutcome is the normalised outcome written into the EnrichedSession, for the state.
 	sessionOutcome string
 	// state is the session's state after this event, written with it; nil without a state store.
-	state *schemas.SessionState
+	state *stateUpdate
 	// span is the event's span (the Trace middleware), the parent of its commit span; invalid
 	// when tracing is off.
 	span trace.SpanContext

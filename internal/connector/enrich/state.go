@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -145,7 +144,14 @@ func (e *Enricher) owned(ps []int32) []int32 {
 // records of one key are handled in order by one worker, so no lock is needed.
 type keyState struct {
 	loaded bool
-	st     *schemas.SessionState
+	st     state.Session
+}
+
+// stateUpdate is a session's state after an enriched event, installed in the store when the
+// event commits.
+type stateUpdate struct {
+	sessionID string // the decoded event's; Store.Put copies it
+	st        state.Session
 }
 
 // gate decides, before the handler runs, whether r is enriched: it decodes the event (a record
@@ -157,9 +163,10 @@ func (e *Enricher) gate(ctx context.Context, ks *keyState, r *kgo.Record) (*sche
 		return nil, state.Decision{}
 	}
 	if !ks.loaded {
-		ks.st, ks.loaded = e.store.Get(r.Partition, ev.SessionID), true
+		ks.st, _ = e.store.Get(r.Partition, ev.SessionID)
+		ks.loaded = true
 	}
-	return &ev, state.Decide(ks.st, ev.EventID, eventStatus(&ev))
+	return &ev, ks.st.Decide(ev.EventID, eventStatus(&ev))
 }
 
 // withState returns res with the state record that says ev was enriched, and advances ks. A
@@ -180,9 +187,9 @@ func (e *Enricher) withState(ks *keyState, src *kgo.Record, ev *schemas.SessionE
 	// The decoded event's strings point into the Avro decoder's pooled slabs, shared with other
 	// records' strings: kept in the store for the session's lifetime, each id would keep its
 	// whole slab alive (draining 1 000 000 events over 25 000 sessions grew the enricher past
-	// 600 MiB). The state keeps copies.
-	next := state.Apply(ks.st, strings.Clone(ev.SessionID), strings.Clone(ev.EventID), strings.Clone(eventStatus(ev)), res.sessionOutcome, time.Now())
-	value, err := e.deps.State.Encode(next)
+	// 600 MiB). A state.Session keeps its own copies, and Store.Put copies the key.
+	next := ks.st.Apply(ev.EventID, eventStatus(ev), res.sessionOutcome, time.Now())
+	value, err := e.deps.State.Encode(next.State(ev.SessionID))
 	if err != nil {
 		return Result{}, fmt.Errorf("encode the SessionState of %s: %w", ev.SessionID, err)
 	}
@@ -193,7 +200,7 @@ func (e *Enricher) withState(ks *keyState, src *kgo.Record, ev *schemas.SessionE
 			{Key: serde.HeaderEventID, Value: []byte(ev.EventID)},
 		},
 	})
-	res.state = next
+	res.state = &stateUpdate{sessionID: ev.SessionID, st: next}
 	ks.st = next
 	return res, nil
 }
@@ -208,7 +215,7 @@ func (e *Enricher) commitState(recs []*kgo.Record, results []Result) {
 		case r.Skipped != "":
 			e.sm.skipped.WithLabelValues(r.Skipped).Inc()
 		case r.state != nil:
-			e.store.Put(recs[i].Partition, r.state)
+			e.store.Put(recs[i].Partition, r.state.sessionID, r.state.st)
 			if r.OutOfOrder {
 				e.sm.outOfOrder.Inc()
 			}
