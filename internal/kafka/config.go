@@ -384,10 +384,6 @@ func ClientOpts(cfg Config, role string, reg prometheus.Registerer) ([]kgo.Opt, 
 		kgo.MaxBufferedRecords(cfg.MaxBufferedRecords),
 		kgo.DialTimeout(cfg.DialTimeout),
 	}
-	if codec == kgo.Lz4Compression() {
-		// The same codec with 64 KiB frame blocks instead of 4 MiB ones (lz4.go).
-		opts = append(opts, kgo.WithCompressor(newLZ4Compressor()))
-	}
 	if reg != nil {
 		opts = append(opts, kgo.WithHooks(kpromHooks(reg)))
 	}
