@@ -27,23 +27,7 @@ func TestRevokeWaitsForPolledRecords(t *testing.T) {
 	produceEvents(t, brokers, sent)
 	api := newSimAPI(t, sim.APIURL(), sim.TokenURL(), 3)
 
-	restoring, release := make(chan struct{}), make(chan struct{})
-	var first sync.Once
-	var dialer net.Dialer
-	holdFirstRestore := kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-		held := false
-		first.Do(func() { held = true; close(restoring) })
-		if held {
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return dialer.DialContext(ctx, network, host)
-	})
-	releaseOnce := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(releaseOnce)
+	holdFirstRestore, restoring, releaseOnce := holdFirstDial(t)
 
 	logs := &syncBuffer{}
 	cfgA, cfgB := testConfig("a"), testConfig("b")
@@ -86,4 +70,28 @@ func TestRevokeWaitsForPolledRecords(t *testing.T) {
 		t.Errorf("member a's revoke did not wait for its restore (restored at %d, revoked at %d):\n%s", restored, revoked, out)
 	}
 	checkExactlyOnce(t, sent, decodeEnriched(t, readCommitted(t, brokers, testTopics.Enriched)), cfgA.DataBlocks, true)
+}
+
+// holdFirstDial returns a client option whose first dial waits until release is called (or the
+// test ends), a channel closed when that dial began, and release. Given to the state restore
+// clients, it holds the first restore open for as long as a test needs.
+func holdFirstDial(t *testing.T) (opt kgo.Opt, dialing <-chan struct{}, release func()) {
+	began, released := make(chan struct{}), make(chan struct{})
+	var first sync.Once
+	var dialer net.Dialer
+	opt = kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+		held := false
+		first.Do(func() { held = true; close(began) })
+		if held {
+			select {
+			case <-released:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return dialer.DialContext(ctx, network, host)
+	})
+	release = sync.OnceFunc(func() { close(released) })
+	t.Cleanup(release)
+	return opt, began, release
 }

@@ -1,9 +1,6 @@
 package enrich
 
 import (
-	"context"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,21 +37,7 @@ func newStatefulEnricher(t *testing.T, extra ...kgo.Opt) (*Enricher, []string) {
 // and was not read again, so its sessions kept the state from before the other member enriched
 // them (duplicates not skipped, and the next state record written over the newer one).
 func TestRevokeDuringRestoreLeavesNoStaleState(t *testing.T) {
-	restoring, release := make(chan struct{}), make(chan struct{})
-	var first sync.Once
-	var dialer net.Dialer
-	hold := kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-		held := false
-		first.Do(func() { held = true; close(restoring) })
-		if held {
-			select {
-			case <-release:
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		return dialer.DialContext(ctx, network, host)
-	})
+	hold, restoring, release := holdFirstDial(t)
 	e, _ := newStatefulEnricher(t, hold)
 	const p = 1
 	e.onAssigned(t.Context(), nil, map[string][]int32{testTopics.Sessions: {p}})
@@ -68,7 +51,7 @@ func TestRevokeDuringRestoreLeavesNoStaleState(t *testing.T) {
 		t.Fatal("the restore never started")
 	}
 	e.onRevoked(t.Context(), nil, map[string][]int32{testTopics.Sessions: {p}})
-	close(release)
+	release()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
