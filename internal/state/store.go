@@ -124,24 +124,20 @@ func ReadAll(ctx context.Context, opts []kgo.Opt, topic string, dec Decoder) (ma
 
 // restoreRecord folds one state record into a restored partition as apply does, keeping the
 // compact Session: the decoded record's strings (which share the decoder's buffers with other
-// records) are dropped with it. The key is string(r.Key), a copy of the fetched bytes.
+// records) are dropped with it.
 func restoreRecord(ctx context.Context, m map[string]Session, dec Decoder, r *kgo.Record) error {
-	key := string(r.Key)
-	if r.Value == nil {
-		delete(m, key)
-		return nil
-	}
-	st, err := decodeRecord(ctx, dec, r, key)
-	if err != nil {
-		return err
-	}
-	m[key] = FromState(st)
-	return nil
+	return fold(ctx, m, dec, r, FromState)
 }
 
 // apply folds one state record into m: a tombstone (the erase tool's, or a topic cleanup)
 // removes the session, anything else replaces it.
 func apply(ctx context.Context, m map[string]*schemas.SessionState, dec Decoder, r *kgo.Record) error {
+	return fold(ctx, m, dec, r, func(st *schemas.SessionState) *schemas.SessionState { return st })
+}
+
+// fold applies one state record to m, keeping the decoded state as keep makes it. The key is
+// string(r.Key), a copy of the fetched bytes.
+func fold[V any](ctx context.Context, m map[string]V, dec Decoder, r *kgo.Record, keep func(*schemas.SessionState) V) error {
 	key := string(r.Key)
 	if r.Value == nil {
 		delete(m, key)
@@ -151,7 +147,7 @@ func apply(ctx context.Context, m map[string]*schemas.SessionState, dec Decoder,
 	if err != nil {
 		return err
 	}
-	m[key] = st
+	m[key] = keep(st)
 	return nil
 }
 
