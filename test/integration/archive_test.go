@@ -119,32 +119,26 @@ func TestArchiveEvidence(t *testing.T) {
 	acfg := p.archiverSettings(sim, bucketURL, prefix, archivedTopic, "archive-1")
 	archiver := startChild(t, "archiver", "archiver", acfg)
 
-	// Sessions until at least 100 completed: the 100th completing one has the large video.
+	// Sessions until at least 100 completed and one of them has the large video (every 100th
+	// completing session has one) served: the missing-file fault can hit the video too, and
+	// then there is no upload to kill the archiver in; more sessions bring the next one.
 	began := time.Now()
 	completed := 0
-	for completed < 100 {
-		sim.CreateSessions(min(20, 100-completed+5))
+	var snaps map[string]idnowsim.SessionSnapshot
+	var video string
+	for completed < 100 || video == "" {
+		if completed >= 400 {
+			t.Fatalf("no completed session among %d has the %d-byte video served (not missing)", completed, archiveLargeVideo)
+		}
+		sim.CreateSessions(max(5, min(20, 100-completed+5)))
 		simtest.WaitIdle(t, sim, 3*time.Minute)
 		completed = sim.Stats().SessionsByStatus[idnowsim.StatusCompleted]
+		snaps, video = completedWithVideo(sim)
 	}
-	snaps := map[string]idnowsim.SessionSnapshot{}
-	var video string
-	for _, s := range sim.Sessions() {
-		if s.Status != idnowsim.StatusCompleted {
-			continue
-		}
-		snaps[s.SessionID] = s
+	for id, s := range snaps {
 		if len(s.Files) < 3 || len(s.Files) > 5 {
-			t.Errorf("completed session %s has %d files, want 3-5", s.SessionID, len(s.Files))
+			t.Errorf("completed session %s has %d files, want 3-5", id, len(s.Files))
 		}
-		for _, id := range s.Files {
-			if f, _ := sim.File(id); f.Size == archiveLargeVideo {
-				video = s.SessionID
-			}
-		}
-	}
-	if video == "" {
-		t.Fatalf("no completed session among %d has the %d-byte video", len(snaps), archiveLargeVideo)
 	}
 	t.Logf("%d completed sessions (large video in %s) after %s; simulator %+v", len(snaps), video, time.Since(began).Round(time.Millisecond), sim.Stats())
 
@@ -365,4 +359,23 @@ func runVerify(t testing.TB, cfg settings, id string) (string, error) {
 	cmd.Env = cfg.environ()
 	b, err := cmd.CombinedOutput()
 	return string(b), err
+}
+
+// completedWithVideo returns the simulator's completed sessions and the id of one whose files
+// include the large video, served (not missing); "" when none does yet.
+func completedWithVideo(sim *idnowsim.Simulator) (map[string]idnowsim.SessionSnapshot, string) {
+	snaps := map[string]idnowsim.SessionSnapshot{}
+	video := ""
+	for _, s := range sim.Sessions() {
+		if s.Status != idnowsim.StatusCompleted {
+			continue
+		}
+		snaps[s.SessionID] = s
+		for _, id := range s.Files {
+			if f, _ := sim.File(id); f.Size == archiveLargeVideo && !f.Missing {
+				video = s.SessionID
+			}
+		}
+	}
+	return snaps, video
 }
