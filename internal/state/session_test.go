@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state/statetest"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -160,10 +161,10 @@ func TestSessionKeepsNoCallerStrings(t *testing.T) {
 	store := NewStore()
 	store.parts[0] = map[string]Session{}
 	store.Put(0, part[0], s)
-	for _, held := range heldStrings(reflect.ValueOf(store.parts)) {
+	for _, held := range statetest.HeldStrings(store.parts) {
 		assertNotIn(t, held, buf)
 	}
-	for _, held := range heldStrings(reflect.ValueOf([]Session{FromState(st), s2})) {
+	for _, held := range statetest.HeldStrings([]Session{FromState(st), s2}) {
 		assertNotIn(t, held, buf)
 	}
 }
@@ -195,7 +196,7 @@ func TestRestoreKeepsNoDecodedStrings(t *testing.T) {
 	if len(dec.decoded) == 0 {
 		t.Fatal("the decoder saw no strings")
 	}
-	for _, held := range heldStrings(reflect.ValueOf(m)) {
+	for _, held := range statetest.HeldStrings(m) {
 		for _, d := range dec.decoded {
 			assertNotIn(t, held, d)
 		}
@@ -210,47 +211,13 @@ type recordingDecoder struct {
 
 func (r *recordingDecoder) Decode(ctx context.Context, b []byte, v any) error {
 	err := r.dec.Decode(ctx, b, v)
-	r.decoded = append(r.decoded, heldStrings(reflect.ValueOf(v))...)
+	r.decoded = append(r.decoded, statetest.HeldStrings(v)...)
 	return err
-}
-
-// heldStrings returns every non-empty string reachable from v (struct fields, also unexported
-// ones, pointers, slices, maps).
-func heldStrings(v reflect.Value) []string {
-	var out []string
-	switch v.Kind() {
-	case reflect.String:
-		if v.Len() > 0 {
-			out = append(out, v.String())
-		}
-	case reflect.Pointer, reflect.Interface:
-		if !v.IsNil() {
-			out = heldStrings(v.Elem())
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			out = append(out, heldStrings(v.Field(i))...)
-		}
-	case reflect.Slice, reflect.Array:
-		for i := range v.Len() {
-			out = append(out, heldStrings(v.Index(i))...)
-		}
-	case reflect.Map:
-		for it := v.MapRange(); it.Next(); {
-			out = append(out, heldStrings(it.Key())...)
-			out = append(out, heldStrings(it.Value())...)
-		}
-	}
-	return out
 }
 
 func assertNotIn(t *testing.T, held, src string) {
 	t.Helper()
-	if held == "" || src == "" {
-		return
-	}
-	h, s := uintptr(unsafe.Pointer(unsafe.StringData(held))), uintptr(unsafe.Pointer(unsafe.StringData(src)))
-	if h < s+uintptr(len(src)) && s < h+uintptr(len(held)) {
+	if statetest.Overlaps(held, src) {
 		t.Errorf("held string %q shares memory with %q", held, src)
 	}
 }

@@ -2,12 +2,10 @@ package enrich
 
 import (
 	"context"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +13,7 @@ import (
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/idnow"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/serde"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/state/statetest"
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/schemas"
 )
 
@@ -184,50 +183,11 @@ func TestStateKeepsNoDecodedStrings(t *testing.T) {
 		t.Fatalf("state record %+v", written)
 	}
 	decodedStrings := []string{decoded.SessionID, decoded.EventID, *decoded.SessionStatus, res.sessionOutcome}
-	for _, held := range stringsIn(reflect.ValueOf(res.state.st)) {
+	for _, held := range statetest.HeldStrings(res.state.st) {
 		for _, src := range decodedStrings {
-			if overlaps(held, src) {
+			if statetest.Overlaps(held, src) {
 				t.Errorf("the state holds %q inside the decoded or caller's string %q, not a copy", held, src)
 			}
 		}
 	}
-}
-
-// stringsIn returns every non-empty string reachable from v (struct fields, also unexported ones,
-// pointers, slices, maps).
-func stringsIn(v reflect.Value) []string {
-	var out []string
-	switch v.Kind() {
-	case reflect.String:
-		if v.Len() > 0 {
-			out = append(out, v.String())
-		}
-	case reflect.Pointer, reflect.Interface:
-		if !v.IsNil() {
-			out = stringsIn(v.Elem())
-		}
-	case reflect.Struct:
-		for i := range v.NumField() {
-			out = append(out, stringsIn(v.Field(i))...)
-		}
-	case reflect.Slice, reflect.Array:
-		for i := range v.Len() {
-			out = append(out, stringsIn(v.Index(i))...)
-		}
-	case reflect.Map:
-		for it := v.MapRange(); it.Next(); {
-			out = append(out, stringsIn(it.Key())...)
-			out = append(out, stringsIn(it.Value())...)
-		}
-	}
-	return out
-}
-
-// overlaps reports whether two strings share memory.
-func overlaps(a, b string) bool {
-	if a == "" || b == "" {
-		return false
-	}
-	pa, pb := uintptr(unsafe.Pointer(unsafe.StringData(a))), uintptr(unsafe.Pointer(unsafe.StringData(b)))
-	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
 }
