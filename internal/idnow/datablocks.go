@@ -278,10 +278,10 @@ func walkRefs(v []byte, path string, refs *[]FileRef) error {
 	}
 	for _, m := range members {
 		// Only objects and arrays can hold a reference: a scalar needs no path built.
-		if m.value[0] != '{' && m.value[0] != '[' {
+		if m.Value[0] != '{' && m.Value[0] != '[' {
 			continue
 		}
-		if err := walkRefs(m.value, childPath(path, string(m.key)), refs); err != nil {
+		if err := walkRefs(m.Value, childPath(path, string(m.Key)), refs); err != nil {
 			return err
 		}
 	}
@@ -289,35 +289,22 @@ func walkRefs(v []byte, path string, refs *[]FileRef) error {
 }
 
 // member is one object member: its decoded key and raw value.
-type member struct {
-	key   []byte // the key's text: the token's own bytes when it needs no decoding
-	value []byte
-}
-
 // members are an object's members sorted by key, each key once with its last value.
-type members []member
+type members []jsonscan.Member
 
 // objectMembers takes the object obj apart as decoding it into a map and sorting the keys
 // would.
 func objectMembers(obj []byte) (members, error) {
-	ms := make(members, 0, 8) // most content objects have a handful of keys
-	err := jsonscan.Members(obj, func(k, v []byte) error {
-		key, err := jsonscan.Text(k)
-		if err != nil {
-			return err
-		}
-		ms = append(ms, member{key: key, value: v})
-		return nil
-	})
+	ms, err := jsonscan.ObjectMembers(make(members, 0, 8), obj) // most content objects have a handful of keys
 	if err != nil {
 		return nil, err
 	}
 	// Stable, so of equal keys the last in the document stays last and wins. Byte order is
 	// the decoded strings' order.
-	slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+	slices.SortStableFunc(ms, func(a, b jsonscan.Member) int { return bytes.Compare(a.Key, b.Key) })
 	out := ms[:0]
 	for i, m := range ms {
-		if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
+		if i+1 < len(ms) && bytes.Equal(ms[i+1].Key, m.Key) {
 			continue
 		}
 		out = append(out, m)
@@ -327,11 +314,11 @@ func objectMembers(obj []byte) (members, error) {
 
 // text returns the value of key when it is a JSON string.
 func (ms members) text(key string) (string, bool) {
-	i := sort.Search(len(ms), func(i int) bool { return string(ms[i].key) >= key })
-	if i == len(ms) || string(ms[i].key) != key || len(ms[i].value) == 0 || ms[i].value[0] != '"' {
+	i := sort.Search(len(ms), func(i int) bool { return string(ms[i].Key) >= key })
+	if i == len(ms) || string(ms[i].Key) != key || len(ms[i].Value) == 0 || ms[i].Value[0] != '"' {
 		return "", false
 	}
-	s, err := jsonscan.Unquote(ms[i].value)
+	s, err := jsonscan.Unquote(ms[i].Value)
 	return s, err == nil
 }
 

@@ -128,6 +128,26 @@ func Members(obj []byte, fn func(key, value []byte) error) error {
 	}
 }
 
+// Member is one member of an object: its key's text (see Text) and its value's raw bytes.
+type Member struct {
+	Key   []byte
+	Value []byte
+}
+
+// ObjectMembers returns the members of the object obj in document order, each key as Text
+// gives it (duplicate keys all kept, as Members reports them), appended to dst.
+func ObjectMembers(dst []Member, obj []byte) ([]Member, error) {
+	err := Members(obj, func(k, v []byte) error {
+		key, err := Text(k)
+		if err != nil {
+			return err
+		}
+		dst = append(dst, Member{Key: key, Value: v})
+		return nil
+	})
+	return dst, err
+}
+
 // Elements calls fn with the raw bytes of each element of the array arr, in order. arr that is
 // not an array gives ErrMalformed.
 func Elements(arr []byte, fn func(value []byte) error) error {

@@ -117,3 +117,19 @@ func FuzzValid(f *testing.F) {
 		}
 	})
 }
+
+// TestObjectMembers: keys come back as their decoded text (escapes resolved), values as raw
+// bytes, duplicates in document order, appended to what dst holds; a non-object is malformed.
+func TestObjectMembers(t *testing.T) {
+	got, err := ObjectMembers([]Member{{Key: []byte("kept")}}, []byte(` {"a\u00e9":1, "b" : [2], "a\u00e9":"x"} `))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Member{{Key: []byte("kept")}, {Key: []byte("aé"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("[2]")}, {Key: []byte("aé"), Value: []byte(`"x"`)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("members %q, want %q", got, want)
+	}
+	if _, err := ObjectMembers(nil, []byte(`[1]`)); err == nil {
+		t.Fatal("an array was taken for an object")
+	}
+}

@@ -163,12 +163,8 @@ func compactJSON(raw json.RawMessage) string {
 
 // blockFields is a block's top-level content members in document order, kept raw until a
 // typed field asks for one.
-type blockFields []blockField
-
-type blockField struct {
-	key   []byte // the key's text when it needs no decoding, else its decoded text
-	value json.RawMessage
-}
+// blockFields are the top-level members of a block's content, in document order.
+type blockFields []jsonscan.Member
 
 // contentFields reads the top level of a block's content; content that is not a JSON object
 // (IDnow documents objects only) yields no typed fields rather than an error, as the raw content
@@ -178,15 +174,7 @@ func contentFields(content json.RawMessage) blockFields {
 	if !jsonscan.Valid(content) {
 		return nil
 	}
-	var f blockFields
-	err := jsonscan.Members(content, func(k, v []byte) error {
-		key, err := jsonscan.Text(k)
-		if err != nil {
-			return err
-		}
-		f = append(f, blockField{key: key, value: v})
-		return nil
-	})
+	f, err := jsonscan.ObjectMembers(nil, content)
 	if err != nil {
 		return nil
 	}
@@ -200,8 +188,8 @@ func (f blockFields) get(key string) *string {
 	var raw json.RawMessage
 	found := false
 	for i := len(f) - 1; i >= 0 && !found; i-- {
-		if string(f[i].key) == key {
-			raw, found = f[i].value, true
+		if string(f[i].Key) == key {
+			raw, found = f[i].Value, true
 		}
 	}
 	if !found {
