@@ -29,10 +29,16 @@ type Decoder interface {
 type Store struct {
 	mu    sync.RWMutex
 	parts map[int32]map[string]Session
+	// drops counts the drops of each partition (dropAll those of every one), so that a restore
+	// can tell whether a partition it read was dropped meanwhile.
+	drops   map[int32]uint64
+	dropAll uint64
 }
 
 // NewStore returns an empty store.
-func NewStore() *Store { return &Store{parts: map[int32]map[string]Session{}} }
+func NewStore() *Store {
+	return &Store{parts: map[int32]map[string]Session{}, drops: map[int32]uint64{}}
+}
 
 // Restored reports whether partition p has been restored and not dropped since.
 func (s *Store) Restored(p int32) bool {
@@ -68,6 +74,7 @@ func (s *Store) Drop(ps ...int32) {
 	defer s.mu.Unlock()
 	for _, p := range ps {
 		delete(s.parts, p)
+		s.drops[p]++
 	}
 }
 
@@ -76,6 +83,7 @@ func (s *Store) DropAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.parts)
+	s.dropAll++
 }
 
 // Len returns the number of sessions held, over all partitions.
@@ -90,14 +98,21 @@ func (s *Store) Len() int {
 }
 
 // Restore reads partitions ps of topic from the start to their last stable offset (read
-// committed: aborted enrichments never count) and installs them, replacing what was held.
-// opts are the base client options (brokers, TLS, SASL); Restore builds its own short-lived
-// client. It returns the number of sessions restored.
+// committed: aborted enrichments never count) and installs them, replacing what was held. A
+// partition dropped while it was read (revoked, possibly handed back) is not installed: what was
+// read may predate its other owner's writes, and the next restore reads it again. opts are the
+// base client options (brokers, TLS, SASL); Restore builds its own short-lived client. It returns
+// the number of sessions installed.
 func (s *Store) Restore(ctx context.Context, opts []kgo.Opt, topic string, dec Decoder, ps []int32) (int, error) {
 	maps := make(map[int32]map[string]Session, len(ps))
+	drops := make(map[int32]uint64, len(ps))
+	s.mu.RLock()
+	dropAll := s.dropAll
 	for _, p := range ps {
 		maps[p] = map[string]Session{}
+		drops[p] = s.drops[p]
 	}
+	s.mu.RUnlock()
 	err := ReadPartitions(ctx, opts, topic, ps, func(r *kgo.Record) error {
 		return restoreRecord(ctx, maps[r.Partition], dec, r)
 	})
@@ -108,6 +123,9 @@ func (s *Store) Restore(ctx context.Context, opts []kgo.Opt, topic string, dec D
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for p, m := range maps {
+		if s.drops[p] != drops[p] || s.dropAll != dropAll {
+			continue
+		}
 		s.parts[p] = m
 		n += len(m)
 	}

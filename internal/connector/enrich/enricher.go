@@ -77,10 +77,6 @@ type Enricher struct {
 	mu  sync.Mutex
 	cur *flow // the records in flight; nil while no client consumes
 
-	// rebalances counts the assignments, revokes and losses of input partitions; a state
-	// restore that sees it change reads again (restoreFor).
-	rebalances atomic.Uint64
-
 	// deniedTopic is the output topic refusing writes (TOPIC_AUTHORIZATION_FAILED), "" when
 	// none; only the poll loop touches it (outputDenied).
 	deniedTopic string
@@ -629,7 +625,6 @@ func (e *Enricher) onAssigned(_ context.Context, _ *kgo.Client, assigned map[str
 		// it is stale: a GroupTransactSession passes only the first revoke or loss to
 		// onRevoked/onLost until its next End, and the store may have missed the drop.
 		e.store.Drop(ps...)
-		e.rebalances.Add(1)
 	}
 	e.dropUnowned()
 	e.log.Info("partitions assigned", slog.Any("partitions", assigned[e.deps.Topics.Sessions]))
@@ -658,7 +653,6 @@ func (e *Enricher) rebalanced(how string, parts map[string][]int32) {
 		// The next owner restores these partitions from the topic, including what this
 		// member committed last.
 		e.store.Drop(ps...)
-		e.rebalances.Add(1)
 	}
 	// The cache is kept: most rebalances hand the same partitions back, and their batch then
 	// comes again without asking the API. The next assignment or commit drops the entries of

@@ -97,22 +97,12 @@ func (e *Enricher) restoreFor(ctx context.Context, recs []*kgo.Record) error {
 			missing = append(missing, r.Partition)
 		}
 	}
-	missing = e.owned(missing)
-	for len(missing) > 0 {
-		gen := e.rebalances.Load()
-		if err := e.restore(ctx, missing); err != nil || ctx.Err() != nil {
-			return err
-		}
-		if e.rebalances.Load() == gen {
-			return nil
-		}
-		// A rebalance ran during the read (under exactly_once nothing holds it back): what was
-		// read of a partition revoked meanwhile, or revoked and handed back, may predate its
-		// other owner's writes. Read again what is still owned.
-		e.store.Drop(missing...)
-		missing = e.owned(missing)
+	// A partition revoked during the read (under exactly_once nothing holds a rebalance back)
+	// is not installed by the store, so it is read again when its records come next.
+	if missing = e.owned(missing); len(missing) == 0 {
+		return nil
 	}
-	return nil
+	return e.restore(ctx, missing)
 }
 
 // restore reads partitions ps of the state topic into the store.
