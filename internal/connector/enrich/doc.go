@@ -126,8 +126,9 @@
 // topics.state (internal/state), co-partitioned with topics.sessions. Before the first events of
 // a newly assigned partition it restores that partition of the state into memory (read
 // committed, to the end); it forgets it on revoke and again when the partition is newly
-// assigned, and reads again when the group rebalanced during the restore, so a partition handed
-// back never keeps the state from before its other owner's writes. Each event is checked against its session's
+// assigned, and the store does not install a partition revoked while it was read (it is read
+// again with its next records), so a partition handed back never keeps the state from before
+// its other owner's writes. Each event is checked against its session's
 // state before the API is called: an event id already enriched, or a terminal status already
 // enriched under another id, is skipped (counted in idnow_connector_enrich_events_skipped_total
 // when the event commits, its offset committed like any other); an event whose status ranks
