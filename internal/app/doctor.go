@@ -11,16 +11,13 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-)
 
-// consumerOffsetsTopic is Kafka's internal topic that holds committed offsets, including the
-// enricher's transactional offset commits.
-const consumerOffsetsTopic = "__consumer_offsets"
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
+)
 
 // ErrHangingTransactions is what Doctor returns when it found hanging, coordinator-stuck or
 // foreign transactions and did not abort them, so the command exits non-zero and a script or
@@ -128,8 +125,8 @@ type DoctorReport struct {
 }
 
 // Doctor lists the open, hanging and coordinator-stuck transactions on the partitions the
-// enricher writes and commits to: topics.sessions, topics.enriched, topics.dlq and the
-// __consumer_offsets partition of enrich.group. With opts.Abort it aborts the hanging ones.
+// enricher writes and commits to: topics.sessions, topics.enriched, topics.dlq, the state topic
+// and the __consumer_offsets partition of enrich.group. With opts.Abort it aborts the hanging ones.
 //
 // A transaction is hanging, as in Kafka's `kafka-transactions.sh find-hanging`, when a
 // partition's leader has it open while its coordinator does not hold it (the transactional id
@@ -310,14 +307,16 @@ func leftOver(open []OpenTransaction) string {
 // exist are returned as skipped; when none exists there is nothing to diagnose, which is an
 // error (most likely the wrong brokers or topic names).
 func doctorPartitions(ctx context.Context, adm *kadm.Client, cfg Config) (kadm.TopicsSet, []string, error) {
-	names := []string{cfg.Topics.Sessions, cfg.Topics.Enriched, cfg.Topics.DLQ}
+	// The enricher's transactions write the state topic too: a transaction hanging there pins
+	// its last stable offset, and a restore (read_committed) stops short of the state behind it.
+	names := []string{cfg.Topics.Sessions, cfg.Topics.Enriched, cfg.Topics.DLQ, cfg.Topics.StateTopic()}
 	if cfg.Commands.Enabled {
 		// The commands role's transactions write replies and command states (a missing topic is
 		// skipped like any other: the role may not run in this deployment).
 		names = append(names, cfg.Topics.Replies, cfg.Topics.CommandsState)
 	}
 	topics := slices.Compact(slices.Sorted(slices.Values(names)))
-	md, err := adm.Metadata(ctx, append(slices.Clone(topics), consumerOffsetsTopic)...)
+	md, err := adm.Metadata(ctx, append(slices.Clone(topics), kafka.ConsumerOffsetsTopic)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("doctor: metadata of %v: %w", topics, err)
 	}
@@ -341,26 +340,15 @@ func doctorPartitions(ctx context.Context, adm *kadm.Client, cfg Config) (kadm.T
 	}
 	// A group that never committed has no offsets partition to block; the internal topic only
 	// exists once some group used the cluster.
-	if td, ok := md.Topics[consumerOffsetsTopic]; ok && td.Err == nil && len(td.Partitions) > 0 {
+	if td, ok := md.Topics[kafka.ConsumerOffsetsTopic]; ok && td.Err == nil && len(td.Partitions) > 0 {
 		if cfg.Enrich.Group != "" {
-			set.Add(consumerOffsetsTopic, groupOffsetsPartition(cfg.Enrich.Group, len(td.Partitions)))
+			set.Add(kafka.ConsumerOffsetsTopic, kafka.GroupOffsetsPartition(cfg.Enrich.Group, len(td.Partitions)))
 		}
 		if cfg.Commands.Enabled && cfg.Commands.Group != "" {
-			set.Add(consumerOffsetsTopic, groupOffsetsPartition(cfg.Commands.Group, len(td.Partitions)))
+			set.Add(kafka.ConsumerOffsetsTopic, kafka.GroupOffsetsPartition(cfg.Commands.Group, len(td.Partitions)))
 		}
 	}
 	return set, skipped, nil
-}
-
-// groupOffsetsPartition is the __consumer_offsets partition Kafka stores group's offsets in:
-// abs(Java String.hashCode(group)) mod the partition count (GroupCoordinator.partitionFor).
-func groupOffsetsPartition(group string, partitions int) int32 {
-	var h int32
-	for _, c := range utf16.Encode([]rune(group)) {
-		h = 31*h + int32(c)
-	}
-	// Kafka's Utils.abs: the sign bit cleared, so MinInt32 maps to 0 rather than overflowing.
-	return int32(int64(h&0x7fffffff) % int64(partitions))
 }
 
 // coordinatorTxn is what the coordinator says about one producer id.
@@ -525,7 +513,7 @@ func classifyOpenTransactions(open []OpenTransaction, coord map[int64]coordinato
 		default:
 			o.Threshold, o.ThresholdFrom = lim.fallback, "fallback --transaction-timeout"
 		}
-		o.Foreign = o.Topic == consumerOffsetsTopic && !lim.ours(o.TransactionalID)
+		o.Foreign = o.Topic == kafka.ConsumerOffsetsTopic && !lim.ours(o.TransactionalID)
 		o.Status = StatusOpen
 		switch {
 		case o.Age > o.Threshold && !o.CoordinatorHolds:

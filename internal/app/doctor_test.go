@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
 )
 
 // openTestTransaction starts a kfake cluster with the connector's topics and leaves a
@@ -279,10 +281,10 @@ func TestClassifyOpenTransactions(t *testing.T) {
 		{"coordinator completed it, markers lost", "enriched", 1, 2 * time.Minute, held(7, "CompleteCommit", time.Minute), false, StatusHanging, false, [2]bool{true, true}, "in state CompleteCommit without this partition"},
 		{"transactional id moved to a new producer id: the broker's max applies", "enriched", 1, 2 * time.Minute, held(9, "Ongoing", time.Minute), false, StatusOpen, false, [2]bool{false, false}, "moved idnow-enricher-pod-0 on to producer id 9"},
 		{"ongoing on other partitions only", "enriched", 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "idnow-enricher-pod-0", state: "Ongoing", pid: 7, timeout: time.Minute, topics: kadm.TopicsSet{"enriched": {0: {}}}}}, false, StatusHanging, false, [2]bool{true, true}, "without this partition"},
-		{"ours on the offsets partition", consumerOffsetsTopic, 1, 2 * time.Minute, held(7, "CompleteAbort", time.Minute), false, StatusHanging, false, [2]bool{true, true}, "CompleteAbort"},
-		{"the commands role's on the offsets partition", consumerOffsetsTopic, 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "idnow-connector-commands-pod-1", state: "CompleteAbort", pid: 7, timeout: time.Minute}}, false, StatusHanging, false, [2]bool{true, true}, "CompleteAbort"},
-		{"foreign on the offsets partition", consumerOffsetsTopic, 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "billing-app-1", state: "Empty", pid: 7, timeout: time.Minute}}, false, StatusHanging, true, [2]bool{false, true}, "foreign"},
-		{"unknown id on the offsets partition is foreign", consumerOffsetsTopic, 1, 16 * time.Minute, nil, false, StatusHanging, true, [2]bool{false, true}, "foreign"},
+		{"ours on the offsets partition", kafka.ConsumerOffsetsTopic, 1, 2 * time.Minute, held(7, "CompleteAbort", time.Minute), false, StatusHanging, false, [2]bool{true, true}, "CompleteAbort"},
+		{"the commands role's on the offsets partition", kafka.ConsumerOffsetsTopic, 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "idnow-connector-commands-pod-1", state: "CompleteAbort", pid: 7, timeout: time.Minute}}, false, StatusHanging, false, [2]bool{true, true}, "CompleteAbort"},
+		{"foreign on the offsets partition", kafka.ConsumerOffsetsTopic, 1, 2 * time.Minute, map[int64]coordinatorTxn{7: {txnID: "billing-app-1", state: "Empty", pid: 7, timeout: time.Minute}}, false, StatusHanging, true, [2]bool{false, true}, "foreign"},
+		{"unknown id on the offsets partition is foreign", kafka.ConsumerOffsetsTopic, 1, 16 * time.Minute, nil, false, StatusHanging, true, [2]bool{false, true}, "foreign"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,26 +300,6 @@ func TestClassifyOpenTransactions(t *testing.T) {
 				t.Errorf("reason %q, want it to contain %q", got.Reason, tt.wantReason)
 			}
 		})
-	}
-}
-
-// TestGroupOffsetsPartition checks the __consumer_offsets partition against values computed with
-// Java's String.hashCode, including its MinInt32 case.
-func TestGroupOffsetsPartition(t *testing.T) {
-	for _, tt := range []struct {
-		group      string
-		partitions int
-		want       int32
-	}{
-		{"hello", 50, 22},                   // hashCode 99162322
-		{"polygenelubricants", 50, 0},       // hashCode MinInt32
-		{"idnow-connector-enricher", 50, 8}, // hashCode -1294738140
-		{"itest.group.TestX.0a1b2c3d", 10, 8},
-		{"é-group", 50, 7},
-	} {
-		if got := groupOffsetsPartition(tt.group, tt.partitions); got != tt.want {
-			t.Errorf("groupOffsetsPartition(%q, %d) = %d, want %d", tt.group, tt.partitions, got, tt.want)
-		}
 	}
 }
 

@@ -213,7 +213,13 @@ func (e *Enricher) commitBatch(ctx, shutdownCtx context.Context, cl *kgo.Client,
 	if perr != nil {
 		try = kgo.TryAbort
 	}
+	// The outcome is recorded by the transaction's producer id and epoch, so a marker the broker
+	// skips can be written later with what was decided (txnrepair.go).
+	pid, epoch, known := producerOf(shutdownCtx, cl)
 	committed, err := sess.End(kgo.PreTxnCommitFnContext(shutdownCtx, commitOnly(batchOffsets(recs))), try)
+	if err == nil && known {
+		e.recordOutcome(shutdownCtx, cl, pid, epoch, committed)
+	}
 	spans.end(committed, errors.Join(perr, err))
 	if err != nil {
 		e.m.aborted()

@@ -84,6 +84,7 @@ type Enricher struct {
 	limits   limits        // output record size limits, read at each client start
 	cache    resultCache   // results of the uncommitted batch, reused when it comes again
 	progress *progress     // lag, stall and hanging-transaction state
+	outcomes txnOutcomes   // how the transactions this enricher ended ended, to repair skipped markers
 	store    *state.Store  // restored pipeline state of the owned partitions; nil without Deps.State
 	sm       *stateMetrics // nil without Deps.State
 
@@ -291,13 +292,18 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 
 // startMonitor runs the progress monitor on cl until the returned function is called.
 func (e *Enricher) startMonitor(ctx context.Context, cl *kgo.Client) (stop func()) {
-	var src OffsetSource = kadmOffsets{kadm.NewClient(cl)}
+	adm := kadm.NewClient(cl)
+	var src OffsetSource = kadmOffsets{adm}
 	if e.offsetSource != nil {
 		src = e.offsetSource(cl)
 	}
+	var repair *txnRepair
+	if e.cfg.Delivery == DeliveryExactlyOnce {
+		repair = &txnRepair{adm: adm, current: cl.ProducerID}
+	}
 	mctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { e.monitor(mctx, src) })
+	wg.Go(func() { e.monitor(mctx, src, repair) })
 	return func() {
 		cancel()
 		wg.Wait()

@@ -30,6 +30,7 @@ type metrics struct {
 	truncated    *prometheus.CounterVec
 	stalled      prometheus.Gauge
 	hanging      prometheus.Gauge
+	repaired     *prometheus.CounterVec
 	endToEnd     prometheus.Histogram
 	eventAge     prometheus.Histogram
 	uncommitted  prometheus.Gauge
@@ -102,6 +103,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: ns + "hanging_transactions",
 			Help: "Partitions whose group offsets stay unstable, or whose last stable offset stays behind the end offset (an open transaction), for longer than enrich.transaction_timeout.",
 		}),
+		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: ns + "hanging_transactions_repaired_total",
+			Help: "Partitions on which the enricher ended one of its own hanging transactions, by the marker it wrote (commit or abort, what it had decided): the coordinator had completed the transaction without the partition because it had no leader at that moment (docs/operations.md).",
+		}, []string{"marker"}),
 		endToEnd: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    ns + "end_to_end_seconds",
 			Help:    "Time from the ingress accepting the webhook (SessionEvent receivedAt) to its EnrichedSession record committing, per committed record.",
@@ -133,6 +138,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{"committed", "aborted"} {
 		m.transactions.WithLabelValues(r)
 	}
+	for _, r := range []string{"commit", "abort"} {
+		m.repaired.WithLabelValues(r)
+	}
 	for _, l := range []string{TruncatedContent, TruncatedMetadata} {
 		m.truncated.WithLabelValues(l)
 	}
@@ -152,7 +160,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.consumed, m.enriched, m.dlq, m.duration, m.inFlight, m.transactions, m.lag, m.retries,
-		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging, m.endToEnd, m.eventAge, m.uncommitted, m.batchSize}
+		m.blocked, m.lastCommit, m.restarts, m.truncated, m.stalled, m.hanging, m.repaired, m.endToEnd, m.eventAge, m.uncommitted, m.batchSize}
 }
 
 func (m *metrics) unregister(reg prometheus.Registerer) {

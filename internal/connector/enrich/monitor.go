@@ -99,6 +99,14 @@ func (p *progress) unassign(parts []int32, dropLag func([]int32)) {
 	dropLag(parts)
 }
 
+// hangingCount is the number of partitions the last refresh found blocked by a hanging
+// transaction.
+func (p *progress) hangingCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.hanging)
+}
+
 // problem returns why readiness fails, or nil.
 func (p *progress) problem() error {
 	p.mu.Lock()
@@ -114,12 +122,17 @@ func (p *progress) problem() error {
 }
 
 // monitor refreshes the consumer lag and the hanging-transaction check every enrich.lag_interval
-// until ctx ends. It runs beside each Kafka client the enricher creates, on that client.
-func (e *Enricher) monitor(ctx context.Context, src OffsetSource) {
+// until ctx ends, and while a transaction hangs repairs the enricher's own (repair is nil under
+// at_least_once). It runs beside each Kafka client the enricher creates, on that client.
+func (e *Enricher) monitor(ctx context.Context, src OffsetSource, repair *txnRepair) {
 	t := time.NewTicker(e.cfg.LagInterval)
 	defer t.Stop()
 	for {
-		e.refresh(ctx, src, time.Now())
+		now := time.Now()
+		e.refresh(ctx, src, now)
+		if repair != nil && e.progress.hangingCount() > 0 {
+			e.repairHanging(ctx, *repair, now)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -151,6 +164,11 @@ func (e *Enricher) watchdog(ctx context.Context) {
 func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time) {
 	t := e.deps.Topics
 	topics := []string{t.Sessions, t.Enriched, t.DLQ}
+	if e.store != nil {
+		// The transactions write the state topic too; one hanging there pins what a restore
+		// (read_committed) reads.
+		topics = append(topics, t.StateTopic())
+	}
 	ends, err := src.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		e.refreshFailed(ctx, "list end offsets", err)
