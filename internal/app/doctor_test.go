@@ -228,9 +228,9 @@ func TestDoctorNothingOpen(t *testing.T) {
 	if err != nil {
 		t.Fatalf("doctor: %v\n%s", err, out.String())
 	}
-	// The commands role's topics are scanned too (commands.enabled is the default); here they
-	// do not exist either.
-	if want := []string{cfg.Topics.Replies, cfg.Topics.CommandsState, cfg.Topics.DLQ}; rep.Partitions != 6 || len(rep.Open) != 0 || !slices.Equal(rep.Skipped, want) {
+	// The commands role's topics and the state topic are scanned too (commands.enabled is the
+	// default); here they do not exist either.
+	if want := []string{cfg.Topics.Replies, cfg.Topics.CommandsState, cfg.Topics.DLQ, cfg.Topics.StateTopic()}; rep.Partitions != 6 || len(rep.Open) != 0 || !slices.Equal(rep.Skipped, want) {
 		t.Fatalf("report %+v; want 6 partitions scanned, nothing open, %v skipped", rep, want)
 	}
 	for _, want := range []string{"topic idnow.sessions.dlq does not exist; skipped", "no open transactions on 6 partitions"} {
