@@ -332,12 +332,34 @@ func endOffset(t testing.TB, adm *kadm.Client, topic string, partition int32) in
 // openHangingTransaction leaves a transaction open on topic[partition] that its coordinator does
 // not hold, as a broker that skipped the partition's marker leaves it: it gets a producer id for
 // a fresh transactional id (InitProducerId, with txnTimeout) and writes one transactional batch
-// straight to the partition (Produce v11, before transaction version 2), never adding the
-// partition to the transaction. The broker accepts that only without partition verification
-// (KIP-890), so transaction.partition.verification.enable is switched off for the cluster
-// while the batch is written and restored right after. The coordinator keeps the id Empty.
-// It returns the producer id and epoch and the record's offset.
+// straight to the partition (writeUnaddedBatch). The coordinator keeps the id Empty. It returns
+// the producer id and epoch and the record's offset.
 func openHangingTransaction(t testing.TB, seeds []string, topic string, partition int32, txnTimeout time.Duration) (int64, int16, int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	cl := newClient(t, seeds, kgo.MaxVersions(kversion.V3_9_0())) // as before transaction version 2
+	txnID := uniqueName(t, "hanging")
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID = &txnID
+	init.TransactionTimeoutMillis = int32(txnTimeout / time.Millisecond)
+	ir, err := init.RequestWith(ctx, cl)
+	if err == nil {
+		err = kerr.ErrorForCode(ir.ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("InitProducerId for %s: %v", txnID, err)
+	}
+	return ir.ProducerID, ir.ProducerEpoch, writeUnaddedBatch(t, seeds, txnID, ir.ProducerID, ir.ProducerEpoch, topic, partition)
+}
+
+// writeUnaddedBatch writes one transactional batch of producer pid and epoch (of transactional id
+// txnID) straight to topic[partition] (Produce v11, before transaction version 2), never adding
+// the partition to a transaction: the partition then holds a transaction its coordinator does
+// not, as after a skipped marker. The broker accepts that only without partition verification
+// (KIP-890), so transaction.partition.verification.enable is switched off for the cluster while
+// the batch is written and restored right after. It returns the record's offset.
+func writeUnaddedBatch(t testing.TB, seeds []string, txnID string, pid int64, epoch int16, topic string, partition int32) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
 	defer cancel()
@@ -365,18 +387,6 @@ func openHangingTransaction(t testing.TB, seeds []string, topic string, partitio
 
 	// Produce v11: version 12 adds partitions to the transaction implicitly.
 	cl := newClient(t, seeds, kgo.MaxVersions(kversion.V3_9_0()))
-	txnID := uniqueName(t, "hanging")
-	init := kmsg.NewPtrInitProducerIDRequest()
-	init.TransactionalID = &txnID
-	init.TransactionTimeoutMillis = int32(txnTimeout / time.Millisecond)
-	ir, err := init.RequestWith(ctx, cl)
-	if err == nil {
-		err = kerr.ErrorForCode(ir.ErrorCode)
-	}
-	if err != nil {
-		t.Fatalf("InitProducerId for %s: %v", txnID, err)
-	}
-
 	rec := kmsg.Record{Key: []byte(hangingKey), Value: []byte("never committed"), TimestampDelta64: 0}
 	body := rec.AppendTo(nil)
 	rec.Length = int32(len(body) - 1) // the varint 0 of Length took one byte
@@ -385,7 +395,7 @@ func openHangingTransaction(t testing.TB, seeds []string, topic string, partitio
 		PartitionLeaderEpoch: -1, Magic: 2,
 		Attributes:     0x10, // transactional, no compression
 		FirstTimestamp: now, MaxTimestamp: now,
-		ProducerID: ir.ProducerID, ProducerEpoch: ir.ProducerEpoch, FirstSequence: 0,
+		ProducerID: pid, ProducerEpoch: epoch, FirstSequence: 0,
 		NumRecords: 1, Records: rec.AppendTo(nil),
 	}
 	raw := batch.AppendTo(nil)
@@ -414,5 +424,114 @@ func openHangingTransaction(t testing.TB, seeds []string, topic string, partitio
 	if err := kerr.ErrorForCode(pr.ErrorCode); err != nil {
 		t.Fatalf("transactional produce to %s[%d] (partition verification still on?): %v %v", topic, partition, err, pr.ErrorMessage)
 	}
-	return ir.ProducerID, ir.ProducerEpoch, pr.BaseOffset
+	return pr.BaseOffset
+}
+
+// TestEnricherRepairsItsHangingTransaction shows the enricher ending one of its own hanging
+// transactions with the outcome it decided, on a real broker. The state is the one a single
+// broker's controlled shutdown leaves when it skips a commit's markers on a partition without a
+// leader (TestBrokerOutage meets it now and then): a batch of the enricher's producer id, at an
+// epoch whose transaction the enricher committed, open on a partition its coordinator completed
+// the transaction without. The batch is written straight to the DLQ's partition 0
+// (writeUnaddedBatch), at the epoch before the producer's current one: under transaction
+// version 2 every commit bumps the epoch, so that is the enricher's last transaction, which
+// committed. After enrich.transaction_timeout the enricher writes the commit marker itself: the
+// record becomes visible to read_committed readers, the last stable offset moves on, the
+// enricher logs and counts the repair, and the pipeline carries on, every event enriched once.
+func TestEnricherRepairsItsHangingTransaction(t *testing.T) {
+	seeds := brokers(t)
+	p := newPipeline(t, seeds)
+	sim := startSimulator(t)
+	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
+	ingress := startChild(t, "ingress", "ingress", icfg)
+	if err := sim.SetWebhookURL(url); err != nil {
+		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
+	}
+	enricher := startChild(t, "enricher", "enricher", p.enricherSettings(sim, "repair").with(settings{
+		"enrich.transaction_timeout": hangingTxnTimeout.String(),
+		"enrich.lag_interval":        hangingLagInterval.String(),
+	}))
+	sim.CreateSessions(10)
+	simtest.WaitIdle(t, sim, 2*time.Minute)
+	p.waitConsumed(1, 2*time.Minute)
+
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	adm := newAdmin(t, seeds)
+	txnID := p.txnID + "-repair"
+	desc, err := adm.DescribeTransactions(ctx, txnID)
+	var d kadm.DescribedTransaction
+	if err == nil {
+		d, err = desc.On(txnID, nil)
+	}
+	if err == nil {
+		err = d.Err
+	}
+	if err != nil {
+		t.Fatalf("describe the enricher's transactional id %s: %v", txnID, err)
+	}
+	if d.State != "CompleteCommit" || d.ProducerEpoch < 1 {
+		t.Fatalf("the enricher's transactional id %s is %s at epoch %d; want its last transaction committed (CompleteCommit), epoch >= 1", txnID, d.State, d.ProducerEpoch)
+	}
+	epoch := d.ProducerEpoch - 1 // the committed transaction's epoch: EndTxn moved it on by one
+	offset := writeUnaddedBatch(t, seeds, txnID, d.ProducerID, epoch, p.dlq, 0)
+	written := time.Now()
+	t.Logf("batch of the enricher's producer %d, epoch %d, left open on %s[0] at offset %d", d.ProducerID, epoch, p.dlq, offset)
+
+	waitFor(t, "the enricher repairs the transaction (the DLQ's last stable offset passes the batch)", detectWithin, func() (bool, string) {
+		lsos, err := adm.ListCommittedOffsets(ctx, p.dlq)
+		if err != nil {
+			return false, err.Error()
+		}
+		o, _ := lsos.Lookup(p.dlq, 0)
+		return o.Offset > offset, fmt.Sprintf("last stable offset %d (%v)", o.Offset, o.Err)
+	})
+	t.Logf("repaired %s after the batch was written", time.Since(written).Round(time.Second))
+	line := logLine(t, enricher, "repaired a hanging transaction")
+	for _, want := range []string{p.dlq, `"marker":"commit"`, fmt.Sprintf(`"producer_epoch":%d`, epoch)} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the repair's log line does not contain %s: %q", want, line)
+		}
+	}
+	if n, err := labelledMetricValue(enricher.admin, "idnow_connector_enrich_hanging_transactions_repaired_total", `marker="commit"`); err != nil || n != 1 {
+		t.Errorf("hanging_transactions_repaired_total{marker=commit} = %v (%v), want 1", n, err)
+	}
+
+	// The pipeline carries on.
+	sim.CreateSessions(10)
+	simtest.WaitIdle(t, sim, 2*time.Minute)
+	p.waitConsumed(1, 2*time.Minute)
+	enricher.stop()
+	ingress.stop()
+	dlq := p.readCommitted(p.dlq)
+	if len(dlq) != 1 || string(dlq[0].Key) != hangingKey {
+		t.Errorf("%d records visible on the DLQ, want only the repaired batch (committed by the marker)", len(dlq))
+	}
+	_, inputByID := decodeEvents(t, p.readAll(p.sessions))
+	got, enrichedByID := decodeEnriched(t, p.readCommitted(p.enriched))
+	checkOnePerEvent(t, inputByID, enrichedByID)
+	t.Logf("%d SessionEvents, %d enriched records visible to read_committed", len(inputByID), len(got))
+}
+
+// labelledMetricValue returns the value of the series of name whose labels contain labels
+// (e.g. `marker="commit"`) from the child's /metrics.
+func labelledMetricValue(admin, name, labels string) (float64, error) {
+	status, body, err := get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("/metrics answered %d", status)
+	}
+	for line := range strings.SplitSeq(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		ls, v, ok := strings.Cut(rest, "} ")
+		if ok && strings.Contains(ls, labels) {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("no series %s{%s} on /metrics", name, labels)
 }
