@@ -493,6 +493,10 @@ func TestEnricherRepairsItsHangingTransaction(t *testing.T) {
 			t.Errorf("the repair's log line does not contain %s: %q", want, line)
 		}
 	}
+	// Repaired before it is reported: no ERROR line, no page.
+	if line := logLine(t, enricher, "hanging transaction", `"level":"ERROR"`); line != "" {
+		t.Errorf("the enricher reported the transaction it repaired: %s", line)
+	}
 	if n, err := labelledMetricValue(enricher.admin, "idnow_connector_enrich_hanging_transactions_repaired_total", `marker="commit"`); err != nil || n != 1 {
 		t.Errorf("hanging_transactions_repaired_total{marker=commit} = %v (%v), want 1", n, err)
 	}

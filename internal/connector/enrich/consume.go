@@ -217,8 +217,8 @@ func (e *Enricher) commitBatch(ctx, shutdownCtx context.Context, cl *kgo.Client,
 	// skips can be written later with what was decided (txnrepair.go).
 	pid, epoch, known := producerOf(shutdownCtx, cl)
 	committed, err := sess.End(kgo.PreTxnCommitFnContext(shutdownCtx, commitOnly(batchOffsets(recs))), try)
-	if err == nil && known {
-		e.recordOutcome(shutdownCtx, cl, pid, epoch, committed)
+	if known {
+		e.recordOutcome(pid, epoch, try, committed, err)
 	}
 	spans.end(committed, errors.Join(perr, err))
 	if err != nil {

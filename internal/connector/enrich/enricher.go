@@ -299,7 +299,7 @@ func (e *Enricher) startMonitor(ctx context.Context, cl *kgo.Client) (stop func(
 	}
 	var repair *txnRepair
 	if e.cfg.Delivery == DeliveryExactlyOnce {
-		repair = &txnRepair{adm: adm, current: cl.ProducerID}
+		repair = newTxnRepair(adm, cl.ProducerID)
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

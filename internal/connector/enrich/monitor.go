@@ -99,14 +99,6 @@ func (p *progress) unassign(parts []int32, dropLag func([]int32)) {
 	dropLag(parts)
 }
 
-// hangingCount is the number of partitions the last refresh found blocked by a hanging
-// transaction.
-func (p *progress) hangingCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.hanging)
-}
-
 // problem returns why readiness fails, or nil.
 func (p *progress) problem() error {
 	p.mu.Lock()
@@ -128,11 +120,7 @@ func (e *Enricher) monitor(ctx context.Context, src OffsetSource, repair *txnRep
 	t := time.NewTicker(e.cfg.LagInterval)
 	defer t.Stop()
 	for {
-		now := time.Now()
-		e.refresh(ctx, src, now)
-		if repair != nil && e.progress.hangingCount() > 0 {
-			e.repairHanging(ctx, *repair, now)
-		}
+		e.refresh(ctx, src, time.Now(), repair)
 		select {
 		case <-ctx.Done():
 			return
@@ -159,9 +147,29 @@ func (e *Enricher) watchdog(ctx context.Context) {
 // refresh reads end offsets, last stable offsets and the group's committed offsets, sets the
 // lag of this member's partitions the way Kafka's tooling computes it (end offset minus the
 // committed offset; minus the log start offset when nothing is committed yet, as
-// kadm.CalculateGroupLagWithStartOffsets does) and updates the hanging-transaction state.
-// A failed read leaves the previous values: the next refresh tries again.
-func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time) {
+// kadm.CalculateGroupLagWithStartOffsets does) and updates the hanging-transaction state. A
+// hanging transaction that is one of the enricher's own is repaired first (repair is nil under
+// at_least_once): it is not reported, the next refresh sees the offsets move. A failed read
+// leaves the previous values: the next refresh tries again.
+func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time, repair *txnRepair) {
+	hanging, causes, ok := e.observe(ctx, src, now)
+	if !ok {
+		return
+	}
+	if repair != nil {
+		if len(hanging) == 0 {
+			repair.episodeOver()
+		} else if e.repairHanging(ctx, repair, now) > 0 {
+			return
+		}
+	}
+	e.publishHanging(hanging, causes)
+}
+
+// observe reads the offsets, updates the lag and the marks, and returns the partitions blocked
+// by a transaction for longer than enrich.transaction_timeout, with why; ok is false when a read
+// failed.
+func (e *Enricher) observe(ctx context.Context, src OffsetSource, now time.Time) (hanging []topicPartition, causes []string, ok bool) {
 	t := e.deps.Topics
 	topics := []string{t.Sessions, t.Enriched, t.DLQ}
 	if e.store != nil {
@@ -172,17 +180,17 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	ends, err := src.ListEndOffsets(ctx, topics...)
 	if err != nil {
 		e.refreshFailed(ctx, "list end offsets", err)
-		return
+		return nil, nil, false
 	}
 	lsos, err := src.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		e.refreshFailed(ctx, "list last stable offsets", err)
-		return
+		return nil, nil, false
 	}
 	starts, err := src.ListStartOffsets(ctx, t.Sessions)
 	if err != nil {
 		e.refreshFailed(ctx, "list start offsets", err)
-		return
+		return nil, nil, false
 	}
 	committed, err := src.FetchOffsets(ctx, e.cfg.Group)
 	if errors.Is(err, kerr.GroupIDNotFound) {
@@ -190,7 +198,7 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	}
 	if err != nil {
 		e.refreshFailed(ctx, "fetch the group's committed offsets", err)
-		return
+		return nil, nil, false
 	}
 	// The same fetch the group members make (require_stable): it answers
 	// UNSTABLE_OFFSET_COMMIT while a transaction with offsets for the group is open.
@@ -200,7 +208,7 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	}
 	if stableErr != nil && !errors.Is(stableErr, kerr.UnstableOffsetCommit) {
 		e.refreshFailed(ctx, "fetch the group's stable offsets", stableErr)
-		return
+		return nil, nil, false
 	}
 
 	p := e.progress
@@ -294,8 +302,6 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 	}
 
 	limit := e.cfg.TransactionTimeout
-	var hanging []topicPartition
-	var causes []string
 	for tp, m := range p.unstableSince {
 		if now.Sub(m.since) > limit {
 			hanging = append(hanging, tp)
@@ -315,6 +321,15 @@ func (e *Enricher) refresh(ctx context.Context, src OffsetSource, now time.Time)
 		return int(a.partition - b.partition)
 	})
 	slices.Sort(causes)
+	return hanging, causes, true
+}
+
+// publishHanging sets the hanging-transaction gauge and readiness, and logs a change.
+func (e *Enricher) publishHanging(hanging []topicPartition, causes []string) {
+	p := e.progress
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	limit := e.cfg.TransactionTimeout
 	changed := !slices.Equal(hanging, p.hanging)
 	p.hanging = hanging
 	e.m.setHanging(len(hanging))

@@ -82,7 +82,7 @@ func TestRefreshHangingDetection(t *testing.T) {
 	e.cfg.TransactionTimeout = time.Minute
 	e.progress.assign([]int32{0, 1})
 	t0 := time.Unix(1000, 0)
-	step := func(at time.Duration) { e.refresh(t.Context(), src, t0.Add(at)) }
+	step := func(at time.Duration) { e.refresh(t.Context(), src, t0.Add(at), nil) }
 	hanging := func() float64 { return testutil.ToFloat64(e.m.hanging) }
 
 	step(0)

@@ -51,6 +51,7 @@ func TestDeliveryModes(t *testing.T) {
 			if n := testutil.ToFloat64(r.e.m.consumed); int(n) < len(sent) {
 				t.Errorf("events_consumed_total = %v, want at least %d", n, len(sent))
 			}
+			checkRecordedOutcomes(t, r.e, tc.delivery)
 			var enriched float64
 			for _, st := range []string{"COMPLETED", "ABORTED", "EXPIRED", "ERROR"} {
 				for _, o := range []string{"accepted", "rejected", "no_outcome"} {
@@ -226,5 +227,31 @@ func testRebalance(t *testing.T, delivery string) {
 	if testutil.ToFloat64(b.e.m.transactions.WithLabelValues("committed")) == 0 || committed < 2 {
 		t.Errorf("member b committed no batch before it stopped (a %v, b %v): the test did not share the stream",
 			testutil.ToFloat64(a.e.m.transactions.WithLabelValues("committed")), testutil.ToFloat64(b.e.m.transactions.WithLabelValues("committed")))
+	}
+}
+
+// checkRecordedOutcomes: under exactly_once every committed transaction's outcome is recorded
+// as a commit under its own producer epoch (kfake bumps the epoch at each EndTxn, as transaction
+// version 2 does), so a marker the broker skips could be written later (txnrepair.go); under
+// at_least_once nothing is.
+func checkRecordedOutcomes(t *testing.T, e *Enricher, delivery string) {
+	t.Helper()
+	e.outcomes.mu.Lock()
+	defer e.outcomes.mu.Unlock()
+	commits := 0
+	for k, o := range e.outcomes.m {
+		switch o.out {
+		case outcomeCommit:
+			commits++
+		default:
+			t.Errorf("producer %d epoch %d recorded as %d, want a commit (no transaction aborted or failed here)", k.pid, k.epoch, o.out)
+		}
+	}
+	want := int(testutil.ToFloat64(e.m.transactions.WithLabelValues("committed")))
+	if delivery == DeliveryAtLeastOnce {
+		want = 0
+	}
+	if commits != want {
+		t.Errorf("%d commits recorded, want %d (transactions committed under %s)", commits, want, delivery)
 	}
 }

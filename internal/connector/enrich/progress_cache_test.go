@@ -40,7 +40,7 @@ func TestRevokeDropsLagUnderLock(t *testing.T) {
 		e.progress.assign([]int32{0})
 		e.progress.mu.Lock()
 		var wg sync.WaitGroup
-		wg.Go(func() { e.refresh(t.Context(), src, time.Now()) })
+		wg.Go(func() { e.refresh(t.Context(), src, time.Now(), nil) })
 		<-src.read
 		time.Sleep(20 * time.Millisecond) // refresh now waits on p.mu
 		wg.Go(func() { e.rebalanced("revoked", map[string][]int32{s: {0}}) })

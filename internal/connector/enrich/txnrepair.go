@@ -3,9 +3,10 @@ package enrich
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
+	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -29,16 +30,28 @@ import (
 // __consumer_offsets keeps the group's offsets unstable, so the enricher cannot consume that
 // input partition again.
 //
-// The enricher knows what it decided: it records the outcome of every transaction it ended by
+// The enricher knows what it decided: it records the outcome of every transaction it ends by
 // producer id and epoch, and when the monitor sees a hanging transaction it writes the markers
 // that were skipped, with that outcome, so the transaction ends on every partition as it ended
-// on the others. Only ended transactions are repaired (an epoch before the producer's current
-// one), and only under transaction version 2, where an id and epoch name one transaction
-// (recordOutcome). Any other hanging transaction is reported for `idnow-connector doctor`.
+// on the others. It repairs only what it can prove: a transaction it ended (an epoch before the
+// producer's current one), whose outcome is certain, and that is the only transaction it ended
+// under that id and epoch (with transaction version 2, Kafka 4.0's default, each EndTxn bumps
+// the epoch; before it, many transactions share one). Any other hanging transaction is reported
+// for `idnow-connector doctor`.
+//
+// If a later transaction of the same producer wrote to the partition, the partition's open
+// transaction reaches into it and its epoch is the later one: that transaction's marker, from
+// the coordinator or from here, ends both (Kafka's own behaviour; the older batches' outcome was
+// lost with their marker).
 
-// maxTxnOutcomes bounds the outcomes kept: at the default commit interval of 100 ms about seven
-// minutes of transactions, far past the transaction timeout a repair waits for.
-const maxTxnOutcomes = 4096
+// Outcomes are kept for outcomeRetention(cfg) and at most maxTxnOutcomes: a repair needs the
+// outcome until the hang has lasted enrich.transaction_timeout and the monitor looked again.
+const maxTxnOutcomes = 1 << 16
+
+// outcomeRetention is how long an outcome is kept: twice the time a repair can take to start.
+func outcomeRetention(cfg Config) time.Duration {
+	return 2*(cfg.TransactionTimeout+cfg.LagInterval) + time.Minute
+}
 
 type txnKey struct {
 	pid   int64
@@ -50,40 +63,57 @@ type txnOutcome uint8
 const (
 	outcomeCommit txnOutcome = iota + 1
 	outcomeAbort
-	outcomeMixed // both outcomes recorded under one id and epoch: unknown, never repaired
+	// outcomeUnknown: the outcome is not certain (End failed, or a commit came back as not
+	// committed: franz-go then aborts by reloading the producer id, and the coordinator may have
+	// committed after all), or more than one transaction ended under the id and epoch (brokers
+	// before transaction version 2 keep one epoch for many). Never repaired.
+	outcomeUnknown
 )
 
-// txnOutcomes remembers how the enricher's transactions ended, by producer id and epoch.
-type txnOutcomes struct {
-	mu    sync.Mutex
-	m     map[txnKey]txnOutcome
-	order []txnKey // oldest first, for eviction
+type recordedOutcome struct {
+	key txnKey
+	at  time.Time
+	seq uint64
 }
 
-// record notes that the transaction of pid and epoch ended with a commit (or an abort).
-func (o *txnOutcomes) record(pid int64, epoch int16, commit bool) {
-	out := outcomeAbort
-	if commit {
-		out = outcomeCommit
-	}
+type outcomeEntry struct {
+	out txnOutcome
+	seq uint64 // of its latest record
+}
+
+// txnOutcomes remembers how the enricher's transactions ended, by producer id and epoch. Each
+// End is recorded, so an id and epoch that saw two transactions is known to be ambiguous.
+type txnOutcomes struct {
+	mu    sync.Mutex
+	m     map[txnKey]outcomeEntry
+	order []recordedOutcome // oldest first, for eviction
+	seq   uint64
+}
+
+// record notes that a transaction of pid and epoch ended with out, at now, and forgets outcomes
+// older than retention.
+func (o *txnOutcomes) record(pid int64, epoch int16, out txnOutcome, now time.Time, retention time.Duration) {
 	k := txnKey{pid, epoch}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.m == nil {
-		o.m = map[txnKey]txnOutcome{}
+		o.m = map[txnKey]outcomeEntry{}
 	}
-	prev, ok := o.m[k]
-	switch {
-	case !ok:
-		o.m[k] = out
-		o.order = append(o.order, k)
-		if len(o.order) > maxTxnOutcomes {
-			delete(o.m, o.order[0])
-			o.order = slices.Delete(o.order, 0, 1)
+	if _, seen := o.m[k]; seen {
+		out = outcomeUnknown
+	}
+	o.seq++
+	o.m[k] = outcomeEntry{out, o.seq}
+	o.order = append(o.order, recordedOutcome{k, now, o.seq})
+	drop := 0
+	for drop < len(o.order) && (len(o.order)-drop > maxTxnOutcomes || now.Sub(o.order[drop].at) > retention) {
+		// A key recorded again later stays until its latest record goes.
+		if r := o.order[drop]; o.m[r.key].seq == r.seq {
+			delete(o.m, r.key)
 		}
-	case prev != out:
-		o.m[k] = outcomeMixed
+		drop++
 	}
+	o.order = slices.Delete(o.order, 0, drop)
 }
 
 // lookup returns whether the transaction of pid and epoch was committed, and whether that is
@@ -91,7 +121,7 @@ func (o *txnOutcomes) record(pid int64, epoch int16, commit bool) {
 func (o *txnOutcomes) lookup(pid int64, epoch int16) (commit, known bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	switch o.m[txnKey{pid, epoch}] {
+	switch o.m[txnKey{pid, epoch}].out {
 	case outcomeCommit:
 		return true, true
 	case outcomeAbort:
@@ -107,16 +137,19 @@ func producerOf(ctx context.Context, cl *kgo.Client) (pid int64, epoch int16, ok
 	return pid, epoch, err == nil
 }
 
-// recordOutcome records the outcome of the transaction of pid and epoch (the producer before
-// End) when End ended one. Under transaction version 2 (KIP-890, Kafka 4.0's default) every
-// EndTxn bumps the epoch, so one id and epoch name exactly one transaction, and an epoch that did
-// not move means End had nothing to end. Older transaction versions keep the epoch, many
-// transactions share it and no outcome is recorded: their hanging transactions are left to the
-// doctor.
-func (e *Enricher) recordOutcome(ctx context.Context, cl *kgo.Client, pid int64, epoch int16, committed bool) {
-	if after, afterEpoch, ok := producerOf(ctx, cl); ok && (after != pid || afterEpoch != epoch) {
-		e.outcomes.record(pid, epoch, committed)
+// recordOutcome records how End ended the transaction of pid and epoch (the producer before
+// End, whose epoch the transaction's batches carry): committed, aborted because the enricher
+// asked for an abort, or unknown.
+func (e *Enricher) recordOutcome(pid int64, epoch int16, try kgo.TransactionEndTry, committed bool, endErr error) {
+	out := outcomeUnknown
+	switch {
+	case endErr != nil:
+	case committed:
+		out = outcomeCommit
+	case try == kgo.TryAbort:
+		out = outcomeAbort
 	}
+	e.outcomes.record(pid, epoch, out, time.Now(), outcomeRetention(e.cfg))
 }
 
 // txnAdmin is what the repair asks of Kafka; *kadm.Client has it.
@@ -126,97 +159,154 @@ type txnAdmin interface {
 	WriteTxnMarkers(ctx context.Context, markers ...kadm.TxnMarkers) (kadm.TxnMarkersResponses, error)
 }
 
-// txnRepair is the repair's view of one Kafka client: its admin requests and its producer.
+// txnRepair is the repair's view of one Kafka client and what it remembers between refreshes.
+// Only the monitor goroutine of that client uses it.
 type txnRepair struct {
-	adm     txnAdmin
-	current func(context.Context) (pid int64, epoch int16, err error) // the client's producer now
+	adm txnAdmin
+	// current is the client's producer now. cl.ProducerID loads the producer id when the client
+	// has failed it, which its next produce, Begin or End would do anyway: no new effect.
+	current func(context.Context) (pid int64, epoch int16, err error)
+
+	failures map[repairTarget]int // marker writes refused, by target
+	warned   map[string]bool      // problems logged in this hang episode
 }
 
-// repairPartitions are the partitions the enricher's transactions write: the output topics, the
-// state topic and the __consumer_offsets partition of the group.
-func (e *Enricher) repairPartitions(ctx context.Context, adm txnAdmin) (kadm.TopicsSet, error) {
+// repairTarget is one open transaction on one partition.
+type repairTarget struct {
+	topic     string
+	partition int32
+	pid       int64
+	epoch     int16
+}
+
+// maxRepairFailures is how often a marker write may be refused before the repair leaves the
+// transaction to the doctor.
+const maxRepairFailures = 5
+
+func newTxnRepair(adm txnAdmin, current func(context.Context) (int64, int16, error)) *txnRepair {
+	return &txnRepair{adm: adm, current: current, failures: map[repairTarget]int{}, warned: map[string]bool{}}
+}
+
+// episodeOver forgets the problems logged once nothing hangs any more.
+func (r *txnRepair) episodeOver() {
+	clear(r.warned)
+	clear(r.failures)
+}
+
+// warnOnce logs msg at WARN once per hang episode (the monitor tries every enrich.lag_interval).
+func (e *Enricher) warnOnce(ctx context.Context, r *txnRepair, msg string, attrs ...any) {
+	if ctx.Err() != nil || r.warned[msg] {
+		return
+	}
+	r.warned[msg] = true
+	e.log.Warn(msg, attrs...)
+}
+
+// repairTopics are the topics the enricher's transactions write: the output topics, the state
+// topic and __consumer_offsets (the group's partition of it).
+func (e *Enricher) repairTopics() []string {
 	t := e.deps.Topics
 	topics := []string{t.Enriched, t.DLQ, kafka.ConsumerOffsetsTopic}
 	if e.store != nil {
 		topics = append(topics, t.StateTopic())
 	}
-	details, err := adm.ListTopics(ctx, topics...)
+	return topics
+}
+
+// describeOpen returns the open transactions on the partitions the enricher's transactions
+// write, one topic at a time: a topic the enricher may not describe (DescribeProducers needs
+// READ on it, __consumer_offsets included) is logged once and left out.
+func (e *Enricher) describeOpen(ctx context.Context, r *txnRepair) []kadm.DescribedProducer {
+	topics := e.repairTopics()
+	details, err := r.adm.ListTopics(ctx, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("list topics %v: %w", topics, err)
+		e.warnOnce(ctx, r, "repairing hanging transactions: cannot list the enricher's topics; trying again at the next refresh", slog.Any("err", err))
+		return nil
 	}
-	set := kadm.TopicsSet{}
-	for _, d := range details {
-		if d.Err != nil {
+	var open []kadm.DescribedProducer
+	for _, topic := range topics {
+		d, ok := details[topic]
+		if !ok || d.Err != nil || len(d.Partitions) == 0 {
 			continue // a topic that does not exist holds no transaction
 		}
-		if d.Topic == kafka.ConsumerOffsetsTopic {
-			if n := len(d.Partitions); n > 0 {
-				set.Add(d.Topic, kafka.GroupOffsetsPartition(e.cfg.Group, n))
+		set := kadm.TopicsSet{}
+		if topic == kafka.ConsumerOffsetsTopic {
+			set.Add(topic, kafka.GroupOffsetsPartition(e.cfg.Group, len(d.Partitions)))
+		} else {
+			for p := range d.Partitions {
+				set.Add(topic, p)
 			}
-			continue
 		}
-		for p := range d.Partitions {
-			set.Add(d.Topic, p)
+		described, err := r.adm.DescribeProducers(ctx, set)
+		if err != nil {
+			if _, partial := errors.AsType[*kadm.ShardErrors](err); !partial {
+				e.warnOnce(ctx, r, "repairing hanging transactions: cannot describe the producers of "+topic+
+					" (the enricher's principal needs READ on it); its transactions are left to `idnow-connector doctor`", slog.Any("err", err))
+				continue
+			}
 		}
+		described.EachPartition(func(dp kadm.DescribedProducersPartition) {
+			if dp.Err != nil {
+				return
+			}
+			for _, p := range dp.ActiveProducers.Sorted() {
+				if p.CurrentTxnStartOffset >= 0 {
+					open = append(open, p)
+				}
+			}
+		})
 	}
-	return set, nil
+	return open
 }
 
 // repairHanging writes the markers the coordinator skipped for the enricher's own ended
-// transactions still open on its partitions longer than enrich.transaction_timeout, with the
-// outcome the enricher decided. It returns how many partitions it repaired; failures are
-// logged and tried again at the next refresh.
-func (e *Enricher) repairHanging(ctx context.Context, r txnRepair, now time.Time) int {
+// transactions still open on its partitions, the last write to the partition longer than
+// enrich.transaction_timeout ago, with the outcome the enricher decided. It returns how many
+// partitions it repaired; failures are logged once per hang episode and tried again at the next
+// refresh, a refused marker at most maxRepairFailures times.
+func (e *Enricher) repairHanging(ctx context.Context, r *txnRepair, now time.Time) int {
 	curPID, curEpoch, err := r.current(ctx)
 	if err != nil {
 		return 0 // no producer now (being re-created): the next refresh tries again
 	}
-	set, err := e.repairPartitions(ctx, r.adm)
-	if err != nil {
-		e.repairFailed(ctx, err)
-		return 0
-	}
-	described, err := r.adm.DescribeProducers(ctx, set)
-	if err != nil {
-		if _, partial := errors.AsType[*kadm.ShardErrors](err); !partial {
-			e.repairFailed(ctx, fmt.Errorf("describe producers: %w", err))
-			return 0
-		}
-	}
 	type target struct {
+		repairTarget
 		p      kadm.DescribedProducer
 		commit bool
 	}
 	var targets []target
 	var markers []kadm.TxnMarkers
-	described.EachPartition(func(dp kadm.DescribedProducersPartition) {
-		if dp.Err != nil {
-			return
+	for _, p := range e.describeOpen(ctx, r) {
+		if now.Sub(time.UnixMilli(p.LastTimestamp)) <= e.cfg.TransactionTimeout {
+			continue // may still be ending
 		}
-		for _, p := range dp.ActiveProducers.Sorted() {
-			if p.CurrentTxnStartOffset < 0 || now.Sub(time.UnixMilli(p.LastTimestamp)) <= e.cfg.TransactionTimeout {
-				continue // no open transaction, or one that may still be ending
-			}
-			if p.ProducerID == curPID && p.ProducerEpoch >= curEpoch {
-				continue // the transaction in progress (or the coordinator's own timeout abort)
-			}
-			commit, known := e.outcomes.lookup(p.ProducerID, p.ProducerEpoch)
-			if !known {
-				continue // not one the enricher ended, or its outcome is not known: the doctor's
-			}
-			targets = append(targets, target{p, commit})
-			markers = append(markers, kadm.TxnMarkers{
-				ProducerID: p.ProducerID, ProducerEpoch: p.ProducerEpoch, Commit: commit,
-				CoordinatorEpoch: max(p.CoordinatorEpoch, 0), Topics: kadm.TopicsSet{p.Topic: {p.Partition: {}}},
-			})
+		if p.ProducerID == curPID && p.ProducerEpoch >= curEpoch {
+			continue // the transaction in progress (or the coordinator's own timeout abort)
 		}
-	})
+		commit, known := e.outcomes.lookup(p.ProducerID, p.ProducerEpoch)
+		rt := repairTarget{p.Topic, p.Partition, p.ProducerID, p.ProducerEpoch}
+		if !known || r.failures[rt] >= maxRepairFailures {
+			continue // not one the enricher ended, its outcome uncertain, or given up: the doctor's
+		}
+		// The marker carries the epoch after the transaction's, as the coordinator writes it
+		// under transaction version 2 (a marker at the batches' own epoch is refused there); a
+		// leader checking the older way accepts any epoch not below the batches'.
+		markerEpoch := p.ProducerEpoch
+		if markerEpoch < math.MaxInt16 {
+			markerEpoch++
+		}
+		targets = append(targets, target{rt, p, commit})
+		markers = append(markers, kadm.TxnMarkers{
+			ProducerID: p.ProducerID, ProducerEpoch: markerEpoch, Commit: commit,
+			CoordinatorEpoch: max(p.CoordinatorEpoch, 0), Topics: kadm.TopicsSet{p.Topic: {p.Partition: {}}},
+		})
+	}
 	if len(markers) == 0 {
 		return 0
 	}
 	resp, err := r.adm.WriteTxnMarkers(ctx, markers...)
 	if err != nil {
-		e.repairFailed(ctx, fmt.Errorf("write transaction markers: %w", err))
+		e.warnOnce(ctx, r, "repairing hanging transactions: writing the markers failed (the enricher's principal needs ClusterAction on the cluster); trying again at the next refresh", slog.Any("err", err))
 	}
 	repaired := 0
 	for _, tg := range targets {
@@ -228,11 +318,13 @@ func (e *Enricher) repairHanging(ctx context.Context, r txnRepair, now time.Time
 			slog.Int64("start_offset", p.CurrentTxnStartOffset), slog.String("marker", marker)}
 		switch {
 		case !ok && err != nil:
-			continue // logged above
-		case !ok:
-			e.log.Warn("repairing a hanging transaction: the partition's leader did not answer; trying again at the next refresh", attrs...)
-		case res.Err != nil:
-			e.log.Warn("repairing a hanging transaction failed; trying again at the next refresh", append(attrs, slog.Any("err", res.Err))...)
+			// Logged above.
+		case !ok || res.Err != nil:
+			r.failures[tg.repairTarget]++
+			if r.failures[tg.repairTarget] == maxRepairFailures {
+				e.log.Error("repairing a hanging transaction: the partition's leader refused the marker "+strconv.Itoa(maxRepairFailures)+
+					" times; left to `idnow-connector doctor` (docs/operations.md, Hanging transactions)", append(attrs, slog.Any("err", res.Err))...)
+			}
 		default:
 			repaired++
 			e.m.repaired.WithLabelValues(marker).Inc()
@@ -240,11 +332,4 @@ func (e *Enricher) repairHanging(ctx context.Context, r txnRepair, now time.Time
 		}
 	}
 	return repaired
-}
-
-func (e *Enricher) repairFailed(ctx context.Context, err error) {
-	if ctx.Err() != nil {
-		return
-	}
-	e.log.Warn("cannot check the hanging transaction for one of the enricher's own; trying again at the next refresh", slog.Any("err", err))
 }

@@ -112,20 +112,24 @@ func TestRepairHanging(t *testing.T) {
 			open(testTopics.Enriched, 2, 99, 17, old),                             // another producer
 			open(testTopics.DLQ, 0, pid, 19, now.Add(-5*time.Second).UnixMilli()), // younger than the timeout
 			open(testTopics.DLQ, 1, pid, 16, old),                                 // outcome not recorded
-			open(testTopics.DLQ, 2, pid, 15, old),                                 // both outcomes recorded: unknown
+			open(testTopics.DLQ, 2, pid, 15, old),                                 // two transactions ended at epoch 15
+			open(testTopics.Enriched, 3, pid, 14, old),                            // outcome uncertain
 		},
 	}
 	e := &Enricher{cfg: DefaultConfig(), deps: Deps{Topics: testTopics}, m: testMetrics(t), log: discardLog(), progress: newProgress()}
 	e.cfg.Group = group
 	e.cfg.TransactionTimeout = 20 * time.Second
-	e.outcomes.record(pid, 17, true)
-	e.outcomes.record(pid, 18, false)
-	e.outcomes.record(pid, 19, true)
-	e.outcomes.record(pid, current, true) // an outcome for the current epoch must not matter
-	e.outcomes.record(pid, 15, true)
-	e.outcomes.record(pid, 15, false)
+	rec := func(epoch int16, out txnOutcome) { e.outcomes.record(pid, epoch, out, now, time.Hour) }
+	rec(17, outcomeCommit)
+	rec(18, outcomeAbort)
+	rec(19, outcomeCommit)
+	rec(current, outcomeCommit) // an outcome for the current epoch must not matter
+	rec(15, outcomeCommit)      // two transactions under one epoch: unknown
+	rec(15, outcomeCommit)
+	rec(14, outcomeUnknown)
 
-	r := txnRepair{adm: adm, current: func(context.Context) (int64, int16, error) { return pid, current, nil }}
+	adm.partitions[testTopics.Enriched] = 4
+	r := newTxnRepair(adm, func(context.Context) (int64, int16, error) { return pid, current, nil })
 	if n := e.repairHanging(t.Context(), r, now); n != 2 {
 		t.Fatalf("repaired %d partitions without the state store, want 2 (enriched/0 and the group's offsets partition)", n)
 	}
@@ -136,7 +140,7 @@ func TestRepairHanging(t *testing.T) {
 		testTopics.Enriched + "/0":                                        true,
 		kafka.ConsumerOffsetsTopic + "/" + strconv.Itoa(int(offsetsPart)): true,
 	}
-	checkMarkers(t, adm.written, want, pid, 17)
+	checkMarkers(t, adm.written, want, pid, 18) // the epoch after the transaction's, as the coordinator writes it
 
 	// With the state store the aborted transaction on the state topic is repaired with abort.
 	adm.written = nil
@@ -144,8 +148,8 @@ func TestRepairHanging(t *testing.T) {
 	if n := e.repairHanging(t.Context(), r, now); n != 3 {
 		t.Fatalf("repaired %d partitions with the state store, want 3", n)
 	}
-	if c, ok := markerFor(adm.written, st, 1); !ok || c.Commit || c.ProducerEpoch != 18 || c.CoordinatorEpoch != 4 {
-		t.Errorf("state/1 marker %+v (found %v), want an abort of epoch 18 with coordinator epoch 4", c, ok)
+	if c, ok := markerFor(adm.written, st, 1); !ok || c.Commit || c.ProducerEpoch != 19 || c.CoordinatorEpoch != 4 {
+		t.Errorf("state/1 marker %+v (found %v), want an abort at epoch 19 (transaction 18's) with coordinator epoch 4", c, ok)
 	}
 	if got := testutil.ToFloat64(e.m.repaired.WithLabelValues("commit")); got != 4 {
 		t.Errorf("repaired{marker=commit} = %v, want 4 (two partitions, twice)", got)
@@ -154,10 +158,24 @@ func TestRepairHanging(t *testing.T) {
 		t.Errorf("repaired{marker=abort} = %v, want 1", got)
 	}
 
-	// A leader that refuses the marker: nothing counted, tried again at the next refresh.
-	adm.written, adm.refuse = nil, kerr.TransactionCoordinatorFenced
-	if n := e.repairHanging(t.Context(), r, now); n != 0 || len(adm.written) != 3 {
-		t.Errorf("refused markers: repaired %d, %d written, want 0 and 3 attempts", n, len(adm.written))
+	// A leader that refuses the marker: nothing counted, tried again at the next refresh, and
+	// left to the doctor after maxRepairFailures refusals.
+	adm.refuse = kerr.TransactionCoordinatorFenced
+	for i := range maxRepairFailures + 2 {
+		adm.written = nil
+		n := e.repairHanging(t.Context(), r, now)
+		want := 3
+		if i >= maxRepairFailures {
+			want = 0
+		}
+		if n != 0 || len(adm.written) != want {
+			t.Errorf("refused markers, try %d: repaired %d, %d written, want 0 and %d", i+1, n, len(adm.written), want)
+		}
+	}
+	r.episodeOver() // nothing hangs any more: a new episode tries again
+	adm.written = nil
+	if e.repairHanging(t.Context(), r, now); len(adm.written) != 3 {
+		t.Errorf("a new episode wrote %d markers, want 3", len(adm.written))
 	}
 
 	// No producer now (the client is being re-created): nothing is touched.
@@ -199,29 +217,44 @@ func checkMarkers(t *testing.T, ms []kadm.TxnMarkers, want map[string]bool, pid 
 	}
 }
 
-// TestTxnOutcomes: one outcome per id and epoch, unknown when both were recorded, the oldest
-// forgotten past the bound.
+// TestTxnOutcomes: one outcome per id and epoch, unknown when two transactions ended under it or
+// the outcome was uncertain, forgotten after the retention or past the bound.
 func TestTxnOutcomes(t *testing.T) {
 	var o txnOutcomes
-	o.record(1, 1, true)
-	o.record(1, 2, false)
-	o.record(1, 3, true)
-	o.record(1, 3, false)
+	t0 := time.Unix(1000, 0)
+	o.record(1, 1, outcomeCommit, t0, time.Minute)
+	o.record(1, 2, outcomeAbort, t0, time.Minute)
+	o.record(1, 3, outcomeCommit, t0, time.Minute)
+	o.record(1, 3, outcomeCommit, t0, time.Minute)
+	o.record(1, 4, outcomeUnknown, t0, time.Minute)
 	for _, tt := range []struct {
 		epoch         int16
 		commit, known bool
-	}{{1, true, true}, {2, false, true}, {3, false, false}, {4, false, false}} {
+	}{{1, true, true}, {2, false, true}, {3, false, false}, {4, false, false}, {5, false, false}} {
 		if c, k := o.lookup(1, tt.epoch); c != tt.commit || k != tt.known {
 			t.Errorf("epoch %d: commit %v known %v, want %v %v", tt.epoch, c, k, tt.commit, tt.known)
 		}
 	}
-	for i := range maxTxnOutcomes {
-		o.record(2, int16(i), true)
-	}
+	// Past the retention the old ones go; the ambiguous one stays ambiguous while any of its
+	// records is kept.
+	o.record(1, 3, outcomeCommit, t0.Add(30*time.Second), time.Minute)
+	o.record(2, 1, outcomeCommit, t0.Add(61*time.Second), time.Minute)
 	if _, k := o.lookup(1, 1); k {
-		t.Error("the oldest outcome is kept past maxTxnOutcomes")
+		t.Error("an outcome older than the retention is kept")
 	}
-	if len(o.m) > maxTxnOutcomes || len(o.order) != len(o.m) {
+	if _, ok := o.m[txnKey{1, 3}]; !ok {
+		t.Error("epoch 3, recorded again 30 s later, was forgotten with its first record")
+	}
+	if c, k := o.lookup(2, 1); !c || !k {
+		t.Error("the newest outcome is not kept")
+	}
+	for i := range maxTxnOutcomes {
+		o.record(3, int16(i), outcomeCommit, t0.Add(62*time.Second), time.Hour)
+	}
+	if len(o.order) > maxTxnOutcomes || len(o.m) > maxTxnOutcomes {
 		t.Errorf("%d outcomes, %d in order, bound %d", len(o.m), len(o.order), maxTxnOutcomes)
+	}
+	if _, k := o.lookup(2, 1); k {
+		t.Error("the oldest outcome is kept past maxTxnOutcomes")
 	}
 }
