@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -226,6 +227,11 @@ func (e *Enricher) describeOpen(ctx context.Context, r *txnRepair) []kadm.Descri
 	var open []kadm.DescribedProducer
 	for _, topic := range topics {
 		d, ok := details[topic]
+		if ok && errors.Is(d.Err, kerr.TopicAuthorizationFailed) {
+			e.warnOnce(ctx, r, "repairing hanging transactions: the enricher may not describe "+topic+
+				" (its principal needs DESCRIBE and READ on it); its transactions are left to `idnow-connector doctor`", slog.Any("err", d.Err))
+			continue
+		}
 		if !ok || d.Err != nil || len(d.Partitions) == 0 {
 			continue // a topic that does not exist holds no transaction
 		}

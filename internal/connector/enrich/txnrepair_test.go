@@ -19,7 +19,8 @@ import (
 // fakeTxnAdmin answers the repair's requests from fixed open transactions and records the
 // markers written.
 type fakeTxnAdmin struct {
-	partitions map[string]int // topic -> partition count
+	partitions map[string]int  // topic -> partition count
+	denied     map[string]bool // topics answered TOPIC_AUTHORIZATION_FAILED
 	open       []kadm.DescribedProducer
 	refuse     error // the error every marker write answers with; nil = written
 	described  kadm.TopicsSet
@@ -29,6 +30,10 @@ type fakeTxnAdmin struct {
 func (f *fakeTxnAdmin) ListTopics(_ context.Context, topics ...string) (kadm.TopicDetails, error) {
 	out := kadm.TopicDetails{}
 	for _, t := range topics {
+		if f.denied[t] {
+			out[t] = kadm.TopicDetail{Topic: t, Err: kerr.TopicAuthorizationFailed}
+			continue
+		}
 		n, ok := f.partitions[t]
 		if !ok {
 			out[t] = kadm.TopicDetail{Topic: t, Err: kerr.UnknownTopicOrPartition}
@@ -176,6 +181,16 @@ func TestRepairHanging(t *testing.T) {
 	adm.written = nil
 	if e.repairHanging(t.Context(), r, now); len(adm.written) != 3 {
 		t.Errorf("a new episode wrote %d markers, want 3", len(adm.written))
+	}
+
+	// A topic the enricher may not describe is left out; the others are still repaired.
+	adm.written, adm.refuse, adm.denied = nil, nil, map[string]bool{kafka.ConsumerOffsetsTopic: true}
+	r.episodeOver()
+	if n := e.repairHanging(t.Context(), r, now); n != 2 {
+		t.Errorf("with __consumer_offsets denied: repaired %d, want 2 (enriched/0, state/1)", n)
+	}
+	if _, ok := markerFor(adm.written, kafka.ConsumerOffsetsTopic, offsetsPart); ok {
+		t.Error("a marker was written to a topic the enricher may not describe")
 	}
 
 	// No producer now (the client is being re-created): nothing is touched.
