@@ -101,7 +101,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		hanging: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: ns + "hanging_transactions",
-			Help: "Partitions whose group offsets stay unstable, or whose last stable offset stays behind the end offset (an open transaction), for longer than enrich.transaction_timeout.",
+			Help: "Partitions whose group offsets stay unstable, or whose last stable offset stays behind the end offset (an open transaction), for longer than enrich.transaction_timeout, and that the enricher could not repair (its own transactions whose markers the broker skipped it ends first).",
 		}),
 		repaired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: ns + "hanging_transactions_repaired_total",
