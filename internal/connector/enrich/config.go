@@ -53,6 +53,14 @@ type Config struct {
 	// earlier event of their partition, or finished and waiting for the commit): the enricher's
 	// memory. Polling pauses while it is reached.
 	MaxInFlight int `koanf:"max_in_flight"`
+	// FetchMaxBytes bounds one fetch response from a broker and FetchMaxPartitionBytes the part
+	// of it from one partition (a record batch larger than that still comes, alone). The client
+	// fetches ahead of the enricher and keeps the decompressed records until they are polled, so
+	// these bound much of its memory beside the state: with franz-go's defaults (50 MiB and
+	// 1 MiB) a draining enricher peaked at 248 MiB, with 4 MiB and 256 KiB at 176 MiB, at the
+	// same rate (BENCHMARKS.md).
+	FetchMaxBytes          int `koanf:"fetch_max_bytes"`
+	FetchMaxPartitionBytes int `koanf:"fetch_max_partition_bytes"`
 	// TransactionTimeout is the broker-side transaction timeout (exactly_once only).
 	TransactionTimeout time.Duration `koanf:"transaction_timeout"`
 	// SessionTimeout is the consumer group session timeout: how long a crashed member keeps its
@@ -111,21 +119,23 @@ func (c Config) StopTimeout() time.Duration { return c.ShutdownTimeout + 5*time.
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Group:              "idnow-enricher",
-		Delivery:           DeliveryExactlyOnce,
-		TransactionalID:    "idnow-enricher",
-		Concurrency:        64,
-		MaxPollRecords:     2000,
-		CommitInterval:     50 * time.Millisecond,
-		MaxBatchRecords:    2000,
-		MaxInFlight:        4000,
-		TransactionTimeout: 60 * time.Second,
-		SessionTimeout:     45 * time.Second,
-		Retry:              RetryConfig{InitialBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second},
-		ShutdownTimeout:    30 * time.Second,
-		DataBlocks:         DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull},
-		StallAfter:         2 * time.Minute,
-		LagInterval:        15 * time.Second,
+		Group:                  "idnow-enricher",
+		Delivery:               DeliveryExactlyOnce,
+		TransactionalID:        "idnow-enricher",
+		Concurrency:            64,
+		MaxPollRecords:         2000,
+		CommitInterval:         50 * time.Millisecond,
+		MaxBatchRecords:        2000,
+		MaxInFlight:            4000,
+		FetchMaxBytes:          4 << 20,
+		FetchMaxPartitionBytes: 256 << 10,
+		TransactionTimeout:     60 * time.Second,
+		SessionTimeout:         45 * time.Second,
+		Retry:                  RetryConfig{InitialBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second},
+		ShutdownTimeout:        30 * time.Second,
+		DataBlocks:             DataBlocksConfig{OnStatus: []string{"COMPLETED"}, Content: ContentFull},
+		StallAfter:             2 * time.Minute,
+		LagInterval:            15 * time.Second,
 	}
 }
 
@@ -164,6 +174,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxInFlight < c.Concurrency {
 		add("enrich.max_in_flight %d must be at least enrich.concurrency %d (else workers idle), e.g. 4000", c.MaxInFlight, c.Concurrency)
+	}
+	if c.FetchMaxPartitionBytes < 1<<10 || c.FetchMaxBytes < c.FetchMaxPartitionBytes {
+		add("enrich.fetch_max_partition_bytes %d must be at least 1024 and enrich.fetch_max_bytes %d at least that, e.g. 262144 and 4194304", c.FetchMaxPartitionBytes, c.FetchMaxBytes)
 	}
 	if c.Delivery == DeliveryExactlyOnce && (c.TransactionTimeout < time.Second || c.TransactionTimeout > 15*time.Minute) {
 		add("enrich.transaction_timeout %s must be between 1s and 15m (the broker's transaction.max.timeout.ms default), e.g. 60s", c.TransactionTimeout)

@@ -248,6 +248,8 @@ func (e *Enricher) runClient(ctx, shutdownCtx context.Context) (progressed bool,
 		// are enriched too.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxBytes(int32(e.cfg.FetchMaxBytes)),
+		kgo.FetchMaxPartitionBytes(int32(e.cfg.FetchMaxPartitionBytes)),
 		kgo.SessionTimeout(e.cfg.SessionTimeout),
 		kgo.HeartbeatInterval(min(3*time.Second, e.cfg.SessionTimeout/3)),
 		kgo.OnPartitionsAssigned(e.onAssigned),
