@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 )
 
@@ -155,6 +156,39 @@ func TestEnsureTopics(t *testing.T) {
 	// Idempotent: a second call with everything present is fine.
 	if err := EnsureTopics(ctx, adm, create, "exists", "missing"); err != nil {
 		t.Fatalf("second ensure: %v", err)
+	}
+}
+
+// TestEnsureTopicsCreatedMeanwhile: a topic another process creates between the listing and the
+// create (TOPIC_ALREADY_EXISTS) is there, not an error: the enricher and the archiver of `make
+// run` create topics.enriched at the same moment, and the loser used to fail its start.
+func TestEnsureTopicsCreatedMeanwhile(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "raced"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	// The listing does not see the topic yet (it is created right after it).
+	c.ControlKey(kmsg.Metadata.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.MetadataRequest)
+		if len(req.Topics) != 1 || req.Topics[0].Topic == nil || *req.Topics[0].Topic != "raced" {
+			return nil, nil, false
+		}
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.MetadataResponse)
+		rt := kmsg.NewMetadataResponseTopic()
+		rt.Topic = kmsg.StringPtr("raced")
+		rt.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if err := EnsureTopics(t.Context(), kadm.NewClient(cl), DefaultTopicsConfig(), "raced"); err != nil {
+		t.Fatalf("a topic created by someone else meanwhile: %v", err)
 	}
 }
 

@@ -40,6 +40,11 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, cfg TopicsConfig, topic
 	// One request per topic: each gets its own retention (topics.retention.*) or compaction.
 	for _, topic := range missing {
 		r, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, cfg.CreateConfigs(topic), topic)
+		if errors.Is(err, kerr.TopicAlreadyExists) {
+			// Another role or replica created it since the listing (`make run` starts the
+			// enricher and the archiver, both writers of topics.enriched, at once).
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("create topic %q: %w", topic, err)
 		}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -40,13 +41,11 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, t kafka.TopicsConfig) er
 				kafka.ErrTopicMissing, t.State, want, t.Sessions, t.State, want)
 		}
 		resp, err := adm.CreateTopic(ctx, int32(want), t.ReplicationFactor, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, t.State)
-		if err != nil {
-			return fmt.Errorf("create state topic %q: %w", t.State, err)
+		// kadm returns the topic's error code as err too.
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create state topic %q (%d partitions, cleanup.policy=compact): %w", t.State, want, cmp.Or(resp.Err, err))
 		}
-		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create state topic %q (%d partitions, cleanup.policy=compact): %w", t.State, want, resp.Err)
-		}
-		if resp.Err == nil {
+		if err == nil {
 			return nil
 		}
 		// Created concurrently by another replica: check what it created.

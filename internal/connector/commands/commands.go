@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -352,11 +353,12 @@ func (c *Commander) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		"cleanup.policy": kadm.StringPtr("compact,delete"),
 		"retention.ms":   kadm.StringPtr(strconv.FormatInt(c.cfg.DedupeWindow.Milliseconds(), 10)),
 	}, t.CommandsState)
-	if err != nil {
-		return fmt.Errorf("create topic %s: %w", t.CommandsState, err)
+	// kadm returns the topic's error code as err too.
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return c.checkStateTopic(ctx, adm) // created meanwhile by another replica: check what it made
 	}
-	if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-		return fmt.Errorf("create topic %s (cleanup.policy=compact,delete): %w", t.CommandsState, resp.Err)
+	if err != nil {
+		return fmt.Errorf("create topic %s (cleanup.policy=compact,delete): %w", t.CommandsState, cmp.Or(resp.Err, err))
 	}
 	return nil
 }
