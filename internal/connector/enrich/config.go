@@ -175,8 +175,8 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < c.Concurrency {
 		add("enrich.max_in_flight %d must be at least enrich.concurrency %d (else workers idle), e.g. 4000", c.MaxInFlight, c.Concurrency)
 	}
-	if c.FetchMaxPartitionBytes < 1<<10 || c.FetchMaxBytes < c.FetchMaxPartitionBytes {
-		add("enrich.fetch_max_partition_bytes %d must be at least 1024 and enrich.fetch_max_bytes %d at least that, e.g. 262144 and 4194304", c.FetchMaxPartitionBytes, c.FetchMaxBytes)
+	if c.FetchMaxPartitionBytes < 1<<10 || c.FetchMaxBytes < c.FetchMaxPartitionBytes || c.FetchMaxBytes > 1<<30 {
+		add("enrich.fetch_max_partition_bytes %d must be at least 1024 and enrich.fetch_max_bytes %d at least that and at most 1073741824 (1 GiB), e.g. 262144 and 4194304", c.FetchMaxPartitionBytes, c.FetchMaxBytes)
 	}
 	if c.Delivery == DeliveryExactlyOnce && (c.TransactionTimeout < time.Second || c.TransactionTimeout > 15*time.Minute) {
 		add("enrich.transaction_timeout %s must be between 1s and 15m (the broker's transaction.max.timeout.ms default), e.g. 60s", c.TransactionTimeout)
