@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -39,6 +40,32 @@ func DescribeTopicConfig(ctx context.Context, adm *kadm.Client, topic string) (k
 		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
 			return kadm.ResourceConfig{}, ctx.Err()
+		}
+	}
+}
+
+// ListTopicWhenVisible lists one topic that is known to exist (e.g. a create answered
+// TOPIC_ALREADY_EXISTS), asking again for up to newTopicVisibleWithin while the answer is
+// UNKNOWN_TOPIC_OR_PARTITION: the client answers listings from metadata it cached for up to
+// kgo.MetadataMinAge (5 s), and a broker learns of a new topic a moment after its creation.
+func ListTopicWhenVisible(ctx context.Context, adm *kadm.Client, topic string) (kadm.TopicDetail, error) {
+	deadline := time.Now().Add(newTopicVisibleWithin)
+	for {
+		details, err := adm.ListTopics(ctx, topic)
+		if err != nil {
+			return kadm.TopicDetail{}, fmt.Errorf("list topic %s: %w", topic, err)
+		}
+		d, ok := details[topic]
+		if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return d, nil
+		}
+		if time.Now().After(deadline) {
+			return kadm.TopicDetail{}, fmt.Errorf("list topic %s: not visible %s after it was created: %w", topic, newTopicVisibleWithin, kerr.UnknownTopicOrPartition)
+		}
+		select {
+		case <-time.After(250 * time.Millisecond):
+		case <-ctx.Done():
+			return kadm.TopicDetail{}, ctx.Err()
 		}
 	}
 }

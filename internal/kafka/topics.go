@@ -46,10 +46,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, cfg TopicsConfig, topic
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("create topic %q: %w", topic, err)
-		}
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create topic %q (partitions %d, replication factor %d): %w", r.Topic, cfg.Partitions, cfg.ReplicationFactor, r.Err)
+			return fmt.Errorf("create topic %q (partitions %d, replication factor %d): %w %s", topic, cfg.Partitions, cfg.ReplicationFactor, err, r.ErrMessage)
 		}
 	}
 	return nil

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/idnow-kafka-connector/idnow-kafka-connector/internal/kafka"
@@ -326,4 +329,44 @@ func keysOf(m map[string]*schemas.SessionState) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// TestEnsureTopicCreatedMeanwhile: a state topic another replica or role (the reconciler)
+// created between the listing and the create is checked, not an error. The first listing is
+// answered as if the topic were missing; the create then finds it there.
+func TestEnsureTopicCreatedMeanwhile(t *testing.T) {
+	c, cl := cluster(t)
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(t.Context(), 3, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, stTopic); err != nil {
+		t.Fatal(err)
+	}
+	port := func(addr string) int32 {
+		_, p, _ := strings.Cut(addr, ":")
+		n, _ := strconv.Atoi(p)
+		return int32(n)
+	}(c.ListenAddrs()[0])
+	c.ControlKey(kmsg.Metadata.Int16(), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		req := kreq.(*kmsg.MetadataRequest)
+		if len(req.Topics) != 2 {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.MetadataResponse)
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = 0, "127.0.0.1", port
+		resp.Brokers = append(resp.Brokers, b)
+		st := kmsg.NewMetadataResponseTopic()
+		st.Topic, st.ErrorCode = kmsg.StringPtr(stTopic), kerr.UnknownTopicOrPartition.Code
+		se := kmsg.NewMetadataResponseTopic()
+		se.Topic = kmsg.StringPtr(sessions)
+		for p := range int32(3) {
+			rp := kmsg.NewMetadataResponseTopicPartition()
+			rp.Partition, rp.Leader, rp.Replicas, rp.ISR = p, 0, []int32{0}, []int32{0}
+			se.Partitions = append(se.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, se, st)
+		return resp, nil, true
+	})
+	if err := EnsureTopic(t.Context(), adm, topics()); err != nil {
+		t.Fatalf("a state topic created meanwhile: %v", err)
+	}
 }

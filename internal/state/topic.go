@@ -1,7 +1,6 @@
 package state
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -43,16 +42,15 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, t kafka.TopicsConfig) er
 		resp, err := adm.CreateTopic(ctx, int32(want), t.ReplicationFactor, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, t.State)
 		// kadm returns the topic's error code as err too.
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create state topic %q (%d partitions, cleanup.policy=compact): %w", t.State, want, cmp.Or(resp.Err, err))
+			return fmt.Errorf("create state topic %q (%d partitions, cleanup.policy=compact): %w %s", t.State, want, err, resp.ErrMessage)
 		}
 		if err == nil {
 			return nil
 		}
-		// Created concurrently by another replica: check what it created.
-		if details, err = adm.ListTopics(ctx, t.State); err != nil {
-			return fmt.Errorf("list topic %s: %w", t.State, err)
+		// Created concurrently by another replica or role: check what it created.
+		if st, err = kafka.ListTopicWhenVisible(ctx, adm, t.State); err != nil {
+			return err
 		}
-		st = details[t.State]
 	}
 	if st.Err != nil {
 		return fmt.Errorf("describe state topic %q: %w", t.State, st.Err)

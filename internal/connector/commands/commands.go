@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -358,7 +357,7 @@ func (c *Commander) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		return c.checkStateTopic(ctx, adm) // created meanwhile by another replica: check what it made
 	}
 	if err != nil {
-		return fmt.Errorf("create topic %s (cleanup.policy=compact,delete): %w", t.CommandsState, cmp.Or(resp.Err, err))
+		return fmt.Errorf("create topic %s (cleanup.policy=compact,delete): %w %s", t.CommandsState, err, resp.ErrMessage)
 	}
 	return nil
 }

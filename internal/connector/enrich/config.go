@@ -54,7 +54,9 @@ type Config struct {
 	// memory. Polling pauses while it is reached.
 	MaxInFlight int `koanf:"max_in_flight"`
 	// FetchMaxBytes bounds one fetch response from a broker and FetchMaxPartitionBytes the part
-	// of it from one partition (a record batch larger than that still comes, alone). The client
+	// of it from one partition. A record batch larger than the latter still comes, alone, once
+	// its partition is the first with data in a fetch response (the broker rotates partitions
+	// through that place), so it is delayed, not stuck; at most 100 MiB. The client
 	// fetches ahead of the enricher and keeps the decompressed records until they are polled, so
 	// these bound much of its memory beside the state: with franz-go's defaults (50 MiB and
 	// 1 MiB) a draining enricher peaked at 248 MiB, with 4 MiB and 256 KiB at 176 MiB, at the
@@ -139,6 +141,9 @@ func DefaultConfig() Config {
 	}
 }
 
+// maxFetchBytes is franz-go's BrokerMaxReadBytes default: it refuses a larger fetch maximum.
+const maxFetchBytes = 100 << 20
+
 // idPart is what Kafka accepts in group and transactional ids without surprises in tooling.
 var idPart = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
@@ -175,8 +180,8 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < c.Concurrency {
 		add("enrich.max_in_flight %d must be at least enrich.concurrency %d (else workers idle), e.g. 4000", c.MaxInFlight, c.Concurrency)
 	}
-	if c.FetchMaxPartitionBytes < 1<<10 || c.FetchMaxBytes < c.FetchMaxPartitionBytes || c.FetchMaxBytes > 1<<30 {
-		add("enrich.fetch_max_partition_bytes %d must be at least 1024 and enrich.fetch_max_bytes %d at least that and at most 1073741824 (1 GiB), e.g. 262144 and 4194304", c.FetchMaxPartitionBytes, c.FetchMaxBytes)
+	if c.FetchMaxPartitionBytes < 1<<10 || c.FetchMaxBytes < c.FetchMaxPartitionBytes || c.FetchMaxBytes > maxFetchBytes {
+		add("enrich.fetch_max_partition_bytes %d must be at least 1024 and enrich.fetch_max_bytes %d at least that and at most %d (100 MiB, what the Kafka client reads from a broker at once), e.g. 262144 and 4194304", c.FetchMaxPartitionBytes, c.FetchMaxBytes, maxFetchBytes)
 	}
 	if c.Delivery == DeliveryExactlyOnce && (c.TransactionTimeout < time.Second || c.TransactionTimeout > 15*time.Minute) {
 		add("enrich.transaction_timeout %s must be between 1s and 15m (the broker's transaction.max.timeout.ms default), e.g. 60s", c.TransactionTimeout)

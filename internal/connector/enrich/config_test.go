@@ -24,7 +24,7 @@ func TestConfigValidate(t *testing.T) {
 		{"zero max batch", func(c *Config) { c.MaxBatchRecords = 0 }, "enrich.max_batch_records"},
 		{"in flight below concurrency", func(c *Config) { c.MaxInFlight = c.Concurrency - 1 }, "enrich.max_in_flight"},
 		{"tiny partition fetch", func(c *Config) { c.FetchMaxPartitionBytes = 100 }, "enrich.fetch_max_partition_bytes"},
-		{"fetch above 1 GiB", func(c *Config) { c.FetchMaxBytes = 1<<31 + 1 }, "enrich.fetch_max_bytes"},
+		{"fetch above 100 MiB", func(c *Config) { c.FetchMaxBytes = 100<<20 + 1 }, "enrich.fetch_max_bytes"},
 		{"fetch below partition fetch", func(c *Config) { c.FetchMaxBytes = c.FetchMaxPartitionBytes - 1 }, "enrich.fetch_max_bytes"},
 		{"short transaction timeout", func(c *Config) { c.TransactionTimeout = time.Millisecond }, "enrich.transaction_timeout"},
 		{"short session timeout", func(c *Config) { c.SessionTimeout = 0 }, "enrich.session_timeout"},

@@ -218,20 +218,20 @@ func (e *Enricher) repairTopics() []string {
 // write, one topic at a time: a topic the enricher may not describe (DescribeProducers needs
 // READ on it, __consumer_offsets included) is logged once and left out.
 func (e *Enricher) describeOpen(ctx context.Context, r *txnRepair) []kadm.DescribedProducer {
-	topics := e.repairTopics()
-	details, err := r.adm.ListTopics(ctx, topics...)
-	if err != nil {
-		e.warnOnce(ctx, r, "repairing hanging transactions: cannot list the enricher's topics; trying again at the next refresh", slog.Any("err", err))
-		return nil
-	}
 	var open []kadm.DescribedProducer
-	for _, topic := range topics {
-		d, ok := details[topic]
-		if ok && errors.Is(d.Err, kerr.TopicAuthorizationFailed) {
+	for _, topic := range e.repairTopics() {
+		// One listing per topic: kadm fails a whole listing when one topic is not authorised.
+		details, err := r.adm.ListTopics(ctx, topic)
+		if errors.Is(err, kerr.TopicAuthorizationFailed) {
 			e.warnOnce(ctx, r, "repairing hanging transactions: the enricher may not describe "+topic+
-				" (its principal needs DESCRIBE and READ on it); its transactions are left to `idnow-connector doctor`", slog.Any("err", d.Err))
+				" (its principal needs DESCRIBE and READ on it); its transactions are left to `idnow-connector doctor`", slog.Any("err", err))
 			continue
 		}
+		if err != nil {
+			e.warnOnce(ctx, r, "repairing hanging transactions: cannot list "+topic+"; trying again at the next refresh", slog.Any("err", err))
+			continue
+		}
+		d, ok := details[topic]
 		if !ok || d.Err != nil || len(d.Partitions) == 0 {
 			continue // a topic that does not exist holds no transaction
 		}
@@ -326,10 +326,14 @@ func (e *Enricher) repairHanging(ctx context.Context, r *txnRepair, now time.Tim
 		case !ok && err != nil:
 			// Logged above.
 		case !ok || res.Err != nil:
+			cause := res.Err
+			if !ok {
+				cause = errors.New("no answer for the partition")
+			}
 			r.failures[tg.repairTarget]++
 			if r.failures[tg.repairTarget] == maxRepairFailures {
 				e.log.Error("repairing a hanging transaction: the partition's leader refused the marker "+strconv.Itoa(maxRepairFailures)+
-					" times; left to `idnow-connector doctor` (docs/operations.md, Hanging transactions)", append(attrs, slog.Any("err", res.Err))...)
+					" times; left to `idnow-connector doctor` (docs/operations.md, Hanging transactions)", append(attrs, slog.Any("err", cause))...)
 			}
 		default:
 			repaired++

@@ -31,9 +31,11 @@ func (f *fakeTxnAdmin) ListTopics(_ context.Context, topics ...string) (kadm.Top
 	out := kadm.TopicDetails{}
 	for _, t := range topics {
 		if f.denied[t] {
-			out[t] = kadm.TopicDetail{Topic: t, Err: kerr.TopicAuthorizationFailed}
-			continue
+			// As kadm: the whole listing fails when one topic is not authorised.
+			return nil, &kadm.AuthError{Err: kerr.TopicAuthorizationFailed}
 		}
+	}
+	for _, t := range topics {
 		n, ok := f.partitions[t]
 		if !ok {
 			out[t] = kadm.TopicDetail{Topic: t, Err: kerr.UnknownTopicOrPartition}
