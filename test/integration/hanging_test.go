@@ -71,11 +71,7 @@ func TestHangingTransaction(t *testing.T) {
 	p := newPipeline(t, seeds)
 	sim := startSimulator(t)
 
-	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
-	ingress := startChild(t, "ingress", "ingress", icfg)
-	if err := sim.SetWebhookURL(url); err != nil {
-		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
-	}
+	ingress := p.startSimIngress(t, sim, nil)
 	ecfg := p.enricherSettings(sim, "hanging").with(settings{
 		"enrich.transaction_timeout": hangingTxnTimeout.String(),
 		// The check runs every lag_interval: detection comes within transaction_timeout plus
@@ -442,11 +438,7 @@ func TestEnricherRepairsItsHangingTransaction(t *testing.T) {
 	seeds := brokers(t)
 	p := newPipeline(t, seeds)
 	sim := startSimulator(t)
-	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
-	ingress := startChild(t, "ingress", "ingress", icfg)
-	if err := sim.SetWebhookURL(url); err != nil {
-		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
-	}
+	ingress := p.startSimIngress(t, sim, nil)
 	enricher := startChild(t, "enricher", "enricher", p.enricherSettings(sim, "repair").with(settings{
 		"enrich.transaction_timeout": hangingTxnTimeout.String(),
 		"enrich.lag_interval":        hangingLagInterval.String(),

@@ -96,11 +96,7 @@ func TestOversizedSession(t *testing.T) {
 	}
 	waitTopicReady(t, adm, p.enriched, pipelinePartitions)
 
-	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
-	ingress := startChild(t, "ingress", "ingress", icfg)
-	if err := sim.SetWebhookURL(url); err != nil {
-		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
-	}
+	ingress := p.startSimIngress(t, sim, nil)
 	ecfg := p.enricherSettings(sim, "oversized").with(settings{
 		"enrich.datablocks.on_status": strings.Join(allStatuses, ","),
 		"enrich.concurrency":          "16",

@@ -105,6 +105,18 @@ func (p *pipeline) ingressSettings(jwksURL, issuer string) (settings, string) {
 	}), url
 }
 
+// startSimIngress starts an ingress that verifies the simulator's webhook tokens, with extra
+// settings on top, and points the simulator's webhooks at it.
+func (p *pipeline) startSimIngress(t testing.TB, sim *idnowsim.Simulator, extra settings) *child {
+	t.Helper()
+	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
+	ingress := startChild(t, "ingress", "ingress", icfg.with(extra))
+	if err := sim.SetWebhookURL(url); err != nil {
+		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
+	}
+	return ingress
+}
+
 // enricherSettings configures an enricher against the simulator's API with instance id
 // instance. The session timeout is the broker's minimum (6 s), so a killed member's partitions
 // move on quickly.

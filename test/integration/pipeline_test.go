@@ -41,11 +41,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	p := newPipeline(t, seeds)
 	sim := startSimulator(t)
 
-	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
-	ingress := startChild(t, "ingress", "ingress", icfg)
-	if err := sim.SetWebhookURL(url); err != nil {
-		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
-	}
+	ingress := p.startSimIngress(t, sim, nil)
 	enricher := startChild(t, "enricher", "enricher", p.enricherSettings(sim, "e2e"))
 	p.checkTopicsCreated()
 	t.Logf("pipeline up after %s", time.Since(began).Round(time.Millisecond))
@@ -130,11 +126,7 @@ func TestEnricherCrash(t *testing.T) {
 	// All events are on the sessions topic before the enricher starts, so the kill lands in
 	// the middle of a known amount of work.
 	began := time.Now()
-	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
-	ingress := startChild(t, "ingress", "ingress", icfg)
-	if err := sim.SetWebhookURL(url); err != nil {
-		t.Fatalf("point the simulator's webhooks at the ingress: %v", err)
-	}
+	ingress := p.startSimIngress(t, sim, nil)
 	sim.CreateSessions(sessions)
 	simtest.WaitIdle(t, sim, 2*time.Minute)
 	ingress.stop()

@@ -54,11 +54,7 @@ func TestPrivacyEncryptErase(t *testing.T) {
 	}
 
 	sim := startSimulator(t)
-	icfg, url := p.ingressSettings(sim.JWKSURL(), sim.Issuer())
-	ingress := startChild(t, "ingress", "ingress", icfg.with(priv))
-	if err := sim.SetWebhookURL(url); err != nil {
-		t.Fatal(err)
-	}
+	ingress := p.startSimIngress(t, sim, priv)
 	enricher := startChild(t, "enricher", "enricher", p.enricherSettings(sim, "privacy").with(priv))
 	sim.CreateSessions(sessions)
 	simtest.WaitIdle(t, sim, 2*time.Minute)
