@@ -206,26 +206,19 @@ func Doctor(ctx context.Context, cfg Config, opts DoctorOptions, out io.Writer) 
 		// Some brokers answered: report what they said, and fail at the end.
 		partErrs = append(partErrs, err.Error())
 	}
-	var candidates []OpenTransaction
-	described.EachPartition(func(p kadm.DescribedProducersPartition) {
-		if p.Err != nil {
-			partErrs = append(partErrs, fmt.Sprintf("%s[%d]: %v", p.Topic, p.Partition, p.Err))
-			return
-		}
-		for _, dp := range p.ActiveProducers.Sorted() {
-			// Idempotent producers (the ingress) are listed too; only those with an open
-			// transaction on the partition matter here.
-			if dp.CurrentTxnStartOffset < 0 {
-				continue
-			}
-			candidates = append(candidates, OpenTransaction{
-				Topic: dp.Topic, Partition: dp.Partition, Leader: dp.Leader,
-				ProducerID: dp.ProducerID, ProducerEpoch: dp.ProducerEpoch, CoordinatorEpoch: dp.CoordinatorEpoch,
-				StartOffset: dp.CurrentTxnStartOffset, LastWrite: time.UnixMilli(dp.LastTimestamp),
-				CoordinatorPID: -1, Coordinator: -1,
-			})
-		}
-	})
+	open, failed := kafka.OpenTransactions(described)
+	for _, f := range failed {
+		partErrs = append(partErrs, f.Error())
+	}
+	candidates := make([]OpenTransaction, 0, len(open))
+	for _, dp := range open {
+		candidates = append(candidates, OpenTransaction{
+			Topic: dp.Topic, Partition: dp.Partition, Leader: dp.Leader,
+			ProducerID: dp.ProducerID, ProducerEpoch: dp.ProducerEpoch, CoordinatorEpoch: dp.CoordinatorEpoch,
+			StartOffset: dp.CurrentTxnStartOffset, LastWrite: time.UnixMilli(dp.LastTimestamp),
+			CoordinatorPID: -1, Coordinator: -1,
+		})
+	}
 
 	coord, err := coordinatorView(ctx, adm, candidates)
 	if err != nil {
@@ -550,40 +543,27 @@ func coordinatorSays(o OpenTransaction, known bool) string {
 
 // abortHanging writes an abort marker for every transaction abortable with force, with the
 // producer id, epoch and coordinator epoch its partition's leader reported, and records the
-// outcome on each. Kafka's abort command uses coordinator epoch 0 when the leader reports none
-// (-1).
+// outcome on each.
 func abortHanging(ctx context.Context, adm *kadm.Client, open []OpenTransaction, force bool) error {
-	var markers []kadm.TxnMarkers
-	for _, o := range open {
-		if !o.abortable(force) {
-			continue
+	var ends []kafka.TxnEnd
+	var idx []int
+	for i, o := range open {
+		if o.abortable(force) {
+			ends = append(ends, kafka.TxnEnd{Topic: o.Topic, Partition: o.Partition, ProducerID: o.ProducerID,
+				ProducerEpoch: o.ProducerEpoch, CoordinatorEpoch: o.CoordinatorEpoch})
+			idx = append(idx, i)
 		}
-		markers = append(markers, kadm.TxnMarkers{
-			ProducerID: o.ProducerID, ProducerEpoch: o.ProducerEpoch, Commit: false,
-			CoordinatorEpoch: max(o.CoordinatorEpoch, 0), Topics: kadm.TopicsSet{o.Topic: {o.Partition: {}}},
-		})
 	}
-	resp, err := adm.WriteTxnMarkers(ctx, markers...)
+	results, _ := kafka.WriteTxnEnds(ctx, adm, ends) // a request failure is in every result it left
 	var errs []error
-	if err != nil {
-		errs = append(errs, fmt.Errorf("doctor: write abort markers: %w", err))
-	}
-	for i := range open {
-		o := &open[i]
-		if !o.abortable(force) {
-			continue
-		}
-		r, ok := resp[o.ProducerID].Topics[o.Topic].Partitions[o.Partition]
-		switch {
-		case !ok:
-			o.AbortErr = errors.New("no answer from the partition's leader")
-		case r.Err != nil:
-			o.AbortErr = r.Err
-		default:
+	for j, err := range results {
+		o := &open[idx[j]]
+		if err == nil {
 			o.Aborted = true
 			continue
 		}
-		errs = append(errs, fmt.Errorf("doctor: abort producer %d epoch %d on %s[%d]: %w", o.ProducerID, o.ProducerEpoch, o.Topic, o.Partition, o.AbortErr))
+		o.AbortErr = err
+		errs = append(errs, fmt.Errorf("doctor: abort producer %d epoch %d on %s[%d]: %w", o.ProducerID, o.ProducerEpoch, o.Topic, o.Partition, err))
 	}
 	return errors.Join(errs...)
 }

@@ -20,28 +20,17 @@ const newTopicVisibleWithin = 10 * time.Second
 // reaches it, so UNKNOWN_TOPIC_OR_PARTITION is retried for up to 10 s; any other error is
 // returned at once.
 func DescribeTopicConfig(ctx context.Context, adm *kadm.Client, topic string) (kadm.ResourceConfig, error) {
-	deadline := time.Now().Add(newTopicVisibleWithin)
-	for {
+	return untilVisible(ctx, func() (kadm.ResourceConfig, error) {
 		rcs, err := adm.DescribeTopicConfigs(ctx, topic)
-		if err == nil {
-			var rc kadm.ResourceConfig
-			rc, err = rcs.On(topic, nil)
-			if err == nil {
-				err = rc.Err
-			}
-			if err == nil {
-				return rc, nil
-			}
-		}
-		if !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+		if err != nil {
 			return kadm.ResourceConfig{}, err
 		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-ctx.Done():
-			return kadm.ResourceConfig{}, ctx.Err()
+		rc, err := rcs.On(topic, nil)
+		if err == nil {
+			err = rc.Err
 		}
-	}
+		return rc, err
+	})
 }
 
 // ListTopicWhenVisible lists one topic that is known to exist (e.g. a create answered
@@ -49,23 +38,37 @@ func DescribeTopicConfig(ctx context.Context, adm *kadm.Client, topic string) (k
 // UNKNOWN_TOPIC_OR_PARTITION: the client answers listings from metadata it cached for up to
 // kgo.MetadataMinAge (5 s), and a broker learns of a new topic a moment after its creation.
 func ListTopicWhenVisible(ctx context.Context, adm *kadm.Client, topic string) (kadm.TopicDetail, error) {
-	deadline := time.Now().Add(newTopicVisibleWithin)
-	for {
+	d, err := untilVisible(ctx, func() (kadm.TopicDetail, error) {
 		details, err := adm.ListTopics(ctx, topic)
 		if err != nil {
-			return kadm.TopicDetail{}, fmt.Errorf("list topic %s: %w", topic, err)
+			return kadm.TopicDetail{}, err
 		}
 		d, ok := details[topic]
-		if ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return d, nil
+		if !ok {
+			return d, kerr.UnknownTopicOrPartition
 		}
-		if time.Now().After(deadline) {
-			return kadm.TopicDetail{}, fmt.Errorf("list topic %s: not visible %s after it was created: %w", topic, newTopicVisibleWithin, kerr.UnknownTopicOrPartition)
+		return d, d.Err
+	})
+	if err != nil {
+		return kadm.TopicDetail{}, fmt.Errorf("list topic %s: %w", topic, err)
+	}
+	return d, nil
+}
+
+// untilVisible calls read until it answers anything but UNKNOWN_TOPIC_OR_PARTITION, for at most
+// newTopicVisibleWithin.
+func untilVisible[T any](ctx context.Context, read func() (T, error)) (T, error) {
+	deadline := time.Now().Add(newTopicVisibleWithin)
+	for {
+		v, err := read()
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			return v, err
 		}
 		select {
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(100 * time.Millisecond):
 		case <-ctx.Done():
-			return kadm.TopicDetail{}, ctx.Err()
+			var zero T
+			return zero, ctx.Err()
 		}
 	}
 }

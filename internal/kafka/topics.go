@@ -39,15 +39,26 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, cfg TopicsConfig, topic
 	}
 	// One request per topic: each gets its own retention (topics.retention.*) or compaction.
 	for _, topic := range missing {
-		r, err := adm.CreateTopic(ctx, cfg.Partitions, cfg.ReplicationFactor, cfg.CreateConfigs(topic), topic)
-		if errors.Is(err, kerr.TopicAlreadyExists) {
-			// Another role or replica created it since the listing (`make run` starts the
-			// enricher and the archiver, both writers of topics.enriched, at once).
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("create topic %q (partitions %d, replication factor %d): %w %s", topic, cfg.Partitions, cfg.ReplicationFactor, err, r.ErrMessage)
+		if _, err := CreateTopic(ctx, adm, cfg.Partitions, cfg.ReplicationFactor, cfg.CreateConfigs(topic), topic); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// CreateTopic creates topic and reports whether it existed already: another role or replica
+// created it since the caller looked (`make run` starts the enricher and the archiver, both
+// writers of topics.enriched, at once). kadm returns the topic's TOPIC_ALREADY_EXISTS as its
+// error; that is not a failure here. Other errors carry the broker's message.
+func CreateTopic(ctx context.Context, adm *kadm.Client, partitions int32, replicationFactor int16, configs map[string]*string, topic string) (existed bool, err error) {
+	r, err := adm.CreateTopic(ctx, partitions, replicationFactor, configs, topic)
+	switch {
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		return true, nil
+	case err != nil && r.ErrMessage != "":
+		return false, fmt.Errorf("create topic %q (partitions %d, replication factor %d): %w: %s", topic, partitions, replicationFactor, err, r.ErrMessage)
+	case err != nil:
+		return false, fmt.Errorf("create topic %q (partitions %d, replication factor %d): %w", topic, partitions, replicationFactor, err)
+	}
+	return false, nil
 }

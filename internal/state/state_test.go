@@ -335,7 +335,14 @@ func keysOf(m map[string]*schemas.SessionState) []string {
 // created between the listing and the create is checked, not an error. The first listing is
 // answered as if the topic were missing; the create then finds it there.
 func TestEnsureTopicCreatedMeanwhile(t *testing.T) {
-	c, cl := cluster(t)
+	c, _ := cluster(t)
+	// The listing is answered from the client's metadata cache until MetadataMinAge: short here,
+	// so the check after the create sees the topic without waiting 5 s.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.MetadataMinAge(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
 	if _, err := adm.CreateTopic(t.Context(), 3, -1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, stTopic); err != nil {
 		t.Fatal(err)

@@ -39,12 +39,11 @@ func EnsureTopic(ctx context.Context, adm *kadm.Client, t kafka.TopicsConfig) er
 			return fmt.Errorf("%w: topics.state %q; create it with %d partitions (as many as %s) and cleanup.policy=compact, e.g. kafka-topics.sh --create --topic %s --partitions %d --config cleanup.policy=compact, or set topics.create: true",
 				kafka.ErrTopicMissing, t.State, want, t.Sessions, t.State, want)
 		}
-		resp, err := adm.CreateTopic(ctx, int32(want), t.ReplicationFactor, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, t.State)
-		// kadm returns the topic's error code as err too.
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("create state topic %q (%d partitions, cleanup.policy=compact): %w %s", t.State, want, err, resp.ErrMessage)
+		existed, err := kafka.CreateTopic(ctx, adm, int32(want), t.ReplicationFactor, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, t.State)
+		if err != nil {
+			return fmt.Errorf("state topic: %w", err)
 		}
-		if err == nil {
+		if !existed {
 			return nil
 		}
 		// Created concurrently by another replica or role: check what it created.

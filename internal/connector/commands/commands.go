@@ -348,16 +348,15 @@ func (c *Commander) ensureTopics(ctx context.Context, adm *kadm.Client) error {
 		return fmt.Errorf("%w: topics.commands_state %q; create it with cleanup.policy=compact,delete and retention.ms=%d (commands.dedupe_window), or set topics.create: true",
 			kafka.ErrTopicMissing, t.CommandsState, c.cfg.DedupeWindow.Milliseconds())
 	}
-	resp, err := adm.CreateTopic(ctx, t.Partitions, t.ReplicationFactor, map[string]*string{
+	existed, err := kafka.CreateTopic(ctx, adm, t.Partitions, t.ReplicationFactor, map[string]*string{
 		"cleanup.policy": kadm.StringPtr("compact,delete"),
 		"retention.ms":   kadm.StringPtr(strconv.FormatInt(c.cfg.DedupeWindow.Milliseconds(), 10)),
 	}, t.CommandsState)
-	// kadm returns the topic's error code as err too.
-	if errors.Is(err, kerr.TopicAlreadyExists) {
-		return c.checkStateTopic(ctx, adm) // created meanwhile by another replica: check what it made
-	}
 	if err != nil {
-		return fmt.Errorf("create topic %s (cleanup.policy=compact,delete): %w %s", t.CommandsState, err, resp.ErrMessage)
+		return err
+	}
+	if existed {
+		return c.checkStateTopic(ctx, adm) // created meanwhile by another replica: check what it made
 	}
 	return nil
 }

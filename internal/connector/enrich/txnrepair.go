@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -114,7 +113,9 @@ func (o *txnOutcomes) record(pid int64, epoch int16, out txnOutcome, now time.Ti
 		}
 		drop++
 	}
-	o.order = slices.Delete(o.order, 0, drop)
+	// Resliced, not shifted: append reallocates once the front is used up, copying only what is
+	// kept, so a commit costs O(1) amortised.
+	o.order = o.order[drop:]
 }
 
 // lookup returns whether the transaction of pid and epoch was committed, and whether that is
@@ -157,7 +158,7 @@ func (e *Enricher) recordOutcome(pid int64, epoch int16, try kgo.TransactionEndT
 type txnAdmin interface {
 	ListTopics(ctx context.Context, topics ...string) (kadm.TopicDetails, error)
 	DescribeProducers(ctx context.Context, s kadm.TopicsSet) (kadm.DescribedProducersTopics, error)
-	WriteTxnMarkers(ctx context.Context, markers ...kadm.TxnMarkers) (kadm.TxnMarkersResponses, error)
+	kafka.TxnMarkerWriter
 }
 
 // txnRepair is the repair's view of one Kafka client and what it remembers between refreshes.
@@ -251,16 +252,8 @@ func (e *Enricher) describeOpen(ctx context.Context, r *txnRepair) []kadm.Descri
 				continue
 			}
 		}
-		described.EachPartition(func(dp kadm.DescribedProducersPartition) {
-			if dp.Err != nil {
-				return
-			}
-			for _, p := range dp.ActiveProducers.Sorted() {
-				if p.CurrentTxnStartOffset >= 0 {
-					open = append(open, p)
-				}
-			}
-		})
+		txns, _ := kafka.OpenTransactions(described) // a partition not described is looked at next time
+		open = append(open, txns...)
 	}
 	return open
 }
@@ -275,13 +268,8 @@ func (e *Enricher) repairHanging(ctx context.Context, r *txnRepair, now time.Tim
 	if err != nil {
 		return 0 // no producer now (being re-created): the next refresh tries again
 	}
-	type target struct {
-		repairTarget
-		p      kadm.DescribedProducer
-		commit bool
-	}
-	var targets []target
-	var markers []kadm.TxnMarkers
+	var targets []repairTarget
+	var ends []kafka.TxnEnd
 	for _, p := range e.describeOpen(ctx, r) {
 		if now.Sub(time.UnixMilli(p.LastTimestamp)) <= e.cfg.TransactionTimeout {
 			continue // may still be ending
@@ -301,44 +289,38 @@ func (e *Enricher) repairHanging(ctx context.Context, r *txnRepair, now time.Tim
 		if markerEpoch < math.MaxInt16 {
 			markerEpoch++
 		}
-		targets = append(targets, target{rt, p, commit})
-		markers = append(markers, kadm.TxnMarkers{
-			ProducerID: p.ProducerID, ProducerEpoch: markerEpoch, Commit: commit,
-			CoordinatorEpoch: max(p.CoordinatorEpoch, 0), Topics: kadm.TopicsSet{p.Topic: {p.Partition: {}}},
-		})
+		targets = append(targets, rt)
+		ends = append(ends, kafka.TxnEnd{Topic: p.Topic, Partition: p.Partition, ProducerID: p.ProducerID,
+			ProducerEpoch: markerEpoch, CoordinatorEpoch: p.CoordinatorEpoch, Commit: commit})
 	}
-	if len(markers) == 0 {
+	if len(ends) == 0 {
 		return 0
 	}
-	resp, err := r.adm.WriteTxnMarkers(ctx, markers...)
-	if err != nil {
-		e.warnOnce(ctx, r, "repairing hanging transactions: writing the markers failed (the enricher's principal needs ClusterAction on the cluster); trying again at the next refresh", slog.Any("err", err))
+	results, reqErr := kafka.WriteTxnEnds(ctx, r.adm, ends)
+	if reqErr != nil {
+		e.warnOnce(ctx, r, "repairing hanging transactions: writing the markers failed (the enricher's principal needs ClusterAction on the cluster); trying again at the next refresh", slog.Any("err", reqErr))
 	}
 	repaired := 0
-	for _, tg := range targets {
-		p := tg.p
-		res, ok := resp[p.ProducerID].Topics[p.Topic].Partitions[p.Partition]
-		marker := map[bool]string{true: "commit", false: "abort"}[tg.commit]
-		attrs := []any{slog.String("topic", p.Topic), slog.Int("partition", int(p.Partition)),
-			slog.Int64("producer_id", p.ProducerID), slog.Int("producer_epoch", int(p.ProducerEpoch)),
-			slog.Int64("start_offset", p.CurrentTxnStartOffset), slog.String("marker", marker)}
-		switch {
-		case !ok && err != nil:
-			// Logged above.
-		case !ok || res.Err != nil:
-			cause := res.Err
-			if !ok {
-				cause = errors.New("no answer for the partition")
-			}
-			r.failures[tg.repairTarget]++
-			if r.failures[tg.repairTarget] == maxRepairFailures {
-				e.log.Error("repairing a hanging transaction: the partition's leader refused the marker "+strconv.Itoa(maxRepairFailures)+
-					" times; left to `idnow-connector doctor` (docs/operations.md, Hanging transactions)", append(attrs, slog.Any("err", cause))...)
-			}
-		default:
+	for i, rt := range targets {
+		marker := "abort"
+		if ends[i].Commit {
+			marker = "commit"
+		}
+		attrs := []any{slog.String("topic", rt.topic), slog.Int("partition", int(rt.partition)),
+			slog.Int64("producer_id", rt.pid), slog.Int("producer_epoch", int(rt.epoch)), slog.String("marker", marker)}
+		switch err := results[i]; {
+		case err == nil:
 			repaired++
 			e.m.repaired.WithLabelValues(marker).Inc()
 			e.log.Warn("repaired a hanging transaction: the coordinator had completed it without this partition (no leader while it wrote the markers); wrote the "+marker+" marker the enricher decided", attrs...)
+		case reqErr != nil && errors.Is(err, reqErr):
+			// The request failed: logged above, tried again at the next refresh.
+		default:
+			r.failures[rt]++
+			if r.failures[rt] == maxRepairFailures {
+				e.log.Error("repairing a hanging transaction: the partition's leader refused the marker "+strconv.Itoa(maxRepairFailures)+
+					" times; left to `idnow-connector doctor` (docs/operations.md, Hanging transactions)", append(attrs, slog.Any("err", err))...)
+			}
 		}
 	}
 	return repaired
